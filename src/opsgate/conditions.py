@@ -1,0 +1,199 @@
+"""Readable assertions on an observation, written as JMESPath plus one comparison.
+
+A condition is ``<JMESPath> <op> <literal>`` (``status == 'healthy'``,
+``metrics.cpu_percent < 80``, ``length(models) > 0``) or a bare JMESPath expression
+that must be truthy (``all(values(checks))``). Literals are numbers, quoted strings,
+``true``, ``false`` and ``null``, so nobody has to learn JMESPath's backtick syntax
+for the common case. Two functions are added to JMESPath: ``all(array)`` and
+``any(array)``.
+
+Every evaluation returns the observed value next to the limit, which is what the
+evidence in the report shows (``metrics.cpu_percent=91.2, limit < 80``).
+
+>>> c = Condition.parse("metrics.cpu_percent < 80")
+>>> r = c.evaluate({"metrics": {"cpu_percent": 91.2}})
+>>> r.ok, r.observed, r.describe()
+(False, 91.2, 'metrics.cpu_percent < 80: observed 91.2')
+>>> Condition.parse("all(values(checks))").evaluate({"checks": {"a": True, "b": False}}).ok
+False
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jmespath
+from jmespath import functions as jp_functions
+from jmespath.exceptions import JMESPathError
+
+
+class _OpsgateFunctions(jp_functions.Functions):
+    @jp_functions.signature({"types": ["array"]})
+    def _func_all(self, values):
+        return all(values)
+
+    @jp_functions.signature({"types": ["array"]})
+    def _func_any(self, values):
+        return any(values)
+
+
+_OPTIONS = jmespath.Options(custom_functions=_OpsgateFunctions())
+_LITERAL = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+_COMPARISON = re.compile(rf"^(?P<lhs>.+?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<rhs>{_LITERAL})\s*$", re.DOTALL)
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt,
+    "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "in": lambda observed, allowed: observed in allowed,  # built-in limits only (exit codes, statuses)
+}
+
+
+def _literal(text: str) -> Any:
+    if text.startswith("'"):
+        return text[1:-1].replace("\\'", "'")
+    return json.loads(text)
+
+
+def _jmespath_truthy(value: Any) -> bool:
+    return value not in (None, False, "", [], {})
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """Comparable without surprises: bool only with bool, numbers with numbers, str with str."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        return True
+    return type(a) is type(b)
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """One condition held against one observation."""
+
+    expression: str
+    ok: bool
+    observed: Any
+    op: str | None = None
+    limit: Any = None
+    level: str = "fail"
+    detail: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A one-line human explanation, e.g. ``status == 'healthy': observed 'degraded'``."""
+        seen = "missing (null)" if self.observed is None else json.dumps(self.observed, default=str)
+        text = f"{self.expression}: observed {seen}"
+        if self.detail:
+            text += f" ({self.detail})"
+        if self.context:
+            text += "; " + ", ".join(f"{k} = {json.dumps(v, default=str)[:200]}" for k, v in self.context.items())
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"condition": self.expression, "ok": self.ok, "level": self.level, "observed": self.observed}
+        if self.op:
+            out.update(op=self.op, limit=self.limit)
+        if self.detail:
+            out["detail"] = self.detail
+        if self.context:
+            out["context"] = self.context
+        return out
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled condition; ``level`` is ``fail`` (must hold) or ``warn`` (should hold)."""
+
+    expression: str
+    level: str = "fail"
+    lhs: Any = None
+    op: str | None = None
+    limit: Any = None
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, expression: str, level: str = "fail") -> "Condition":
+        """Compile ``expression``; ValueError says what is wrong with it.
+
+        >>> Condition.parse("status == 'healthy'").limit
+        'healthy'
+        """
+        text = str(expression).strip()
+        match = _COMPARISON.match(text)
+        try:
+            if match:
+                lhs = jmespath.compile(match.group("lhs"))
+                return cls(text, level, lhs, match.group("op"), _literal(match.group("rhs")))
+            return cls(text, level, jmespath.compile(text))
+        except (JMESPathError, ValueError) as exc:
+            raise ValueError(f"expected a JMESPath condition like \"status == 'healthy'\", seen {text!r}: {exc}") from None
+
+    @classmethod
+    def compare(cls, path: str, op: str, limit: Any, level: str = "fail", label: str | None = None) -> "Condition":
+        """Build a condition from parts (used by check kinds for their built-in limits).
+
+        >>> Condition.compare("elapsed_ms", "<=", 500).expression
+        'elapsed_ms <= 500'
+        """
+        shown = json.dumps(limit) if not isinstance(limit, str) else repr(limit)
+        return cls(f"{path} {op} {shown}", level, jmespath.compile(path), op, limit, label)
+
+    def evaluate(self, document: Any) -> ConditionResult:
+        """Hold the condition against ``document`` (parsed JSON or an observation's values)."""
+        result = self._evaluate(document)
+        if self.label:
+            from dataclasses import replace
+
+            result = replace(result, expression=self.label)
+        return result
+
+    def _evaluate(self, document: Any) -> ConditionResult:
+        try:
+            observed = self.lhs.search(document, options=_OPTIONS)
+        except JMESPathError as exc:
+            return ConditionResult(self.expression, False, None, self.op, self.limit, self.level, f"cannot evaluate: {exc}")
+        if self.op is None:
+            return ConditionResult(
+                self.expression, _jmespath_truthy(observed), observed, level=self.level,
+                context=self._context(document) if not _jmespath_truthy(observed) else {},
+            )
+        if observed is None and self.limit is not None:
+            return ConditionResult(self.expression, False, None, self.op, self.limit, self.level, "value is missing")
+        if self.op != "in" and not _same_kind(observed, self.limit) and self.limit is not None:
+            return ConditionResult(
+                self.expression, self.op == "!=", observed, self.op, self.limit, self.level,
+                f"{type(observed).__name__} compared with {type(self.limit).__name__}",
+            )
+        try:
+            ok = _OPS[self.op](observed, self.limit)
+        except TypeError as exc:
+            return ConditionResult(self.expression, False, observed, self.op, self.limit, self.level, str(exc))
+        return ConditionResult(self.expression, ok, observed, self.op, self.limit, self.level)
+
+    def _context(self, document: Any) -> dict[str, Any]:
+        """For ``f(g(x))`` also show ``x``: ``all(values(checks))`` is explained by ``checks``."""
+        node = self.lhs.parsed
+        while node.get("type") == "function_expression" and len(node.get("children", [])) == 1:
+            node = node["children"][0]
+        if node is self.lhs.parsed or node.get("type") not in ("field", "subexpression", "index_expression"):
+            return {}
+        try:
+            from jmespath.visitor import TreeInterpreter
+
+            value = TreeInterpreter(_OPTIONS).visit(node, document)
+        except JMESPathError:
+            return {}
+        return {_render(node): value}
+
+
+def _render(node: dict) -> str:
+    if node["type"] == "field":
+        return node["value"]
+    if node["type"] == "subexpression":
+        return ".".join(_render(child) for child in node["children"])
+    return "value"

@@ -1,0 +1,328 @@
+"""The environment file's schema: one pydantic model per check kind.
+
+An environment lists items per kind (``http``, ``tcp``, ``process``, ``host``, ``log``,
+``command``, ``file``). Every item has a ``name`` (its test id), a ``severity`` and
+optional ``depends_on``, ``tags``, ``timeout``, ``retry`` and ``window``; ``expect``
+conditions must hold and ``warn`` conditions should hold.
+
+>>> env = Environment.model_validate({"name": "demo", "http": [{"name": "api", "url": "http://127.0.0.1:8000/health"}]})
+>>> env.items()[0].severity, env.items()[0].kind
+('P2', 'http')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+
+from . import severity as sev
+from .conditions import Condition
+from .units import parse_duration, parse_size
+
+CADENCES = ("daily", "weekly", "monthly", "quarterly")
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"}],
+                    "description": "seconds, or text like 30s, 5m, 2h"}),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGT]?i?B?$"}],
+                    "description": "bytes, or text like 10MB, 1GiB"}),
+]
+Severity = Annotated[str, WithJsonSchema({"type": "string", "description": "P0..P3 (or critical/high/medium/low, SEV-0..SEV-3)"})]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, so a typo never silently disables a limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Retry(Strict):
+    """Wait until healthy: probe every ``interval`` until the conditions hold or ``timeout`` passes."""
+
+    timeout: Duration
+    interval: Duration = 2.0
+
+
+class Window(Strict):
+    """Stability: the conditions must hold at every sample, one each ``interval``, for ``duration``."""
+
+    duration: Duration
+    interval: Duration
+
+
+class Limit(Strict):
+    """A measured value's warn and critical levels; a bare number means critical."""
+
+    warn: float | None = None
+    critical: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"critical": value}
+        return value
+
+    def conditions(self, path: str, op: str = "<") -> list[Condition]:
+        """``cpu_percent`` with warn 80 / critical 95 -> ``cpu_percent < 95`` (fail), ``< 80`` (warn)."""
+        out = []
+        if self.critical is not None:
+            out.append(Condition.compare(path, op, self.critical, "fail"))
+        if self.warn is not None:
+            out.append(Condition.compare(path, op, self.warn, "warn"))
+        return out
+
+
+class CheckItem(Strict):
+    """Fields every check item has, whatever its kind."""
+
+    kind: ClassVar[str] = ""
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", description="unique id; becomes the test id")
+    severity: Severity = "P2"
+    description: str | None = None
+    cadence: Literal["daily", "weekly", "monthly", "quarterly"] = "daily"
+    depends_on: list[str] = []
+    tags: list[str] = []
+    timeout: Duration = Field(10.0, description="limit for one probe attempt")
+    retry: Retry | None = None
+    window: Window | None = None
+    expect: list[str] = Field([], description="conditions that must hold (failure otherwise)")
+    warn: list[str] = Field([], description="conditions that should hold (warning otherwise)")
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, value: Any, info: ValidationInfo) -> str:
+        scale = (info.context or {}).get("severity_scale", "P0-P3")
+        return sev.normalise(value, scale)
+
+    @field_validator("expect", "warn")
+    @classmethod
+    def _conditions_compile(cls, values: list[str]) -> list[str]:
+        for text in values:
+            Condition.parse(text)
+        return values
+
+    def conditions(self) -> list[Condition]:
+        """The user's ``expect`` and ``warn`` conditions, compiled."""
+        return [Condition.parse(t, "fail") for t in self.expect] + [Condition.parse(t, "warn") for t in self.warn]
+
+    def budget(self) -> float:
+        """Longest this check may take in all: attempts, waiting and windows."""
+        total = self.timeout
+        if self.retry:
+            total += self.retry.timeout + self.retry.interval
+        if self.window:
+            total += self.window.duration + self.window.interval + self.timeout
+        return total
+
+
+class SecretValue(Strict):
+    """A value to be kept out of every output (``{value: "${TOKEN}", secret: true}``)."""
+
+    value: str
+    secret: bool = True
+
+
+class HttpCheck(CheckItem):
+    """An HTTP(S) request: status, latency, JSON body conditions, body regex, certificate expiry."""
+
+    kind: ClassVar[str] = "http"
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str | SecretValue] = {}
+    body: str | None = None
+    status: int | list[int] = 200
+    max_latency_ms: float | None = None
+    warn_latency_ms: float | None = None
+    body_regex: str | None = None
+    body_not_regex: str | None = None
+    tls_verify: bool | str = Field(True, description="false, true, or a CA bundle path")
+    cert_min_days: float | None = None
+    cert_warn_days: float | None = None
+    follow_redirects: bool = True
+    max_redirects: int = Field(10, ge=0)
+    max_body_bytes: Size = 1024 * 1024
+
+    @field_validator("body_regex", "body_not_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _compiles(value)
+
+    def header_values(self) -> dict[str, str]:
+        return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.headers.items()}
+
+
+class TcpCheck(CheckItem):
+    """A host:port accepts a connection; optionally the local port is owned by a named process."""
+
+    kind: ClassVar[str] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    connect: bool = True
+    max_connect_ms: float | None = None
+    listening_process: str | None = Field(None, description="regex on the owning process's name or command line")
+
+    @field_validator("listening_process")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _compiles(value)
+
+
+class ProcessCheck(CheckItem):
+    """Processes by name or command-line regex: count within bounds, RSS and CPU limits."""
+
+    kind: ClassVar[str] = "process"
+    process_name: str | None = Field(None, description="exact process name")
+    cmdline: str | None = Field(None, description="regex searched in the joined command line")
+    min_count: int = Field(1, ge=0)
+    max_count: int | None = Field(None, ge=0)
+    rss_mb: Limit | None = None
+    cpu_percent: Limit | None = None
+    cpu_sample: Duration = 0.5
+
+    @field_validator("cmdline")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _compiles(value)
+
+    @model_validator(mode="after")
+    def _needs_a_matcher(self) -> "ProcessCheck":
+        if not self.process_name and not self.cmdline:
+            raise ValueError("expected process_name or cmdline, seen neither")
+        return self
+
+
+class DiskLimits(Strict):
+    path: str = "/"
+    used_percent: Limit | None = None
+    inodes_percent: Limit | None = None
+
+
+class HostCheck(CheckItem):
+    """Local host resources: CPU %, memory %, load per core, disk and inode use per path."""
+
+    kind: ClassVar[str] = "host"
+    cpu_percent: Limit | None = None
+    memory_percent: Limit | None = None
+    load_per_core: Limit | None = None
+    disks: list[DiskLimits] = []
+    cpu_sample: Duration = 0.5
+
+
+class LogPattern(Strict):
+    regex: str
+    max: int = Field(0, ge=0, description="most matching lines allowed")
+    warn_max: int | None = Field(None, ge=0)
+    ignore_case: bool = False
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _compiles(value)
+
+
+class LogCheck(CheckItem):
+    """Log files by glob (rotated ones too): pattern counts over the last N lines or T minutes."""
+
+    kind: ClassVar[str] = "log"
+    path: str = Field(description="file or glob; relative to the environment's base_dir")
+    rotated: bool = Field(True, description="also read PATH.1, PATH.2.gz ...")
+    last_lines: int | None = Field(None, ge=1)
+    last_minutes: float | None = Field(None, gt=0)
+    patterns: list[LogPattern] = Field(min_length=1)
+    missing_ok: bool = False
+    max_evidence_lines: int = 20
+
+
+class CommandCheck(CheckItem):
+    """A command: exit code, stdout/stderr regex, conditions on JSON stdout."""
+
+    kind: ClassVar[str] = "command"
+    argv: list[str] | None = None
+    shell: str | None = None
+    cwd: str | None = None
+    env: dict[str, str | SecretValue] = {}
+    exit_code: int | list[int] = 0
+    stdout_regex: str | None = None
+    stderr_regex: str | None = None
+    stdout_not_regex: str | None = None
+    json_stdout: bool = Field(False, description="parse stdout as JSON for expect/warn (implied by expect/warn)")
+
+    @field_validator("stdout_regex", "stderr_regex", "stdout_not_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _compiles(value)
+
+    @model_validator(mode="after")
+    def _argv_or_shell(self) -> "CommandCheck":
+        if bool(self.argv) == bool(self.shell):
+            raise ValueError("expected exactly one of argv or shell")
+        return self
+
+    def env_values(self) -> dict[str, str]:
+        return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.env.items()}
+
+
+class FileCheck(CheckItem):
+    """A file: exists (or not), maximum age, size bounds, not world-writable."""
+
+    kind: ClassVar[str] = "file"
+    path: str
+    exists: bool = True
+    max_age: Duration | None = None
+    warn_age: Duration | None = None
+    min_size: Size | None = None
+    max_size: Size | None = None
+    allow_world_writable: bool = False
+
+
+KINDS: dict[str, type[CheckItem]] = {
+    cls.kind: cls for cls in (HttpCheck, TcpCheck, ProcessCheck, HostCheck, LogCheck, CommandCheck, FileCheck)
+}
+
+
+class Defaults(Strict):
+    """Values every item gets unless it sets its own."""
+
+    severity: Severity | None = None
+    timeout: Duration | None = None
+
+
+class Environment(Strict):
+    """One target system: its settings and its checks, by kind."""
+
+    name: str = Field(description="the environment's name, recorded in every report")
+    description: str | None = None
+    severity_scale: Literal["P0-P3", "P1-P4", "SEV0-SEV3"] = "P0-P3"
+    base_dir: str | None = Field(None, description="relative paths resolve here (default: the file's folder)")
+    concurrency: int = Field(50, ge=1, le=1024, description="probes run at once")
+    defaults: Defaults = Defaults()
+    http: list[HttpCheck] = []
+    tcp: list[TcpCheck] = []
+    process: list[ProcessCheck] = []
+    host: list[HostCheck] = []
+    log: list[LogCheck] = []
+    command: list[CommandCheck] = []
+    file: list[FileCheck] = []
+
+    def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
+        """Every item, or those of one kind and cadence, in file order."""
+        kinds = [kind] if kind else list(KINDS)
+        return [i for k in kinds for i in getattr(self, k) if cadence is None or i.cadence == cadence]
+
+
+def _compiles(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"expected a regular expression, seen {value!r}: {exc}") from None
+    return value

@@ -1,0 +1,55 @@
+"""``file``: a file exists (or must not), is fresh enough, within size bounds, not world-writable.
+
+>>> from opsgate.model import FileCheck
+>>> from opsgate.probes import ProbeContext
+>>> obs = observe(FileCheck(name="h", path="/etc/hostname", max_age="100000d"), ProbeContext())
+>>> obs.values["exists"], obs.error
+(True, None)
+"""
+
+from __future__ import annotations
+
+import stat
+import time
+
+from ..conditions import Condition
+from ..model import FileCheck
+from ..results import Observation
+
+
+def observe(item: FileCheck, ctx) -> Observation:
+    path = ctx.path(item.path)
+    values = {"path": str(path), "exists": path.exists()}
+    if not values["exists"]:
+        if item.exists:
+            return Observation(values, error=f"{path}: file does not exist")
+        return Observation(values)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return Observation(values, error=f"{path}: cannot stat: {exc.strerror}")
+    values.update(
+        size_bytes=st.st_size,
+        age_s=round(time.time() - st.st_mtime, 3),
+        mode=oct(stat.S_IMODE(st.st_mode)),
+        world_writable=bool(st.st_mode & stat.S_IWOTH),
+    )
+    return Observation(values)
+
+
+def limits(item: FileCheck) -> list[Condition]:
+    out = [Condition.compare("exists", "==", item.exists,
+                             label="file exists" if item.exists else "file is absent")]
+    if not item.exists:
+        return out
+    if item.max_age is not None:
+        out.append(Condition.compare("age_s", "<=", item.max_age))
+    if item.warn_age is not None:
+        out.append(Condition.compare("age_s", "<=", item.warn_age, "warn"))
+    if item.min_size is not None:
+        out.append(Condition.compare("size_bytes", ">=", item.min_size))
+    if item.max_size is not None:
+        out.append(Condition.compare("size_bytes", "<=", item.max_size))
+    if not item.allow_world_writable:
+        out.append(Condition.compare("world_writable", "==", False, label="file is not world-writable"))
+    return out

@@ -1,0 +1,57 @@
+"""What one check run produced: status, the reason, and the evidence behind it.
+
+Statuses: ``pass``; ``warn`` (passed, but a warn level was crossed); ``fail`` (a
+condition did not hold, or the target could not be observed); ``error`` (opsgate
+itself could not run the check); ``blocked`` (a prerequisite in ``depends_on`` failed,
+so the check was not run).
+
+>>> r = CheckResult("api", "http", "P0", "fail", "status == 'healthy': observed 'degraded'")
+>>> r.failed, r.to_json()["status"]
+(True, 'fail')
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .redact import REDACTOR
+
+STATUSES = ("pass", "warn", "fail", "error", "blocked")
+
+
+@dataclass
+class Observation:
+    """What a probe saw. ``values`` feed built-in limits and evidence; ``document`` is the
+    JSON that user conditions read (an HTTP body, a command's stdout); ``error`` says why
+    nothing could be observed (connection refused, timed out ...)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    document: Any = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    explain: str | None = None  # appended to a failure message: the lines or output behind it
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check, ready for the test, the terminal and the JSON report."""
+
+    name: str
+    kind: str
+    severity: str
+    status: str
+    message: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    attempts: int = 0
+    blocked_by: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("fail", "error")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready, redacted dict."""
+        return REDACTOR.data(asdict(self))

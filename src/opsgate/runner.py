@@ -1,0 +1,141 @@
+"""Run one check: probe, hold its conditions, and wait or watch when asked.
+
+- plain: one attempt.
+- ``retry``: wait until healthy - attempt every interval, pass as soon as the
+  conditions hold, fail at the timeout with the last observation.
+- ``window``: stability - after passing, sample every interval for the duration;
+  every sample must pass (the first breach ends the window). Samples are evidence.
+
+>>> from opsgate.model import FileCheck
+>>> from opsgate.probes import ProbeContext
+>>> result = run_check(FileCheck(name="hosts", path="/etc/hostname"), ProbeContext())
+>>> result.status
+'pass'
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from . import probes
+from .conditions import ConditionResult
+from .model import CheckItem
+from .redact import REDACTOR
+from .results import CheckResult, Observation
+
+
+@dataclass
+class Attempt:
+    """One probe plus the verdict of its conditions."""
+
+    status: str
+    message: str
+    observation: Observation
+    conditions: list[ConditionResult]
+    at: float
+    duration_s: float
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"observed": self.observation.values}
+        if self.conditions:
+            out["conditions"] = [c.to_json() for c in self.conditions]
+        if self.observation.details:
+            out["details"] = self.observation.details
+        if self.observation.error:
+            out["error"] = self.observation.error
+        return out
+
+    def sample(self, t0: float) -> dict[str, Any]:
+        """A compact record for a window's sample list."""
+        out = {"t": round(self.at - t0, 3), "status": self.status, "observed": _scalars(self.observation.values)}
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
+    """Probe once and hold every condition against what was seen."""
+    started = time.time()
+    try:
+        observation = probes.observe(item, ctx)
+    except Exception as exc:  # a probe bug must not pass nor crash the run: it is an error with its cause
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Attempt("error", REDACTOR.text(f"probe crashed: {tb}"), Observation(), [], started, time.time() - started)
+    duration = time.time() - started
+    if observation.error:
+        message = observation.error + (f" -- {observation.explain}" if observation.explain else "")
+        return Attempt("fail", REDACTOR.text(message), observation, [], started, duration)
+    user_root = observation.document if observation.document is not None else observation.values
+    results = [c.evaluate(observation.values) for c in probes.limits(item)]
+    results += [c.evaluate(user_root) for c in item.conditions()]
+    failures = [r for r in results if not r.ok and r.level == "fail"]
+    warnings = [r for r in results if not r.ok and r.level == "warn"]
+    status = "fail" if failures else "warn" if warnings else "pass"
+    message = "; ".join(r.describe() for r in failures or warnings)
+    if message and observation.explain:
+        message += f" -- {observation.explain}"
+    return Attempt(status, REDACTOR.text(message), observation, results, started, duration)
+
+
+def run_check(item: CheckItem, ctx: "probes.ProbeContext") -> CheckResult:
+    """Run ``item`` with its retry and window settings; never raises."""
+    t0 = time.time()
+    attempts = 0
+    last = _until_healthy(item, ctx) if item.retry else attempt(item, ctx)
+    attempts = getattr(last, "count", 1)
+    evidence = last.evidence()
+    message = last.message
+    status = last.status
+    if item.retry and status in ("fail", "error"):
+        message = f"not healthy within {item.retry.timeout:g}s ({attempts} attempts); last: {message}"
+    if item.window and status in ("pass", "warn"):
+        status, message, samples = _watch(item, ctx, last, t0)
+        attempts += len(samples) - 1
+        evidence["samples"] = samples
+        evidence["window"] = {"duration_s": item.window.duration, "interval_s": item.window.interval}
+    if item.retry:
+        evidence["retry"] = {"timeout_s": item.retry.timeout, "interval_s": item.retry.interval, "attempts": attempts}
+    return CheckResult(item.name, item.kind, item.severity, status, message, REDACTOR.data(evidence),
+                       t0, round(time.time() - t0, 4), attempts)
+
+
+def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
+    deadline = time.monotonic() + item.retry.timeout
+    count = 0
+    while True:
+        count += 1
+        last = attempt(item, ctx)
+        if last.status in ("pass", "warn") or time.monotonic() + item.retry.interval > deadline:
+            last.count = count  # type: ignore[attr-defined]
+            return last
+        time.sleep(item.retry.interval)
+
+
+def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: float) -> tuple[str, str, list[dict]]:
+    """Sample until the window closes; the first failing sample ends it."""
+    window = item.window
+    start = time.monotonic()
+    samples = [first.sample(t0)]
+    status = first.status
+    expected = int(window.duration // window.interval) + 1 if window.interval else 1
+    while True:
+        next_at = start + len(samples) * window.interval
+        if next_at - start > window.duration + 1e-9:
+            break
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        current = attempt(item, ctx)
+        samples.append(current.sample(t0))
+        if current.status in ("fail", "error"):
+            return current.status, (f"unstable: sample {len(samples)}/{expected} at "
+                                    f"t={samples[-1]['t']:g}s failed: {current.message}"), samples
+        if current.status == "warn":
+            status = "warn"
+    message = "" if status == "pass" else "; ".join(s.get("message", "") for s in samples if s["status"] == "warn")[:500]
+    return status, message, samples
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool)) or v is None}

@@ -1,0 +1,1 @@
+"""Test-support helpers for opsgate: real loopback servers and certificates."""
