@@ -72,7 +72,7 @@ def observe(item: CommandCheck, ctx) -> Observation:
         return Observation({"command": shown}, error=f"cannot run {shown!r}: {exc.strerror or exc}")
     values: dict = {"command": shown, "exit_code": code, "duration_s": elapsed}
     details = {"stdout_tail": REDACTOR.text(out[-_TAIL:]), "stderr_tail": REDACTOR.text(err[-_TAIL:])}
-    tail = (err.strip() or out.strip())[-300:]
+    tail = " | ".join((err.strip() or out.strip()).splitlines())[-300:]
     explain = f"output: {tail}" if tail else None
     if timed_out:
         return Observation(values, error=f"{shown!r} did not finish within {item.timeout:g}s (killed)",

@@ -1,0 +1,360 @@
+"""The pytest plugin: environment -> parametrized checks -> concurrent probes -> JSON report.
+
+Registered through the ``pytest11`` entry point, so any pytest run has it. It becomes
+active when the run targets a cadence folder (``checks/daily`` ...) or ``--env`` is
+given; otherwise it only registers its markers and fixtures.
+
+- ``--env NAME_OR_PATH`` (or ``OPSGATE_ENV``) picks the environment; with neither the
+  embedded default is used and its demo target started and stopped around the run.
+- A test asking for ``<kind>_check`` (``http_check``, ``log_check`` ...) is
+  parametrized with that kind's items for its cadence: ``test_http[api-health]``.
+- Before the first test runs every selected check is submitted to the engine; each
+  test waits for its own result through the ``verify`` fixture.
+- The report goes to ``reports/<cadence>-<UTC timestamp>.json`` and
+  ``reports/<cadence>-latest.json`` with no flags needed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__, envfile, severity as sev
+from .demo.launcher import DemoError, DemoProcess
+from .engine import Engine
+from .model import CADENCES, KINDS, CheckItem
+from .probes import ProbeContext
+from .redact import REDACTOR
+from .report import write_report
+from .results import CheckResult
+from .runner import run_check
+from .summary import counts, outcomes, write_summary
+from .verdict import verdict
+
+GRACE_S = 30.0  # pytest-timeout backstop beyond a check's own budget
+
+
+@dataclass
+class RunState:
+    """Everything one opsgate run holds between pytest's hooks."""
+
+    loaded: envfile.LoadedEnvironment
+    cadence: str
+    reports_dir: Path
+    write_reports: bool
+    concurrency: int
+    demo: DemoProcess | None = None
+    engine: Engine | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    report_path: Path | None = None
+    results: dict[str, CheckResult] = field(default_factory=dict)
+
+    @property
+    def ctx(self) -> ProbeContext:
+        return ProbeContext(self.loaded.base_dir)
+
+    def result_for(self, item: CheckItem) -> CheckResult:
+        """Wait for the engine's result, or run the check here when no engine runs it."""
+        if self.engine and item.name in self.engine.futures:
+            try:
+                return self.engine.result(item.name, timeout=item.budget() + GRACE_S)
+            except TimeoutError:
+                return CheckResult(item.name, item.kind, item.severity, "error",
+                                   f"did not finish within its budget of {item.budget():g}s")
+        return run_check(item, self.ctx)
+
+
+STATE = pytest.StashKey[RunState]()
+RESULT = pytest.StashKey[CheckResult]()
+ITEM = pytest.StashKey[CheckItem]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("opsgate", "opsgate operational checks")
+    group.addoption("--env", dest="opsgate_env", default=None,
+                    help="environment file or name (default: $OPSGATE_ENV, else the embedded demo environment)")
+    group.addoption("--reports-dir", dest="opsgate_reports_dir", default=None,
+                    help="where run reports are written (default: <rootdir>/reports)")
+    group.addoption("--no-report", dest="opsgate_no_report", action="store_true",
+                    help="do not write reports/<cadence>-*.json")
+    group.addoption("--concurrency", dest="opsgate_concurrency", type=int, default=None,
+                    help="probes run at once (default: the environment's concurrency, 50)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "severity(level): the check's severity, P0 (critical) .. P3 (low)",
+        "cadence(name): daily, weekly, monthly or quarterly",
+        *(f"{level}: severity {level}" for level in sev.LEVELS),
+        *(f"{name}: {name} cadence" for name in CADENCES),
+        *(f"{kind}: an opsgate {kind} check" for kind in KINDS),
+        "depends_on(*names): run only when these checks passed",
+    ):
+        config.addinivalue_line("markers", line)
+    # pytest-json-report builds the report in memory; opsgate writes it (atomically, redacted).
+    if not config.option.json_report:
+        config.option.json_report = True
+        config.option.json_report_file = None
+        config.option.json_report_verbosity = 0
+    cadences = _cadences_in_args(config)
+    if cadences or config.getoption("opsgate_env"):
+        _activate(config, "+".join(sorted(cadences)) if cadences else "adhoc")
+
+
+def _cadences_in_args(config: pytest.Config) -> set[str]:
+    """Cadence folders named by the run's paths (``checks/daily``, ``checks/daily/test_http.py``)."""
+    found = set()
+    base = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path = (base / str(arg).split("::")[0]).resolve()
+        for part in [path, *path.parents]:
+            if part.name in CADENCES and part.parent.name == "checks":
+                found.add(part.name)
+                break
+    return found
+
+
+def _activate(config: pytest.Config, cadence: str) -> RunState:
+    """Load the environment (starting the demo for the embedded default) before any check runs."""
+    if STATE in config.stash:
+        return config.stash[STATE]
+    wanted = config.getoption("opsgate_env") or os.environ.get("OPSGATE_ENV")
+    demo = None
+    try:
+        _, embedded = envfile.resolve(wanted, _search(config))
+        if embedded and wanted in (None, "", "default") and not hasattr(config, "workerinput"):
+            demo = DemoProcess.start()
+            os.environ.update(demo.environ())
+        loaded = envfile.load(wanted, _search(config))
+    except (envfile.EnvFileError, DemoError) as exc:
+        if demo:
+            demo.stop()
+        raise pytest.UsageError(f"opsgate: the environment cannot be used; no check was run:\n{exc}") from None
+    for item in loaded.env.items():
+        for tag in item.tags:
+            config.addinivalue_line("markers", f"{tag}: tag from the environment file")
+    reports = config.getoption("opsgate_reports_dir") or Path(config.rootpath) / "reports"
+    state = RunState(loaded, cadence, Path(reports), not config.getoption("opsgate_no_report"),
+                     config.getoption("opsgate_concurrency") or loaded.env.concurrency, demo)
+    config.stash[STATE] = state
+    return state
+
+
+def _search(config: pytest.Config) -> list[Path]:
+    return [Path(config.invocation_params.dir), Path(config.rootpath)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state:
+        if state.engine:
+            state.engine.shutdown()
+        if state.demo:
+            state.demo.stop()
+
+
+def _cadence_of(path: Path, markers: list[pytest.Mark]) -> str:
+    for mark in markers:
+        if mark.name == "cadence" and mark.args:
+            return str(mark.args[0])
+    for part in [path, *path.parents]:
+        if part.name in CADENCES:
+            return part.name
+    return "daily"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for fixture in metafunc.fixturenames:
+        kind = fixture[: -len("_check")] if fixture.endswith("_check") else None
+        if kind not in KINDS:
+            continue
+        state = _activate(metafunc.config, "adhoc")
+        cadence = _cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
+        params = [
+            pytest.param(item, id=item.name, marks=[
+                pytest.mark.severity(item.severity), getattr(pytest.mark, item.severity),
+                pytest.mark.cadence(cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, kind),
+                *(getattr(pytest.mark, tag) for tag in item.tags),
+            ])
+            for item in state.loaded.env.items(kind, cadence)
+        ]
+        metafunc.parametrize(fixture, params)
+
+
+def _check_of(item: pytest.Item) -> CheckItem | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for value in callspec.params.values():
+        if isinstance(value, CheckItem):
+            return value
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop kinds with no configured item; give every check a timeout backstop."""
+    empty = [i for i in items if i.get_closest_marker("skip") is None and _is_empty_param(i)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
+    for item in items:
+        check = _check_of(item)
+        if check is not None:
+            item.stash[ITEM] = check
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(check.budget() + GRACE_S))
+
+
+def _is_empty_param(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return bool(callspec) and "NOTSET" in item.name and not any(isinstance(v, CheckItem) for v in callspec.params.values())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start every selected check before the first test: wall time follows the slowest probe."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or session.config.option.collectonly:
+        return
+    checks = {i.stash[ITEM].name: i.stash[ITEM] for i in session.items if ITEM in i.stash}
+    if checks:
+        state.engine = Engine(checks.values(), state.ctx, state.concurrency)
+        state.engine.start()
+
+
+@pytest.fixture
+def verify(request: pytest.FixtureRequest):
+    """Assert one configured check: fail with its cause, skip when blocked, pass (maybe warned).
+
+    Example check module::
+
+        def test_http(http_check, verify):
+            verify(http_check)
+    """
+    state = _activate(request.config, "adhoc")
+
+    def _verify(item: CheckItem) -> CheckResult:
+        result = state.result_for(item)
+        request.node.stash[RESULT] = result
+        state.results[request.node.nodeid] = result
+        where = f"[{item.severity}] {item.kind} {item.name}"
+        if result.status == "blocked":
+            pytest.skip(f"{where}: {result.message}")
+        if result.failed:
+            pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
+        return result
+
+    return _verify
+
+
+@pytest.fixture
+def opsgate_env(request: pytest.FixtureRequest) -> envfile.LoadedEnvironment:
+    """The loaded environment, for hand-written checks (``opsgate_env.env.http`` ...)."""
+    return _activate(request.config, "adhoc").loaded
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    result = item.stash.get(RESULT, None)
+    if result is not None and report.when == "call":
+        report.opsgate_status = result.status
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.when == "call" and report.passed and getattr(report, "opsgate_status", None) == "warn":
+        return "warned", "W", ("WARN", {"yellow": True})
+    return None
+
+
+def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
+    if call.when != "call":
+        return None
+    result = item.stash.get(RESULT, None)
+    level = item.get_closest_marker("severity")
+    cadence = item.get_closest_marker("cadence")
+    meta: dict[str, Any] = {
+        "severity": result.severity if result else sev.normalise(level.args[0]) if level and level.args else "P2",
+        "cadence": cadence.args[0] if cadence and cadence.args else _cadence_of(Path(item.path), []),
+    }
+    check = item.stash.get(ITEM, None)
+    if check is not None:
+        meta["tags"] = check.tags
+        meta["depends_on"] = check.depends_on
+    if result is not None:
+        meta.update(result.to_json())
+    else:
+        meta["kind"] = "python"
+    return {"opsgate": meta}
+
+
+def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
+    """Add the run's metadata; redact the whole document as the last step before writing."""
+    config = _CONFIG.get("config")
+    state = config.stash.get(STATE, None) if config else None
+    if state is None:
+        return
+    state.finished = time.time()
+    found = outcomes(config, state)
+    json_report["opsgate"] = {
+        "format": 1,
+        "version": __version__,
+        "environment": state.loaded.env.name,
+        "environment_file": ("embedded:" + state.loaded.path.name) if state.loaded.embedded else str(state.loaded.path),
+        "cadence": state.cadence,
+        "host": socket.gethostname(),
+        "started_at": _iso(state.started),
+        "finished_at": _iso(state.finished),
+        "concurrency": state.concurrency,
+        "demo": {"fault": state.demo.fault} if state.demo else None,
+        "counts": counts(found),
+        "verdict": verdict(o.status for o in found),
+    }
+    redacted = REDACTOR.data(json_report)
+    json_report.clear()
+    json_report.update(redacted)
+
+
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+    state = session.config.stash.get(STATE, None)
+    if state:
+        state.started = time.time()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """pytest-json-report has built the report (tryfirst); write it where the gate reads it."""
+    state = session.config.stash.get(STATE, None)
+    plugin = getattr(session.config, "_json_report", None)
+    if state is None or not state.write_reports or plugin is None or getattr(plugin, "report", None) is None:
+        return
+    if hasattr(session.config, "workerinput"):
+        return
+    state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+
+
+def _iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and not hasattr(config, "workerinput"):
+        write_summary(terminalreporter, state)
