@@ -163,8 +163,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _cadence_of(path: Path, markers: list[pytest.Mark]) -> str:
     for mark in markers:
-        if mark.name == "cadence" and mark.args:
-            return str(mark.args[0])
+        if mark.name == "cadence" and (mark.args or "name" in mark.kwargs):
+            return str(mark.args[0] if mark.args else mark.kwargs["name"])
     for part in [path, *path.parents]:
         if part.name in CADENCES:
             return part.name
@@ -180,8 +180,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cadence = _cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
         params = [
             pytest.param(item, id=item.name, marks=[
-                pytest.mark.severity(item.severity), getattr(pytest.mark, item.severity),
-                pytest.mark.cadence(cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, kind),
+                # positional for readers, keyword for `-m "severity(level='P0')"` selection
+                pytest.mark.severity(item.severity, level=item.severity), getattr(pytest.mark, item.severity),
+                pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, kind),
                 *(getattr(pytest.mark, tag) for tag in item.tags),
             ])
             for item in state.loaded.env.items(kind, cadence)
@@ -200,12 +201,12 @@ def _check_of(item: pytest.Item) -> CheckItem | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop kinds with no configured item; give every check a timeout backstop."""
-    empty = [i for i in items if i.get_closest_marker("skip") is None and _is_empty_param(i)]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [i for i in items if i not in empty]
+    """Drop kinds with no configured item (not a test, not a skip); give every check a timeout backstop."""
+    items[:] = [i for i in items if not _is_empty_param(i)]
     for item in items:
+        mark = item.get_closest_marker("severity")
+        if mark is not None and _check_of(item) is None:  # a hand-written check: `-m P1` selects it too
+            item.add_marker(getattr(pytest.mark, _marker_severity(mark)))
         check = _check_of(item)
         if check is not None:
             item.stash[ITEM] = check
@@ -283,8 +284,8 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> di
     level = item.get_closest_marker("severity")
     cadence = item.get_closest_marker("cadence")
     meta: dict[str, Any] = {
-        "severity": result.severity if result else sev.normalise(level.args[0]) if level and level.args else "P2",
-        "cadence": cadence.args[0] if cadence and cadence.args else _cadence_of(Path(item.path), []),
+        "severity": result.severity if result else _marker_severity(level),
+        "cadence": _cadence_of(Path(item.path), [cadence] if cadence else []),
     }
     check = item.stash.get(ITEM, None)
     if check is not None:
@@ -295,6 +296,14 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> di
     else:
         meta["kind"] = "python"
     return {"opsgate": meta}
+
+
+def _marker_severity(mark: pytest.Mark | None) -> str:
+    value = (mark.args[0] if mark.args else mark.kwargs.get("level")) if mark else None
+    try:
+        return sev.normalise(value) if value is not None else "P2"
+    except ValueError:
+        return "P2"
 
 
 def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:

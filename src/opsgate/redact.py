@@ -31,7 +31,9 @@ _PATTERNS = [
     (re.compile(r"(?P<keep>\bBasic\s+)[A-Za-z0-9+/=]{8,}", re.IGNORECASE), r"\g<keep>***"),
     (
         re.compile(
-            r"(?P<keep>\b(?:password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key)\b[\"']?\s*[=:]\s*[\"']?)"
+            # a whole identifier ending in a secret word (DB_PASSWORD=, api_token:), not a
+            # hyphenated name such as the check id "url-password: ..."
+            r"(?P<keep>(?<![\w.-])\w*?(?:password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key)[\"']?\s*[=:]\s*[\"']?)"
             r"[^\s\"',;&]+",
             re.IGNORECASE,
         ),

@@ -40,12 +40,22 @@ def _files(item: LogCheck, ctx) -> list[Path]:
     if item.rotated:
         for base in list(found) or [pattern]:
             found.update(p for p in glob.glob(glob.escape(base) + ".*") if re.search(r"\.\d+(\.gz)?$", p))
-    return sorted((Path(p) for p in found if os.path.isfile(p)), key=lambda p: (p.stat().st_mtime, -_rotation(p)))
+    files = [Path(p) for p in found if os.path.isfile(p)]
+    # Within one log, the rotation number says which is older (app.log.2.gz < app.log.1 < app.log),
+    # whatever the mtimes say (compression or a copy to scratch resets them); logs by mtime.
+    newest: dict[str, float] = {}
+    for p in files:
+        newest[_base(p)] = max(newest.get(_base(p), 0.0), p.stat().st_mtime)
+    return sorted(files, key=lambda p: (newest[_base(p)], _base(p), -_rotation(p)))
 
 
 def _rotation(path: Path) -> int:
     match = re.search(r"\.(\d+)(\.gz)?$", path.name)
     return int(match.group(1)) if match else 0
+
+
+def _base(path: Path) -> str:
+    return re.sub(r"\.\d+(\.gz)?$", "", str(path))
 
 
 def _read_lines(path: Path, deadline: float):

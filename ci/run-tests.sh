@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run opsgate's own tests. pytest's exit code 5 (no tests collected) is a failure here.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/pytest tests "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "run-tests: pytest collected no tests - treating that as a failure" >&2
+    exit 1
+fi
+exit "$rc"

@@ -1,0 +1,95 @@
+"""The ``opsgate`` command.
+
+- ``opsgate validate ENV``  check an environment file alone (exit 0 ok, 1 invalid)
+- ``opsgate schema``        print the environment file's JSON Schema (for editors)
+- ``opsgate list [ENV]``    the checks an environment defines, with severity and cadence
+- ``opsgate demo``          run the embedded demo target in the foreground
+
+>>> main(["schema"]) == 0  # doctest: +ELLIPSIS
+{...
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__, envfile
+from .model import Environment
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        loaded = envfile.load(args.env, [Path.cwd()])
+    except envfile.EnvFileError as exc:
+        print(f"invalid environment ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    items = loaded.env.items()
+    print(f"ok: {loaded.path} - environment {loaded.env.name!r}, {len(items)} checks")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    schema = Environment.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "opsgate environment"
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        loaded = envfile.load(args.env, [Path.cwd()])
+    except envfile.EnvFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for item in loaded.env.items():
+        deps = f"  after {', '.join(item.depends_on)}" if item.depends_on else ""
+        print(f"{item.severity}  {item.cadence:9} test_{item.kind}[{item.name}]{deps}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.launcher import DemoProcess
+
+    demo = DemoProcess.start(args.fault)
+    print(f"demo target at {demo.url} (fault={demo.fault}, logs in {demo.dir}/logs); Ctrl-C stops it")
+    for key, value in demo.environ().items():
+        print(f"export {key}={value}")
+    try:
+        while demo.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="opsgate", description="Runbooks as pytest checks.")
+    parser.add_argument("--version", action="version", version=f"opsgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="check an environment file without running checks")
+    p.add_argument("env", help="environment file or name")
+    p.set_defaults(func=_validate)
+    p = sub.add_parser("schema", help="print the environment file's JSON Schema")
+    p.set_defaults(func=_schema)
+    p = sub.add_parser("list", help="list the checks an environment defines")
+    p.add_argument("env", nargs="?", default=None, help="environment file or name (default: the embedded one)")
+    p.set_defaults(func=_list)
+    p = sub.add_parser("demo", help="run the embedded demo target in the foreground")
+    p.add_argument("--fault", default=None, help="degraded, slow, errors, no-models or stale-metrics")
+    p.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared helpers for opsgate's own tests: run the real suite in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SuiteRun:
+    returncode: int
+    output: str
+    reports: Path
+
+    def report(self) -> dict:
+        return json.loads((self.reports / "daily-latest.json").read_text())
+
+    def check(self, name: str) -> dict:
+        for test in self.report()["tests"]:
+            if test["nodeid"].endswith(f"[{name}]"):
+                return test
+        raise KeyError(name)
+
+
+@pytest.fixture
+def run_suite(tmp_path):
+    """Run ``pytest checks/daily`` as a user would, in a subprocess, reports into tmp_path."""
+
+    def run(*args: str, env: dict | None = None, timeout: float = 120) -> SuiteRun:
+        reports = tmp_path / "reports"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+        environ.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "checks/daily", "--reports-dir", str(reports), "-p", "no:cacheprovider", *args],
+            cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout,
+        )
+        return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports)
+
+    return run
+
+
+@pytest.fixture
+def write_env(tmp_path):
+    """Write an environment YAML into tmp_path and return its path."""
+
+    def write(text: str, name: str = "env.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
