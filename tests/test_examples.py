@@ -1,0 +1,78 @@
+"""The reference systems' runbooks as environment files: each validates, and Living Codex's
+runs against a stand-in that answers like the real server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from opsgate import envfile
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_environment_is_valid(path):
+    loaded = envfile.load(path, environ={"UPSTREAM_API_TOKEN": "example-token"})
+    assert loaded.env.items()
+
+
+class CodexStandIn:
+    """A loopback server shaped like Living Codex's /health, /health/memory and /health/ai-pipeline."""
+
+    def __init__(self, heap_mb: float, modules: list[dict]):
+        payloads = {
+            "/health": {"status": "healthy", "moduleLoading": {"asyncInitializationComplete": True},
+                        "modules": modules, "database": {"status": "ok"}},
+            "/health/memory": {"memoryUsage": {"heapSizeMB": heap_mb}},
+            "/health/ai-pipeline": {"metrics": {"queued": 0}},
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(payloads.get(self.path, {"error": "not found"})).encode()
+                self.send_response(200 if self.path in payloads else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def codex_env(url: str) -> dict:
+    return {"CODEX_URL": url, "CODEX_WINDOW": "1s", "CODEX_INTERVAL": "0.25s", "CODEX_STARTUP": "0.5s"}
+
+
+def test_living_codex_runbook_warns_on_heap_and_holds_stable(run_suite):
+    with CodexStandIn(heap_mb=1700, modules=[{"name": "core", "status": "loaded"}]) as codex:
+        run = run_suite("--env", "living-codex", "-m", "not process", env=codex_env(codex.url))
+    assert run.returncode == 0, run.output
+    assert "test_http[memory]: memoryUsage.heapSizeMB < 1500: observed 1700" in run.output
+    samples = run.check("stable-after-fix")["metadata"]["opsgate"]["evidence"]["samples"]
+    assert len(samples) == 5 and all(s["status"] == "pass" for s in samples)
+
+
+def test_living_codex_runbook_fails_when_a_module_is_not_loaded(run_suite):
+    modules = [{"name": "core", "status": "loaded"}, {"name": "ai", "status": "failed"}]
+    with CodexStandIn(heap_mb=2100, modules=modules) as codex:
+        run = run_suite("--env", "living-codex", "-m", "not process and not postfix", env=codex_env(codex.url))
+    assert run.returncode == 1
+    assert "length(modules[?status != 'loaded']) == 0: observed 1" in run.output
+    assert "blocked by health" in run.output  # memory and ai-pipeline were not run
