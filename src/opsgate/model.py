@@ -50,12 +50,22 @@ class Retry(Strict):
     timeout: Duration
     interval: Duration = 2.0
 
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _positive_interval(value)
+
 
 class Window(Strict):
     """Stability: the conditions must hold at every sample, one each ``interval``, for ``duration``."""
 
     duration: Duration
     interval: Duration
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        return _positive_interval(value)
 
 
 class Limit(Strict):
@@ -317,6 +327,12 @@ class Environment(Strict):
         """Every item, or those of one kind and cadence, in file order."""
         kinds = [kind] if kind else list(KINDS)
         return [i for k in kinds for i in getattr(self, k) if cadence is None or i.cadence == cadence]
+
+
+def _positive_interval(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"expected an interval above 0, seen {value:g}")
+    return value
 
 
 def _compiles(value: str | None) -> str | None:

@@ -99,6 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "depends_on(*names): run only when these checks passed",
     ):
         config.addinivalue_line("markers", line)
+    # tls_verify: false is the user's explicit choice; pytest re-enables warnings per test
+    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
     # pytest-json-report builds the report in memory; opsgate writes it (atomically, redacted).
     if not config.option.json_report:
         config.option.json_report = True

@@ -33,7 +33,7 @@ _PATTERNS = [
         re.compile(
             # a whole identifier ending in a secret word (DB_PASSWORD=, api_token:), not a
             # hyphenated name such as the check id "url-password: ..."
-            r"(?P<keep>(?<![\w.-])\w*?(?:password|passwd|pwd|token|secret|api[-_]?key|access[-_]?key)[\"']?\s*[=:]\s*[\"']?)"
+            r"(?P<keep>(?<![\w.-])\w*?(?:password|passwd|token|secret|api[-_]?key|access[-_]?key)[\"']?\s*[=:]\s*[\"']?)"
             r"[^\s\"',;&]+",
             re.IGNORECASE,
         ),

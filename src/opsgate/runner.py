@@ -120,11 +120,10 @@ def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: floa
     start = time.monotonic()
     samples = [first.sample(t0)]
     status = first.status
-    expected = int(window.duration // window.interval) + 1 if window.interval else 1
-    while True:
+    # one sample at t=0 and one each interval up to the duration (1e-9: 0.3 // 0.1 is 2.0 in floats)
+    expected = int((window.duration + 1e-9) // window.interval) + 1 if window.interval else 1
+    while len(samples) < expected:
         next_at = start + len(samples) * window.interval
-        if next_at - start > window.duration + 1e-9:
-            break
         time.sleep(max(0.0, next_at - time.monotonic()))
         current = attempt(item, ctx)
         samples.append(current.sample(t0))

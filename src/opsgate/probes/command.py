@@ -69,7 +69,10 @@ def observe(item: CommandCheck, ctx) -> Observation:
     try:
         code, out, err, elapsed, timed_out = _run(item, ctx)
     except OSError as exc:
-        return Observation({"command": shown}, error=f"cannot run {shown!r}: {exc.strerror or exc}")
+        cause = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) != (item.argv[0] if item.argv else ""):
+            cause = f"{exc.filename}: {cause}"  # not the program: its working directory (or the shell)
+        return Observation({"command": shown}, error=f"cannot run {shown!r}: {cause}")
     values: dict = {"command": shown, "exit_code": code, "duration_s": elapsed}
     details = {"stdout_tail": REDACTOR.text(out[-_TAIL:]), "stderr_tail": REDACTOR.text(err[-_TAIL:])}
     tail = " | ".join((err.strip() or out.strip()).splitlines())[-300:]

@@ -56,6 +56,29 @@ def _cause(exc: requests.RequestException, item: HttpCheck) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
+def _body_chunks(response: requests.Response, size: int = 65536):
+    """The body in pieces, each handed over as soon as it arrives, so the caller's deadline
+    holds against a server that trickles (``iter_content`` waits for ``size`` bytes)."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.3
+        yield from response.iter_content(size)
+        return
+    errors = urllib3.exceptions
+    try:
+        while chunk := raw.read1(size, decode_content=True):
+            yield chunk
+    except errors.ReadTimeoutError as exc:  # the same requests exceptions iter_content would raise
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except errors.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+    except errors.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except (errors.ProtocolError, errors.IncompleteRead) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except (errors.HTTPError, OSError) as exc:
+        raise requests.exceptions.ConnectionError(exc) from exc
+
+
 def cert_days_left(host: str, port: int, timeout: float) -> float:
     """Days until the certificate served at host:port expires (negative once expired)."""
     context = ssl.create_default_context()
@@ -81,7 +104,7 @@ def observe(item: HttpCheck, ctx) -> Observation:
                                  timeout=(item.timeout, item.timeout), verify=verify,
                                  allow_redirects=item.follow_redirects, stream=True) as response:
                 body = bytearray()
-                for chunk in response.iter_content(65536):
+                for chunk in _body_chunks(response):
                     body += chunk
                     if len(body) > item.max_body_bytes:
                         return Observation(values, error=f"{shown}: response body exceeds max_body_bytes={item.max_body_bytes}")
