@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 
 from . import __version__, envfile, severity as sev
-from .demo.launcher import DemoError, DemoProcess
 from .engine import Engine
 from .model import CADENCES, KINDS, CheckItem
 from .probes import ProbeContext
@@ -49,7 +48,7 @@ class RunState:
     reports_dir: Path
     write_reports: bool
     concurrency: int
-    demo: DemoProcess | None = None
+    demo: Any = None  # a DemoProcess when the embedded default's target was started
     engine: Engine | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
@@ -129,6 +128,8 @@ def _activate(config: pytest.Config, cadence: str) -> RunState:
     if STATE in config.stash:
         return config.stash[STATE]
     wanted = config.getoption("opsgate_env") or os.environ.get("OPSGATE_ENV")
+    from .demo.launcher import DemoError, DemoProcess  # only a run of the embedded default needs it
+
     demo = None
     try:
         _, embedded = envfile.resolve(wanted, _search(config))
