@@ -67,6 +67,11 @@ class LoadedEnvironment:
     base_dir: Path
     embedded: bool
 
+    @property
+    def source(self) -> str:
+        """Where it came from, for reports: ``embedded:default.yaml`` or the file's path."""
+        return f"embedded:{self.path.name}" if self.embedded else str(self.path)
+
 
 def resolve(name_or_path: str | os.PathLike | None, search: list[Path] | None = None) -> tuple[Path, bool]:
     """Find an environment by path or by name (``config/NAME.yaml``, ``config/examples/NAME.yaml``,

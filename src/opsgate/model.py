@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from . import severity as sev
 from .conditions import Condition
@@ -29,6 +29,16 @@ Duration = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"}],
                     "description": "seconds, or text like 30s, 5m, 2h"}),
 ]
+
+
+def _positive_interval(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"expected an interval above 0, seen {value:g}")
+    return value
+
+
+# a sampling interval: a duration above 0 (0 would spin a retry or window loop)
+Interval = Annotated[Duration, AfterValidator(_positive_interval)]
 Size = Annotated[
     int,
     BeforeValidator(parse_size),
@@ -48,24 +58,14 @@ class Retry(Strict):
     """Wait until healthy: probe every ``interval`` until the conditions hold or ``timeout`` passes."""
 
     timeout: Duration
-    interval: Duration = 2.0
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        return _positive_interval(value)
+    interval: Interval = 2.0
 
 
 class Window(Strict):
     """Stability: the conditions must hold at every sample, one each ``interval``, for ``duration``."""
 
     duration: Duration
-    interval: Duration
-
-    @field_validator("interval")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        return _positive_interval(value)
+    interval: Interval
 
 
 class Limit(Strict):
@@ -327,12 +327,6 @@ class Environment(Strict):
         """Every item, or those of one kind and cadence, in file order."""
         kinds = [kind] if kind else list(KINDS)
         return [i for k in kinds for i in getattr(self, k) if cadence is None or i.cadence == cadence]
-
-
-def _positive_interval(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"expected an interval above 0, seen {value:g}")
-    return value
 
 
 def _compiles(value: str | None) -> str | None:

@@ -207,14 +207,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Drop kinds with no configured item (not a test, not a skip); give every check a timeout backstop."""
     items[:] = [i for i in items if not _is_empty_param(i)]
     for item in items:
-        mark = item.get_closest_marker("severity")
-        if mark is not None and _check_of(item) is None:  # a hand-written check: `-m P1` selects it too
-            item.add_marker(getattr(pytest.mark, _marker_severity(mark)))
         check = _check_of(item)
-        if check is not None:
-            item.stash[ITEM] = check
-            if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(check.budget() + GRACE_S))
+        if check is None:
+            mark = item.get_closest_marker("severity")
+            if mark is not None:  # a hand-written check: `-m P1` selects it too
+                item.add_marker(getattr(pytest.mark, _marker_severity(mark)))
+            continue
+        item.stash[ITEM] = check
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(check.budget() + GRACE_S))
 
 
 def _is_empty_param(item: pytest.Item) -> bool:
@@ -321,7 +322,7 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
         "format": 1,
         "version": __version__,
         "environment": state.loaded.env.name,
-        "environment_file": ("embedded:" + state.loaded.path.name) if state.loaded.embedded else str(state.loaded.path),
+        "environment_file": state.loaded.source,
         "cadence": state.cadence,
         "host": socket.gethostname(),
         "started_at": _iso(state.started),

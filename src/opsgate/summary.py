@@ -69,9 +69,8 @@ def counts(found: list[Outcome]) -> dict[str, int]:
 def write_summary(terminal: Any, state: Any) -> None:
     found = outcomes(terminal.config, state)
     loaded = state.loaded
-    source = ("embedded:" + loaded.path.name) if loaded.embedded else str(loaded.path)
     terminal.write_sep("=", "opsgate summary", bold=True)
-    terminal.write_line(f"environment {loaded.env.name} ({source}), cadence {state.cadence}, host {socket.gethostname()}")
+    terminal.write_line(f"environment {loaded.env.name} ({loaded.source}), cadence {state.cadence}, host {socket.gethostname()}")
     notable = sorted((o for o in found if o.status in _ORDER), key=lambda o: (sev.rank(o.severity), _ORDER[o.status]))
     for o in notable:
         colour = {"red": True} if o.status in ("fail", "error") else {"yellow": True}
