@@ -16,6 +16,7 @@ given; otherwise it only registers its markers and fixtures.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import time
@@ -100,13 +101,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     # tls_verify: false is the user's explicit choice; pytest re-enables warnings per test
     config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
-    # pytest-json-report builds the report in memory; opsgate writes it (atomically, redacted).
-    if not config.option.json_report:
-        config.option.json_report = True
-        config.option.json_report_file = None
-        config.option.json_report_verbosity = 0
     cadences = _cadences_in_args(config)
     if cadences or config.getoption("opsgate_env"):
+        # pytest-json-report builds the report in memory; opsgate writes it (atomically,
+        # redacted). Only for opsgate runs: a plain pytest run in the same venv pays nothing.
+        if not config.option.json_report:
+            config.option.json_report = True
+            config.option.json_report_file = None
+            config.option.json_report_verbosity = 0
         _activate(config, "+".join(sorted(cadences)) if cadences else "adhoc")
 
 
@@ -231,6 +233,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     checks = {i.stash[ITEM].name: i.stash[ITEM] for i in session.items if ITEM in i.stash}
     if checks:
+        # Start-up's objects (modules, models, test items) live until exit: move them out of
+        # the collector's reach so the probes' garbage is collected without re-walking them.
+        gc.freeze()
         state.engine = Engine(checks.values(), state.ctx, state.concurrency)
         state.engine.start()
 
@@ -281,6 +286,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+@pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
 def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
     if call.when != "call":
         return None
@@ -310,6 +316,7 @@ def _marker_severity(mark: pytest.Mark | None) -> str:
         return "P2"
 
 
+@pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
 def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     """Add the run's metadata; redact the whole document as the last step before writing."""
     config = _CONFIG.get("config")

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from cryptography import x509
 
 from ..conditions import Condition
 from ..model import HttpCheck
@@ -87,6 +86,8 @@ def cert_days_left(host: str, port: int, timeout: float) -> float:
     with socket.create_connection((host, port), timeout=timeout) as raw:
         with context.wrap_socket(raw, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
+    from cryptography import x509  # only https checks pay for importing it
+
     expires = x509.load_der_x509_certificate(der).not_valid_after_utc
     return round((expires - datetime.now(timezone.utc)).total_seconds() / 86400, 3)
 
