@@ -2,7 +2,7 @@
 # Run opsgate's own tests. pytest's exit code 5 (no tests collected) is a failure here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/pytest tests "$@"
+.venv/bin/pytest tests src/opsgate --doctest-modules "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "run-tests: pytest collected no tests - treating that as a failure" >&2

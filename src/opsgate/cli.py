@@ -4,6 +4,8 @@
 - ``opsgate schema``        print the environment file's JSON Schema (for editors)
 - ``opsgate list [ENV]``    the checks an environment defines, with severity and cadence
 - ``opsgate demo``          run the embedded demo target in the foreground
+- ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
+  says WARN blocks), FAIL 1, ERROR 2; ``--nagios`` prints one plugin line and exits 0/1/2/3
 
 >>> main(["schema"]) == 0  # doctest: +ELLIPSIS
 {...
@@ -72,6 +74,34 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    from .exporters import nagios, terminal
+    from .exporters.publish import write_outputs
+    from .gate import PolicyError, evaluate, find_policy, load_policy, read_report
+
+    try:
+        policy = load_policy(find_policy(args.policy, [Path.cwd()]))
+        policy.gate(args.gate)
+    except PolicyError as exc:
+        reason = "; ".join(str(p) for p in exc.problems)
+        if args.nagios:
+            print(f"OPSGATE UNKNOWN - the gate policy cannot be used: {reason}".replace("|", "/"))
+            return 3
+        print("ERROR: the gate policy cannot be used:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    result = evaluate([read_report(path) for path in args.reports], policy, args.gate)
+    write_outputs(result, args.markdown, args.junit, args.prometheus)
+    if args.nagios:
+        line, code = nagios.render(result)
+        print(line)
+        return code
+    if not args.quiet:
+        sys.stdout.write(terminal.render(result, colour=sys.stdout.isatty() and not args.no_color))
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="opsgate", description="Runbooks as pytest checks.")
     parser.add_argument("--version", action="version", version=f"opsgate {__version__}")
@@ -87,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the embedded demo target in the foreground")
     p.add_argument("--fault", default=None, help="degraded, slow, errors, no-models or stale-metrics")
     p.set_defaults(func=_demo)
+    p = sub.add_parser("gate", help="decide a gate (PASS/WARN/FAIL/ERROR) over one or more reports")
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="report files (reports/daily-latest.json ...)")
+    p.add_argument("--policy", default=None,
+                   help="gates file (default: $OPSGATE_POLICY, else config/gates.yaml, else the built-in default gate)")
+    p.add_argument("--gate", default=None, help="gate name in the policy (default: 'default')")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="also write a Markdown summary")
+    p.add_argument("--junit", default=None, metavar="FILE", help="also write JUnit XML")
+    p.add_argument("--prometheus", default=None, metavar="FILE",
+                   help="also write Prometheus text format (node_exporter textfile collector), atomically")
+    p.add_argument("--nagios", action="store_true", help="print one Nagios plugin line; exit 0/1/2/3")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing; the exit code is the verdict")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    p.set_defaults(func=_gate)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -16,7 +16,6 @@ env.yaml:5: http[0].timout (api): unknown key 'timout'; did you mean 'timeout'?
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import typing
@@ -27,35 +26,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pydantic
-import yaml
 
 from .model import KINDS, Environment
 from .redact import REDACTOR, is_secret_name
+from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problem_from
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-Path_ = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an environment file."""
-
-    file: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class EnvFileError(Exception):
+class EnvFileError(ProblemsError):
     """The environment file cannot be used; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass
@@ -113,7 +93,7 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise EnvFileError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from None
-    data, lines = _parse_yaml(text, shown)
+    data, lines = parse(text, shown, EnvFileError)
     if not isinstance(data, dict):
         raise EnvFileError([Problem(shown, 1, "", f"expected a mapping of keys (name, http, ...), seen {type(data).__name__}")])
     problems: list[Problem] = []
@@ -125,7 +105,7 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     try:
         env = Environment.model_validate(data, context=context)
     except pydantic.ValidationError as exc:
-        raise EnvFileError([_problem_from(err, data, lines, shown) for err in exc.errors(include_url=False)]) from None
+        raise EnvFileError([problem_from(err, data, lines, shown, Environment) for err in exc.errors(include_url=False)]) from None
     problems = _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)
@@ -134,45 +114,6 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     if not base.is_absolute():
         base = (path.parent / base).resolve()
     return LoadedEnvironment(env, path, base, embedded)
-
-
-def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[Path_, int]]:
-    """Parse YAML and remember the line of every key and list entry."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: same nodes, faster
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise EnvFileError([Problem(shown, mark.line + 1 if mark else None, "", f"invalid YAML: {reason}")]) from None
-    finally:
-        loader.dispose()
-    lines: dict[Path_, int] = {}
-    problems: list[Problem] = []
-
-    def walk(n: yaml.Node, at: Path_) -> None:
-        if isinstance(n, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, value_node in n.value:
-                key = key_node.value
-                line = key_node.start_mark.line + 1
-                if key in seen and key != "<<":
-                    problems.append(Problem(shown, line, _dotted(at + (key,)),
-                                            f"duplicate key (first set on line {seen[key]}); the earlier value would be lost"))
-                seen[key] = line
-                lines[at + (key,)] = line
-                walk(value_node, at + (key,))
-        elif isinstance(n, yaml.SequenceNode):
-            for index, child in enumerate(n.value):
-                lines[at + (index,)] = child.start_mark.line + 1
-                walk(child, at + (index,))
-
-    if node is not None:
-        walk(node, ())
-    if problems:
-        raise EnvFileError(problems)
-    return data, lines
 
 
 def _substitute(value: Any, at: Path_, lines: dict[Path_, int], shown: str,
@@ -194,7 +135,7 @@ def _substitute(value: Any, at: Path_, lines: dict[Path_, int], shown: str,
         elif default is not None:
             result = default
         else:
-            problems.append(Problem(shown, _line(lines, at), _dotted(at),
+            problems.append(Problem(shown, line_of(lines, at), dotted(at),
                                     f"expected environment variable {name} to be set, seen it unset "
                                     f"(export it, or write ${{{name}:-default}})"))
             return ""
@@ -219,60 +160,6 @@ def _apply_defaults(data: dict) -> None:
                             item.setdefault(key, defaults[key])
 
 
-def _problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str) -> Problem:
-    loc = tuple(err["loc"])
-    loc = tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in ("str", "SecretValue"))))
-    key = _dotted(loc) + _item_name(data, loc)
-    kind, message = err["type"], err["msg"]
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        message = f"unknown key {loc[-1]!r}"
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        message += f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(allowed)}"
-    elif kind == "missing":
-        message = f"expected key {loc[-1]!r}, seen it missing"
-    else:
-        message = re.sub(r"^(Value error|Assertion failed), ", "", message)
-        message = re.sub(r"^(Input|String|Value) should (be|have|match)", lambda m: "expected" + ("" if m.group(2) == "be" else " to " + m.group(2)), message)
-        message = " ".join(message.split())
-        if "seen" not in message:
-            message += f", seen {REDACTOR.text(repr(err.get('input')))[:120]}"
-    return Problem(shown, _line(lines, loc), key, message)
-
-
-def _item_name(data: Any, loc: Path_) -> str:
-    if len(loc) >= 2 and isinstance(data, dict) and isinstance(loc[1], int):
-        items = data.get(loc[0])
-        if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
-            name = items[loc[1]].get("name")
-            if name:
-                return f" ({name})"
-    return ""
-
-
-def _allowed_keys(loc: Path_) -> list[str]:
-    """The keys the model at ``loc`` accepts, for 'did you mean' hints."""
-    model: Any = Environment
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _model_in(field.annotation)
-    return sorted(getattr(model, "model_fields", {}))
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[Problem]:
     """Names are unique; depends_on names exist and form no cycle."""
     problems: list[Problem] = []
@@ -281,8 +168,8 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
         for index, item in enumerate(getattr(env, kind)):
             at = (kind, index, "name")
             if item.name in where:
-                problems.append(Problem(shown, _line(lines, at), _dotted(at),
-                                        f"expected a unique name, seen {item.name!r} again (first at line {_line(lines, where[item.name])})"))
+                problems.append(Problem(shown, line_of(lines, at), dotted(at),
+                                        f"expected a unique name, seen {item.name!r} again (first at line {line_of(lines, where[item.name])})"))
             where.setdefault(item.name, at)
     graph = {i.name: i.depends_on for i in env.items()}
     for kind in KINDS:
@@ -290,12 +177,12 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
             for d_index, dep in enumerate(item.depends_on):
                 if dep not in graph:
                     at = (kind, index, "depends_on", d_index)
-                    problems.append(Problem(shown, _line(lines, at), _dotted(at) + f" ({item.name})",
+                    problems.append(Problem(shown, line_of(lines, at), dotted(at) + f" ({item.name})",
                                             f"expected the name of another item, seen {dep!r}"))
     cycle = _find_cycle(graph)
     if cycle:
         first = where[cycle[0]]
-        problems.append(Problem(shown, _line(lines, first[:2] + ("depends_on",)), _dotted(first[:2] + ("depends_on",)),
+        problems.append(Problem(shown, line_of(lines, first[:2] + ("depends_on",)), dotted(first[:2] + ("depends_on",)),
                                 f"expected no dependency cycle, seen {' -> '.join(cycle)}"))
     return problems
 
@@ -342,17 +229,3 @@ def _register_secrets(env: Environment) -> None:
         for name, value in item.env.items():
             if getattr(value, "secret", False) or is_secret_name(name):
                 REDACTOR.add(value.value if hasattr(value, "value") else value)
-
-
-def _line(lines: dict[Path_, int], at: Path_) -> int | None:
-    for end in range(len(at), 0, -1):
-        if at[:end] in lines:
-            return lines[at[:end]]
-    return None
-
-
-def _dotted(at: Path_) -> str:
-    out = ""
-    for part in at:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out

@@ -35,7 +35,6 @@ from .report import write_report
 from .results import CheckResult
 from .runner import run_check
 from .summary import counts, outcomes, write_summary
-from .verdict import verdict
 
 GRACE_S = 30.0  # pytest-timeout backstop beyond a check's own budget
 
@@ -55,6 +54,13 @@ class RunState:
     finished: float | None = None
     report_path: Path | None = None
     results: dict[str, CheckResult] = field(default_factory=dict)
+    gate_name: str | None = None  # --gate: the run's exit status is this gate's
+    policy: Any = None  # the LoadedPolicy --gate reads
+    gate: Any = None  # the GateResult decided at the end of the run
+    deselected: list[str] = field(default_factory=list)
+    session: pytest.Session | None = None
+    # outcome of each hand-written check so far, by test id and function name (for depends_on)
+    python_outcomes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ctx(self) -> ProbeContext:
@@ -86,6 +92,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="do not write reports/<cadence>-*.json")
     group.addoption("--concurrency", dest="opsgate_concurrency", type=int, default=None,
                     help="probes run at once (default: the environment's concurrency, 50)")
+    group.addoption("--gate", dest="opsgate_gate", default=None,
+                    help="decide this gate at the end of the run; the exit status is the gate's "
+                         "(PASS 0, WARN 0 or 1, FAIL 1, ERROR 2)")
+    group.addoption("--policy", dest="opsgate_policy", default=None,
+                    help="gates file for --gate (default: $OPSGATE_POLICY, else config/gates.yaml)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -102,7 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # tls_verify: false is the user's explicit choice; pytest re-enables warnings per test
     config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
     cadences = _cadences_in_args(config)
-    if cadences or config.getoption("opsgate_env"):
+    if cadences or config.getoption("opsgate_env") or config.getoption("opsgate_gate"):
         # pytest-json-report builds the report in memory; opsgate writes it (atomically,
         # redacted). Only for opsgate runs: a plain pytest run in the same venv pays nothing.
         if not config.option.json_report:
@@ -149,8 +160,24 @@ def _activate(config: pytest.Config, cadence: str) -> RunState:
     reports = config.getoption("opsgate_reports_dir") or Path(config.rootpath) / "reports"
     state = RunState(loaded, cadence, Path(reports), not config.getoption("opsgate_no_report"),
                      config.getoption("opsgate_concurrency") or loaded.env.concurrency, demo)
+    state.gate_name = config.getoption("opsgate_gate")
+    state.policy = _policy(config, state.gate_name, demo)
     config.stash[STATE] = state
     return state
+
+
+def _policy(config: pytest.Config, gate_name: str | None, demo: Any) -> Any:
+    """The gates file --gate reads, checked now: a bad policy stops the run before any check."""
+    from .gate import PolicyError, find_policy, load_policy
+
+    try:
+        policy = load_policy(find_policy(config.getoption("opsgate_policy"), _search(config)) if gate_name else None)
+        policy.gate(gate_name)
+    except PolicyError as exc:
+        if demo:
+            demo.stop()
+        raise pytest.UsageError(f"opsgate: the gate policy cannot be used; no check was run:\n{exc}") from None
+    return policy
 
 
 def _search(config: pytest.Config) -> list[Path]:
@@ -220,6 +247,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(check.budget() + GRACE_S))
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember what -m/-k left out: a gate that requires one of them says so."""
+    if items:
+        state = items[0].config.stash.get(STATE, None)
+        if state is not None:
+            state.deselected.extend(i.nodeid for i in items)
+
+
 def _is_empty_param(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     return bool(callspec) and "NOTSET" in item.name and not any(isinstance(v, CheckItem) for v in callspec.params.values())
@@ -265,6 +300,45 @@ def verify(request: pytest.FixtureRequest):
     return _verify
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.depends_on("db-port", "test_schema")``: a hand-written check runs only when
+    those checks (configured ones by name, hand-written ones by test name) passed; otherwise it
+    is reported as blocked by them, and the gate counts the one root cause."""
+    mark = item.get_closest_marker("depends_on")
+    state = item.config.stash.get(STATE, None)
+    if mark is None or state is None or ITEM in item.stash:
+        return
+    configured = {c.name: c for c in state.loaded.env.items()}
+    failed = []
+    for name in mark.args:
+        if name in configured:
+            status = state.result_for(configured[name]).status
+        else:
+            status = state.python_outcomes.get(name, "not run before it")
+        if status not in ("pass", "warn"):
+            failed.append(f"{name} ({status})")
+    if failed:
+        result = CheckResult(item.name, "python", _marker_severity(item.get_closest_marker("severity")), "blocked",
+                             f"not run: blocked by {', '.join(failed)}", blocked_by=[f.split(" (")[0] for f in failed])
+        item.stash[RESULT] = result
+        state.results[item.nodeid] = result
+        pytest.skip(result.message)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = _CONFIG.get("config")
+    state = config.stash.get(STATE, None) if config else None
+    if state is None or state.results.get(report.nodeid) is not None:
+        return
+    if report.when == "call" or report.failed or report.skipped:
+        status = "fail" if report.failed else "skipped" if report.skipped else "pass"
+        name = report.nodeid.rsplit("::", 1)[-1]
+        for key in (name, name.split("[", 1)[0]):
+            if state.python_outcomes.get(key) not in ("fail", "skipped"):
+                state.python_outcomes[key] = status
+
+
 @pytest.fixture
 def opsgate_env(request: pytest.FixtureRequest) -> envfile.LoadedEnvironment:
     """The loaded environment, for hand-written checks (``opsgate_env.env.http`` ...)."""
@@ -288,9 +362,10 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 @pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
 def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
-    if call.when != "call":
-        return None
     result = item.stash.get(RESULT, None)
+    blocked_at_setup = call.when == "setup" and result is not None and result.status == "blocked"
+    if call.when != "call" and not blocked_at_setup:
+        return None
     level = item.get_closest_marker("severity")
     cadence = item.get_closest_marker("cadence")
     meta: dict[str, Any] = {
@@ -337,11 +412,28 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
         "concurrency": state.concurrency,
         "demo": {"fault": state.demo.fault} if state.demo else None,
         "counts": counts(found),
-        "verdict": verdict(o.status for o in found),
+        "deselected": state.deselected,
+        "stopped_early": _stopped_early(state, json_report),
     }
+    from .gate import evaluate, from_document, load_policy
+
+    # the report's own verdict: the built-in default gate over this very document
+    json_report["opsgate"]["verdict"] = evaluate([from_document(json_report, "this run")], load_policy(None)).verdict
     redacted = REDACTOR.data(json_report)
     json_report.clear()
     json_report.update(redacted)
+
+
+def _stopped_early(state: RunState, json_report: dict[str, Any]) -> str | None:
+    """Why selected checks did not run (-x, --maxfail, pytest.exit), or None."""
+    session = state.session
+    if session is None:
+        return None
+    missing = len(session.items) - len(json_report.get("tests") or ())
+    if missing <= 0:
+        return None
+    reason = session.shouldstop or session.shouldfail or "the session ended early"
+    return f"{reason}; {missing} of {len(session.items)} selected checks did not run"
 
 
 _CONFIG: dict[str, pytest.Config] = {}
@@ -353,6 +445,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state:
         state.started = time.time()
+        state.session = session
 
 
 @pytest.hookimpl(trylast=True)
@@ -360,11 +453,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """pytest-json-report has built the report (tryfirst); write it where the gate reads it."""
     state = session.config.stash.get(STATE, None)
     plugin = getattr(session.config, "_json_report", None)
-    if state is None or not state.write_reports or plugin is None or getattr(plugin, "report", None) is None:
+    if state is None or plugin is None or getattr(plugin, "report", None) is None:
         return
     if hasattr(session.config, "workerinput"):
         return
-    state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+    if state.write_reports:
+        state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+    from .gate import evaluate, from_document
+
+    label = str(state.report_path) if state.report_path else "this run"
+    state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
+    if state.gate_name:
+        # one code path decides: the same evaluate() as `opsgate gate`, and its exit code
+        session.exitstatus = state.gate.exit_code
 
 
 def _iso(epoch: float) -> str:

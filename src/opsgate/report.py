@@ -1,15 +1,22 @@
 """The run's JSON report: pytest-json-report's document plus opsgate's metadata, redacted,
 written atomically as ``<cadence>-<UTC timestamp>.json`` and ``<cadence>-latest.json``.
 
+The file is sealed: its last key, ``opsgate_digest``, is the SHA-256 of everything before
+it, so a gate can tell a report that was truncated or altered after it was written from
+one that is merely valid JSON.
+
 >>> import tempfile, pathlib, json
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> path = write_report({"opsgate": {}}, d, "daily", 0.0)
->>> path.name, json.loads((d / "daily-latest.json").read_text())
-('daily-19700101T000000Z.json', {'opsgate': {}})
+>>> path.name, json.loads((d / "daily-latest.json").read_text())["opsgate"]
+('daily-19700101T000000Z.json', {})
+>>> unseal((d / "daily-latest.json").read_bytes())[1]
+'ok'
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and rename: readers never see half a report."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -37,15 +44,52 @@ def stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+_SEAL = ',\n "opsgate_digest": "sha256:'
+
+
+def seal(body: str) -> str:
+    """Append the digest of ``body`` (a JSON object as text) as its last key.
+
+    >>> seal('{"a": 1}')[:36]
+    '{"a": 1,\\n "opsgate_digest": "sha256:'
+    """
+    body = body.rstrip()
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return f'{body[:-1].rstrip()}{_SEAL}{digest}"\n}}'
+
+
+def unseal(data: bytes) -> tuple[bytes, str]:
+    """Check a sealed report: (the JSON body, ``"ok"``) or (b"", the reason it is not intact).
+
+    >>> unseal(seal('{"a": 1}').encode())
+    (b'{"a": 1}', 'ok')
+    >>> unseal(seal('{"a": 1}').encode()[:-3])[1]
+    'truncated: it does not end with its digest'
+    """
+    at = data.rfind(_SEAL.encode())
+    if at < 0:
+        return b"", "no opsgate_digest: not written by opsgate, or cut short before its last key"
+    tail = data[at + len(_SEAL):]
+    if not tail.endswith(b'"\n}') or len(tail) != 64 + 3:
+        return b"", "truncated: it does not end with its digest"
+    head = data[:at]
+    # seal() dropped the body's closing brace and the whitespace before it; the body was
+    # written with indent=1, so it is restored exactly as "\n}".
+    for body in (head + b"\n}", head + b"}"):
+        if hashlib.sha256(body).hexdigest().encode() == tail[:64]:
+            return body, "ok"
+    return b"", "digest mismatch: the report was altered or corrupted after it was written"
+
+
 def write_report(report: dict[str, Any], folder: Path, cadence: str, started: float) -> Path:
     """Write the timestamped report and replace the ``-latest`` one; return the timestamped path."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=1, default=str)
+    text = seal(json.dumps(report, indent=1, default=str))
     path = folder / f"{cadence}-{stamp(started)}.json"
     counter = 1
     while path.exists():  # two runs in one second keep both reports
         counter += 1
         path = folder / f"{cadence}-{stamp(started)}-{counter}.json"
-    _atomic_write(path, text)
-    _atomic_write(folder / f"{cadence}-latest.json", text)
+    atomic_write(path, text)
+    atomic_write(folder / f"{cadence}-latest.json", text)
     return path

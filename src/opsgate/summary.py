@@ -19,7 +19,6 @@ from typing import Any
 
 from . import severity as sev
 from .redact import REDACTOR
-from .verdict import verdict
 
 _ORDER = {"fail": 0, "error": 0, "blocked": 1, "warn": 2}
 
@@ -81,6 +80,16 @@ def write_summary(terminal: Any, state: Any) -> None:
     terminal.write_line("checks: " + ", ".join(f"{n} {s}" for s, n in c.items() if n or s in ("pass", "fail")))
     if state.report_path:
         terminal.write_line(f"report: {state.report_path}")
-    result = verdict(o.status for o in found)
-    colour = {"green": True} if result == "PASS" else {"yellow": True} if result == "WARN" else {"red": True}
-    terminal.write_line(f"verdict: {result}", bold=True, **colour)
+    gate = state.gate
+    if gate is None:  # no report was built (pytest-json-report missing): nothing to decide on
+        terminal.write_line("verdict: ERROR (no report was built for this run)", bold=True, red=True)
+        return
+    if state.gate_name:
+        from .exporters.terminal import lines
+
+        terminal.write_sep("-", f"gate {gate.gate}")
+        for line, tone in lines(gate):
+            terminal.write_line(line, bold=line.startswith("verdict:"), **({tone: True} if tone else {}))
+        return
+    colour = {"green": True} if gate.verdict == "PASS" else {"yellow": True} if gate.verdict == "WARN" else {"red": True}
+    terminal.write_line(f"verdict: {gate.verdict}", bold=True, **colour)

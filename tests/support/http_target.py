@@ -53,8 +53,11 @@ def free_port() -> int:
 class TlsCert:
     """Self-signed certificate (CN/SAN localhost + 127.0.0.1) usable as its own CA.
 
-    >>> cert = TlsCert.self_signed(tmp_path, days_valid=0.5)
-    >>> requests.get(target.url + "/health", verify=str(cert.cert_path))
+    >>> import tempfile, pathlib, requests
+    >>> cert = TlsCert.self_signed(pathlib.Path(tempfile.mkdtemp()), days_valid=0.5)
+    >>> with HttpTarget(tls=cert) as target:
+    ...     requests.get(target.url + "/health", verify=str(cert.cert_path), timeout=5).status_code
+    200
 
     A negative ``days_valid`` yields an already-expired certificate.
     """
@@ -217,10 +220,10 @@ class _Server(ThreadingHTTPServer):
 class HttpTarget:
     """Real threaded HTTP(S) server on 127.0.0.1 with canned routes.
 
+    >>> import requests
     >>> with HttpTarget() as t:
-    ...     requests.get(t.url + "/health").json()["status"]   # 'healthy'
-    >>> with HttpTarget(tls=TlsCert.self_signed(tmp_path)) as t:
-    ...     requests.get(t.url + "/health", verify=str(t.tls.cert_path))
+    ...     requests.get(t.url + "/health", timeout=5).json()["status"]
+    'healthy'
 
     Routes: /health /degraded /slow/<ms> /status/<code> /malformed /big/<nbytes>
     /redirect-loop /models /models-empty /echo /text; anything else is 404.
@@ -259,8 +262,11 @@ class HttpTarget:
 class HangingTarget:
     """TCP listener that accepts connections and never reads or writes.
 
+    >>> import requests
     >>> with HangingTarget() as h:
-    ...     requests.get(h.url, timeout=0.5)   # raises requests.ReadTimeout
+    ...     requests.get(h.url, timeout=0.5)
+    Traceback (most recent call last):
+    requests.exceptions.ReadTimeout: ...
     """
 
     def __init__(self):

@@ -1,0 +1,61 @@
+"""JUnit XML of a gate's result, for CI systems that read JUnit.
+
+One ``<testsuite>`` per source (environment@host), one ``<testcase>`` per check with
+``severity``, ``cadence``, ``kind``, ``status`` and ``gate_effect`` as properties.
+Only what the gate blocks on is a ``<failure>``/``<error>``; a waived or blocked check
+is ``<skipped>`` with the reason; a warning passes with its message in ``system-out``.
+When the gate's verdict is ERROR a ``gate`` testcase carries the reasons as ``<error>``,
+so a JUnit reader fails closed too.
+
+>>> from opsgate.gate import evaluate, load_policy, read_report
+>>> xml = render(evaluate([read_report("/nonexistent.json")], load_policy(None)))
+>>> xml.splitlines()[1]
+'<testsuites name="opsgate gate default" verdict="ERROR">'
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+from ..gate.decide import Finding, GateResult
+
+
+def _case(parent: ET.Element, finding: Finding) -> None:
+    check = finding.check
+    case = ET.SubElement(parent, "testcase", classname=f"{check.source}.{check.kind}", name=check.test_id,
+                         time=f"{check.duration_s:.3f}")
+    props = ET.SubElement(case, "properties")
+    for key, value in (("severity", finding.severity), ("cadence", check.cadence), ("kind", check.kind),
+                       ("status", check.status), ("gate_effect", finding.effect), ("nodeid", check.nodeid)):
+        ET.SubElement(props, "property", name=key, value=value)
+    message = " ".join((check.message or finding.reason).split())[:1000]
+    if finding.effect == "block":
+        tag = "error" if check.status == "error" else "failure"
+        ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = finding.reason
+    elif finding.effect in ("waived", "blocked", "skipped"):
+        ET.SubElement(case, "skipped", message=f"{finding.effect}: {finding.reason}"[:1000])
+    elif finding.effect in ("warn", "tolerated", "ignored"):
+        ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({finding.reason})"
+
+
+def render(result: GateResult) -> str:
+    root = ET.Element("testsuites", name=f"opsgate gate {result.gate}", verdict=result.verdict)
+    by_source: dict[str, list[Finding]] = defaultdict(list)
+    for finding in result.findings:
+        by_source[finding.check.source].append(finding)
+    for source in [s.source for s in result.sources] or ["gate"]:
+        findings = by_source.get(source, [])
+        suite = ET.SubElement(root, "testsuite", name=source, tests=str(len(findings)),
+                              failures=str(sum(f.effect == "block" and f.check.status != "error" for f in findings)),
+                              errors=str(sum(f.effect == "block" and f.check.status == "error" for f in findings)),
+                              skipped=str(sum(f.effect in ("waived", "blocked", "skipped") for f in findings)),
+                              timestamp=result.decided_at.isoformat(timespec="seconds"))
+        for finding in findings:
+            _case(suite, finding)
+    if result.errors:
+        suite = ET.SubElement(root, "testsuite", name="opsgate gate", tests="1", failures="0", errors="1", skipped="0")
+        case = ET.SubElement(suite, "testcase", classname="opsgate.gate", name=f"gate {result.gate}")
+        ET.SubElement(case, "error", message=result.errors[0][:1000], type="ERROR").text = "\n".join(result.errors)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,56 @@
+"""A Markdown summary of a gate's result, for ``$GITHUB_STEP_SUMMARY`` or a wiki page.
+
+>>> from opsgate.gate import evaluate, load_policy, read_report
+>>> render(evaluate([read_report("/nonexistent.json")], load_policy(None))).splitlines()[0]
+'## opsgate gate `default`: ERROR'
+"""
+
+from __future__ import annotations
+
+from ..gate.decide import Finding, GateResult
+
+_ICON = {"PASS": "PASS", "WARN": "WARN", "FAIL": "FAIL", "ERROR": "ERROR"}
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")[:300]
+
+
+def _table(findings: list[Finding], label: str) -> list[str]:
+    out = [f"| Severity | Check | Source | {label} |", "|---|---|---|---|"]
+    for f in findings:
+        out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | "
+                   f"{_cell(f.check.message or f.reason) if label == 'Evidence' else _cell(f.reason)} |")
+    return out
+
+
+def render(result: GateResult) -> str:
+    out = [f"## opsgate gate `{result.gate}`: {_ICON[result.verdict]}", "",
+           f"{_cell(result.headline())} (exit {result.exit_code}; policy {result.policy})", ""]
+    if result.errors:
+        out += ["### Why the result cannot be trusted", ""] + [f"- {_cell(e)}" for e in result.errors] + [""]
+    roots = result.root_causes
+    if roots:
+        out += ["### Root causes", "", "| Severity | Check | Source | Blocks | Evidence |", "|---|---|---|---|---|"]
+        for f in roots:
+            out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | {len(f.blocks)} | "
+                       f"{_cell(f.check.message)} |")
+        out.append("")
+    blocking = [f for f in result.effect("block") if not f.is_root_cause]
+    if blocking:
+        out += ["### Blocking", ""] + _table(blocking, "Evidence") + [""]
+    warnings = [f for f in result.effect("warn", "tolerated") if not f.is_root_cause]
+    if warnings:
+        out += ["### Warnings", ""] + _table(warnings, "Evidence") + [""]
+    waived = result.effect("waived")
+    if waived:
+        out += ["### Waived", ""] + _table(waived, "Waiver") + [""]
+    if result.notes:
+        out += ["### Waiver notes", ""] + [f"- {_cell(n)}" for n in result.notes] + [""]
+    out += ["### Per source", "", "| Source | Verdict | pass | warn | fail | error | blocked | skipped | waived | Reports |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result.sources:
+        c = s.counts
+        out.append(f"| {_cell(s.source)} | {s.verdict} | {c['pass']} | {c['warn']} | {c['fail']} | {c['error']} | "
+                   f"{c['blocked']} | {c['skipped']} | {c['waived']} | {_cell(', '.join(s.reports))} |")
+    return "\n".join(out) + "\n"

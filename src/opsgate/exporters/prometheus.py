@@ -1,0 +1,73 @@
+"""Prometheus text format for node_exporter's textfile collector, written atomically.
+
+Series (``environment``, ``host`` and ``cadence`` label every per-run series):
+
+- ``opsgate_check_ok{check,kind,severity,...}`` 1 when the check passed or warned, else 0
+- ``opsgate_check_status{...,status}`` 1 for the check's status (pass/warn/fail/error/blocked/skipped)
+- ``opsgate_check_observed{...,value}`` every numeric value the check observed (elapsed_ms, cpu_percent ...)
+- ``opsgate_check_duration_seconds{...}``
+- ``opsgate_report_finished_timestamp_seconds{environment,host,cadence}`` the run's end
+- ``opsgate_gate_verdict{gate,verdict}`` 1 for the verdict, 0 for the other three
+- ``opsgate_gate_exit_code{gate}`` and ``opsgate_gate_timestamp_seconds{gate}``
+
+>>> from opsgate.gate import evaluate, load_policy, read_report
+>>> text = render(evaluate([read_report("/nonexistent.json")], load_policy(None)))
+>>> [l for l in text.splitlines() if l.startswith("opsgate_gate_verdict")][3]
+'opsgate_gate_verdict{gate="default",verdict="ERROR"} 1.0'
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
+
+from ..gate.decide import GateResult
+
+VERDICTS = ("PASS", "WARN", "FAIL", "ERROR")
+STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
+
+
+def _registry(result: GateResult) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    run = ["environment", "host", "cadence"]
+    check = [*run, "check", "kind", "severity"]
+    ok = Gauge("opsgate_check_ok", "1 when the check passed or warned, else 0", check, registry=registry)
+    status = Gauge("opsgate_check_status", "1 for the check's status", [*check, "status"], registry=registry)
+    observed = Gauge("opsgate_check_observed", "a numeric value the check observed", [*check, "value"], registry=registry)
+    duration = Gauge("opsgate_check_duration_seconds", "how long the check took", check, registry=registry)
+    finished = Gauge("opsgate_report_finished_timestamp_seconds", "when the run ended (unix time)", run, registry=registry)
+    verdict = Gauge("opsgate_gate_verdict", "1 for the gate's verdict", ["gate", "verdict"], registry=registry)
+    exit_code = Gauge("opsgate_gate_exit_code", "the gate's exit code", ["gate"], registry=registry)
+    decided = Gauge("opsgate_gate_timestamp_seconds", "when the gate decided (unix time)", ["gate"], registry=registry)
+    cadence_of = {}
+    for report in result.reports:
+        cadence_of[report.source] = report.cadence
+        if report.finished_at is not None:
+            env, host = report.environment, report.host
+            finished.labels(env, host, report.cadence).set(report.finished_at.timestamp())
+    for finding in result.findings:
+        c = finding.check
+        env, _, host = c.source.partition("@")
+        labels = (env, host, cadence_of.get(c.source, c.cadence), c.name, c.kind, c.severity)
+        ok.labels(*labels).set(1 if c.status in ("pass", "warn") else 0)
+        status.labels(*labels, c.status).set(1)
+        duration.labels(*labels).set(c.duration_s)
+        for key, value in c.observed.items():
+            if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+                observed.labels(*labels, key).set(float(value))
+    for name in VERDICTS:
+        verdict.labels(result.gate, name).set(1 if name == result.verdict else 0)
+    exit_code.labels(result.gate).set(result.exit_code)
+    decided.labels(result.gate).set(result.decided_at.timestamp())
+    return registry
+
+
+def render(result: GateResult) -> str:
+    return generate_latest(_registry(result)).decode("utf-8")
+
+
+def write(result: GateResult, path: str | Path) -> None:
+    """Write atomically (temp file + rename): the collector never reads half a file."""
+    write_to_textfile(str(path), _registry(result))

@@ -1,0 +1,60 @@
+"""The verdict block for a terminal: verdict, root causes, blocking checks with their
+evidence, warnings, waivers, the per-source breakdown.
+
+Lines come with a tone (``red``, ``yellow``, ``green`` or None) so the pytest plugin can
+colour them through its terminal writer and ``opsgate gate`` through ANSI codes.
+
+>>> from opsgate.gate import evaluate, load_policy, read_report
+>>> lines(evaluate([read_report("/nonexistent.json")], load_policy(None)))[-1]
+('verdict: ERROR (exit 2)', 'red')
+"""
+
+from __future__ import annotations
+
+from ..gate.decide import Finding, GateResult
+
+TONE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red"}
+_ANSI = {"red": "\033[31;1m", "yellow": "\033[33m", "green": "\033[32;1m"}
+
+
+def _evidence(finding: Finding) -> str:
+    message = " ".join(finding.check.message.split())
+    return message[:300] if message else finding.reason
+
+
+def lines(result: GateResult) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = [(f"gate {result.gate} ({result.policy}): {result.headline()}", TONE[result.verdict])]
+    for error in result.errors:
+        out.append((f"ERROR  {error}", "red"))
+    for root in result.root_causes:
+        out.append((f"ROOT CAUSE  {root.severity}  {root.check.test_id} [{root.check.source}]: {_evidence(root)}",
+                    "red" if root.effect == "block" else "yellow"))
+        blocked = ", ".join(c.test_id for c in root.blocks[:8]) + (" ..." if len(root.blocks) > 8 else "")
+        out.append((f"            blocks {len(root.blocks)}: {blocked} ({root.effect})", None))
+    for finding in result.effect("block"):
+        if not finding.is_root_cause:
+            out.append((f"{finding.severity}  FAIL  {finding.check.test_id} [{finding.check.source}]: {_evidence(finding)}", "red"))
+    for finding in result.effect("warn", "tolerated"):
+        if not finding.is_root_cause:
+            label = "WARN" if finding.effect == "warn" else "TOLERATED"
+            out.append((f"{finding.severity}  {label}  {finding.check.test_id} [{finding.check.source}]: "
+                        f"{_evidence(finding)} ({finding.reason})", "yellow"))
+    for finding in result.effect("waived"):
+        out.append((f"{finding.severity}  WAIVED  {finding.check.test_id} [{finding.check.source}]: {finding.reason}", None))
+    for note in result.notes:
+        out.append((f"note: {note}", "yellow"))
+    if len(result.sources) > 1:
+        for source in result.sources:
+            counts = ", ".join(f"{n} {s}" for s, n in source.counts.items() if n)
+            out.append((f"  {source.source}: {source.verdict} ({counts or 'nothing ran'})", TONE[source.verdict]))
+    code = f"exit {result.exit_code}" + (", WARN blocks in this gate" if result.verdict == "WARN" and result.warn_blocks else "")
+    out.append((f"verdict: {result.verdict} ({code})", TONE[result.verdict]))
+    return out
+
+
+def render(result: GateResult, colour: bool = False) -> str:
+    """The block as text, with ANSI colours when ``colour``."""
+    text = []
+    for line, tone in lines(result):
+        text.append(f"{_ANSI[tone]}{line}\033[0m" if colour and tone else line)
+    return "\n".join(text) + "\n"

@@ -1,0 +1,316 @@
+"""The gate's decision: reports + a named gate -> PASS / WARN / FAIL / ERROR and an exit code.
+
+This is the one code path that decides, whether called by ``opsgate gate`` on report
+files or by ``pytest --gate NAME`` on the run it just finished.
+
+Order of judgement:
+
+1. ERROR, with its reasons, when a report cannot be trusted (see ``reports``), is older
+   than the gate's ``max_age``, ran fewer than ``min_checks`` checks, or a required
+   check is absent, deselected, skipped or blocked.
+2. A check blocked by a failed prerequisite is not counted; its prerequisite is one
+   root cause, judged at the highest severity among itself and what it blocks.
+3. A failure (or error) is waived by an active waiver; otherwise its severity's action
+   in the gate applies: ``block`` (FAIL, unless within ``tolerate``), ``warn`` or
+   ``ignore``. A required check that failed always blocks.
+4. A warn-level breach makes WARN unless waived.
+
+Exit codes: PASS 0, WARN 0 (1 with ``warn_blocks``), FAIL 1, ERROR 2.
+
+>>> from opsgate.gate.reports import Report, CheckRecord
+>>> from opsgate.gate.policy import load_policy
+>>> ok = CheckRecord("demo@h", "t.py::test_http[api]", "api", "http", "P0", "daily", "pass")
+>>> evaluate([Report("r.json", "demo", "h", checks=[ok])], load_policy(None)).verdict
+'PASS'
+>>> evaluate([], load_policy(None)).errors
+['no report given: a gate never passes on nothing']
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .. import severity as sev
+from .policy import DEFAULT_GATE, Gate, LoadedPolicy, Waiver
+from .reports import EXECUTED, CheckRecord, Report
+
+EXIT_CODES = {"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 2}
+#: effects, in the order an operator reads them
+EFFECTS = ("block", "warn", "tolerated", "waived", "ignored", "blocked", "skipped", "ok")
+
+
+@dataclass
+class Finding:
+    """One check as the gate judged it."""
+
+    check: CheckRecord
+    effect: str  # one of EFFECTS
+    reason: str
+    severity: str  # effective severity: a root cause takes the highest of what it blocks
+    blocks: list[CheckRecord] = field(default_factory=list)  # checks it blocked (root causes)
+    waiver: Waiver | None = None
+
+    @property
+    def is_root_cause(self) -> bool:
+        return bool(self.blocks)
+
+
+@dataclass
+class SourceVerdict:
+    """The verdict for one environment@host."""
+
+    source: str
+    reports: list[str]
+    verdict: str
+    counts: dict[str, int]
+
+
+@dataclass
+class GateResult:
+    gate: str
+    policy: str
+    verdict: str
+    exit_code: int
+    warn_blocks: bool
+    errors: list[str]
+    findings: list[Finding]
+    notes: list[str]  # waivers that expired or were not used
+    sources: list[SourceVerdict]
+    reports: list[Report]
+    decided_at: datetime
+
+    def effect(self, *effects: str) -> list[Finding]:
+        """Findings with these effects, most severe first."""
+        return sorted((f for f in self.findings if f.effect in effects), key=lambda f: (sev.rank(f.severity), f.check.nodeid))
+
+    @property
+    def root_causes(self) -> list[Finding]:
+        return sorted((f for f in self.findings if f.is_root_cause), key=lambda f: (sev.rank(f.severity), -len(f.blocks)))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return _counts(self.findings)
+
+    def headline(self) -> str:
+        """``FAIL: 1 root cause (db-port, blocks 12); 1 blocking; 2 warnings; 1 waived``."""
+        parts = []
+        if self.errors:
+            parts.append(f"{len(self.errors)} reason{'s' * (len(self.errors) != 1)} the gate cannot trust the result")
+        roots = [f for f in self.root_causes if f.effect == "block"]
+        if roots:
+            names = ", ".join(f"{f.check.name} blocks {len(f.blocks)}" for f in roots[:3])
+            parts.append(f"{len(roots)} root cause{'s' * (len(roots) != 1)} ({names})")
+        plain = [f for f in self.effect("block") if not f.is_root_cause]
+        if plain:
+            parts.append(f"{len(plain)} blocking failure{'s' * (len(plain) != 1)}")
+        warnings = self.effect("warn", "tolerated")
+        if warnings:
+            parts.append(f"{len(warnings)} warning{'s' * (len(warnings) != 1)}")
+        waived = self.effect("waived")
+        if waived:
+            parts.append(f"{len(waived)} waived")
+        executed = sum(1 for f in self.findings if f.check.status in EXECUTED)
+        parts.append(f"{executed} checks ran in {len(self.reports)} report{'s' * (len(self.reports) != 1)}")
+        return f"{self.verdict}: " + "; ".join(parts)
+
+
+def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None = None,
+             now: datetime | None = None) -> GateResult:
+    """Decide one gate over one or more reports."""
+    name = gate_name or DEFAULT_GATE
+    gate = policy.gate(name)
+    now = now or datetime.now(timezone.utc)
+    waivers = [w for w in policy.policy.waivers if w.applies_to(name)]
+    usage: dict[int, list[Finding]] = defaultdict(list)
+    errors: list[str] = [] if reports else ["no report given: a gate never passes on nothing"]
+    findings: list[Finding] = []
+    report_errors: dict[str, list[str]] = defaultdict(list)
+    for report in reports:
+        problems = list(report.problems) + _freshness(report, gate, now)
+        if not report.problems and report.executed < gate.min_checks:
+            problems.append(f"{report.path}: {report.executed} checks ran; the gate needs at least {gate.min_checks}")
+        errors.extend(problems)
+        report_errors[report.source].extend(problems)
+        findings.extend(_judge(report, gate, waivers, now, usage))
+    errors.extend(_required(reports, gate, findings))
+    notes = _waiver_notes(waivers, usage, findings, now)
+    verdict = _verdict(errors, findings)
+    sources = []
+    by_source: dict[str, list[Report]] = defaultdict(list)
+    for report in reports:
+        by_source[report.source].append(report)
+    for source, group in by_source.items():
+        mine = [f for f in findings if f.check.source == source]
+        sources.append(SourceVerdict(source, [r.path for r in group], _verdict(report_errors[source], mine), _counts(mine)))
+    code = EXIT_CODES[verdict] if not (verdict == "WARN" and gate.warn_blocks) else 1
+    return GateResult(name, policy.source, verdict, code, gate.warn_blocks, errors, findings, notes, sources,
+                      list(reports), now)
+
+
+def _verdict(errors: list[str], findings: list[Finding]) -> str:
+    if errors:
+        return "ERROR"
+    effects = {f.effect for f in findings}
+    if "block" in effects:
+        return "FAIL"
+    if effects & {"warn", "tolerated"}:
+        return "WARN"
+    return "PASS"
+
+
+def _counts(findings: list[Finding]) -> dict[str, int]:
+    statuses = Counter(f.check.status for f in findings)
+    out = {s: statuses.get(s, 0) for s in ("pass", "warn", "fail", "error", "blocked", "skipped")}
+    out["waived"] = sum(1 for f in findings if f.effect == "waived")
+    return out
+
+
+def _freshness(report: Report, gate: Gate, now: datetime) -> list[str]:
+    if gate.max_age is None or report.problems:
+        return []
+    if report.finished_at is None:
+        return [f"{report.path}: the report does not say when it finished, so its age ({gate.max_age:g}s allowed) is unknown"]
+    finished = report.finished_at if report.finished_at.tzinfo else report.finished_at.replace(tzinfo=timezone.utc)
+    age = now - finished
+    if age > timedelta(seconds=gate.max_age):
+        return [f"{report.path}: report is stale: finished {finished.isoformat(timespec='seconds')}, "
+                f"{_human(age.total_seconds())} ago; the gate allows {_human(gate.max_age)}"]
+    return []
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], list[CheckRecord]]:
+    """Root cause name -> checks it blocked (transitively); and blocked checks with no root in the report."""
+    by_name = {c.name: c for c in report.checks}
+    roots: dict[str, list[CheckRecord]] = defaultdict(list)
+    orphans = []
+    for check in report.checks:
+        if check.status != "blocked":
+            continue
+        found, seen, todo = set(), set(), list(check.blocked_by)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            prerequisite = by_name.get(name)
+            if prerequisite is None:
+                continue
+            if prerequisite.status == "blocked":
+                todo.extend(prerequisite.blocked_by)
+            elif prerequisite.status in ("fail", "error"):
+                found.add(name)
+        for name in found:
+            roots[name].append(check)
+        if not found:
+            orphans.append(check)
+    return roots, orphans
+
+
+def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
+           usage: dict[int, list[Finding]]) -> list[Finding]:
+    roots, orphans = _roots(report)
+    orphan_ids = {id(c) for c in orphans}
+    failures: Counter[str] = Counter()
+    out = []
+    for check in report.checks:
+        status = check.status
+        if status == "pass":
+            out.append(Finding(check, "ok", "passed", check.severity))
+            _mark_waivers(check, waivers, now, usage, out[-1])
+            continue
+        if status == "skipped":
+            out.append(Finding(check, "skipped", check.message or "skipped", check.severity))
+            continue
+        if status == "blocked" and id(check) not in orphan_ids:
+            causes = sorted(n for n, blocked in roots.items() if check in blocked)
+            out.append(Finding(check, "blocked", f"not run: blocked by {', '.join(causes)} (counted there)", check.severity))
+            continue
+        blocks = roots.get(check.name, [])
+        level = min([check.severity, *(c.severity for c in blocks)], key=sev.rank)
+        finding = Finding(check, "", "", level, blocks)
+        waiver = _mark_waivers(check, waivers, now, usage, finding)
+        if waiver is not None:
+            finding.effect, finding.waiver = "waived", waiver
+            finding.reason = f"waived until {waiver.expires.isoformat()}: {waiver.justification}"
+        elif status == "warn":
+            finding.effect, finding.reason = "warn", "a warn-level limit was breached"
+        else:
+            raised = f" (raised from {check.severity}: it blocks {level} checks)" if level != check.severity else ""
+            what = "blocked by a prerequisite that is not in this report" if status == "blocked" else \
+                "the check could not decide (error)" if status == "error" else "failed"
+            action = gate.action(level)
+            if action == "block":
+                failures[level] += 1
+                allowed = gate.tolerate.get(level, 0)
+                if failures[level] <= allowed:
+                    finding.effect = "tolerated"
+                    finding.reason = f"{what}; {level} failure {failures[level]} of {allowed} tolerated{raised}"
+                else:
+                    finding.effect, finding.reason = "block", f"{what}; {level} blocks this gate{raised}"
+            elif action == "warn":
+                finding.effect, finding.reason = "warn", f"{what}; {level} only warns in this gate{raised}"
+            else:
+                finding.effect, finding.reason = "ignored", f"{what}; {level} is not gated here{raised}"
+        out.append(finding)
+    return out
+
+
+def _mark_waivers(check: CheckRecord, waivers: list[Waiver], now: datetime, usage: dict[int, list[Finding]],
+                  finding: Finding) -> Waiver | None:
+    """Record which waivers match this check; return the first active one."""
+    active = None
+    for index, waiver in enumerate(waivers):
+        if waiver.matches(check):
+            usage[index].append(finding)
+            if active is None and not waiver.expired(now.date()) and check.status != "pass":
+                active = waiver
+    return active
+
+
+def _required(reports: list[Report], gate: Gate, findings: list[Finding]) -> list[str]:
+    errors = []
+    for requirement in gate.require:
+        matched = [f for f in findings if requirement.matches(f.check)]
+        if not matched:
+            deselected = [n for r in reports for n in r.deselected if requirement.matches_nodeid(n)]
+            errors.append(f"required check ({requirement.describe()}) "
+                          + (f"was deselected: {deselected[0]}" if deselected else "is absent from every report"))
+            continue
+        for finding in matched:
+            check = finding.check
+            if check.status in ("skipped", "blocked"):
+                errors.append(f"required check {check.test_id} ({check.source}) did not run: {check.status}"
+                              + (f": {check.message}" if check.message else ""))
+            elif check.status in ("fail", "error") and finding.effect in ("warn", "tolerated", "ignored"):
+                finding.effect = "block"
+                finding.reason += f"; required by the gate ({requirement.describe()}), so it blocks"
+    return errors
+
+
+def _waiver_notes(waivers: list[Waiver], usage: dict[int, list[Finding]], findings: list[Finding],
+                  now: datetime) -> list[str]:
+    notes = []
+    today = now.date()
+    for index, waiver in enumerate(waivers):
+        matched = usage.get(index, [])
+        label = f"waiver for {waiver.check!r} ({waiver.justification})"
+        if waiver.expired(today):
+            failing = [f.check.test_id for f in matched if f.check.status != "pass"]
+            notes.append(f"{label} expired on {waiver.expires.isoformat()} and no longer applies"
+                         + (f"; {', '.join(failing[:5])} counted normally" if failing else ""))
+        elif not matched:
+            notes.append(f"{label} is unused: it matches no check in these reports")
+        elif not any(f.waiver is waiver for f in matched):
+            passed = [f.check.test_id for f in matched if f.check.status == "pass"]
+            notes.append(f"{label} is unused: {', '.join(passed[:5]) or 'the matching checks'} passed"
+                         + " (remove it?)")
+    return notes

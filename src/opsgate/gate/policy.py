@@ -1,0 +1,218 @@
+"""Gate policies (``config/gates.yaml``): named gates and waivers.
+
+A gate says which severities block and which only warn, how many failures of a
+severity it tolerates, which checks must have run and passed, how old a report may
+be, and whether WARN blocks. A waiver excuses one check's failure until a date, with
+a justification.
+
+Example ``config/gates.yaml``::
+
+    gates:
+      deploy:
+        block: [P0, P1]        # failures of these make FAIL
+        warn: [P2, P3]         # failures of these only make WARN
+        tolerate: {P1: 1}      # one P1 failure is tolerated (shown as a warning)
+        max_age: 26h           # an older report is ERROR
+        warn_blocks: false     # WARN exits 0
+        require:
+          - id: "test_http[api-*]"
+          - tag: database
+    waivers:
+      - check: demo-models
+        justification: "models are being re-pulled after the upgrade, OPS-142"
+        expires: 2026-12-01
+
+>>> load_policy(None).gates["default"].block
+['P0', 'P1', 'P2', 'P3']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from .. import severity as sev
+from ..model import Duration, Strict
+from ..yamlfile import Problem, ProblemsError, parse, problem_from
+
+DEFAULT_GATE = "default"
+
+
+def _level(value: Any) -> str:
+    return sev.normalise(value)
+
+
+Level = Annotated[str, BeforeValidator(_level)]
+
+
+def _glob(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty pattern")
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_glob)]
+
+
+class Require(Strict):
+    """A check that must have run and passed, chosen by exactly one of id, tag or marker."""
+
+    id: Pattern | None = Field(None, description="glob on the check name, test id (test_http[api-*]) or nodeid")
+    tag: Pattern | None = Field(None, description="a tag from the environment file")
+    marker: Pattern | None = Field(None, description="a pytest marker or keyword (P0, daily, http, ...)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "Require":
+        given = [k for k in ("id", "tag", "marker") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"expected exactly one of id, tag, marker; seen {', '.join(given) or 'none'}")
+        return self
+
+    def describe(self) -> str:
+        """``id test_http[api-*]``, ``tag database``."""
+        key = "id" if self.id else "tag" if self.tag else "marker"
+        return f"{key} {getattr(self, key)}"
+
+    def matches(self, check) -> bool:
+        if self.id:
+            return any(fnmatch.fnmatchcase(text, self.id) for text in (check.name, check.test_id, check.nodeid))
+        if self.tag:
+            return any(fnmatch.fnmatchcase(t, self.tag) for t in check.tags)
+        return any(fnmatch.fnmatchcase(k, self.marker) for k in
+                   (*check.keywords, check.severity, check.cadence, check.kind, *check.tags))
+
+    def matches_nodeid(self, nodeid: str) -> bool:
+        """For deselected tests, of which only the nodeid is known."""
+        return bool(self.id) and any(fnmatch.fnmatchcase(t, self.id) for t in (nodeid, nodeid.rsplit("::", 1)[-1]))
+
+
+class Gate(Strict):
+    """One named gate."""
+
+    description: str = ""
+    block: list[Level] = Field(default_factory=lambda: list(sev.LEVELS),
+                               description="severities whose failures make the verdict FAIL")
+    warn: list[Level] = Field(default_factory=list, description="severities whose failures only make it WARN")
+    tolerate: dict[Level, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="failures of a blocking severity tolerated per report (shown as warnings)")
+    warn_blocks: bool = Field(False, description="WARN exits 1 instead of 0")
+    max_age: Duration | None = Field(None, description="a report older than this is ERROR (e.g. 26h)")
+    require: list[Require] = Field(default_factory=list, description="checks that must have run and passed")
+    min_checks: Annotated[int, Field(ge=1)] = Field(1, description="fewer executed checks than this is ERROR")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "Gate":
+        both = sorted(set(self.block) & set(self.warn))
+        if both:
+            raise ValueError(f"expected a severity in block or in warn, seen {', '.join(both)} in both")
+        return self
+
+    def action(self, level: str) -> str:
+        """``block``, ``warn`` or ``ignore`` (a severity in neither list is not gated)."""
+        return "block" if level in self.block else "warn" if level in self.warn else "ignore"
+
+
+class Waiver(Strict):
+    """Excuse a check's failure (or warning) until ``expires``."""
+
+    check: Pattern = Field(description="glob on the check name, test id or nodeid")
+    justification: Annotated[str, Field(min_length=10)] = Field(description="why, and the ticket")
+    expires: date = Field(description="last day the waiver applies (YYYY-MM-DD)")
+    gates: list[str] = Field(default_factory=list, description="gates it applies to (default: all)")
+    source: Pattern | None = Field(None, description="glob on environment@host (default: all)")
+
+    def applies_to(self, gate: str) -> bool:
+        return not self.gates or gate in self.gates
+
+    def matches(self, check) -> bool:
+        if self.source and not fnmatch.fnmatchcase(check.source, self.source):
+            return False
+        return any(fnmatch.fnmatchcase(text, self.check) for text in (check.name, check.test_id, check.nodeid))
+
+    def expired(self, today: date) -> bool:
+        return today > self.expires
+
+
+class Policy(Strict):
+    """The whole gates file."""
+
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    waivers: list[Waiver] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _default_gate(self) -> "Policy":
+        self.gates.setdefault(DEFAULT_GATE, Gate(description="every failing check blocks; the plain reading of a run"))
+        return self
+
+
+class PolicyError(ProblemsError):
+    """The gates file cannot be used; ``problems`` lists every reason."""
+
+
+@dataclass
+class LoadedPolicy:
+    policy: Policy
+    path: Path | None  # None: the built-in default
+
+    @property
+    def gates(self) -> dict[str, Gate]:
+        return self.policy.gates
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "built-in"
+
+    def gate(self, name: str | None) -> Gate:
+        """The named gate; PolicyError naming the gates there are."""
+        name = name or DEFAULT_GATE
+        if name not in self.gates:
+            raise PolicyError([Problem(self.source, None, "gates",
+                                       f"expected a gate named {name!r}, seen only: {', '.join(sorted(self.gates))}")])
+        return self.gates[name]
+
+
+def find_policy(explicit: str | os.PathLike | None, search: list[Path]) -> Path | None:
+    """``--policy``, else ``$OPSGATE_POLICY``, else ``config/gates.yaml`` under a search folder, else None."""
+    chosen = explicit or os.environ.get("OPSGATE_POLICY")
+    if chosen:
+        return Path(chosen)
+    for folder in search:
+        for name in ("gates.yaml", "gates.yml"):
+            if (folder / "config" / name).is_file():
+                return folder / "config" / name
+    return None
+
+
+def load_policy(path: str | os.PathLike | None) -> LoadedPolicy:
+    """Read and validate a gates file (None: the built-in default gate only)."""
+    if path is None:
+        return LoadedPolicy(Policy(), None)
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([Problem(shown, None, "", f"cannot read the gates file: {exc.strerror}")]) from None
+    data, lines = parse(text, shown, PolicyError)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError([Problem(shown, 1, "", f"expected a mapping with 'gates' and 'waivers', seen {type(data).__name__}")])
+    try:
+        policy = Policy.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise PolicyError([problem_from(err, data, lines, shown, Policy) for err in exc.errors(include_url=False)]) from None
+    unknown = [(i, g) for i, w in enumerate(policy.waivers) for g in w.gates if g not in policy.gates]
+    if unknown:
+        raise PolicyError([Problem(shown, lines.get(("waivers", i, "gates")), f"waivers[{i}].gates",
+                                   f"expected the name of a gate ({', '.join(sorted(policy.gates))}), seen {g!r}")
+                           for i, g in unknown])
+    return LoadedPolicy(policy, path)
+

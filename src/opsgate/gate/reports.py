@@ -1,0 +1,190 @@
+"""Read opsgate reports for the gate, failing closed.
+
+A report the gate cannot trust is never an empty pass: a missing file, a truncated or
+altered one (its seal does not match), JSON that is not an opsgate report, an
+interrupted session, a collection error, a run stopped early, or a run in which no
+check executed each become a ``problem`` on the report, and any problem makes the
+verdict ERROR.
+
+>>> read_report("/nonexistent/daily-latest.json").problems
+['/nonexistent/daily-latest.json: report not found']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..report import unseal
+
+#: statuses of a check that actually ran (blocked and skipped checks did not)
+EXECUTED = frozenset({"pass", "warn", "fail", "error"})
+
+# pytest exit codes a report can carry that mean the run itself went wrong
+_EXIT_PROBLEMS = {
+    2: "the session was interrupted (pytest exit code 2): not every check ran",
+    3: "pytest hit an internal error (exit code 3)",
+    4: "pytest was called wrongly (usage error, exit code 4)",
+}
+
+
+@dataclass
+class CheckRecord:
+    """One check of one report, as the gate sees it."""
+
+    source: str
+    nodeid: str
+    name: str
+    kind: str
+    severity: str
+    cadence: str
+    status: str  # pass | warn | fail | error | blocked | skipped
+    message: str = ""
+    tags: tuple[str, ...] = ()
+    keywords: frozenset[str] = frozenset()
+    blocked_by: tuple[str, ...] = ()
+    duration_s: float = 0.0
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def test_id(self) -> str:
+        """``test_http[api-health]``: the nodeid's last part."""
+        return self.nodeid.rsplit("::", 1)[-1]
+
+
+@dataclass
+class Report:
+    """One report: where it came from, its checks, and why it cannot be trusted (if so)."""
+
+    path: str
+    environment: str = "?"
+    host: str = "?"
+    cadence: str = "?"
+    finished_at: datetime | None = None
+    checks: list[CheckRecord] = field(default_factory=list)
+    deselected: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        """``environment@host``: what the verdict is broken down by."""
+        return f"{self.environment}@{self.host}"
+
+    @property
+    def executed(self) -> int:
+        return sum(1 for c in self.checks if c.status in EXECUTED)
+
+
+def read_report(path: str | Path) -> Report:
+    """Read and verify one report file; never raises for a bad file, it records the problem."""
+    shown = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return Report(shown, problems=[f"{shown}: report not found"])
+    except IsADirectoryError:
+        return Report(shown, problems=[f"{shown}: is a directory, not a report file"])
+    except OSError as exc:
+        return Report(shown, problems=[f"{shown}: cannot read: {exc.strerror}"])
+    if not data.strip():
+        return Report(shown, problems=[f"{shown}: empty file (the run was killed before writing it?)"])
+    body, state = unseal(data)
+    try:
+        document = json.loads(body or data)
+    except ValueError as exc:
+        reason = f"not valid JSON ({exc}); truncated or corrupted"
+        return Report(shown, problems=[f"{shown}: {reason}"])
+    report = from_document(document, shown)
+    if state != "ok" and isinstance(document, dict) and "opsgate" in document:
+        report.problems.insert(0, f"{shown}: {state}")
+    return report
+
+
+def from_document(document: Any, shown: str) -> Report:
+    """Build a Report from a parsed opsgate report (the plugin passes its in-memory one)."""
+    if not isinstance(document, dict) or not isinstance(document.get("opsgate"), dict):
+        return Report(shown, problems=[f"{shown}: not an opsgate report (no 'opsgate' metadata block; "
+                                       "was it written by plain pytest-json-report or another tool?)"])
+    meta = document["opsgate"]
+    report = Report(shown, str(meta.get("environment") or "?"), str(meta.get("host") or "?"),
+                    str(meta.get("cadence") or "?"), _time(meta.get("finished_at")),
+                    deselected=tuple(meta.get("deselected") or ()))
+    if meta.get("format") != 1:
+        report.problems.append(f"{shown}: unknown opsgate report format {meta.get('format')!r} (this gate reads format 1)")
+        return report
+    tests = document.get("tests")
+    if not isinstance(tests, list):
+        report.problems.append(f"{shown}: the report has no 'tests' list")
+        return report
+    exitcode = document.get("exitcode")
+    if exitcode in _EXIT_PROBLEMS:
+        report.problems.append(f"{shown}: {_EXIT_PROBLEMS[exitcode]}")
+    for collector in document.get("collectors") or ():
+        if isinstance(collector, dict) and collector.get("outcome") == "failed":
+            cause = str(collector.get("longrepr") or "").strip().splitlines()
+            report.problems.append(f"{shown}: collection error in {collector.get('nodeid') or 'the session'!s}"
+                                   + (f": {cause[-1][:200]}" if cause else ""))
+    if meta.get("stopped_early"):
+        report.problems.append(f"{shown}: the run stopped early ({meta['stopped_early']}); later checks did not run")
+    for index, test in enumerate(tests):
+        record = _record(test, report.source)
+        if record is None:
+            report.problems.append(f"{shown}: tests[{index}] is not a test result (no nodeid/outcome)")
+            continue
+        report.checks.append(record)
+    if not report.executed:
+        report.problems.append(f"{shown}: zero checks ran ({len(report.checks)} in the report, none executed)")
+    return report
+
+
+def _record(test: Any, source: str) -> CheckRecord | None:
+    if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str) or not isinstance(test.get("outcome"), str):
+        return None
+    meta = (test.get("metadata") or {}).get("opsgate") or {}
+    outcome = test["outcome"]
+    status = meta.get("status") or _status_of_outcome(outcome)
+    if outcome in ("failed", "error") and status in ("pass", "warn"):
+        status = "fail"  # the test failed after the check passed (setup/teardown): trust the failure
+    message = meta.get("message") or _longrepr_line(test)
+    evidence = meta.get("evidence") or {}
+    observed = evidence.get("observed") if isinstance(evidence, dict) else None
+    nodeid = test["nodeid"]
+    return CheckRecord(
+        source=source,
+        nodeid=nodeid,
+        name=str(meta.get("name") or nodeid.rsplit("::", 1)[-1]),
+        kind=str(meta.get("kind") or "python"),
+        severity=str(meta.get("severity") or "P2"),
+        cadence=str(meta.get("cadence") or "?"),
+        status=status,
+        message=str(message),
+        tags=tuple(meta.get("tags") or ()),
+        keywords=frozenset(k for k in test.get("keywords") or () if isinstance(k, str)),
+        blocked_by=tuple(meta.get("blocked_by") or ()),
+        duration_s=float(meta.get("duration_s") or (test.get("call") or {}).get("duration") or 0.0),
+        observed=observed if isinstance(observed, dict) else {},
+    )
+
+
+def _status_of_outcome(outcome: str) -> str:
+    return {"passed": "pass", "warned": "warn", "failed": "fail", "error": "error",
+            "skipped": "skipped", "xfailed": "skipped", "xpassed": "pass"}.get(outcome, "error")
+
+
+def _longrepr_line(test: dict) -> str:
+    for when in ("call", "setup", "teardown"):
+        phase = test.get(when) or {}
+        text = str(phase.get("longrepr") or "").strip()
+        if text:
+            return text.splitlines()[-1][:300]
+    return ""
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
