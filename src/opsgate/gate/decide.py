@@ -182,7 +182,7 @@ def _freshness(report: Report, gate: Gate, now: datetime) -> list[str]:
 
 def _human(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
+        if seconds >= 2 * size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.0f}s"
 

@@ -28,8 +28,9 @@ Example ``config/gates.yaml``::
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -50,6 +51,21 @@ def _level(value: Any) -> str:
 
 
 Level = Annotated[str, BeforeValidator(_level)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
+
+
+def glob_match(text: str, pattern: str) -> bool:
+    """Shell-style ``*`` and ``?`` (argument order as fnmatch); brackets are literal, since
+    test ids contain them.
+
+    >>> glob_match("test_http[api-health]", "test_http[api-*]"), glob_match("db-10", "db-?")
+    (True, False)
+    """
+    return _compiled(pattern).fullmatch(text) is not None
 
 
 def _glob(value: str) -> str:
@@ -82,15 +98,15 @@ class Require(Strict):
 
     def matches(self, check) -> bool:
         if self.id:
-            return any(fnmatch.fnmatchcase(text, self.id) for text in (check.name, check.test_id, check.nodeid))
+            return any(glob_match(text, self.id) for text in (check.name, check.test_id, check.nodeid))
         if self.tag:
-            return any(fnmatch.fnmatchcase(t, self.tag) for t in check.tags)
-        return any(fnmatch.fnmatchcase(k, self.marker) for k in
+            return any(glob_match(t, self.tag) for t in check.tags)
+        return any(glob_match(k, self.marker) for k in
                    (*check.keywords, check.severity, check.cadence, check.kind, *check.tags))
 
     def matches_nodeid(self, nodeid: str) -> bool:
         """For deselected tests, of which only the nodeid is known."""
-        return bool(self.id) and any(fnmatch.fnmatchcase(t, self.id) for t in (nodeid, nodeid.rsplit("::", 1)[-1]))
+        return bool(self.id) and any(glob_match(t, self.id) for t in (nodeid, nodeid.rsplit("::", 1)[-1]))
 
 
 class Gate(Strict):
@@ -132,9 +148,9 @@ class Waiver(Strict):
         return not self.gates or gate in self.gates
 
     def matches(self, check) -> bool:
-        if self.source and not fnmatch.fnmatchcase(check.source, self.source):
+        if self.source and not glob_match(check.source, self.source):
             return False
-        return any(fnmatch.fnmatchcase(text, self.check) for text in (check.name, check.test_id, check.nodeid))
+        return any(glob_match(text, self.check) for text in (check.name, check.test_id, check.nodeid))
 
     def expired(self, today: date) -> bool:
         return today > self.expires

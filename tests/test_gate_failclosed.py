@@ -1,0 +1,160 @@
+"""A gate never passes on nothing: every untrustworthy input is ERROR (exit 2) with its reason.
+
+Where the broken input comes from a real run (interrupted, collection error, stopped
+early, deselected, nothing selected) pytest produces it; the rest are files damaged
+after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from gate_helpers import REPO, run_gate
+from support import reports as r
+
+POLICY = REPO / "config" / "gates.yaml"
+
+
+def assert_error(run, reason: str) -> None:
+    assert run.returncode == 2, run.output
+    assert "verdict: ERROR (exit 2)" in run.stdout, run.output
+    assert reason in run.stdout, run.output
+
+
+def _suite_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A project of its own: checks/daily/<files> and an environment with one file check."""
+    daily = tmp_path / "proj" / "checks" / "daily"
+    daily.mkdir(parents=True)
+    for name, text in files.items():
+        (daily / name).write_text(text)
+    (tmp_path / "proj" / "pytest.ini").write_text("[pytest]\n")  # rootdir: reports go to proj/reports
+    (tmp_path / "proj" / "env.yaml").write_text("name: mini\nfile:\n  - name: hostname\n    path: /etc/hostname\n    severity: P0\n")
+    return tmp_path / "proj"
+
+
+def _pytest(project: Path, *args: str) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+    return subprocess.Popen([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
+                             "--policy", str(POLICY), *args], cwd=project, env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+FILE_CHECK = "def test_file(file_check, verify):\n    verify(file_check)\n"
+
+
+def test_missing_report(tmp_path):
+    assert_error(run_gate(tmp_path / "daily-latest.json"), "daily-latest.json: report not found")
+
+
+def test_unparseable_json(tmp_path):
+    path = tmp_path / "daily-latest.json"
+    path.write_text("<html>502 Bad Gateway</html>")
+    assert_error(run_gate(path), "not valid JSON")
+
+
+def test_truncated_report(tmp_path):
+    path = r.write(tmp_path, r.document([r.check("api-health")]))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert_error(run_gate(path), "not valid JSON")
+
+
+def test_report_altered_after_it_was_written(tmp_path):
+    path = r.write(tmp_path, r.document([r.check("api-health", "fail", "P0")]))
+    path.write_text(path.read_text().replace('"status": "fail"', '"status": "pass"').replace('"failed"', '"passed"'))
+    assert json.loads(path.read_text())  # still valid JSON ...
+    assert_error(run_gate(path), "digest mismatch: the report was altered or corrupted after it was written")
+
+
+def test_not_an_opsgate_report(tmp_path):
+    """A real pytest-json-report file from a plain pytest run."""
+    (tmp_path / "test_plain.py").write_text("def test_ok():\n    pass\n")
+    out = tmp_path / "plain.json"
+    subprocess.run([sys.executable, "-m", "pytest", "test_plain.py", "--json-report", f"--json-report-file={out}",
+                    "-p", "no:cacheprovider", "-q"], cwd=tmp_path, check=True, capture_output=True)
+    assert_error(run_gate(out), "not an opsgate report (no 'opsgate' metadata block")
+
+
+def test_zero_checks_ran(run_suite):
+    run = run_suite("-m", "P3", "--gate", "daily")  # the embedded environment has no P3 check
+    assert run.returncode == 2, run.output
+    assert "zero checks ran" in run.output
+    gate = run_gate(run.reports / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    assert_error(gate, "zero checks ran (0 in the report, none executed)")
+
+
+def test_collection_error(tmp_path):
+    project = _suite_dir(tmp_path, {"test_file.py": FILE_CHECK, "test_broken.py": "def test_x(:\n"})
+    proc = _pytest(project, "--gate", "daily")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    assert_error(gate, "collection error in checks/daily/test_broken.py")
+
+
+def test_interrupted_session(tmp_path):
+    started = tmp_path / "started"
+    slow = (f"import pathlib, time\n\ndef test_slow_runbook_step():\n"
+            f"    pathlib.Path({str(started)!r}).touch()\n    time.sleep(60)\n")
+    project = _suite_dir(tmp_path, {"test_file.py": FILE_CHECK, "test_slow.py": slow})
+    proc = _pytest(project, "--gate", "daily")
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C or a CI cancel does
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "the session was interrupted" in out
+    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    assert_error(gate, "the session was interrupted (pytest exit code 2): not every check ran")
+
+
+def test_run_stopped_early(tmp_path):
+    failing = "def test_a_failing_step():\n    assert False, 'broken'\n\ndef test_z_never_reached():\n    pass\n"
+    project = _suite_dir(tmp_path, {"test_a.py": failing})
+    proc = _pytest(project, "-x")
+    out, _ = proc.communicate(timeout=120)
+    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    assert_error(gate, "the run stopped early (stopping after 1 failures; 1 of 2 selected checks did not run)")
+
+
+def test_stale_report(tmp_path):
+    path = r.write(tmp_path, r.document([r.check("api-health", severity="P0")], age=timedelta(hours=30)))
+    assert run_gate(path, "--policy", POLICY, "--gate", "default").returncode == 0  # no max_age there
+    assert_error(run_gate(path, "--policy", POLICY, "--gate", "daily"), "30.0h ago; the gate allows 26.0h")
+    assert "report is stale: finished " in run_gate(path, "--policy", POLICY, "--gate", "daily").stdout
+
+
+def test_required_check_absent(tmp_path):
+    policy = tmp_path / "gates.yaml"
+    policy.write_text("gates:\n  deploy:\n    require:\n      - id: 'test_http[api-*]'\n      - tag: database\n")
+    path = r.write(tmp_path, r.document([r.check("web-health")]))
+    run = run_gate(path, "--policy", policy, "--gate", "deploy")
+    assert_error(run, "required check (id test_http[api-*]) is absent from every report")
+    assert "required check (tag database) is absent from every report" in run.stdout
+
+
+def test_required_check_skipped_or_blocked(tmp_path):
+    policy = tmp_path / "gates.yaml"
+    policy.write_text("gates:\n  deploy:\n    require:\n      - id: 'api-*'\n")
+    path = r.write(tmp_path, r.document([r.check("db", "fail", "P3"),
+                                         r.check("api-a", "skipped", message="skipped: maintenance"),
+                                         r.check("api-b", "blocked", blocked_by=["db"])]))
+    run = run_gate(path, "--policy", policy, "--gate", "deploy")
+    assert_error(run, "required check test_http[api-a] (web@web-1) did not run: skipped: skipped: maintenance")
+    assert "required check test_http[api-b] (web@web-1) did not run: blocked" in run.stdout
+
+
+def test_required_check_deselected(run_suite, tmp_path):
+    policy = tmp_path / "gates.yaml"
+    policy.write_text("gates:\n  deploy:\n    require:\n      - id: 'test_http[demo-health]'\n")
+    run = run_suite("-k", "not demo-health", "--policy", str(policy), "--gate", "deploy")
+    assert run.returncode == 2, run.output
+    assert "required check (id test_http[demo-health]) was deselected: checks/daily/test_http.py::test_http[demo-health]" \
+        in run.output
