@@ -89,6 +89,15 @@ def read_report(path: str | Path) -> Report:
         return Report(shown, problems=[f"{shown}: is a directory, not a report file"])
     except OSError as exc:
         return Report(shown, problems=[f"{shown}: cannot read: {exc.strerror}"])
+    return parse_report(data, shown)
+
+
+def parse_report(data: bytes, shown: str) -> Report:
+    """Verify and read a report's bytes (``shown`` names it in problems).
+
+    >>> parse_report(b'{"tests": []', "r.json").problems
+    ["r.json: not valid JSON (Expecting ',' delimiter: line 1 column 13 (char 12)); truncated or corrupted"]
+    """
     if not data.strip():
         return Report(shown, problems=[f"{shown}: empty file (the run was killed before writing it?)"])
     body, state = unseal(data)

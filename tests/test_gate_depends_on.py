@@ -1,0 +1,76 @@
+"""Runbook: "if the database is down, say so once". A stopped database is one root cause;
+the checks that need it are blocked by it, not counted as forty failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from gate_helpers import REPO, run_gate
+from support.http_target import HttpTarget, free_port
+
+N_HTTP = 6
+
+
+def _env(db_port: int, api_url: str) -> str:
+    lines = ["name: shop", "tcp:", "  - name: db-port", "    host: 127.0.0.1", f"    port: {db_port}",
+             "    severity: P1", "    timeout: 1", "http:"]
+    for i in range(N_HTTP):
+        lines += [f"  - name: api-{i}", f"    url: {api_url}/health", "    severity: P0", "    depends_on: [db-port]"]
+    lines += ["file:", "  - name: hostname", "    path: /etc/hostname", "    severity: P2"]
+    return "\n".join(lines) + "\n"
+
+
+HAND_WRITTEN = '''
+import pytest
+
+@pytest.mark.severity("P1")
+@pytest.mark.depends_on("db-port")
+def test_orders_table_readable():
+    raise AssertionError("must not run while the database is down")
+
+@pytest.mark.depends_on("test_orders_table_readable")
+def test_nightly_report_query():
+    raise AssertionError("must not run either: its prerequisite was blocked")
+
+def test_static_assets():
+    pass
+'''
+
+
+def test_stopped_database_is_one_root_cause_and_its_dependents_are_blocked(tmp_path):
+    project = tmp_path / "proj"
+    daily = project / "checks" / "daily"
+    daily.mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    for kind in ("tcp", "http", "file"):
+        (daily / f"test_{kind}.py").write_text(f"def test_{kind}({kind}_check, verify):\n    verify({kind}_check)\n")
+    (daily / "test_orders.py").write_text(HAND_WRITTEN)
+    with HttpTarget() as api:
+        (project / "env.yaml").write_text(_env(free_port(), api.url))  # nothing listens: the database is stopped
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
+                               "--policy", str(REPO / "config" / "gates.yaml"), "--gate", "daily"],
+                              cwd=project, env=environ, capture_output=True, text=True, timeout=120)
+        assert api.requests_seen == 0  # the API checks never ran
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "FAIL: 1 root cause (db-port blocks 8)" in out
+    assert "ROOT CAUSE  P0  test_tcp[db-port] [shop@" in out  # P1 itself, but it blocks P0 checks
+    assert "connection refused" in out
+
+    report_text = (project / "reports" / "daily-latest.json").read_text()
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"]
+             for t in json.loads(report_text.rsplit(',\n "opsgate_digest"', 1)[0] + "}")["tests"]}
+    blocked = sorted(n for n, m in tests.items() if m.get("status") == "blocked")
+    assert blocked == sorted([f"test_http[api-{i}]" for i in range(N_HTTP)]
+                             + ["test_nightly_report_query", "test_orders_table_readable"])
+    assert tests["test_orders_table_readable"]["blocked_by"] == ["db-port"]
+    assert tests["test_nightly_report_query"]["blocked_by"] == ["test_orders_table_readable"]
+
+    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", REPO / "config" / "gates.yaml", "--gate", "daily")
+    assert gate.returncode == 1
+    assert gate.stdout.count("ROOT CAUSE") == 1
+    assert "1 root cause (db-port blocks 8)" in gate.stdout
