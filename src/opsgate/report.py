@@ -10,7 +10,7 @@ one that is merely valid JSON.
 >>> path = write_report({"opsgate": {}}, d, "daily", 0.0)
 >>> path.name, json.loads((d / "daily-latest.json").read_text())["opsgate"]
 ('daily-19700101T000000Z.json', {})
->>> unseal((d / "daily-latest.json").read_bytes())[1]
+>>> unseal((d / "daily-latest.json").read_bytes())
 'ok'
 """
 
@@ -58,27 +58,30 @@ def seal(body: str) -> str:
     return f'{body[:-1].rstrip()}{_SEAL}{digest}"\n}}'
 
 
-def unseal(data: bytes) -> tuple[bytes, str]:
-    """Check a sealed report: (the JSON body, ``"ok"``) or (b"", the reason it is not intact).
+def unseal(data: bytes) -> str:
+    """Check a sealed report's bytes: ``"ok"``, or the reason it is not intact. The sealed
+    text is itself the JSON document (with ``opsgate_digest`` as its last key).
 
     >>> unseal(seal('{"a": 1}').encode())
-    (b'{"a": 1}', 'ok')
-    >>> unseal(seal('{"a": 1}').encode()[:-3])[1]
+    'ok'
+    >>> unseal(seal('{"a": 1}').encode()[:-3])
     'truncated: it does not end with its digest'
     """
+    view = memoryview(data)  # hash slices of a large report without copying them
     at = data.rfind(_SEAL.encode())
     if at < 0:
-        return b"", "no opsgate_digest: not written by opsgate, or cut short before its last key"
+        return "no opsgate_digest: not written by opsgate, or cut short before its last key"
     tail = data[at + len(_SEAL):]
     if not tail.endswith(b'"\n}') or len(tail) != 64 + 3:
-        return b"", "truncated: it does not end with its digest"
-    head = data[:at]
-    # seal() dropped the body's closing brace and the whitespace before it; the body was
-    # written with indent=1, so it is restored exactly as "\n}".
-    for body in (head + b"\n}", head + b"}"):
-        if hashlib.sha256(body).hexdigest().encode() == tail[:64]:
-            return body, "ok"
-    return b"", "digest mismatch: the report was altered or corrupted after it was written"
+        return "truncated: it does not end with its digest"
+    # seal() dropped the body's closing brace and the whitespace before it; a body written
+    # with indent=1 ends in "\n}", a compact one in "}".
+    for closing in (b"\n}", b"}"):
+        digest = hashlib.sha256(view[:at])
+        digest.update(closing)
+        if digest.hexdigest().encode() == tail[:64]:
+            return "ok"
+    return "digest mismatch: the report was altered or corrupted after it was written"
 
 
 def write_report(report: dict[str, Any], folder: Path, cadence: str, started: float) -> Path:

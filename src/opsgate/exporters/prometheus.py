@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client.core import GaugeMetricFamily
 
 from ..gate.decide import GateResult
 
@@ -29,38 +30,50 @@ VERDICTS = ("PASS", "WARN", "FAIL", "ERROR")
 STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
 
 
+class _GateCollector:
+    """Yields the families straight from a GateResult (metric families, not per-series child
+    objects: a 50,000-check run has hundreds of thousands of series)."""
+
+    def __init__(self, result: GateResult):
+        self.result = result
+
+    def collect(self):
+        result = self.result
+        run = ["environment", "host", "cadence"]
+        check = [*run, "check", "kind", "severity"]
+        ok = GaugeMetricFamily("opsgate_check_ok", "1 when the check passed or warned, else 0", labels=check)
+        status = GaugeMetricFamily("opsgate_check_status", "1 for the check's status", labels=[*check, "status"])
+        observed = GaugeMetricFamily("opsgate_check_observed", "a numeric value the check observed", labels=[*check, "value"])
+        duration = GaugeMetricFamily("opsgate_check_duration_seconds", "how long the check took", labels=check)
+        finished = GaugeMetricFamily("opsgate_report_finished_timestamp_seconds", "when the run ended (unix time)", labels=run)
+        cadence_of = {}
+        for report in result.reports:
+            cadence_of[report.source] = report.cadence
+            if report.finished_at is not None:
+                finished.add_metric([report.environment, report.host, report.cadence], report.finished_at.timestamp())
+        for finding in result.findings:
+            c = finding.check
+            env, _, host = c.source.partition("@")
+            labels = [env, host, cadence_of.get(c.source, c.cadence), c.name, c.kind, c.severity]
+            ok.add_metric(labels, 1 if c.status in ("pass", "warn") else 0)
+            status.add_metric([*labels, c.status], 1)
+            duration.add_metric(labels, c.duration_s)
+            for key, value in c.observed.items():
+                if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+                    observed.add_metric([*labels, key], float(value))
+        verdict = GaugeMetricFamily("opsgate_gate_verdict", "1 for the gate's verdict", labels=["gate", "verdict"])
+        for name in VERDICTS:
+            verdict.add_metric([result.gate, name], 1 if name == result.verdict else 0)
+        exit_code = GaugeMetricFamily("opsgate_gate_exit_code", "the gate's exit code", labels=["gate"])
+        exit_code.add_metric([result.gate], result.exit_code)
+        decided = GaugeMetricFamily("opsgate_gate_timestamp_seconds", "when the gate decided (unix time)", labels=["gate"])
+        decided.add_metric([result.gate], result.decided_at.timestamp())
+        yield from (ok, status, observed, duration, finished, verdict, exit_code, decided)
+
+
 def _registry(result: GateResult) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    run = ["environment", "host", "cadence"]
-    check = [*run, "check", "kind", "severity"]
-    ok = Gauge("opsgate_check_ok", "1 when the check passed or warned, else 0", check, registry=registry)
-    status = Gauge("opsgate_check_status", "1 for the check's status", [*check, "status"], registry=registry)
-    observed = Gauge("opsgate_check_observed", "a numeric value the check observed", [*check, "value"], registry=registry)
-    duration = Gauge("opsgate_check_duration_seconds", "how long the check took", check, registry=registry)
-    finished = Gauge("opsgate_report_finished_timestamp_seconds", "when the run ended (unix time)", run, registry=registry)
-    verdict = Gauge("opsgate_gate_verdict", "1 for the gate's verdict", ["gate", "verdict"], registry=registry)
-    exit_code = Gauge("opsgate_gate_exit_code", "the gate's exit code", ["gate"], registry=registry)
-    decided = Gauge("opsgate_gate_timestamp_seconds", "when the gate decided (unix time)", ["gate"], registry=registry)
-    cadence_of = {}
-    for report in result.reports:
-        cadence_of[report.source] = report.cadence
-        if report.finished_at is not None:
-            env, host = report.environment, report.host
-            finished.labels(env, host, report.cadence).set(report.finished_at.timestamp())
-    for finding in result.findings:
-        c = finding.check
-        env, _, host = c.source.partition("@")
-        labels = (env, host, cadence_of.get(c.source, c.cadence), c.name, c.kind, c.severity)
-        ok.labels(*labels).set(1 if c.status in ("pass", "warn") else 0)
-        status.labels(*labels, c.status).set(1)
-        duration.labels(*labels).set(c.duration_s)
-        for key, value in c.observed.items():
-            if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
-                observed.labels(*labels, key).set(float(value))
-    for name in VERDICTS:
-        verdict.labels(result.gate, name).set(1 if name == result.verdict else 0)
-    exit_code.labels(result.gate).set(result.exit_code)
-    decided.labels(result.gate).set(result.decided_at.timestamp())
+    registry.register(_GateCollector(result))
     return registry
 
 

@@ -187,11 +187,12 @@ def _human(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], list[CheckRecord]]:
-    """Root cause name -> checks it blocked (transitively); and blocked checks with no root in the report."""
+def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], dict[int, list[str]]]:
+    """Root cause name -> the checks it blocked (transitively); and, by id() of each blocked
+    check, the root causes it is counted under (empty: no root in the report)."""
     by_name = {c.name: c for c in report.checks}
     roots: dict[str, list[CheckRecord]] = defaultdict(list)
-    orphans = []
+    causes_of: dict[int, list[str]] = {}
     for check in report.checks:
         if check.status != "blocked":
             continue
@@ -210,15 +211,13 @@ def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], list[CheckReco
                 found.add(name)
         for name in found:
             roots[name].append(check)
-        if not found:
-            orphans.append(check)
-    return roots, orphans
+        causes_of[id(check)] = sorted(found)
+    return roots, causes_of
 
 
 def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
            usage: dict[int, list[Finding]]) -> list[Finding]:
-    roots, orphans = _roots(report)
-    orphan_ids = {id(c) for c in orphans}
+    roots, causes_of = _roots(report)
     failures: Counter[str] = Counter()
     out = []
     for check in report.checks:
@@ -230,9 +229,9 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
         if status == "skipped":
             out.append(Finding(check, "skipped", check.message or "skipped", check.severity))
             continue
-        if status == "blocked" and id(check) not in orphan_ids:
-            causes = sorted(n for n, blocked in roots.items() if check in blocked)
-            out.append(Finding(check, "blocked", f"not run: blocked by {', '.join(causes)} (counted there)", check.severity))
+        if status == "blocked" and causes_of.get(id(check)):
+            out.append(Finding(check, "blocked", f"not run: blocked by {', '.join(causes_of[id(check)])} (counted there)",
+                               check.severity))
             continue
         blocks = roots.get(check.name, [])
         level = min([check.severity, *(c.severity for c in blocks)], key=sev.rank)

@@ -44,7 +44,7 @@ class CheckRecord:
     status: str  # pass | warn | fail | error | blocked | skipped
     message: str = ""
     tags: tuple[str, ...] = ()
-    keywords: frozenset[str] = frozenset()
+    keywords: tuple[str, ...] = ()
     blocked_by: tuple[str, ...] = ()
     duration_s: float = 0.0
     observed: dict[str, Any] = field(default_factory=dict)
@@ -100,9 +100,9 @@ def parse_report(data: bytes, shown: str) -> Report:
     """
     if not data.strip():
         return Report(shown, problems=[f"{shown}: empty file (the run was killed before writing it?)"])
-    body, state = unseal(data)
+    state = unseal(data)
     try:
-        document = json.loads(body or data)
+        document = json.loads(data)
     except ValueError as exc:
         reason = f"not valid JSON ({exc}); truncated or corrupted"
         return Report(shown, problems=[f"{shown}: {reason}"])
@@ -157,7 +157,7 @@ def _record(test: Any, source: str) -> CheckRecord | None:
     status = meta.get("status") or _status_of_outcome(outcome)
     if outcome in ("failed", "error") and status in ("pass", "warn"):
         status = "fail"  # the test failed after the check passed (setup/teardown): trust the failure
-    message = meta.get("message") or _longrepr_line(test)
+    message = meta.get("message") or ("" if status == "pass" else _longrepr_line(test))
     evidence = meta.get("evidence") or {}
     observed = evidence.get("observed") if isinstance(evidence, dict) else None
     nodeid = test["nodeid"]
@@ -171,7 +171,7 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         status=status,
         message=str(message),
         tags=tuple(meta.get("tags") or ()),
-        keywords=frozenset(k for k in test.get("keywords") or () if isinstance(k, str)),
+        keywords=tuple(test.get("keywords") or ()),
         blocked_by=tuple(meta.get("blocked_by") or ()),
         duration_s=float(meta.get("duration_s") or (test.get("call") or {}).get("duration") or 0.0),
         observed=observed if isinstance(observed, dict) else {},
