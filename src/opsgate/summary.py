@@ -71,6 +71,8 @@ def write_summary(terminal: Any, state: Any) -> None:
     terminal.write_sep("=", "opsgate summary", bold=True)
     terminal.write_line(f"environment {loaded.env.name} ({loaded.source}), cadence {state.cadence}, host {socket.gethostname()}")
     notable = sorted((o for o in found if o.status in _ORDER), key=lambda o: (sev.rank(o.severity), _ORDER[o.status]))
+    if state.gate_name:
+        notable = []  # the gate's block below lists them, with what the gate made of each
     for o in notable:
         colour = {"red": True} if o.status in ("fail", "error") else {"yellow": True}
         name = o.nodeid.split("::")[-1]
