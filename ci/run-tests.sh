@@ -2,6 +2,7 @@
 # Run opsgate's own tests. pytest's exit code 5 (no tests collected) is a failure here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash ci/install-services.sh || exit 1
 .venv/bin/pytest tests src/opsgate --doctest-modules "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gate_helpers import REPO
+from tests.gate_helpers import REPO
 
 CI = REPO / "ci"
 INSTALL = "bash ci/bootstrap.sh"

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from gate_helpers import REPO, run_gate, write_policy
-from support import reports as r
+from tests.gate_helpers import REPO, run_gate, write_policy
+from tests.support import reports as r
 
 POLICY = """
 gates:

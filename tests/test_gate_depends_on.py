@@ -3,13 +3,9 @@ the checks that need it are blocked by it, not counted as forty failures."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
-from gate_helpers import REPO, run_gate
-from support.http_target import HttpTarget, free_port
+from tests.gate_helpers import REPO, run_gate
+from tests.support.http_target import HttpTarget, free_port
+from tests.support.project import make_project, run_pytest
 
 N_HTTP = 6
 
@@ -41,29 +37,17 @@ def test_static_assets():
 
 
 def test_stopped_database_is_one_root_cause_and_its_dependents_are_blocked(tmp_path):
-    project = tmp_path / "proj"
-    daily = project / "checks" / "daily"
-    daily.mkdir(parents=True)
-    (project / "pytest.ini").write_text("[pytest]\n")
-    for kind in ("tcp", "http", "file"):
-        (daily / f"test_{kind}.py").write_text(f"def test_{kind}({kind}_check, verify):\n    verify({kind}_check)\n")
-    (daily / "test_orders.py").write_text(HAND_WRITTEN)
     with HttpTarget() as api:
-        (project / "env.yaml").write_text(_env(free_port(), api.url))  # nothing listens: the database is stopped
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
-                               "--policy", str(REPO / "config" / "gates.yaml"), "--gate", "daily"],
-                              cwd=project, env=environ, capture_output=True, text=True, timeout=120)
+        # nothing listens on the database's port: the database is stopped
+        project = make_project(tmp_path, _env(free_port(), api.url), {"test_orders.py": HAND_WRITTEN})
+        run = run_pytest(project, "--gate", "daily")
         assert api.requests_seen == 0  # the API checks never ran
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
-    assert "FAIL: 1 root cause (db-port blocks 8)" in out
-    assert "ROOT CAUSE  P0  test_tcp[db-port] [shop@" in out  # P1 itself, but it blocks P0 checks
-    assert "connection refused" in out
+    assert run.returncode == 1, run.output
+    assert "FAIL: 1 root cause (db-port blocks 8)" in run.output
+    assert "ROOT CAUSE  P0  test_tcp[db-port] [shop@" in run.output  # P1 itself, but it blocks P0 checks
+    assert "connection refused" in run.output
 
-    report_text = (project / "reports" / "daily-latest.json").read_text()
-    tests = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"]
-             for t in json.loads(report_text.rsplit(',\n "opsgate_digest"', 1)[0] + "}")["tests"]}
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
     blocked = sorted(n for n, m in tests.items() if m.get("status") == "blocked")
     assert blocked == sorted([f"test_http[api-{i}]" for i in range(N_HTTP)]
                              + ["test_nightly_report_query", "test_orders_table_readable"])

@@ -16,8 +16,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from gate_helpers import REPO, run_gate
-from support import reports as r
+from tests.gate_helpers import REPO, run_gate
+from tests.support import reports as r
 
 POLICY = REPO / "config" / "gates.yaml"
 

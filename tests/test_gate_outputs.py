@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gate_helpers import run_gate, write_policy
-from support import reports as r
+from tests.gate_helpers import run_gate, write_policy
+from tests.support import reports as r
 
 POLICY = """
 gates:

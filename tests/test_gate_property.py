@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from opsgate.gate import evaluate, from_document, load_policy
 from opsgate.gate.reports import parse_report
 from opsgate.report import seal
-from support import reports as r
+from tests.support import reports as r
 
 POLICY = load_policy(None)
 VALID = seal(json.dumps(r.document([r.check("api-health", severity="P0"), r.check("db-port", kind="tcp"),

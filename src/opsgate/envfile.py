@@ -214,7 +214,7 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
 
 def _register_secrets(env: Environment) -> None:
-    """Header values marked secret or named like secrets, URL passwords, secret command env."""
+    """Header values marked secret or named like secrets, URL and DSN passwords, secret command env."""
     for item in env.http:
         for name, value in item.headers.items():
             secret = getattr(value, "secret", False) or is_secret_name(name)
@@ -223,6 +223,10 @@ def _register_secrets(env: Environment) -> None:
                 REDACTOR.add(text)
                 REDACTOR.add(text.split(" ", 1)[-1])  # the token of "Bearer <token>"
         password = urlsplit(item.url).password
+        if password:
+            REDACTOR.add(password)
+    for item in [*env.postgres, *env.redis]:
+        password = urlsplit(getattr(item, "dsn", None) or getattr(item, "url")).password
         if password:
             REDACTOR.add(password)
     for item in env.command:

@@ -294,8 +294,53 @@ class FileCheck(CheckItem):
     allow_world_writable: bool = False
 
 
+class PostgresCheck(CheckItem):
+    """PostgreSQL: accepting connections, SELECT 1 latency, role, replication lag, connection
+    use, oldest transactions, database size, and a custom query with conditions on its rows.
+    Every postgres check on the same DSN shares one connection per run."""
+
+    kind: ClassVar[str] = "postgres"
+    dsn: str = Field(pattern=r"^postgres(ql)?://", description="postgresql://user:password@host:port/db (password redacted)")
+    max_latency_ms: float | None = Field(None, description="SELECT 1 round trip")
+    role: Literal["primary", "replica"] | None = None
+    replication_lag_s: Limit | None = Field(None, description="replica: seconds behind; primary: worst replica's replay lag")
+    min_replicas: int | None = Field(None, ge=0, description="primary: streaming replicas connected")
+    connections_percent: Limit | None = Field(None, description="client connections as % of max_connections")
+    oldest_transaction_s: Limit | None = Field(None, description="age of the oldest running transaction")
+    oldest_idle_in_transaction_s: Limit | None = Field(None, description="age of the oldest idle-in-transaction session")
+    database_size: Limit | None = Field(None, description="bytes (or text like 10GB) for critical/warn")
+    query: str | None = Field(None, description="custom SQL; expect/warn read {rows, row, count}")
+
+    @field_validator("database_size", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = {"critical": value}
+        if isinstance(value, dict):
+            return {k: parse_size(v) if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class RedisCheck(CheckItem):
+    """Redis: PING latency, role and replicas, persistence (last save ok and its age as an RPO
+    signal, AOF status), memory use against maxmemory, evictions, blocked clients."""
+
+    kind: ClassVar[str] = "redis"
+    url: str = Field(pattern=r"^rediss?://", description="redis://[:password@]host:port/db (password redacted)")
+    max_latency_ms: float | None = Field(None, description="PING round trip")
+    role: Literal["master", "replica"] | None = None
+    min_replicas: int | None = Field(None, ge=0, description="master: connected replicas")
+    rdb_status_ok: bool = Field(True, description="rdb_last_bgsave_status must be ok")
+    last_save_age_s: Limit | None = Field(None, description="seconds since the last successful save (RPO)")
+    aof_status_ok: bool = Field(True, description="when AOF is on: last write and rewrite must be ok")
+    memory_percent: Limit | None = Field(None, description="used_memory as % of maxmemory (needs maxmemory set)")
+    max_evicted_keys: int | None = Field(None, ge=0)
+    max_blocked_clients: int | None = Field(None, ge=0)
+
+
 KINDS: dict[str, type[CheckItem]] = {
-    cls.kind: cls for cls in (HttpCheck, TcpCheck, ProcessCheck, HostCheck, LogCheck, CommandCheck, FileCheck)
+    cls.kind: cls for cls in (HttpCheck, TcpCheck, ProcessCheck, HostCheck, LogCheck, CommandCheck, FileCheck,
+                              PostgresCheck, RedisCheck)
 }
 
 
@@ -322,6 +367,8 @@ class Environment(Strict):
     log: list[LogCheck] = []
     command: list[CommandCheck] = []
     file: list[FileCheck] = []
+    postgres: list[PostgresCheck] = []
+    redis: list[RedisCheck] = []
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every item, or those of one kind and cadence, in file order."""

@@ -62,9 +62,14 @@ class RunState:
     # outcome of each hand-written check so far, by test id and function name (for depends_on)
     python_outcomes: dict[str, str] = field(default_factory=dict)
 
+    _ctx: ProbeContext | None = None
+
     @property
     def ctx(self) -> ProbeContext:
-        return ProbeContext(self.loaded.base_dir)
+        """One context per run: its checks share their database connections through it."""
+        if self._ctx is None:
+            self._ctx = ProbeContext(self.loaded.base_dir)
+        return self._ctx
 
     def result_for(self, item: CheckItem) -> CheckResult:
         """Wait for the engine's result, or run the check here when no engine runs it."""
@@ -189,6 +194,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if state:
         if state.engine:
             state.engine.shutdown()
+        if state._ctx is not None:
+            state._ctx.shared.close()
         if state.demo:
             state.demo.stop()
 

@@ -11,25 +11,100 @@ True
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 from ..conditions import Condition
 from ..model import CheckItem
 from ..results import Observation
 
 
+class Shared:
+    """Connections the checks of one run share: one per target (a DSN, a URL), used by one
+    check at a time, reopened when broken, closed when the run ends.
+
+    >>> shared = Shared()
+    >>> with shared.use("k", lambda: ["conn"], timeout=1) as c1, shared.use("j", lambda: ["other"], timeout=1) as c2:
+    ...     c1, c2
+    (['conn'], ['other'])
+    >>> with shared.use("k", lambda: ["new"], timeout=1) as again:
+    ...     again
+    ['conn']
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[Any, list] = {}  # key -> [lock, connection or None]
+
+    @contextmanager
+    def use(self, key: Any, connect: Callable[[], Any], timeout: float,
+            alive: Callable[[Any], bool] = lambda c: True) -> Iterator[Any]:
+        """Hold the connection for ``key`` (opening it with ``connect`` if needed) for one check."""
+        with self._lock:
+            slot = self._slots.setdefault(key, [threading.Lock(), None])
+        if not slot[0].acquire(timeout=timeout):
+            raise TimeoutError(f"waited {timeout:g}s for the connection other checks of this target were using")
+        try:
+            if slot[1] is not None and not alive(slot[1]):
+                _close(slot[1])
+                slot[1] = None
+            if slot[1] is None:
+                slot[1] = connect()
+            try:
+                yield slot[1]
+            except BaseException:
+                if not alive(slot[1]):  # broken mid-check: the next check reconnects
+                    _close(slot[1])
+                    slot[1] = None
+                raise
+        finally:
+            slot[0].release()
+
+    def close(self) -> None:
+        with self._lock:
+            slots, self._slots = self._slots, {}
+        for _, conn in slots.values():
+            if conn is not None:
+                _close(conn)
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a broken connection may fail; it is being dropped anyway
+        pass
+
+
 @dataclass(frozen=True)
 class ProbeContext:
-    """What probes need besides their item: where relative paths start."""
+    """What probes need besides their item: where relative paths start, and the run's
+    shared connections."""
 
     base_dir: Path = field(default_factory=Path.cwd)
+    shared: Shared = field(default_factory=Shared, compare=False, repr=False)
 
     def path(self, value: str) -> Path:
         """Resolve ``value`` against the environment's base_dir (``~`` expanded)."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+
+def target_name(label: str, url: str, default_port: int, default_path: str = "") -> str:
+    """How messages name a server: ``label host:port/path``, never its credentials.
+
+    >>> target_name("postgres", "postgresql://app:secret@db.internal:5433/shop", 5432)
+    'postgres db.internal:5433/shop'
+    >>> target_name("redis", "redis://:hunter2@cache", 6379, "/0")
+    'redis cache:6379/0'
+    """
+    parts = urlsplit(url)
+    path = parts.path if parts.path not in ("", "/") else default_path
+    return f"{label} {parts.hostname or 'localhost'}:{parts.port or default_port}{path}"
 
 
 def _module(kind: str):

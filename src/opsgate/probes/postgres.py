@@ -1,0 +1,145 @@
+"""``postgres``: what `pg_isready`, `SELECT 1` and the DBA's queries tell about a PostgreSQL server.
+
+Observed (``values``): ``latency_ms`` (SELECT 1), ``role`` (primary/replica),
+``replication_lag_s`` (replica: seconds behind its primary, 0 when it has replayed all it
+received; primary: the worst replica's replay lag), ``replicas`` (primary: streaming
+replicas), ``connections`` / ``max_connections`` / ``connections_percent`` (client
+backends), ``oldest_transaction_s`` (oldest active transaction), ``oldest_idle_in_transaction_s``,
+``database_size_bytes``; with ``query``, its rows for ``expect``/``warn``
+(``{rows, row, count}`` besides the values above).
+
+Checks on the same DSN share one connection (autocommit) for the run; every statement is
+bounded by the item's timeout (``statement_timeout``), connecting by ``connect_timeout``.
+The password is registered with the redactor when the environment loads; messages name
+host, port and database only.
+
+>>> from opsgate.model import PostgresCheck
+>>> from opsgate.probes import ProbeContext
+>>> observe(PostgresCheck(name="db", dsn="postgresql://app:pw@127.0.0.1:1/app", timeout=2), ProbeContext()).error
+'postgres 127.0.0.1:1/app: cannot connect: connection refused (is the server running?)'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from ..conditions import Condition
+from ..model import PostgresCheck
+from ..results import Observation
+from . import target_name
+
+_STATS = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('max_connections')::int AS max_connections,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS connections,
+       (SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0) FROM pg_stat_activity
+         WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()) AS oldest_transaction_s,
+       (SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0) FROM pg_stat_activity
+         WHERE state LIKE 'idle in transaction%%') AS oldest_idle_in_transaction_s,
+       pg_database_size(current_database()) AS database_size_bytes,
+       CASE WHEN pg_is_in_recovery() THEN
+         CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+              ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END
+       END AS replica_lag_s
+"""
+_REPLICAS = """
+SELECT application_name, client_addr::text AS client_addr, state,
+       coalesce(extract(epoch FROM replay_lag), 0) AS replay_lag_s
+FROM pg_stat_replication
+"""
+
+
+def _cause(exc: Exception, item: PostgresCheck) -> str:
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused (is the server running?)"
+    if "password authentication failed" in lowered:
+        return text[text.lower().index("password authentication failed"):][:160]
+    if "timeout expired" in lowered or "timed out" in lowered:
+        return f"no connection within {item.timeout:g}s"
+    if "too many clients" in lowered or "remaining connection slots are reserved" in lowered:
+        return f"connections exhausted: {text[:160]}"
+    if "statement timeout" in lowered:
+        return f"a query took longer than {item.timeout:g}s (statement_timeout)"
+    return text[:200]
+
+
+def _connect(item: PostgresCheck) -> psycopg.Connection:
+    return psycopg.connect(item.dsn, connect_timeout=max(1, round(item.timeout)), autocommit=True,
+                           application_name="opsgate")
+
+
+def _alive(conn: psycopg.Connection) -> bool:
+    return not conn.closed and not conn.broken
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+        return value.total_seconds() if isinstance(value, dt.timedelta) else value.isoformat()
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    return value
+
+
+def observe(item: PostgresCheck, ctx) -> Observation:
+    shown = target_name("postgres", item.dsn, 5432, "/")
+    values: dict[str, Any] = {"target": shown}
+    document = None
+    try:
+        with ctx.shared.use(("postgres", item.dsn), lambda: _connect(item), item.timeout, _alive) as conn:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(f"SET statement_timeout = {int(item.timeout * 1000)}")
+                started = time.perf_counter()
+                cur.execute("SELECT 1")
+                cur.fetchone()
+                values["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                cur.execute(_STATS)
+                stats = {k: _jsonable(v) for k, v in cur.fetchone().items()}
+                values["role"] = "replica" if stats.pop("in_recovery") else "primary"
+                replica_lag = stats.pop("replica_lag_s")
+                values.update(stats)
+                values["connections_percent"] = round(100 * values["connections"] / values["max_connections"], 2)
+                if values["role"] == "primary":
+                    cur.execute(_REPLICAS)
+                    replicas = [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()]
+                    values["replicas"] = len(replicas)
+                    values["replication_lag_s"] = max((r["replay_lag_s"] for r in replicas), default=0.0)
+                    details = {"replicas": replicas}
+                else:
+                    values["replication_lag_s"] = replica_lag
+                    details = {}
+                if item.query:
+                    cur.execute(item.query)
+                    rows = [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()] if cur.description else []
+                    document = dict(values, rows=rows, row=rows[0] if rows else None, count=len(rows))
+                    details["query_rows"] = rows[:20]
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        stage = "cannot connect" if "latency_ms" not in values else "query failed"
+        return Observation(values, error=f"{shown}: {stage}: {_cause(exc, item)}")
+    return Observation(values, document=document, details=details)
+
+
+def limits(item: PostgresCheck) -> list[Condition]:
+    out = []
+    if item.max_latency_ms is not None:
+        out.append(Condition.compare("latency_ms", "<=", item.max_latency_ms, label=f"SELECT 1 latency_ms <= {item.max_latency_ms:g}"))
+    if item.role:
+        out.append(Condition.compare("role", "==", item.role, label=f"role == {item.role!r}"))
+    if item.min_replicas is not None:
+        out.append(Condition.compare("replicas", ">=", item.min_replicas))
+    for name in ("replication_lag_s", "connections_percent", "oldest_transaction_s", "oldest_idle_in_transaction_s"):
+        limit = getattr(item, name)
+        if limit:
+            out += limit.conditions(name)
+    if item.database_size:
+        out += item.database_size.conditions("database_size_bytes")
+    return out
