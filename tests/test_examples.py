@@ -23,21 +23,25 @@ def test_example_environment_is_valid(path):
 
 
 class CodexStandIn:
-    """A loopback server shaped like Living Codex's /health, /health/memory and /health/ai-pipeline."""
+    """A loopback server shaped like Living Codex's /health, /health/memory, /health/ai-pipeline
+    and /metrics/prometheus."""
 
-    def __init__(self, heap_mb: float, modules: list[dict]):
+    def __init__(self, heap_mb: float, modules: list[dict], latency_s: float = 0.2):
         payloads = {
             "/health": {"status": "healthy", "moduleLoading": {"asyncInitializationComplete": True},
                         "modules": modules, "database": {"status": "ok"}},
             "/health/memory": {"memoryUsage": {"heapSizeMB": heap_mb}},
             "/health/ai-pipeline": {"metrics": {"queued": 0}},
+            "/metrics/prometheus": "# TYPE http_request_duration_seconds gauge\n"
+                                   f"http_request_duration_seconds {latency_s}\n",
         }
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                body = json.dumps(payloads.get(self.path, {"error": "not found"})).encode()
+                payload = payloads.get(self.path, {"error": "not found"})
+                body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
                 self.send_response(200 if self.path in payloads else 404)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -338,9 +338,56 @@ class RedisCheck(CheckItem):
     max_blocked_clients: int | None = Field(None, ge=0)
 
 
+class PrometheusCheck(CheckItem):
+    """A Prometheus server's view: no firing alerts (optionally only at some severities, with
+    an allow-list), an instant query whose every series meets a condition, all scrape
+    targets up."""
+
+    kind: ClassVar[str] = "prometheus"
+    url: str = Field(pattern=r"^https?://", description="the Prometheus server, e.g. http://127.0.0.1:9090")
+    no_firing_alerts: bool = Field(False, description="fail on any firing alert (after the filters below)")
+    alert_severities: list[str] = Field([], description="only firing alerts with one of these severity labels count")
+    allow_alerts: list[str] = Field([], description="alert names that never count")
+    query: str | None = Field(None, description="PromQL instant query, e.g. up{job=\"api\"}")
+    series_condition: str | None = Field(None, description="held for every series of query: 'value == 1'")
+    min_series: int = Field(1, ge=0, description="fewest series query must return")
+    targets_up: bool = Field(False, description="every active scrape target is up")
+    jobs: list[str] = Field([], description="with targets_up: only these jobs (default: all)")
+    tls_verify: bool = True
+
+    @field_validator("series_condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            Condition.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> "PrometheusCheck":
+        if not (self.no_firing_alerts or self.alert_severities or self.query or self.targets_up):
+            raise ValueError("expected at least one of no_firing_alerts, alert_severities, query, targets_up")
+        if self.series_condition and not self.query:
+            raise ValueError("expected query with series_condition")
+        return self
+
+
+class MetricsCheck(CheckItem):
+    """Scrape a plain /metrics exposition and hold one metric's samples to limits."""
+
+    kind: ClassVar[str] = "metrics"
+    url: str = Field(pattern=r"^https?://", description="the exposition, e.g. http://127.0.0.1:5002/metrics/prometheus")
+    metric: str = Field(description="sample or family name, e.g. http_request_duration_seconds")
+    labels: dict[str, str] = Field({}, description="only samples with these label values")
+    max_value: Limit | None = Field(None, description="every matching sample below critical (and warn)")
+    min_value: Limit | None = Field(None, description="every matching sample above critical (and warn)")
+    min_samples: int = Field(1, ge=0)
+    tls_verify: bool = True
+    max_body_bytes: Size = 16 * 1024 * 1024
+
+
 KINDS: dict[str, type[CheckItem]] = {
     cls.kind: cls for cls in (HttpCheck, TcpCheck, ProcessCheck, HostCheck, LogCheck, CommandCheck, FileCheck,
-                              PostgresCheck, RedisCheck)
+                              PostgresCheck, RedisCheck, PrometheusCheck, MetricsCheck)
 }
 
 
@@ -369,6 +416,8 @@ class Environment(Strict):
     file: list[FileCheck] = []
     postgres: list[PostgresCheck] = []
     redis: list[RedisCheck] = []
+    prometheus: list[PrometheusCheck] = []
+    metrics: list[MetricsCheck] = []
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every item, or those of one kind and cadence, in file order."""

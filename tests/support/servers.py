@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL and Redis servers the tests start themselves, on random loopback ports.
+"""Throwaway PostgreSQL, Redis and Prometheus servers (and a /metrics target) the tests start
+themselves, on random loopback ports.
 
 PostgreSQL refuses to run as root, so ``initdb`` and ``pg_ctl`` run as the ``postgres``
 user in a folder it owns (see ../shared/SERVICES.md). Password auth (scram) is on for TCP,
@@ -23,11 +24,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import redis
+import requests
 
 from tests.support.http_target import free_port
 
@@ -175,3 +179,113 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+
+
+class MetricsTarget:
+    """A loopback HTTP server answering GET /metrics with ``body`` (Prometheus text format).
+
+    >>> import requests
+    >>> with MetricsTarget("up 1\\n") as t:
+    ...     requests.get(t.url, timeout=5).text
+    'up 1\\n'
+    """
+
+    def __init__(self, body: str):
+        self.body = body
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                data = target.body.encode()
+                self.send_response(200 if self.path == "/metrics" else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+
+    def __enter__(self) -> "MetricsTarget":
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+PROMETHEUS_RULES = """groups:
+  - name: opsgate-tests
+    rules:
+      - alert: DiskAlmostFull
+        expr: vector(1)
+        labels: {severity: critical}
+      - alert: CertificateRenewalDue
+        expr: vector(1)
+        labels: {severity: warning}
+      - alert: NeverFires
+        expr: vector(0) > 0
+        labels: {severity: critical}
+"""
+
+
+class PrometheusServer:
+    """Debian's prometheus on a random port, scraping itself (job prometheus), ``api_port``
+    (job api) and a port nothing listens on (job batch: down); two rules fire, one does not."""
+
+    def __init__(self, root: Path, api_port: int):
+        self.root = root / f"prometheus-{free_port()}"
+        self.root.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (self.root / "rules.yml").write_text(PROMETHEUS_RULES)
+        (self.root / "prometheus.yml").write_text(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: [rules.yml]
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{{targets: ["127.0.0.1:{self.port}"]}}]
+  - job_name: api
+    static_configs: [{{targets: ["127.0.0.1:{api_port}"]}}]
+  - job_name: batch
+    static_configs: [{{targets: ["127.0.0.1:{free_port()}"]}}]
+""")
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "PrometheusServer":
+        binary = shutil.which("prometheus")
+        if not binary:
+            raise RuntimeError("prometheus not found (ci/install-services.sh installs it)")
+        self.log = open(self.root / "log", "w")
+        self.process = subprocess.Popen([binary, f"--config.file={self.root / 'prometheus.yml'}",
+                                         f"--storage.tsdb.path={self.root / 'data'}",
+                                         f"--web.listen-address=127.0.0.1:{self.port}"],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        # discovery hands targets to the scraper after ~5 s: wait until all three jobs have an
+        # `up` series and both rules fire, so every test sees a settled server
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                up = requests.get(f"{self.url}/api/v1/query", params={"query": "up"}, timeout=2).json()["data"]["result"]
+                alerts = requests.get(f"{self.url}/api/v1/alerts", timeout=2).json()["data"]["alerts"]
+                if len(up) == 3 and len(alerts) == 2:
+                    return self
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.__exit__()
+                raise RuntimeError(f"prometheus did not settle: {(self.root / 'log').read_text()[-1500:]}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()

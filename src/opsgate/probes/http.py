@@ -78,6 +78,35 @@ def _body_chunks(response: requests.Response, size: int = 65536):
         raise requests.exceptions.ConnectionError(exc) from exc
 
 
+class FetchError(Exception):
+    """A GET that did not complete; the message names the cause in the operator's words."""
+
+
+def fetch(url: str, timeout: float, verify: bool | str = True, max_bytes: int = 16 * 1024 * 1024,
+          params: dict | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (status, body), the whole body within ``timeout`` and ``max_bytes``; for
+    probes that read an API (Prometheus, /metrics) rather than judge an endpoint.
+
+    >>> fetch("http://127.0.0.1:1/metrics", 1)
+    Traceback (most recent call last):
+    opsgate.probes.http.FetchError: GET http://127.0.0.1:1/metrics: connection refused
+    """
+    deadline = time.monotonic() + timeout
+    item = HttpCheck(name="fetch", url=url, timeout=timeout, max_body_bytes=max_bytes)
+    try:
+        with requests.get(url, params=params, timeout=(timeout, timeout), verify=verify, stream=True) as response:
+            body = bytearray()
+            for chunk in _body_chunks(response):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise FetchError(f"GET {url}: response body exceeds {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"GET {url}: body not received within {timeout:g}s")
+            return response.status_code, bytes(body)
+    except requests.RequestException as exc:
+        raise FetchError(f"GET {url}: {_cause(exc, item)}") from None
+
+
 def cert_days_left(host: str, port: int, timeout: float) -> float:
     """Days until the certificate served at host:port expires (negative once expired)."""
     context = ssl.create_default_context()

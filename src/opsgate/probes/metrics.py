@@ -1,0 +1,70 @@
+"""``metrics``: scrape a plain Prometheus exposition (``/metrics``) and hold one metric to limits.
+
+The text is parsed with prometheus_client's parser. Samples are chosen by their exact
+name (a counter's ``NAME_total`` also answers to ``NAME``; a histogram's buckets are
+chosen as ``NAME_bucket``) and by exact label values. Observed (``values``): ``samples`` (how many matched), ``max``,
+``min``, ``sum`` of their values; ``document`` for ``expect``/``warn`` is
+``{samples: [{name, labels, value}], max, min, sum, count}``.
+
+>>> from opsgate.model import MetricsCheck
+>>> from opsgate.probes import ProbeContext
+>>> observe(MetricsCheck(name="m", url="http://127.0.0.1:1/metrics", metric="up", timeout=1), ProbeContext()).error
+'GET http://127.0.0.1:1/metrics: connection refused'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..conditions import Condition
+from ..model import MetricsCheck
+from ..results import Observation
+from .http import FetchError, fetch
+
+
+def observe(item: MetricsCheck, ctx) -> Observation:
+    try:
+        status, body = fetch(item.url, item.timeout, item.tls_verify, item.max_body_bytes)
+    except FetchError as exc:
+        return Observation({"url": item.url}, error=str(exc))
+    values: dict[str, Any] = {"url": item.url, "status_code": status}
+    if status != 200:
+        return Observation(values, error=f"GET {item.url}: HTTP {status}, expected 200 with a metrics exposition")
+    try:
+        families = list(text_string_to_metric_families(body.decode("utf-8", errors="replace")))
+    except ValueError as exc:
+        return Observation(values, error=f"GET {item.url}: not a Prometheus exposition ({exc})")
+    samples = [
+        {"name": s.name, "labels": dict(s.labels), "value": s.value}
+        for family in families for s in family.samples
+        if s.name in (item.metric, f"{item.metric}_total")
+        and all(s.labels.get(k) == v for k, v in item.labels.items())
+    ]
+    numbers = [s["value"] for s in samples if not math.isnan(s["value"])]
+    values.update(samples=len(samples), max=max(numbers, default=None), min=min(numbers, default=None),
+                  sum=sum(numbers) if numbers else None)
+    document = {"samples": samples, "max": values["max"], "min": values["min"], "sum": values["sum"], "count": len(samples)}
+    shown = ", ".join(f"{s['name']}{_labels(s['labels'])}={s['value']:g}" for s in samples[:5])
+    if not samples:
+        known = sorted({f.name for f in families})
+        shown = f"no sample named {item.metric!r}" + (f" with {item.labels}" if item.labels else "") + \
+            f"; the exposition has {len(known)} families: {', '.join(known[:10])}"
+    return Observation(values, document=document if (item.expect or item.warn) else None,
+                       details={"samples": samples[:20]}, explain=shown)
+
+
+def _labels(labels: dict) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+
+
+def limits(item: MetricsCheck) -> list[Condition]:
+    out = [Condition.compare("samples", ">=", item.min_samples,
+                             label=f"samples of {item.metric}{_labels(item.labels)} >= {item.min_samples}")]
+    if item.max_value:
+        out += item.max_value.conditions("max", "<")
+    if item.min_value:
+        out += item.min_value.conditions("min", ">")
+    return out

@@ -1,0 +1,123 @@
+"""``prometheus``: ask a Prometheus server about alerts, a query's series and scrape targets.
+
+Observed (``values``):
+
+- ``firing_alerts``: names of firing alerts that count (``alert_severities`` filter,
+  ``allow_alerts`` removed), ``firing_total`` before filtering;
+- ``series``, ``series_failing``: for ``query``, how many series came back and the labels
+  of those breaking ``series_condition`` (each series is ``{value, labels}``);
+- ``targets``, ``targets_down``: active scrape targets (of ``jobs``), and
+  ``job/instance: last error`` for each one not up.
+
+Every API call is bounded by the item's timeout.
+
+>>> from opsgate.model import PrometheusCheck
+>>> from opsgate.probes import ProbeContext
+>>> observe(PrometheusCheck(name="p", url="http://127.0.0.1:1", targets_up=True, timeout=1), ProbeContext()).error
+'prometheus 127.0.0.1:1: GET http://127.0.0.1:1/api/v1/targets: connection refused'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..conditions import Condition
+from ..model import PrometheusCheck
+from ..results import Observation
+from . import target_name
+from .http import FetchError, fetch
+
+
+class ApiError(Exception):
+    pass
+
+
+def _api(item: PrometheusCheck, path: str, params: dict | None = None) -> Any:
+    url = item.url.rstrip("/") + path
+    status, body = fetch(url, item.timeout, item.tls_verify, params=params)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise ApiError(f"GET {url}: HTTP {status}, not a Prometheus API answer: {body[:120]!r}") from None
+    if answer.get("status") != "success":
+        raise ApiError(f"GET {url}: HTTP {status}, {answer.get('errorType', 'error')}: {answer.get('error', '')}"[:300])
+    return answer["data"]
+
+
+def _series_value(series: dict) -> float:
+    value = series.get("value", [0, "NaN"])[1]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def observe(item: PrometheusCheck, ctx) -> Observation:
+    shown = target_name("prometheus", item.url, 9090)
+    values: dict[str, Any] = {"target": shown}
+    details: dict[str, Any] = {}
+    explain = []
+    try:
+        if item.no_firing_alerts or item.alert_severities:
+            alerts = [a for a in _api(item, "/api/v1/alerts")["alerts"] if a.get("state") == "firing"]
+            counted = [a for a in alerts
+                       if a["labels"].get("alertname") not in item.allow_alerts
+                       and (not item.alert_severities or a["labels"].get("severity") in item.alert_severities)]
+            values["firing_total"] = len(alerts)
+            values["firing_alerts"] = sorted({a["labels"].get("alertname", "?") for a in counted})
+            details["firing"] = [{"labels": a["labels"], "activeAt": a.get("activeAt")} for a in counted[:20]]
+            if counted:
+                explain.append("firing: " + ", ".join(
+                    f"{a['labels'].get('alertname')}({a['labels'].get('severity', '-')})" for a in counted[:5]))
+        if item.query:
+            data = _api(item, "/api/v1/query", {"query": item.query})
+            if data.get("resultType") not in ("vector", "scalar"):
+                raise ApiError(f"query {item.query!r} returned a {data.get('resultType')}, expected an instant vector")
+            result = data["result"] if data["resultType"] == "vector" else [{"metric": {}, "value": data["result"]}]
+            series = [{"labels": s.get("metric", {}), "value": _series_value(s)} for s in result]
+            values["series"] = len(series)
+            failing = []
+            if item.series_condition:
+                condition = Condition.parse(item.series_condition)
+                failing = [s for s in series if not condition.evaluate(s).ok]
+            values["series_failing"] = [s["labels"] for s in failing]
+            details["series"] = series[:20]
+            if failing:
+                explain.append("breaking: " + "; ".join(
+                    f"{_labels(s['labels'])} = {s['value']:g}" for s in failing[:5]))
+        if item.targets_up:
+            targets = _api(item, "/api/v1/targets", {"state": "active"})["activeTargets"]
+            if item.jobs:
+                targets = [t for t in targets if t.get("labels", {}).get("job") in item.jobs]
+            down = [t for t in targets if t.get("health") != "up"]
+            values["targets"] = len(targets)
+            values["targets_down"] = [f"{t['labels'].get('job')}/{t['labels'].get('instance')}: "
+                                      f"{t.get('health')} ({t.get('lastError') or 'not scraped yet'})" for t in down]
+            if down:
+                explain.append("down: " + "; ".join(values["targets_down"][:5]))
+    except (FetchError, ApiError) as exc:
+        return Observation(values, error=f"{shown}: {exc}")
+    return Observation(values, details=details, explain="; ".join(explain) or None)
+
+
+def _labels(labels: dict) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{labels.get('__name__', '')}{{{inner}}}"
+
+
+def limits(item: PrometheusCheck) -> list[Condition]:
+    out = []
+    if item.no_firing_alerts or item.alert_severities:
+        scope = f" at severity {', '.join(item.alert_severities)}" if item.alert_severities else ""
+        allowed = f" (allowed: {', '.join(item.allow_alerts)})" if item.allow_alerts else ""
+        out.append(Condition.compare("length(firing_alerts)", "==", 0, label=f"no firing alerts{scope}{allowed}"))
+    if item.query:
+        out.append(Condition.compare("series", ">=", item.min_series, label=f"query {item.query} returns >= {item.min_series} series"))
+        if item.series_condition:
+            out.append(Condition.compare("length(series_failing)", "==", 0,
+                                         label=f"every series of {item.query}: {item.series_condition}"))
+    if item.targets_up:
+        out.append(Condition.compare("length(targets_down)", "==", 0, label="every scrape target up"))
+    return out
