@@ -385,9 +385,46 @@ class MetricsCheck(CheckItem):
     max_body_bytes: Size = 16 * 1024 * 1024
 
 
+class ContainerCheck(CheckItem):
+    """Containers through the Docker Engine API (Docker, or podman's compatible service): one
+    container, or every service of a compose project (``com.docker.compose.project`` label):
+    running, healthy, restart count, uptime (crash loops), a command run inside, error lines
+    in its recent logs."""
+
+    kind: ClassVar[str] = "container"
+    engine: str | None = Field(None, description="DOCKER_HOST-style address (default $DOCKER_HOST, else the local socket)")
+    container: str | None = Field(None, description="container name or id")
+    compose_project: str | None = Field(None, description="every container with this com.docker.compose.project label")
+    services: list[str] = Field([], description="compose services that must exist (default: those found)")
+    running: bool = True
+    healthy: bool = Field(False, description="health status must be 'healthy' (containers without a healthcheck fail)")
+    max_restarts: int | None = Field(None, ge=0)
+    min_uptime: Duration | None = Field(None, description="running at least this long (a crash loop restarts it sooner)")
+    exec: list[str] | None = Field(None, description="argv run inside the container, e.g. [pg_isready, -U, app]")
+    exec_exit_code: int = 0
+    exec_stdout_regex: str | None = None
+    log_minutes: float = Field(10, gt=0, description="how far back log_patterns look")
+    log_patterns: list[LogPattern] = Field([], description="regexes counted in the container's recent log lines")
+
+    @field_validator("exec_stdout_regex")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _compiles(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ContainerCheck":
+        if bool(self.container) == bool(self.compose_project):
+            raise ValueError("expected exactly one of container or compose_project")
+        if self.compose_project and (self.exec or self.log_patterns):
+            raise ValueError("expected exec and log_patterns with container, not compose_project")
+        if self.services and not self.compose_project:
+            raise ValueError("expected services with compose_project")
+        return self
+
+
 KINDS: dict[str, type[CheckItem]] = {
     cls.kind: cls for cls in (HttpCheck, TcpCheck, ProcessCheck, HostCheck, LogCheck, CommandCheck, FileCheck,
-                              PostgresCheck, RedisCheck, PrometheusCheck, MetricsCheck)
+                              PostgresCheck, RedisCheck, PrometheusCheck, MetricsCheck, ContainerCheck)
 }
 
 
@@ -418,6 +455,7 @@ class Environment(Strict):
     redis: list[RedisCheck] = []
     prometheus: list[PrometheusCheck] = []
     metrics: list[MetricsCheck] = []
+    container: list[ContainerCheck] = []
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every item, or those of one kind and cadence, in file order."""

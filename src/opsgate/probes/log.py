@@ -24,9 +24,10 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from ..conditions import Condition
-from ..model import LogCheck
+from ..model import LogCheck, LogPattern
 from ..redact import REDACTOR
 from ..results import Observation
 
@@ -104,25 +105,42 @@ def observe(item: LogCheck, ctx) -> Observation:
                 keep.append((path.name, number, line))
     except (OSError, TimeoutError) as exc:
         return Observation(values, error=str(exc))
-    compiled = [(p, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in item.patterns]
-    matches = {p.regex: 0 for p in item.patterns}
-    lines: dict[str, list[str]] = {p.regex: [] for p in item.patterns}
-    for name, number, line in keep:
-        for pattern, regex in compiled:
-            if regex.search(line):
-                matches[pattern.regex] += 1
-                if len(lines[pattern.regex]) < item.max_evidence_lines:
-                    lines[pattern.regex].append(REDACTOR.text(f"{name}:{number}: {line}"))
+    matches, lines = count_patterns(item.patterns, ((f"{name}:{number}", line) for name, number, line in keep),
+                                    item.max_evidence_lines)
     values.update(lines_read=len(keep), matches=matches)
     first = [line for found in lines.values() for line in found][:3]
     return Observation(values, details={"lines": lines}, explain=("first: " + " | ".join(first)) if first else None)
 
 
+def count_patterns(patterns: list[LogPattern], lines: Iterable[tuple[str, str]],
+                   max_evidence: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Count the (where, line) pairs each pattern matches; keep the first matching lines, redacted.
+
+    >>> count_patterns([LogPattern(regex="ERROR")], [("a.log:1", "ok"), ("a.log:2", "ERROR x")], 5)
+    ({'ERROR': 1}, {'ERROR': ['a.log:2: ERROR x']})
+    """
+    compiled = [(p, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in patterns]
+    matches = {p.regex: 0 for p in patterns}
+    found: dict[str, list[str]] = {p.regex: [] for p in patterns}
+    for where, line in lines:
+        for pattern, regex in compiled:
+            if regex.search(line):
+                matches[pattern.regex] += 1
+                if len(found[pattern.regex]) < max_evidence:
+                    found[pattern.regex].append(REDACTOR.text(f"{where}: {line}"))
+    return matches, found
+
+
 def limits(item: LogCheck) -> list[Condition]:
     scope = f"last {item.last_lines} lines" if item.last_lines else (
         f"last {item.last_minutes:g} min" if item.last_minutes else "whole file")
+    return pattern_limits(item.patterns, scope)
+
+
+def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
+    """``lines matching /ERROR/ in last 10 min <= 0`` (and the warn level) for each pattern."""
     out = []
-    for pattern in item.patterns:
+    for pattern in patterns:
         path = 'matches."{}"'.format(pattern.regex.replace("\\", "\\\\").replace('"', '\\"'))
         out.append(Condition.compare(path, "<=", pattern.max, label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.max}"))
         if pattern.warn_max is not None:

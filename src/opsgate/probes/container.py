@@ -1,0 +1,184 @@
+"""``container``: containers through the Docker Engine API (the ``docker`` SDK; Docker itself or
+podman's compatible service), the runbook's `docker ps`, `docker inspect`, `docker exec` and
+`docker logs`.
+
+One container (``container``) — observed: ``status``, ``exit_code``, ``health``
+(healthy/unhealthy/starting, or none without a healthcheck), ``restart_count``,
+``uptime_s``; with ``exec``, ``exec_exit_code`` and ``exec_stdout_regex_found``; with
+``log_patterns``, ``matches`` per regex over the last ``log_minutes`` of its logs.
+
+A compose project (``compose_project``) — every container labelled
+``com.docker.compose.project=NAME``, by ``com.docker.compose.service``: ``containers``,
+``missing_services``, ``not_running``, ``unhealthy``, ``max_restart_count``, ``min_uptime_s``.
+
+The engine is ``engine``, else ``$DOCKER_HOST``, else the local Docker socket; one client per
+engine per run; every API call is bounded by the item's timeout.
+
+>>> from opsgate.model import ContainerCheck
+>>> from opsgate.probes import ProbeContext
+>>> observe(ContainerCheck(name="c", container="web", engine="unix:///nonexistent.sock", timeout=1), ProbeContext()).error
+'container web: cannot reach the container engine at unix:///nonexistent.sock (no such socket)'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import docker
+import requests
+
+from ..conditions import Condition
+from ..model import ContainerCheck
+from ..redact import REDACTOR
+from ..results import Observation
+from .log import count_patterns, pattern_limits
+
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+
+
+def engine_of(item: ContainerCheck) -> str:
+    return item.engine or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def _client(item: ContainerCheck) -> docker.DockerClient:
+    return docker.DockerClient(base_url=engine_of(item), timeout=max(1, round(item.timeout)))
+
+
+def _cause(exc: Exception, item: ContainerCheck) -> str:
+    text = " ".join(str(exc).split())
+    engine = engine_of(item)
+    if isinstance(exc, docker.errors.NotFound):
+        return f"no container named {item.container!r} on {engine}"
+    if "FileNotFoundError" in text or "No such file or directory" in text:
+        return f"cannot reach the container engine at {engine} (no such socket)"
+    if "Connection refused" in text:
+        return f"cannot reach the container engine at {engine} (connection refused)"
+    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectTimeout)) or "timed out" in text:
+        return f"the container engine at {engine} did not answer within {item.timeout:g}s"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _started(value: str | None) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds -> epoch seconds (None for the zero time)."""
+    if not value or value.startswith("0001-"):
+        return None
+    value = re.sub(r"(\.\d{6})\d*", r"\1", value).replace("Z", "+00:00")
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _state(container: Any) -> dict[str, Any]:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    started = _started(state.get("StartedAt"))
+    running = state.get("Status") == "running"
+    return {
+        "name": container.name,
+        "status": state.get("Status", "unknown"),
+        "exit_code": state.get("ExitCode"),
+        "health": (state.get("Health") or state.get("Healthcheck") or {}).get("Status") or "none",
+        "restart_count": int(attrs.get("RestartCount") or 0),
+        "uptime_s": round(time.time() - started, 1) if running and started else 0.0,
+    }
+
+
+def observe(item: ContainerCheck, ctx) -> Observation:
+    shown = f"container {item.container}" if item.container else f"compose project {item.compose_project}"
+    try:
+        with ctx.shared.use(("docker", engine_of(item)), lambda: _client(item), item.timeout) as client:
+            if item.container:
+                return _one(item, client.containers.get(item.container))
+            found = client.containers.list(all=True, filters={"label": f"{PROJECT}={item.compose_project}"})
+            return _project(item, found)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, TimeoutError) as exc:
+        return Observation({"target": shown}, error=f"{shown}: {_cause(exc, item)}")
+
+
+def _one(item: ContainerCheck, container: Any) -> Observation:
+    values = _state(container)
+    details: dict[str, Any] = {"image": container.attrs.get("Config", {}).get("Image")}
+    explain = []
+    if item.exec:
+        result = container.exec_run(item.exec)
+        output = result.output.decode("utf-8", errors="replace") if result.output else ""
+        values["exec_exit_code"] = result.exit_code
+        if item.exec_stdout_regex:
+            values["exec_stdout_regex_found"] = bool(re.search(item.exec_stdout_regex, output))
+        details["exec_output"] = REDACTOR.text(output[-2000:])
+        if result.exit_code != item.exec_exit_code or not values.get("exec_stdout_regex_found", True):
+            explain.append(f"{' '.join(item.exec)}: " + " | ".join(REDACTOR.text(output).strip().splitlines()[-3:]))
+    if item.log_patterns:
+        since = int(time.time() - item.log_minutes * 60)
+        text = container.logs(stdout=True, stderr=True, since=since).decode("utf-8", errors="replace")
+        lines = text.splitlines()
+        matches, found = count_patterns(item.log_patterns, ((container.name, line) for line in lines), 20)
+        values.update(log_lines=len(lines), matches=matches)
+        details["lines"] = found
+        first = [line for hits in found.values() for line in hits][:3]
+        if first:
+            explain.append("first: " + " | ".join(first))
+    if values["status"] != "running":
+        explain.append(f"{values['status']} with exit code {values['exit_code']}")
+    return Observation(values, details=details, explain="; ".join(explain) or None)
+
+
+def _project(item: ContainerCheck, containers: list[Any]) -> Observation:
+    services = {}
+    for container in containers:
+        state = _state(container)
+        services[container.labels.get(SERVICE, container.name)] = state
+    running = [s for s in services.values() if s["status"] == "running"]
+    values: dict[str, Any] = {
+        "project": item.compose_project,
+        "containers": len(services),
+        "missing_services": [s for s in item.services if s not in services],
+        "not_running": sorted(f"{name} ({s['status']}, exit {s['exit_code']})"
+                              for name, s in services.items() if s["status"] != "running"),
+        "unhealthy": sorted(f"{name} ({s['health']})" for name, s in services.items() if s["health"] != "healthy"),
+        "max_restart_count": max((s["restart_count"] for s in services.values()), default=0),
+        "min_uptime_s": min((s["uptime_s"] for s in running), default=0.0),
+    }
+    explain = []
+    if values["missing_services"]:
+        explain.append(f"missing: {', '.join(values['missing_services'])}")
+    if values["not_running"]:
+        explain.append(f"not running: {', '.join(values['not_running'])}")
+    if explain or not services:
+        explain.append("services: " + (", ".join(f"{n}={s['status']}/{s['health']}" for n, s in sorted(services.items()))
+                                       or "none"))
+    return Observation(values, details={"services": services}, explain="; ".join(explain) or None)
+
+
+def limits(item: ContainerCheck) -> list[Condition]:
+    out = []
+    if item.compose_project:
+        out.append(Condition.compare("containers", ">=", 1, label=f"project {item.compose_project} has containers"))
+        if item.services:
+            out.append(Condition.compare("length(missing_services)", "==", 0, label="every expected service exists"))
+        if item.running:
+            out.append(Condition.compare("length(not_running)", "==", 0, label="every service running"))
+        if item.healthy:
+            out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service healthy"))
+        if item.max_restarts is not None:
+            out.append(Condition.compare("max_restart_count", "<=", item.max_restarts))
+        if item.min_uptime is not None:
+            out.append(Condition.compare("min_uptime_s", ">=", item.min_uptime, label=f"every service up >= {item.min_uptime:g}s"))
+        return out
+    if item.running:
+        out.append(Condition.compare("status", "==", "running"))
+    if item.healthy:
+        out.append(Condition.compare("health", "==", "healthy"))
+    if item.max_restarts is not None:
+        out.append(Condition.compare("restart_count", "<=", item.max_restarts))
+    if item.min_uptime is not None:
+        out.append(Condition.compare("uptime_s", ">=", item.min_uptime, label=f"up >= {item.min_uptime:g}s (not crash-looping)"))
+    if item.exec:
+        out.append(Condition.compare("exec_exit_code", "==", item.exec_exit_code, label=f"{' '.join(item.exec)} exits {item.exec_exit_code}"))
+        if item.exec_stdout_regex:
+            out.append(Condition.compare("exec_stdout_regex_found", "==", True, label=f"{item.exec[0]} output matches /{item.exec_stdout_regex}/"))
+    out += pattern_limits(item.log_patterns, f"last {item.log_minutes:g} min of logs")
+    return out

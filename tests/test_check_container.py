@@ -1,0 +1,128 @@
+"""``container`` checks against real containers (podman's Docker-compatible API, busybox image).
+
+Runbook steps protected here: "docker-compose ps: every service Up (healthy)", "no container
+restarting", "pg_isready inside the database container", "no ERROR lines in the last 10
+minutes of its logs".
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from opsgate.model import ContainerCheck
+from opsgate.probes import ProbeContext
+from opsgate.runner import run_check
+from tests.support.podman import PodmanEngine
+
+HEALTHY = {"test": ["CMD-SHELL", "true"], "interval": 3_600_000_000_000, "retries": 1}
+SICK = {"test": ["CMD-SHELL", "exit 1"], "interval": 3_600_000_000_000, "retries": 1}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    with PodmanEngine(tmp_path_factory.mktemp("podman")) as podman:
+        yield podman
+
+
+def check(engine, **fields):
+    fields.setdefault("name", "c")
+    fields.setdefault("timeout", 10)
+    return run_check(ContainerCheck(engine=engine.url, **fields), ProbeContext())
+
+
+def test_running_healthy_container_passes(engine):
+    ct = engine.run("echo started; sleep 300", healthcheck=HEALTHY)
+    engine.healthcheck(ct.name)
+    result = check(engine, container=ct.name, healthy=True, max_restarts=0, min_uptime=0,
+                   exec=["sh", "-c", "echo /run/postgresql:5432 - accepting connections"],
+                   exec_stdout_regex="accepting connections", log_patterns=[{"regex": "ERROR|FATAL", "max": 0}])
+    assert result.status == "pass", result.message
+    seen = result.evidence["observed"]
+    assert (seen["status"], seen["health"], seen["restart_count"], seen["exec_exit_code"]) == ("running", "healthy", 0, 0)
+
+
+def test_exited_container_fails_with_its_exit_code(engine):
+    ct = engine.run("exit 3")
+    time.sleep(0.5)
+    result = check(engine, container=ct.name)
+    assert result.status == "fail"
+    assert result.message == 'status == \'running\': observed "exited" -- exited with exit code 3'
+
+
+def test_unhealthy_container_fails(engine):
+    ct = engine.run("sleep 300", healthcheck=SICK)
+    engine.healthcheck(ct.name, times=2)
+    result = check(engine, container=ct.name, healthy=True)
+    assert result.status == "fail"
+    assert result.message.startswith('health == \'healthy\': observed "unhealthy"')
+
+
+def test_restarting_container_fails_as_a_crash_loop(engine):
+    ct = engine.run("sleep 0.2; exit 1", restart_policy={"Name": "on-failure", "MaximumRetryCount": 100})
+    time.sleep(2)
+    result = check(engine, container=ct.name, max_restarts=2, min_uptime=60)
+    assert result.status == "fail"
+    assert "restart_count <= 2: observed " in result.message
+    assert int(result.evidence["observed"]["restart_count"]) > 2
+
+
+def test_missing_container_is_named(engine):
+    result = check(engine, container="no-such-container")
+    assert result.status == "fail"
+    assert result.message == f"container no-such-container: no container named 'no-such-container' on {engine.url}"
+
+
+def test_command_inside_the_container_fails_with_its_output(engine):
+    ct = engine.run("sleep 300")
+    result = check(engine, container=ct.name, exec=["sh", "-c", "echo '/run/postgresql:5432 - no response'; exit 2"],
+                   exec_stdout_regex="accepting connections")
+    assert result.status == "fail"
+    assert result.message.startswith("sh -c echo '/run/postgresql:5432 - no response'; exit 2 exits 0: observed 2")
+    assert "no response" in result.message
+
+
+def test_error_lines_in_recent_logs_fail(engine):
+    ct = engine.run("echo 'INFO ready'; echo 'ERROR db connection lost'; sleep 300")
+    time.sleep(0.5)
+    result = check(engine, container=ct.name, log_patterns=[{"regex": "ERROR", "max": 0}], log_minutes=10)
+    assert result.status == "fail"
+    assert result.message.startswith("lines matching /ERROR/ in last 10 min of logs <= 0: observed 1")
+    assert "ERROR db connection lost" in result.message
+
+
+def _compose(engine, project, services: dict[str, str]):
+    for service, script in services.items():
+        engine.run(script, name=f"{project}-{service}-1",
+                   labels={"com.docker.compose.project": project, "com.docker.compose.service": service})
+
+
+def test_compose_project_with_every_service_up_passes(engine):
+    _compose(engine, "shop", {"web": "sleep 300", "db": "sleep 300"})
+    result = check(engine, compose_project="shop", services=["web", "db"], max_restarts=0)
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["containers"] == 2
+
+
+def test_compose_service_missing_or_exited_fails(engine):
+    _compose(engine, "blog", {"web": "sleep 300", "worker": "exit 1"})
+    time.sleep(0.5)
+    result = check(engine, compose_project="blog", services=["web", "worker", "cache"])
+    assert result.status == "fail"
+    assert result.message == ("every expected service exists: observed 1; every service running: observed 1 -- "
+                              "missing: cache; not running: worker (exited, exit 1); services: web=running/none, worker=exited/none")
+    assert result.evidence["observed"]["missing_services"] == ["cache"]
+    assert result.evidence["observed"]["not_running"] == ["worker (exited, exit 1)"]
+
+
+def test_unknown_compose_project_fails(engine):
+    result = check(engine, compose_project="nothing-here")
+    assert result.status == "fail"
+    assert result.message.startswith("project nothing-here has containers: observed 0")
+
+
+def test_unreachable_engine_is_named(tmp_path):
+    result = run_check(ContainerCheck(name="c", container="web", engine=f"unix://{tmp_path}/none.sock", timeout=2), ProbeContext())
+    assert result.status == "fail"
+    assert result.message == f"container web: cannot reach the container engine at unix://{tmp_path}/none.sock (no such socket)"
