@@ -17,6 +17,7 @@ import pytest
 from opsgate.model import PostgresCheck
 from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
+from tests.support.http_target import HangingTarget
 from tests.support.project import make_project, run_pytest
 from tests.support.servers import APP_PASSWORD, PostgresServer
 
@@ -189,3 +190,14 @@ def test_suite_with_a_wrong_password_keeps_it_out_of_every_output(tmp_path):
     assert run.returncode == 1, run.output
     assert 'password authentication failed for user \\"app\\"' in run.report_text
     assert wrong not in run.output and wrong not in run.report_text
+
+
+def test_server_that_accepts_but_never_answers_fails_within_the_timeout():
+    """No probe may hang: a port that accepts and then says nothing (a wedged server)."""
+    with HangingTarget() as wedged:
+        started = time.monotonic()
+        result = check(f"postgresql://app:x@127.0.0.1:{wedged.port}/app", timeout=2)
+        took = time.monotonic() - started
+    assert result.status == "fail"
+    assert result.message == f"postgres 127.0.0.1:{wedged.port}/app: cannot connect: no connection within 2s"
+    assert took < 10

@@ -18,7 +18,7 @@ import redis
 from opsgate.model import RedisCheck
 from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
-from tests.support.http_target import free_port
+from tests.support.http_target import HangingTarget, free_port
 from tests.support.servers import RedisServer
 
 PASSWORD = "r3dis-Secret-77"
@@ -147,3 +147,32 @@ def test_master_without_replicas_fails(server):
     result = check(server.url(), min_replicas=1)
     assert result.status == "fail"
     assert result.message.startswith("connected_replicas >= 1: observed 0")
+
+
+def test_server_that_accepts_but_never_answers_fails_within_the_timeout():
+    """No probe may hang: a port that accepts and then says nothing."""
+    with HangingTarget() as wedged:
+        started = time.monotonic()
+        result = check(f"redis://127.0.0.1:{wedged.port}/0", timeout=1)
+        took = time.monotonic() - started
+    assert result.status == "fail"
+    assert result.message == f"redis 127.0.0.1:{wedged.port}/0: no answer within 1s"
+    assert took < 5
+
+
+def test_aof_on_and_ok_passes_and_a_failed_rewrite_fails(tmp_path):
+    with RedisServer(tmp_path, args=("--appendonly", "yes", "--enable-protected-configs", "yes")) as server:
+        client = server.client()
+        client.set("order:1", "x")
+        ok = check(server.url())
+        doomed = tmp_path / "doomed"
+        doomed.mkdir()
+        client.config_set("dir", str(doomed))
+        shutil.rmtree(doomed)  # the rewrite's files cannot be created
+        with pytest.raises(redis.ResponseError):
+            client.bgrewriteaof()
+        broken = check(server.url())
+    assert ok.status == "pass", ok.message
+    assert ok.evidence["observed"]["aof_enabled"] is True and ok.evidence["observed"]["aof_last_write_status"] == "ok"
+    assert broken.status == "fail"
+    assert 'AOF last rewrite ok (when AOF is on): observed "err"' in broken.message
