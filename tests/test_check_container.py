@@ -126,3 +126,27 @@ def test_unreachable_engine_is_named(tmp_path):
     result = run_check(ContainerCheck(name="c", container="web", engine=f"unix://{tmp_path}/none.sock", timeout=2), ProbeContext())
     assert result.status == "fail"
     assert result.message == f"container web: cannot reach the container engine at unix://{tmp_path}/none.sock (no such socket)"
+
+
+def test_command_inside_that_never_ends_fails_at_the_timeout(engine):
+    """No probe may hang: `docker exec` of a command that does not return."""
+    ct = engine.run("sleep 300")
+    started = time.monotonic()
+    result = check(engine, container=ct.name, exec=["sh", "-c", "echo waiting; sleep 60"], timeout=2)
+    took = time.monotonic() - started
+    assert result.status == "fail"
+    assert result.message == f"container {ct.name}: sh -c echo waiting; sleep 60 did not finish within 2s; output so far: 'waiting\\n'"
+    assert took < 5
+
+
+def test_checks_of_one_engine_run_side_by_side(engine):
+    """Six checks on one engine, each exec taking 0.6 s with a 2 s timeout: none waits its turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ct = engine.run("sleep 300")
+    ctx = ProbeContext()
+    item = dict(engine=engine.url, container=ct.name, exec=["sleep", "0.6"], timeout=2)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda i: run_check(ContainerCheck(name=f"c{i}", **item), ctx), range(6)))
+    ctx.shared.close()
+    assert [r.status for r in results] == ["pass"] * 6, [r.message for r in results]

@@ -19,7 +19,7 @@ from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
 from tests.support.http_target import HangingTarget
 from tests.support.project import make_project, run_pytest
-from tests.support.servers import APP_PASSWORD, PostgresServer
+from tests.support.servers import APP_PASSWORD, PostgresServer, SilentPostgres
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +201,15 @@ def test_server_that_accepts_but_never_answers_fails_within_the_timeout():
     assert result.status == "fail"
     assert result.message == f"postgres 127.0.0.1:{wedged.port}/app: cannot connect: no connection within 2s"
     assert took < 10
+
+
+def test_server_that_goes_silent_after_connecting_fails_just_after_the_timeout():
+    """No probe may hang: connected and authenticated, then no answer to SELECT 1."""
+    with SilentPostgres() as wedged:
+        started = time.monotonic()
+        result = check(f"postgresql://app:x@127.0.0.1:{wedged.port}/app", timeout=2)
+        took = time.monotonic() - started
+    assert result.status == "fail"
+    assert result.message == (f"postgres 127.0.0.1:{wedged.port}/app: query failed: no answer within 2s "
+                              "(the server accepted the connection, then went silent)")
+    assert took < 6

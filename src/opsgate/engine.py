@@ -18,14 +18,60 @@ probe, not the sum. A check whose prerequisite failed is not run: its result is
 
 from __future__ import annotations
 
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable
+from concurrent.futures import Future
+from typing import Any, Callable, Iterable
 
 from .model import CheckItem
 from .probes import ProbeContext
 from .results import CheckResult
 from .runner import run_check
+
+
+class DaemonPool:
+    """A bounded pool of daemon threads. ThreadPoolExecutor's workers are joined at interpreter
+    exit, so one probe that outlived its timeout (a bug) would hold the process after the
+    verdict was printed; these are not.
+
+    >>> pool = DaemonPool(2, "demo")
+    >>> pool.submit(sum, [1, 2]).result()
+    3
+    >>> pool.shutdown()
+    """
+
+    def __init__(self, workers: int, name: str):
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = workers
+        for index in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._tasks.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started; let the workers end when idle."""
+        while True:
+            try:
+                task = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                task[0].cancel()
+        for _ in range(self._workers):
+            self._tasks.put(None)
 
 
 class Engine:
@@ -43,12 +89,11 @@ class Engine:
                 if dep in self.items:
                     self._dependents[dep].append(item.name)
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
 
     def start(self) -> None:
         """Submit every check whose prerequisites are met (all of them without depends_on)."""
-        self._pool = ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(self.items))),
-                                        thread_name_prefix="opsgate-probe")
+        self._pool = DaemonPool(min(self.concurrency, max(1, len(self.items))), "opsgate-probe")
         for name in self.items:
             self._maybe_submit(name)
 
@@ -58,7 +103,7 @@ class Engine:
 
     def shutdown(self) -> None:
         if self._pool:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
 
     def _maybe_submit(self, name: str) -> None:
         item = self.items[name]

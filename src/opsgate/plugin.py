@@ -36,7 +36,8 @@ from .results import CheckResult
 from .runner import run_check
 from .summary import counts, outcomes, write_summary
 
-GRACE_S = 30.0  # pytest-timeout backstop beyond a check's own budget
+GRACE_S = 30.0  # how long a test waits for its check beyond the check's own budget
+BACKSTOP_S = GRACE_S + 10  # pytest-timeout fires later still, so the engine's own message wins
 
 
 @dataclass
@@ -251,7 +252,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.stash[ITEM] = check
         if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(check.budget() + GRACE_S))
+            item.add_marker(pytest.mark.timeout(check.budget() + BACKSTOP_S))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

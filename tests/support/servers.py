@@ -22,6 +22,8 @@ import os
 import pwd
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -289,3 +291,53 @@ scrape_configs:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.log.close()
+
+
+class SilentPostgres:
+    """A stand-in for a wedged PostgreSQL (no real server can be made to hang on cue): it
+    speaks the startup handshake (no auth, ReadyForQuery) and then reads queries without
+    ever answering."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+
+    def __enter__(self) -> "SilentPostgres":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _session(conn: socket.socket) -> None:
+        try:
+            while True:  # SSLRequest / GSSENCRequest are declined with "N"; the StartupMessage ends it
+                length = struct.unpack("!I", conn.recv(4))[0]
+                code = struct.unpack("!I", conn.recv(length - 4)[:4])[0]
+                if code not in (80877103, 80877104):
+                    break
+                conn.sendall(b"N")
+            reply = b"R" + struct.pack("!II", 8, 0)  # AuthenticationOk
+            for key, value in ((b"server_version", b"15.0"), (b"client_encoding", b"UTF8"),
+                               (b"standard_conforming_strings", b"on"), (b"integer_datetimes", b"on")):
+                field = key + b"\0" + value + b"\0"
+                reply += b"S" + struct.pack("!I", 4 + len(field)) + field
+            reply += b"K" + struct.pack("!III", 12, 1, 1) + b"Z" + struct.pack("!I", 5) + b"I"
+            conn.sendall(reply)
+            while conn.recv(65536):
+                pass  # the query arrives; no answer ever leaves
+        except (OSError, struct.error):
+            pass
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

@@ -24,9 +24,20 @@ from ..model import CheckItem
 from ..results import Observation
 
 
+#: how long a check may wait, beyond its own timeout, for its turn on an exclusive connection
+#: (queueing behind other checks of a slow target is not the target failing)
+QUEUE_WAIT_S = 30.0
+
+
+class QueueTimeout(TimeoutError):
+    """A check waited too long for its turn on a shared connection."""
+
+
 class Shared:
-    """Connections the checks of one run share: one per target (a DSN, a URL), used by one
-    check at a time, reopened when broken, closed when the run ends.
+    """Connections the checks of one run share: one per target (a DSN, a URL), reopened when
+    broken, closed when the run ends. ``exclusive`` connections (a database session whose
+    settings a check changes) serve one check at a time; the others (thread-safe clients
+    with their own pools) serve all at once.
 
     >>> shared = Shared()
     >>> with shared.use("k", lambda: ["conn"], timeout=1) as c1, shared.use("j", lambda: ["other"], timeout=1) as c2:
@@ -43,27 +54,36 @@ class Shared:
 
     @contextmanager
     def use(self, key: Any, connect: Callable[[], Any], timeout: float,
-            alive: Callable[[Any], bool] = lambda c: True) -> Iterator[Any]:
-        """Hold the connection for ``key`` (opening it with ``connect`` if needed) for one check."""
+            alive: Callable[[Any], bool] = lambda c: True, exclusive: bool = False) -> Iterator[Any]:
+        """The connection for ``key``, opened with ``connect`` if needed (bounded by ``timeout``
+        by the caller's connect); exclusive ones are held for the whole ``with`` block."""
         with self._lock:
             slot = self._slots.setdefault(key, [threading.Lock(), None])
-        if not slot[0].acquire(timeout=timeout):
-            raise TimeoutError(f"waited {timeout:g}s for the connection other checks of this target were using")
+        wait = timeout + QUEUE_WAIT_S
+        if not slot[0].acquire(timeout=wait):
+            raise QueueTimeout(f"waited {wait:g}s for its turn on the connection other checks of this target "
+                               "were using (the target answers slowly)")
+        held = True
         try:
             if slot[1] is not None and not alive(slot[1]):
                 _close(slot[1])
                 slot[1] = None
             if slot[1] is None:
                 slot[1] = connect()
+            conn = slot[1]
+            if not exclusive:
+                slot[0].release()
+                held = False
             try:
-                yield slot[1]
+                yield conn
             except BaseException:
-                if not alive(slot[1]):  # broken mid-check: the next check reconnects
-                    _close(slot[1])
+                if held and not alive(conn):  # broken mid-check: the next check reconnects
+                    _close(conn)
                     slot[1] = None
                 raise
         finally:
-            slot[0].release()
+            if held:
+                slot[0].release()
 
     def close(self) -> None:
         with self._lock:

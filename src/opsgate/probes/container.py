@@ -4,7 +4,8 @@ podman's compatible service), the runbook's `docker ps`, `docker inspect`, `dock
 
 One container (``container``) — observed: ``status``, ``exit_code``, ``health``
 (healthy/unhealthy/starting, or none without a healthcheck), ``restart_count``,
-``uptime_s``; with ``exec``, ``exec_exit_code`` and ``exec_stdout_regex_found``; with
+``uptime_s``; with ``exec`` (bounded by the item's timeout), ``exec_exit_code`` and
+``exec_stdout_regex_found``; with
 ``log_patterns``, ``matches`` per regex over the last ``log_minutes`` of its logs.
 
 A compose project (``compose_project``) — every container labelled
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from datetime import datetime
 from typing import Any
@@ -91,25 +93,59 @@ def observe(item: ContainerCheck, ctx) -> Observation:
     try:
         with ctx.shared.use(("docker", engine_of(item)), lambda: _client(item), item.timeout) as client:
             if item.container:
-                return _one(item, client.containers.get(item.container))
+                return _one(item, client, client.containers.get(item.container))
             found = client.containers.list(all=True, filters={"label": f"{PROJECT}={item.compose_project}"})
             return _project(item, found)
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, TimeoutError) as exc:
         return Observation({"target": shown}, error=f"{shown}: {_cause(exc, item)}")
 
 
-def _one(item: ContainerCheck, container: Any) -> Observation:
+def run_inside(client: docker.DockerClient, container: Any, argv: list[str], timeout: float) -> tuple[int | None, str]:
+    """Run ``argv`` in the container: (exit code, output), or (None, output so far) when it has
+    not finished within ``timeout``. The SDK's exec_run would wait for ever; this reads the
+    exec's raw socket against a deadline."""
+    api = client.api
+    exec_id = api.exec_create(container.id, argv, tty=True)["Id"]  # tty: raw output, no stream framing
+    stream = api.exec_start(exec_id, tty=True, socket=True)
+    raw = getattr(stream, "_sock", stream)
+    deadline = time.monotonic() + timeout
+    output = bytearray()
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            raw.settimeout(left)
+            try:
+                chunk = raw.recv(65536)
+            except (socket.timeout, TimeoutError):
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        stream.close()
+    text = output.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    while True:  # the exit code lands a moment after the output ends
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running"):
+            return info.get("ExitCode"), text
+        if time.monotonic() > deadline:
+            return None, text
+        time.sleep(0.02)
+
+
+def _one(item: ContainerCheck, client: docker.DockerClient, container: Any) -> Observation:
     values = _state(container)
     details: dict[str, Any] = {"image": container.attrs.get("Config", {}).get("Image")}
     explain = []
     if item.exec:
-        result = container.exec_run(item.exec)
-        output = result.output.decode("utf-8", errors="replace") if result.output else ""
-        values["exec_exit_code"] = result.exit_code
+        exit_code, output = run_inside(client, container, item.exec, item.timeout)
+        if exit_code is None:
+            return Observation(values, error=f"container {container.name}: {' '.join(item.exec)} did not finish within "
+                                             f"{item.timeout:g}s; output so far: {REDACTOR.text(output[-200:])!r}")
+        values["exec_exit_code"] = exit_code
         if item.exec_stdout_regex:
             values["exec_stdout_regex_found"] = bool(re.search(item.exec_stdout_regex, output))
         details["exec_output"] = REDACTOR.text(output[-2000:])
-        if result.exit_code != item.exec_exit_code or not values.get("exec_stdout_regex_found", True):
+        if exit_code != item.exec_exit_code or not values.get("exec_stdout_regex_found", True):
             explain.append(f"{' '.join(item.exec)}: " + " | ".join(REDACTOR.text(output).strip().splitlines()[-3:]))
     if item.log_patterns:
         since = int(time.time() - item.log_minutes * 60)

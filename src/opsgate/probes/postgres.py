@@ -2,14 +2,17 @@
 
 Observed (``values``): ``latency_ms`` (SELECT 1), ``role`` (primary/replica),
 ``replication_lag_s`` (replica: seconds behind its primary, 0 when it has replayed all it
-received; primary: the worst replica's replay lag), ``replicas`` (primary: streaming
+received, unknown (null, so a lag limit fails) when its WAL receiver is not streaming;
+primary: the worst replica's replay lag), ``wal_receiver`` (replica), ``replicas`` (primary: streaming
 replicas), ``connections`` / ``max_connections`` / ``connections_percent`` (client
 backends), ``oldest_transaction_s`` (oldest active transaction), ``oldest_idle_in_transaction_s``,
 ``database_size_bytes``; with ``query``, its rows for ``expect``/``warn``
 (``{rows, row, count}`` besides the values above).
 
-Checks on the same DSN share one connection (autocommit) for the run; every statement is
-bounded by the item's timeout (``statement_timeout``), connecting by ``connect_timeout``.
+Checks on the same DSN share one connection (autocommit) for the run, one check at a time;
+every statement is bounded by the item's timeout (``statement_timeout`` on the server, and
+a client-side cut one second later for a server that went silent), connecting by
+``connect_timeout``.
 The password is registered with the redactor when the environment loads; messages name
 host, port and database only.
 
@@ -23,8 +26,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
+import socket
+import threading
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import psycopg
 from psycopg.rows import dict_row
@@ -32,7 +39,7 @@ from psycopg.rows import dict_row
 from ..conditions import Condition
 from ..model import PostgresCheck
 from ..results import Observation
-from . import target_name
+from . import QueueTimeout, target_name
 
 _STATS = """
 SELECT pg_is_in_recovery() AS in_recovery,
@@ -46,7 +53,8 @@ SELECT pg_is_in_recovery() AS in_recovery,
        CASE WHEN pg_is_in_recovery() THEN
          CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
               ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END
-       END AS replica_lag_s
+       END AS replica_lag_s,
+       (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS wal_receiver
 """
 _REPLICAS = """
 SELECT application_name, client_addr::text AS client_addr, state,
@@ -68,6 +76,8 @@ def _cause(exc: Exception, item: PostgresCheck) -> str:
         return f"connections exhausted: {text[:160]}"
     if "statement timeout" in lowered:
         return f"a query took longer than {item.timeout:g}s (statement_timeout)"
+    if "server closed the connection" in lowered or "consuming input failed" in lowered or "connection is lost" in lowered:
+        return f"no answer within {item.timeout:g}s (the server accepted the connection, then went silent)"
     return text[:200]
 
 
@@ -90,13 +100,39 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Past ``seconds``, shut the connection's socket: statement_timeout is the server's to
+    enforce, and a wedged server enforces nothing. The blocked call then fails, the
+    connection is broken, and the next check reconnects."""
+    def cut() -> None:
+        try:
+            with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, psycopg.Error):
+            pass
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def observe(item: PostgresCheck, ctx) -> Observation:
     shown = target_name("postgres", item.dsn, 5432, "/")
     values: dict[str, Any] = {"target": shown}
     document = None
+    details: dict[str, Any] = {}
+    explain = None
+    stage = "cannot connect"
     try:
-        with ctx.shared.use(("postgres", item.dsn), lambda: _connect(item), item.timeout, _alive) as conn:
-            with conn.cursor(row_factory=dict_row) as cur:
+        with ctx.shared.use(("postgres", item.dsn), lambda: _connect(item), item.timeout, _alive, exclusive=True) as conn:
+            stage = "query failed"
+            # the server cancels a slow statement at the timeout; the client cuts a silent one just after
+            with _deadline(conn, item.timeout + 1), conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(f"SET statement_timeout = {int(item.timeout * 1000)}")
                 started = time.perf_counter()
                 cur.execute("SELECT 1")
@@ -106,6 +142,7 @@ def observe(item: PostgresCheck, ctx) -> Observation:
                 stats = {k: _jsonable(v) for k, v in cur.fetchone().items()}
                 values["role"] = "replica" if stats.pop("in_recovery") else "primary"
                 replica_lag = stats.pop("replica_lag_s")
+                receiver = stats.pop("wal_receiver")
                 values.update(stats)
                 values["connections_percent"] = round(100 * values["connections"] / values["max_connections"], 2)
                 if values["role"] == "primary":
@@ -113,19 +150,23 @@ def observe(item: PostgresCheck, ctx) -> Observation:
                     replicas = [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()]
                     values["replicas"] = len(replicas)
                     values["replication_lag_s"] = max((r["replay_lag_s"] for r in replicas), default=0.0)
-                    details = {"replicas": replicas}
+                    details["replicas"] = replicas
                 else:
-                    values["replication_lag_s"] = replica_lag
-                    details = {}
+                    values["wal_receiver"] = receiver or "not running"
+                    # received == replayed also holds when nothing arrives: no lag is known then
+                    values["replication_lag_s"] = replica_lag if receiver == "streaming" else None
+                    if receiver != "streaming":
+                        explain = f"WAL receiver is {receiver or 'not running'}: replication is down, its lag unknown"
                 if item.query:
                     cur.execute(item.query)
                     rows = [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()] if cur.description else []
                     document = dict(values, rows=rows, row=rows[0] if rows else None, count=len(rows))
                     details["query_rows"] = rows[:20]
+    except QueueTimeout as exc:
+        return Observation(values, error=f"{shown}: {exc}")
     except (psycopg.Error, OSError, TimeoutError) as exc:
-        stage = "cannot connect" if "latency_ms" not in values else "query failed"
         return Observation(values, error=f"{shown}: {stage}: {_cause(exc, item)}")
-    return Observation(values, document=document, details=details)
+    return Observation(values, document=document, details=details, explain=explain)
 
 
 def limits(item: PostgresCheck) -> list[Condition]:
