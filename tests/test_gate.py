@@ -158,3 +158,30 @@ def test_repository_gates_file_is_valid():
 
     policy = load_policy(REPO / "config" / "gates.yaml")
     assert {"daily", "deploy", "maintenance", "dr-signoff", "default"} <= set(policy.gates)
+
+
+def test_a_waiver_on_a_root_cause_does_not_cover_the_checks_it_blocked(tmp_path):
+    policy = write_policy(tmp_path, "gates:\n  deploy: {block: [P0, P1], warn: [P2, P3]}\nwaivers:\n"
+                                    "  - {check: cache-port, justification: 'cache being replaced, OPS-1', expires: 2099-01-01}\n")
+    report = r.write(tmp_path, r.document([r.check("cache-port", "fail", "P3", "tcp"),
+                                           r.check("checkout", "blocked", "P0", blocked_by=["cache-port"])]))
+    run = run_gate(report, "--policy", policy, "--gate", "deploy")
+    assert run.returncode == 1, run.output
+    assert "waiver ignored: it excuses a P3 failure, but this blocks P0 checks" in run.stdout
+
+
+def test_a_required_check_that_failed_blocks_even_when_waived(tmp_path):
+    policy = write_policy(tmp_path, "gates:\n  deploy: {block: [P0], warn: [P1, P2, P3], require: [{id: api-health}]}\n"
+                                    "waivers:\n  - {check: api-health, justification: 'known flake, OPS-2', expires: 2099-01-01}\n")
+    report = r.write(tmp_path, r.document([r.check("api-health", "fail", "P2")]))
+    run = run_gate(report, "--policy", policy, "--gate", "deploy")
+    assert run.returncode == 1, run.output
+    assert "'api-health' waiver does not apply to a required check; required by the gate (id api-health), so it blocks" \
+        in run.stdout
+
+
+def test_a_report_from_the_future_is_not_fresh(tmp_path):
+    report = r.write(tmp_path, r.document([r.check("api-health")], age=-timedelta(days=300)))
+    run = run_gate(report, "--policy", REPO / "config" / "gates.yaml", "--gate", "daily")
+    assert run.returncode == 2, run.output
+    assert "in the future: its age cannot be trusted (clock skew?)" in run.stdout

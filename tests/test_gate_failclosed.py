@@ -16,6 +16,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.gate_helpers import REPO, run_gate
 from tests.support import reports as r
 
@@ -158,3 +160,47 @@ def test_required_check_deselected(run_suite, tmp_path):
     assert run.returncode == 2, run.output
     assert "required check (id test_http[demo-health]) was deselected: checks/daily/test_http.py::test_http[demo-health]" \
         in run.output
+
+
+def _mutate(doc: dict, how: str) -> dict:
+    meta = doc["tests"][0]["metadata"]
+    if how == "unknown severity":
+        meta["opsgate"]["severity"] = "P4"
+    elif how == "metadata not an object":
+        meta["opsgate"] = "broken"
+    elif how == "exit code not a number":
+        doc["exitcode"] = [1]
+    elif how == "duration not a number":
+        meta["opsgate"]["duration_s"] = "abc"
+    elif how == "tags not a list":
+        meta["opsgate"]["tags"] = 5
+    elif how == "unknown status":
+        meta["opsgate"]["status"] = "fine"
+    return doc
+
+
+@pytest.mark.parametrize("how", ["unknown severity", "metadata not an object", "exit code not a number",
+                                 "duration not a number", "tags not a list", "unknown status"])
+def test_well_sealed_but_malformed_report_is_error_not_a_crash(tmp_path, how):
+    """A report written by something else (or a future version) that seals but does not fit."""
+    doc = _mutate(r.document([r.check("api-health", "fail", "P0"), r.check("db")]), how)
+    run = run_gate(r.write(tmp_path, doc), "--policy", POLICY, "--gate", "daily")
+    assert "Traceback" not in run.output
+    assert_error(run, "daily-latest.json: ")
+    nagios = run_gate(r.write(tmp_path, doc), "--nagios")
+    assert nagios.returncode == 3 and nagios.stdout.startswith("OPSGATE UNKNOWN"), nagios.output
+
+
+def test_pytest_gate_with_an_unknown_gate_is_error_exit_2_before_any_check(run_suite):
+    run = run_suite("--gate", "no-such-gate")
+    assert run.returncode == 2, run.output
+    assert "expected a gate named 'no-such-gate'" in run.output and "verdict: ERROR (exit 2)" in run.output
+    assert "passed" not in run.output.splitlines()[-1]
+
+
+def test_report_that_cannot_be_written_is_error(run_suite, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    run = run_suite("--gate", "daily", "--reports-dir", str(blocker / "reports"))
+    assert run.returncode == 2, run.output
+    assert f"ERROR  the report could not be written to {blocker / 'reports'}" in run.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
@@ -111,3 +112,30 @@ def test_nagios_line_and_exit_codes(tmp_path, case, code, state):
     assert "checks=" in perf and "blocking=" in perf
     if case == "fail":
         assert "[P0 api]" in status
+
+
+def test_junit_stays_well_formed_with_colour_codes_in_output(tmp_path):
+    report = r.write(tmp_path, r.document([r.check("tests", "fail", "P0", "command",
+                                                   message="\x1b[31mFAILED\x1b[0m test_login \x07")]))
+    run_gate(report, "--junit", tmp_path / "junit.xml")
+    failure = ET.parse(tmp_path / "junit.xml").getroot().find(".//failure")
+    assert failure.get("message") == "FAILED test_login"
+
+
+def test_prometheus_has_one_series_per_check_when_a_report_is_given_twice(tmp_path, failing):
+    web, db, policy = failing
+    out = tmp_path / "opsgate.prom"
+    run_gate(web, web, db, "--policy", policy, "--gate", "deploy", "--prometheus", out)
+    keys = [(s.name, tuple(sorted(s.labels.items()))) for f in text_string_to_metric_families(out.read_text())
+            for s in f.samples]
+    assert len(keys) == len(set(keys))
+
+
+def test_reports_and_outputs_are_readable_by_other_users(tmp_path, failing):
+    """A Nagios/NRPE gate often runs as another user than the suite."""
+    web, db, policy = failing
+    run_gate(web, "--policy", policy, "--gate", "deploy", "--junit", tmp_path / "j.xml", "--markdown", tmp_path / "s.md")
+    old = os.umask(0o022)
+    os.umask(old)
+    for path in (tmp_path / "j.xml", tmp_path / "s.md"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~old

@@ -122,6 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if cadences or config.getoption("opsgate_env") or config.getoption("opsgate_gate"):
         # pytest-json-report builds the report in memory; opsgate writes it (atomically,
         # redacted). Only for opsgate runs: a plain pytest run in the same venv pays nothing.
+        if not hasattr(config.option, "json_report"):
+            raise pytest.UsageError("opsgate: pytest-json-report is needed for opsgate runs (was it disabled with -p no:...?)")
         if not config.option.json_report:
             config.option.json_report = True
             config.option.json_report_file = None
@@ -182,7 +184,9 @@ def _policy(config: pytest.Config, gate_name: str | None, demo: Any) -> Any:
     except PolicyError as exc:
         if demo:
             demo.stop()
-        raise pytest.UsageError(f"opsgate: the gate policy cannot be used; no check was run:\n{exc}") from None
+        # the gate's ERROR, with its exit code 2, as `opsgate gate` gives for the same policy
+        pytest.exit(f"opsgate: the gate policy cannot be used; no check was run:\n{exc}\nverdict: ERROR (exit 2)",
+                    returncode=2)
     return policy
 
 
@@ -465,12 +469,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if hasattr(session.config, "workerinput"):
         return
+    not_written = None
     if state.write_reports:
-        state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+        try:
+            state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+        except OSError as exc:
+            not_written = f"the report could not be written to {state.reports_dir}: {exc.strerror or exc}"
     from .gate import evaluate, from_document
 
     label = str(state.report_path) if state.report_path else "this run"
     state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
+    if not_written:  # nothing downstream can gate on this run: never a pass
+        state.gate.errors.insert(0, not_written)
+        state.gate.verdict, state.gate.exit_code = "ERROR", 2
     if state.gate_name:
         # one code path decides: the same evaluate() as `opsgate gate`, and its exit code
         session.exitstatus = state.gate.exit_code

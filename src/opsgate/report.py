@@ -29,6 +29,10 @@ def atomic_write(path: Path, text: str) -> None:
     """Write via a temp file in the same folder and rename: readers never see half a report."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes 0600; a report is read by other users (a Nagios/NRPE gate), so honour the umask
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

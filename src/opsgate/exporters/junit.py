@@ -15,28 +15,42 @@ so a JUnit reader fails closed too.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from ..gate.decide import Finding, GateResult
 
+# XML 1.0 forbids these (and ANSI colour codes from command output start with one): dropped
+_NOT_XML = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _clean(text: str) -> str:
+    r"""Drop what XML 1.0 cannot carry.
+
+    >>> _clean("\x1b[31mFAIL\x1b[0m ok\x07")
+    'FAIL ok'
+    """
+    return _NOT_XML.sub("", text)
+
 
 def _case(parent: ET.Element, finding: Finding) -> None:
     check = finding.check
-    case = ET.SubElement(parent, "testcase", classname=f"{check.source}.{check.kind}", name=check.test_id,
+    case = ET.SubElement(parent, "testcase", classname=_clean(f"{check.source}.{check.kind}"), name=_clean(check.test_id),
                          time=f"{check.duration_s:.3f}")
     props = ET.SubElement(case, "properties")
     for key, value in (("severity", finding.severity), ("cadence", check.cadence), ("kind", check.kind),
                        ("status", check.status), ("gate_effect", finding.effect), ("nodeid", check.nodeid)):
-        ET.SubElement(props, "property", name=key, value=value)
-    message = " ".join((check.message or finding.reason).split())[:1000]
+        ET.SubElement(props, "property", name=key, value=_clean(value))
+    message = " ".join(_clean(check.message or finding.reason).split())[:1000]
+    reason = _clean(finding.reason)
     if finding.effect == "block":
         tag = "error" if check.status == "error" else "failure"
-        ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = finding.reason
+        ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = reason
     elif finding.effect in ("waived", "blocked", "skipped"):
-        ET.SubElement(case, "skipped", message=f"{finding.effect}: {finding.reason}"[:1000])
+        ET.SubElement(case, "skipped", message=f"{finding.effect}: {reason}"[:1000])
     elif finding.effect in ("warn", "tolerated", "ignored"):
-        ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({finding.reason})"
+        ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({reason})"
 
 
 def render(result: GateResult) -> str:
@@ -56,6 +70,6 @@ def render(result: GateResult) -> str:
     if result.errors:
         suite = ET.SubElement(root, "testsuite", name="opsgate gate", tests="1", failures="0", errors="1", skipped="0")
         case = ET.SubElement(suite, "testcase", classname="opsgate.gate", name=f"gate {result.gate}")
-        ET.SubElement(case, "error", message=result.errors[0][:1000], type="ERROR").text = "\n".join(result.errors)
+        ET.SubElement(case, "error", message=_clean(result.errors[0][:1000]), type="ERROR").text = _clean("\n".join(result.errors))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

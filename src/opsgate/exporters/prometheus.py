@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest, write_to_textf
 from prometheus_client.core import GaugeMetricFamily
 
 from ..gate.decide import GateResult
+from ..gate.reports import CheckRecord
 
 VERDICTS = ("PASS", "WARN", "FAIL", "ERROR")
 STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
@@ -46,15 +47,21 @@ class _GateCollector:
         observed = GaugeMetricFamily("opsgate_check_observed", "a numeric value the check observed", labels=[*check, "value"])
         duration = GaugeMetricFamily("opsgate_check_duration_seconds", "how long the check took", labels=check)
         finished = GaugeMetricFamily("opsgate_report_finished_timestamp_seconds", "when the run ended (unix time)", labels=run)
-        cadence_of = {}
+        # one series per label set (node_exporter refuses duplicates): when the same check of the
+        # same run kind appears in several reports (a -latest and a timestamped copy), the last wins
+        runs: dict[tuple, float] = {}
         for report in result.reports:
-            cadence_of[report.source] = report.cadence
             if report.finished_at is not None:
-                finished.add_metric([report.environment, report.host, report.cadence], report.finished_at.timestamp())
+                runs[(report.environment, report.host, report.cadence)] = report.finished_at.timestamp()
+        checks: dict[tuple, CheckRecord] = {}
         for finding in result.findings:
             c = finding.check
             env, _, host = c.source.partition("@")
-            labels = [env, host, cadence_of.get(c.source, c.cadence), c.name, c.kind, c.severity]
+            checks[(env, host, c.cadence, c.name, c.kind, c.severity)] = c
+        for labels, when in runs.items():
+            finished.add_metric(list(labels), when)
+        for labels, c in checks.items():
+            labels = list(labels)
             ok.add_metric(labels, 1 if c.status in ("pass", "warn") else 0)
             status.add_metric([*labels, c.status], 1)
             duration.add_metric(labels, c.duration_s)

@@ -30,10 +30,12 @@ def lines(result: GateResult) -> list[tuple[str, str | None]]:
         out.append((f"ROOT CAUSE  {root.severity}  {root.check.test_id} [{root.check.source}]: {_evidence(root)}",
                     "red" if root.effect == "block" else "yellow"))
         blocked = ", ".join(c.test_id for c in root.blocks[:8]) + (" ..." if len(root.blocks) > 8 else "")
-        out.append((f"            blocks {len(root.blocks)}: {blocked} ({root.effect})", None))
+        out.append((f"            blocks {len(root.blocks)}: {blocked} ({root.effect}: {root.reason})", None))
     for finding in result.effect("block"):
         if not finding.is_root_cause:
-            out.append((f"{finding.severity}  FAIL  {finding.check.test_id} [{finding.check.source}]: {_evidence(finding)}", "red"))
+            why = f" ({finding.reason})" if "waiver" in finding.reason or "required" in finding.reason else ""
+            out.append((f"{finding.severity}  FAIL  {finding.check.test_id} [{finding.check.source}]: "
+                        f"{_evidence(finding)}{why}", "red"))
     for finding in result.effect("warn", "tolerated"):
         if not finding.is_root_cause:
             label = "WARN" if finding.effect == "warn" else "TOLERATED"

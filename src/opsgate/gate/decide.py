@@ -12,7 +12,8 @@ Order of judgement:
    root cause, judged at the highest severity among itself and what it blocks.
 3. A failure (or error) is waived by an active waiver; otherwise its severity's action
    in the gate applies: ``block`` (FAIL, unless within ``tolerate``), ``warn`` or
-   ``ignore``. A required check that failed always blocks.
+   ``ignore``. A required check that failed always blocks, waived or not; a waiver on a
+   root cause does not cover the higher-severity checks it kept from running.
 4. A warn-level breach makes WARN unless waived.
 
 Exit codes: PASS 0, WARN 0 (1 with ``warn_blocks``), FAIL 1, ERROR 2.
@@ -37,6 +38,7 @@ from .policy import DEFAULT_GATE, Gate, LoadedPolicy, Waiver
 from .reports import EXECUTED, CheckRecord, Report
 
 EXIT_CODES = {"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 2}
+CLOCK_SKEW_S = 300  # a report may seem this far in the future before its age is distrusted
 #: effects, in the order an operator reads them
 EFFECTS = ("block", "warn", "tolerated", "waived", "ignored", "blocked", "skipped", "ok")
 
@@ -174,6 +176,9 @@ def _freshness(report: Report, gate: Gate, now: datetime) -> list[str]:
         return [f"{report.path}: the report does not say when it finished, so its age ({gate.max_age:g}s allowed) is unknown"]
     finished = report.finished_at if report.finished_at.tzinfo else report.finished_at.replace(tzinfo=timezone.utc)
     age = now - finished
+    if age < -timedelta(seconds=CLOCK_SKEW_S):
+        return [f"{report.path}: report finished {finished.isoformat(timespec='seconds')}, "
+                f"{_human(-age.total_seconds())} in the future: its age cannot be trusted (clock skew?)"]
     if age > timedelta(seconds=gate.max_age):
         return [f"{report.path}: report is stale: finished {finished.isoformat(timespec='seconds')}, "
                 f"{_human(age.total_seconds())} ago; the gate allows {_human(gate.max_age)}"]
@@ -237,12 +242,17 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
         level = min([check.severity, *(c.severity for c in blocks)], key=sev.rank)
         finding = Finding(check, "", "", level, blocks)
         waiver = _mark_waivers(check, waivers, now, usage, finding)
+        if waiver is not None and level != check.severity:
+            # a waiver excuses this check's own failure, not the higher-severity checks it kept from running
+            finding.reason = f"waiver ignored: it excuses a {check.severity} failure, but this blocks {level} checks; "
+            waiver = None
         if waiver is not None:
             finding.effect, finding.waiver = "waived", waiver
             finding.reason = f"waived until {waiver.expires.isoformat()}: {waiver.justification}"
         elif status == "warn":
             finding.effect, finding.reason = "warn", "a warn-level limit was breached"
         else:
+            prefix = finding.reason  # "waiver ignored: ..." when one matched but could not apply
             raised = f" (raised from {check.severity}: it blocks {level} checks)" if level != check.severity else ""
             what = "blocked by a prerequisite that is not in this report" if status == "blocked" else \
                 "the check could not decide (error)" if status == "error" else "failed"
@@ -259,6 +269,7 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
                 finding.effect, finding.reason = "warn", f"{what}; {level} only warns in this gate{raised}"
             else:
                 finding.effect, finding.reason = "ignored", f"{what}; {level} is not gated here{raised}"
+            finding.reason = prefix + finding.reason
         out.append(finding)
     return out
 
@@ -289,7 +300,10 @@ def _required(reports: list[Report], gate: Gate, findings: list[Finding]) -> lis
             if check.status in ("skipped", "blocked"):
                 errors.append(f"required check {check.test_id} ({check.source}) did not run: {check.status}"
                               + (f": {check.message}" if check.message else ""))
-            elif check.status in ("fail", "error") and finding.effect in ("warn", "tolerated", "ignored"):
+            elif check.status in ("fail", "error") and finding.effect in ("warn", "tolerated", "ignored", "waived"):
+                if finding.effect == "waived":
+                    finding.reason = f"failed; {finding.waiver.check!r} waiver does not apply to a required check"
+                    finding.waiver = None
                 finding.effect = "block"
                 finding.reason += f"; required by the gate ({requirement.describe()}), so it blocks"
     return errors
@@ -309,7 +323,10 @@ def _waiver_notes(waivers: list[Waiver], usage: dict[int, list[Finding]], findin
         elif not matched:
             notes.append(f"{label} is unused: it matches no check in these reports")
         elif not any(f.waiver is waiver for f in matched):
+            refused = [f.check.test_id for f in matched if f.check.status != "pass"]
             passed = [f.check.test_id for f in matched if f.check.status == "pass"]
-            notes.append(f"{label} is unused: {', '.join(passed[:5]) or 'the matching checks'} passed"
-                         + " (remove it?)")
+            if refused:
+                notes.append(f"{label} did not apply to {', '.join(refused[:5])} (see the reason given there)")
+            else:
+                notes.append(f"{label} is unused: {', '.join(passed[:5]) or 'the matching checks'} passed (remove it?)")
     return notes

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..report import unseal
+from ..severity import LEVELS
 
 #: statuses of a check that actually ran (blocked and skipped checks did not)
 EXECUTED = frozenset({"pass", "warn", "fail", "error"})
+STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
 
 # pytest exit codes a report can carry that mean the run itself went wrong
 _EXIT_PROBLEMS = {
@@ -113,7 +115,19 @@ def parse_report(data: bytes, shown: str) -> Report:
 
 
 def from_document(document: Any, shown: str) -> Report:
-    """Build a Report from a parsed opsgate report (the plugin passes its in-memory one)."""
+    """Build a Report from a parsed opsgate report (the plugin passes its in-memory one).
+    A document of the wrong shape is a problem on the report, never an exception.
+
+    >>> from_document({"opsgate": {"format": 1}, "tests": "x"}, "r.json").problems
+    ["r.json: the report has no 'tests' list"]
+    """
+    try:
+        return _from_document(document, shown)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        return Report(shown, problems=[f"{shown}: malformed report ({type(exc).__name__}: {exc})"[:300]])
+
+
+def _from_document(document: Any, shown: str) -> Report:
     if not isinstance(document, dict) or not isinstance(document.get("opsgate"), dict):
         return Report(shown, problems=[f"{shown}: not an opsgate report (no 'opsgate' metadata block; "
                                        "was it written by plain pytest-json-report or another tool?)"])
@@ -129,7 +143,9 @@ def from_document(document: Any, shown: str) -> Report:
         report.problems.append(f"{shown}: the report has no 'tests' list")
         return report
     exitcode = document.get("exitcode")
-    if exitcode in _EXIT_PROBLEMS:
+    if not isinstance(exitcode, int):
+        report.problems.append(f"{shown}: no pytest exit code in the report (seen {exitcode!r})")
+    elif exitcode in _EXIT_PROBLEMS:
         report.problems.append(f"{shown}: {_EXIT_PROBLEMS[exitcode]}")
     for collector in document.get("collectors") or ():
         if isinstance(collector, dict) and collector.get("outcome") == "failed":
@@ -139,9 +155,17 @@ def from_document(document: Any, shown: str) -> Report:
     if meta.get("stopped_early"):
         report.problems.append(f"{shown}: the run stopped early ({meta['stopped_early']}); later checks did not run")
     for index, test in enumerate(tests):
-        record = _record(test, report.source)
+        try:
+            record = _record(test, report.source)
+        except (TypeError, ValueError, AttributeError) as exc:
+            report.problems.append(f"{shown}: tests[{index}] is malformed ({exc})"[:300])
+            continue
         if record is None:
             report.problems.append(f"{shown}: tests[{index}] is not a test result (no nodeid/outcome)")
+            continue
+        if record.severity not in LEVELS or record.status not in STATUSES:
+            report.problems.append(f"{shown}: tests[{index}] ({record.test_id}) has severity {record.severity!r} and "
+                                   f"status {record.status!r}; expected P0..P3 and one of {', '.join(STATUSES)}")
             continue
         report.checks.append(record)
     if not report.executed:
@@ -153,6 +177,8 @@ def _record(test: Any, source: str) -> CheckRecord | None:
     if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str) or not isinstance(test.get("outcome"), str):
         return None
     meta = (test.get("metadata") or {}).get("opsgate") or {}
+    if not isinstance(meta, dict):
+        raise TypeError(f"metadata.opsgate is a {type(meta).__name__}, expected an object")
     outcome = test["outcome"]
     status = meta.get("status") or _status_of_outcome(outcome)
     if outcome in ("failed", "error") and status in ("pass", "warn"):
@@ -170,12 +196,20 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         cadence=str(meta.get("cadence") or "?"),
         status=status,
         message=str(message),
-        tags=tuple(meta.get("tags") or ()),
-        keywords=tuple(test.get("keywords") or ()),
-        blocked_by=tuple(meta.get("blocked_by") or ()),
+        tags=_strings(meta.get("tags"), "tags"),
+        keywords=_strings(test.get("keywords"), "keywords"),
+        blocked_by=_strings(meta.get("blocked_by"), "blocked_by"),
         duration_s=float(meta.get("duration_s") or (test.get("call") or {}).get("duration") or 0.0),
         observed=observed if isinstance(observed, dict) else {},
     )
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{key} is {value!r}, expected a list of strings")
+    return tuple(value)
 
 
 def _status_of_outcome(outcome: str) -> str:
