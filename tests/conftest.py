@@ -21,7 +21,10 @@ class SuiteRun:
     reports: Path
 
     def report(self) -> dict:
-        return json.loads((self.reports / "daily-latest.json").read_text())
+        """This run's report: daily-latest.json, or daily-partial-latest.json after -k/-m or a file."""
+        written = [p for p in (self.reports / "daily-latest.json", self.reports / "daily-partial-latest.json") if p.exists()]
+        text = max(written, key=lambda p: p.stat().st_mtime_ns).read_text()
+        return json.loads(text.rsplit(',\n "opsgate_digest"', 1)[0] + "}")
 
     def check(self, name: str) -> dict:
         for test in self.report()["tests"]:
@@ -34,12 +37,12 @@ class SuiteRun:
 def run_suite(tmp_path):
     """Run ``pytest checks/daily`` as a user would, in a subprocess, reports into tmp_path."""
 
-    def run(*args: str, env: dict | None = None, timeout: float = 120) -> SuiteRun:
+    def run(*args: str, env: dict | None = None, timeout: float = 120, paths: tuple = ("checks/daily",)) -> SuiteRun:
         reports = tmp_path / "reports"
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
         environ.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "checks/daily", "--reports-dir", str(reports), "-p", "no:cacheprovider", *args],
+            [sys.executable, "-m", "pytest", *paths, "--reports-dir", str(reports), "-p", "no:cacheprovider", *args],
             cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout,
         )
         return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports)

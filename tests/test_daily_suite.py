@@ -25,7 +25,7 @@ def test_default_environment_passes_with_the_demo_target(run_suite):
     assert {"test_http[demo-health]", "test_tcp[demo-port]", "test_process[demo-server]", "test_host[local]",
             "test_log[demo-log-errors]", "test_command[demo-selftest]", "test_file[demo-metrics-fresh]"} <= ids
     timestamped = [p for p in run.reports.glob("daily-2*.json")]
-    assert len(timestamped) == 1 and json.loads(timestamped[0].read_text()) == report
+    assert len(timestamped) == 1 and timestamped[0].read_text() == (run.reports / "daily-latest.json").read_text()
 
 
 @pytest.mark.parametrize("fault, failing, cause", [
@@ -144,3 +144,20 @@ command:
     run = run_suite("--env", str(path))
     assert run.returncode == 0, run.output
     assert run.check("ready-flag")["metadata"]["opsgate"]["attempts"] > 1
+
+
+def test_under_xdist_each_check_runs_once_and_the_report_counts_warnings(run_suite, write_env, tmp_path):
+    """pytest -n 2 by habit: every worker collects every check, but each probe must run once."""
+    log = tmp_path / "ran.log"
+    env = write_env(f"""name: xdist
+command:
+  - {{name: a, shell: "echo a >> {log}"}}
+  - {{name: b, shell: "echo b >> {log}"}}
+  - {{name: c, shell: 'echo c >> {log}; echo "{{\\"ok\\": false}}"', warn: ["ok == true"]}}
+  - {{name: d, shell: "echo d >> {log}"}}
+""")
+    run = run_suite("--env", str(env), "-n", "2")
+    assert run.returncode == 0, run.output
+    assert sorted(log.read_text().split()) == ["a", "b", "c", "d"]
+    assert run.report()["opsgate"]["counts"]["warn"] == 1
+    assert "checks: 3 pass, 1 warn, 0 fail" in run.output

@@ -87,7 +87,7 @@ def test_zero_checks_ran(run_suite):
     run = run_suite("-m", "P3", "--gate", "daily")  # the embedded environment has no P3 check
     assert run.returncode == 2, run.output
     assert "zero checks ran" in run.output
-    gate = run_gate(run.reports / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    gate = run_gate(run.reports / "daily-partial-latest.json", "--policy", POLICY, "--gate", "daily")
     assert_error(gate, "zero checks ran (0 in the report, none executed)")
 
 
@@ -204,3 +204,22 @@ def test_report_that_cannot_be_written_is_error(run_suite, tmp_path):
     run = run_suite("--gate", "daily", "--reports-dir", str(blocker / "reports"))
     assert run.returncode == 2, run.output
     assert f"ERROR  the report could not be written to {blocker / 'reports'}" in run.output
+
+
+def test_a_partial_run_does_not_replace_the_latest_report(run_suite):
+    """A gate that reads daily-latest.json later must not pass on one file's worth of checks."""
+    full = run_suite(env={"OPSGATE_DEMO_FAULT": "degraded"})
+    assert full.returncode == 1, full.output
+    partial = run_suite("--gate", "daily", paths=("checks/daily/test_tcp.py",))
+    assert partial.returncode == 0, partial.output
+    assert "partial run (only checks/daily/test_tcp.py)" in partial.output
+    latest = run_gate(partial.reports / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    assert latest.returncode == 1 and "test_http[demo-health]" in latest.stdout  # still the full, failing run
+    assert (partial.reports / "daily-partial-latest.json").is_file()
+
+
+def test_collect_only_writes_no_report_and_decides_nothing(run_suite):
+    run = run_suite("--collect-only", "--gate", "daily")
+    assert run.returncode == 0, run.output
+    assert not run.reports.exists() or not list(run.reports.iterdir())
+    assert "verdict:" not in run.output

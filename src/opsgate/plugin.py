@@ -34,7 +34,7 @@ from .redact import REDACTOR
 from .report import write_report
 from .results import CheckResult
 from .runner import run_check
-from .summary import counts, outcomes, write_summary
+from .summary import write_summary
 
 GRACE_S = 30.0  # how long a test waits for its check beyond the check's own budget
 BACKSTOP_S = GRACE_S + 10  # pytest-timeout fires later still, so the engine's own message wins
@@ -72,15 +72,34 @@ class RunState:
             self._ctx = ProbeContext(self.loaded.base_dir)
         return self._ctx
 
+    _inline: dict[str, CheckResult] = field(default_factory=dict)
+
     def result_for(self, item: CheckItem) -> CheckResult:
-        """Wait for the engine's result, or run the check here when no engine runs it."""
+        """Wait for the engine's result, or run the check here when no engine runs it (a
+        pytest-xdist worker, whose checks arrive one by one)."""
         if self.engine and item.name in self.engine.futures:
             try:
                 return self.engine.result(item.name, timeout=item.budget() + GRACE_S)
             except TimeoutError:
                 return CheckResult(item.name, item.kind, item.severity, "error",
                                    f"did not finish within its budget of {item.budget():g}s")
-        return run_check(item, self.ctx)
+        return self._run_inline(item)
+
+    def _run_inline(self, item: CheckItem) -> CheckResult:
+        """Run a check and, first, its configured prerequisites (each once per process)."""
+        if item.name in self._inline:
+            return self._inline[item.name]
+        configured = {c.name: c for c in self.loaded.env.items()}
+        failed = [d for d in item.depends_on if d in configured
+                  and self._run_inline(configured[d]).status not in ("pass", "warn")]
+        if failed:
+            result = CheckResult(item.name, item.kind, item.severity, "blocked",
+                                 f"not run: blocked by {', '.join(failed)} ({self._inline[failed[0]].status})",
+                                 blocked_by=failed)
+        else:
+            result = run_check(item, self.ctx)
+        self._inline[item.name] = result
+        return result
 
 
 STATE = pytest.StashKey[RunState]()
@@ -279,6 +298,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if state is None or session.config.option.collectonly:
         return
     checks = {i.stash[ITEM].name: i.stash[ITEM] for i in session.items if ITEM in i.stash}
+    if hasattr(session.config, "workerinput"):
+        # a pytest-xdist worker collects every item but runs only those sent to it: starting
+        # them all here would run each probe once per worker
+        return
     if checks:
         # Start-up's objects (modules, models, test items) live until exit: move them out of
         # the collector's reach so the probes' garbage is collected without re-walking them.
@@ -327,7 +350,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if name in configured:
             status = state.result_for(configured[name]).status
         else:
-            status = state.python_outcomes.get(name, "not run before it")
+            status = state.python_outcomes.get(name, "not run before it" + (
+                " in this pytest-xdist worker; keep both in one file and use --dist loadfile"
+                if hasattr(item.config, "workerinput") else ""))
         if status not in ("pass", "warn"):
             failed.append(f"{name} ({status})")
     if failed:
@@ -411,7 +436,6 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     if state is None:
         return
     state.finished = time.time()
-    found = outcomes(config, state)
     json_report["opsgate"] = {
         "format": 1,
         "version": __version__,
@@ -423,17 +447,32 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
         "finished_at": _iso(state.finished),
         "concurrency": state.concurrency,
         "demo": {"fault": state.demo.fault} if state.demo else None,
-        "counts": counts(found),
         "deselected": state.deselected,
         "stopped_early": _stopped_early(state, json_report),
+        "partial": _partial(config, state),
     }
     from .gate import evaluate, from_document, load_policy
 
-    # the report's own verdict: the built-in default gate over this very document
-    json_report["opsgate"]["verdict"] = evaluate([from_document(json_report, "this run")], load_policy(None)).verdict
+    # the report's own counts and verdict: the built-in default gate over this very document
+    plain = evaluate([from_document(json_report, "this run")], load_policy(None))
+    json_report["opsgate"]["counts"] = plain.counts
+    json_report["opsgate"]["verdict"] = plain.verdict
     redacted = REDACTOR.data(json_report)
     json_report.clear()
     json_report.update(redacted)
+
+
+def _partial(config: pytest.Config, state: RunState) -> str | None:
+    """Why this run covers less than its cadence folders (a file or test named, -k/-m), or None.
+    A partial run's report does not replace ``<cadence>-latest.json``."""
+    base = Path(config.invocation_params.dir)
+    paths = {str(arg): (base / str(arg).split("::")[0]).resolve() for arg in config.args}
+    whole = [p for a, p in paths.items() if "::" not in a and p.is_dir() and p.name in CADENCES and p.parent.name == "checks"]
+    narrowed = [a for a, p in paths.items() if p not in whole and not any(w in p.parents for w in whole)]
+    reasons = [f"only {', '.join(narrowed)}"] if narrowed else []
+    if state.deselected:
+        reasons.append(f"{len(state.deselected)} deselected (-k/-m/--deselect)")
+    return "; ".join(reasons) or None
 
 
 def _stopped_early(state: RunState, json_report: dict[str, Any]) -> str | None:
@@ -469,10 +508,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if hasattr(session.config, "workerinput"):
         return
+    if session.config.option.collectonly:
+        return  # nothing ran: no report, no verdict
     not_written = None
     if state.write_reports:
+        latest = "partial-latest" if (plugin.report.get("opsgate") or {}).get("partial") else "latest"
         try:
-            state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"), state.started)
+            state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"),
+                                             state.started, latest)
         except OSError as exc:
             not_written = f"the report could not be written to {state.reports_dir}: {exc.strerror or exc}"
     from .gate import evaluate, from_document
@@ -496,5 +539,5 @@ def _iso(epoch: float) -> str:
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
-    if state is not None and not hasattr(config, "workerinput"):
+    if state is not None and not hasattr(config, "workerinput") and not config.option.collectonly:
         write_summary(terminalreporter, state)

@@ -88,8 +88,10 @@ def unseal(data: bytes) -> str:
     return "digest mismatch: the report was altered or corrupted after it was written"
 
 
-def write_report(report: dict[str, Any], folder: Path, cadence: str, started: float) -> Path:
-    """Write the timestamped report and replace the ``-latest`` one; return the timestamped path."""
+def write_report(report: dict[str, Any], folder: Path, cadence: str, started: float, latest: str = "latest") -> Path:
+    """Write the timestamped report and replace ``<cadence>-<latest>.json`` (a partial run
+    passes ``partial-latest``, so ``-latest`` always stands for a whole cadence); return the
+    timestamped path."""
     folder.mkdir(parents=True, exist_ok=True)
     text = seal(json.dumps(report, indent=1, default=str))
     path = folder / f"{cadence}-{stamp(started)}.json"
@@ -98,5 +100,5 @@ def write_report(report: dict[str, Any], folder: Path, cadence: str, started: fl
         counter += 1
         path = folder / f"{cadence}-{stamp(started)}-{counter}.json"
     atomic_write(path, text)
-    atomic_write(folder / f"{cadence}-latest.json", text)
+    atomic_write(folder / f"{cadence}-{latest}.json", text)
     return path

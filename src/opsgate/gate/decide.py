@@ -78,7 +78,7 @@ class GateResult:
     warn_blocks: bool
     errors: list[str]
     findings: list[Finding]
-    notes: list[str]  # waivers that expired or were not used
+    notes: list[str]  # partial runs; waivers that expired or were not used
     sources: list[SourceVerdict]
     reports: list[Report]
     decided_at: datetime
@@ -137,7 +137,8 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
         report_errors[report.source].extend(problems)
         findings.extend(_judge(report, gate, waivers, now, usage))
     errors.extend(_required(reports, gate, findings))
-    notes = _waiver_notes(waivers, usage, findings, now)
+    notes = [f"{r.path}: partial run ({r.partial})" for r in reports if r.partial]
+    notes += _waiver_notes(waivers, usage, findings, now)
     verdict = _verdict(errors, findings)
     sources = []
     by_source: dict[str, list[Report]] = defaultdict(list)

@@ -68,6 +68,7 @@ class Report:
     finished_at: datetime | None = None
     checks: list[CheckRecord] = field(default_factory=list)
     deselected: tuple[str, ...] = ()
+    partial: str | None = None  # why the run covered less than its cadence folders
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -134,7 +135,7 @@ def _from_document(document: Any, shown: str) -> Report:
     meta = document["opsgate"]
     report = Report(shown, str(meta.get("environment") or "?"), str(meta.get("host") or "?"),
                     str(meta.get("cadence") or "?"), _time(meta.get("finished_at")),
-                    deselected=tuple(meta.get("deselected") or ()))
+                    deselected=tuple(meta.get("deselected") or ()), partial=meta.get("partial") or None)
     if meta.get("format") != 1:
         report.problems.append(f"{shown}: unknown opsgate report format {meta.get('format')!r} (this gate reads format 1)")
         return report
