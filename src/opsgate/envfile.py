@@ -214,7 +214,8 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
 
 
 def _register_secrets(env: Environment) -> None:
-    """Header values marked secret or named like secrets, URL and DSN passwords, secret command env."""
+    """Header values marked secret or named like secrets, the password of any URL or DSN
+    (http, postgres, redis, prometheus, metrics, a container engine), secret command env."""
     for item in env.http:
         for name, value in item.headers.items():
             secret = getattr(value, "secret", False) or is_secret_name(name)
@@ -222,13 +223,12 @@ def _register_secrets(env: Environment) -> None:
                 text = value.value if hasattr(value, "value") else value
                 REDACTOR.add(text)
                 REDACTOR.add(text.split(" ", 1)[-1])  # the token of "Bearer <token>"
-        password = urlsplit(item.url).password
-        if password:
-            REDACTOR.add(password)
-    for item in [*env.postgres, *env.redis]:
-        password = urlsplit(getattr(item, "dsn", None) or getattr(item, "url")).password
-        if password:
-            REDACTOR.add(password)
+    for item in env.items():
+        for field in ("url", "dsn", "engine"):
+            address = getattr(item, field, None)
+            password = urlsplit(address).password if isinstance(address, str) else None
+            if password:
+                REDACTOR.add(password)
     for item in env.command:
         for name, value in item.env.items():
             if getattr(value, "secret", False) or is_secret_name(name):
