@@ -185,3 +185,16 @@ def test_a_report_from_the_future_is_not_fresh(tmp_path):
     run = run_gate(report, "--policy", REPO / "config" / "gates.yaml", "--gate", "daily")
     assert run.returncode == 2, run.output
     assert "in the future: its age cannot be trusted (clock skew?)" in run.stdout
+
+
+def test_a_nan_measurement_keeps_the_report_readable(tmp_path):
+    """A NaN metric sample (valid in the Prometheus format) must not make the report unparseable."""
+    import math
+
+    from opsgate.report import write_report
+
+    doc = r.document([r.check("latency", observed={"max": math.nan, "sum": math.inf, "samples": 2})])
+    path = write_report(doc, tmp_path, "daily", 0.0)
+    run = run_gate(path)
+    assert run.returncode == 0, run.output
+    assert "verdict: PASS" in run.stdout

@@ -17,12 +17,13 @@ one that is merely valid JSON.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -93,7 +94,9 @@ def write_report(report: dict[str, Any], folder: Path, cadence: str, started: fl
     passes ``partial-latest``, so ``-latest`` always stands for a whole cadence); return the
     timestamped path."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = seal(json.dumps(report, indent=1, default=str))
+    # orjson: NaN/Infinity (a NaN metric sample) become null, so every reader can parse it;
+    # anything without a JSON form is written as its str()
+    text = seal(orjson.dumps(report, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     path = folder / f"{cadence}-{stamp(started)}.json"
     counter = 1
     while path.exists():  # two runs in one second keep both reports

@@ -12,11 +12,12 @@ verdict ERROR.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ..report import unseal
 from ..severity import LEVELS
@@ -99,14 +100,14 @@ def parse_report(data: bytes, shown: str) -> Report:
     """Verify and read a report's bytes (``shown`` names it in problems).
 
     >>> parse_report(b'{"tests": []', "r.json").problems
-    ["r.json: not valid JSON (Expecting ',' delimiter: line 1 column 13 (char 12)); truncated or corrupted"]
+    ['r.json: not valid JSON (unexpected end of data: line 1 column 13 (char 12)); truncated or corrupted']
     """
     if not data.strip():
         return Report(shown, problems=[f"{shown}: empty file (the run was killed before writing it?)"])
     state = unseal(data)
     try:
-        document = json.loads(data)
-    except ValueError as exc:
+        document = orjson.loads(data)  # ~2x the standard library's speed on a large report
+    except orjson.JSONDecodeError as exc:
         reason = f"not valid JSON ({exc}); truncated or corrupted"
         return Report(shown, problems=[f"{shown}: {reason}"])
     report = from_document(document, shown)
@@ -205,10 +206,13 @@ def _record(test: Any, source: str) -> CheckRecord | None:
     )
 
 
+_ONLY_STR = {str}
+
+
 def _strings(value: Any, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not {*map(type, value)} <= _ONLY_STR:  # map(type): fast on 50,000 checks
         raise TypeError(f"{key} is {value!r}, expected a list of strings")
     return tuple(value)
 
