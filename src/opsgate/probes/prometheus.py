@@ -9,7 +9,7 @@ Observed (``values``):
 - ``targets``, ``targets_down``: active scrape targets (of ``jobs``), and
   ``job/instance: last error`` for each one not up.
 
-Every API call is bounded by the item's timeout.
+All API calls of a check together are bounded by its timeout.
 
 >>> from opsgate.model import PrometheusCheck
 >>> from opsgate.probes import ProbeContext
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 from ..conditions import Condition
@@ -34,9 +35,13 @@ class ApiError(Exception):
     pass
 
 
-def _api(item: PrometheusCheck, path: str, params: dict | None = None) -> Any:
+def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None = None) -> Any:
+    """One API call, within what is left of the check's timeout (a check makes up to three)."""
     url = item.url.rstrip("/") + path
-    status, body = fetch(url, item.timeout, item.tls_verify, params=params)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ApiError(f"no time left within {item.timeout:g}s for GET {url}")
+    status, body = fetch(url, left, item.tls_verify, params=params)
     try:
         answer = json.loads(body)
     except ValueError:
@@ -59,9 +64,10 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
     values: dict[str, Any] = {"target": shown}
     details: dict[str, Any] = {}
     explain = []
+    deadline = time.monotonic() + item.timeout
     try:
         if item.no_firing_alerts or item.alert_severities:
-            alerts = [a for a in _api(item, "/api/v1/alerts")["alerts"] if a.get("state") == "firing"]
+            alerts = [a for a in _api(item, deadline, "/api/v1/alerts")["alerts"] if a.get("state") == "firing"]
             counted = [a for a in alerts
                        if a["labels"].get("alertname") not in item.allow_alerts
                        and (not item.alert_severities or a["labels"].get("severity") in item.alert_severities)]
@@ -72,7 +78,7 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                 explain.append("firing: " + ", ".join(
                     f"{a['labels'].get('alertname')}({a['labels'].get('severity', '-')})" for a in counted[:5]))
         if item.query:
-            data = _api(item, "/api/v1/query", {"query": item.query})
+            data = _api(item, deadline, "/api/v1/query", {"query": item.query})
             if data.get("resultType") not in ("vector", "scalar"):
                 raise ApiError(f"query {item.query!r} returned a {data.get('resultType')}, expected an instant vector")
             result = data["result"] if data["resultType"] == "vector" else [{"metric": {}, "value": data["result"]}]
@@ -88,7 +94,7 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                 explain.append("breaking: " + "; ".join(
                     f"{_labels(s['labels'])} = {s['value']:g}" for s in failing[:5]))
         if item.targets_up:
-            targets = _api(item, "/api/v1/targets", {"state": "active"})["activeTargets"]
+            targets = _api(item, deadline, "/api/v1/targets", {"state": "active"})["activeTargets"]
             if item.jobs:
                 targets = [t for t in targets if t.get("labels", {}).get("job") in item.jobs]
             down = [t for t in targets if t.get("health") != "up"]
