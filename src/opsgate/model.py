@@ -45,6 +45,18 @@ Size = Annotated[
     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGT]?i?B?$"}],
                     "description": "bytes, or text like 10MB, 1GiB"}),
 ]
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected a regular expression, seen {value!r}: {exc}") from None
+    return value
+
+
+# a regular expression, compiled once when the file is loaded so a typo is a load error
+Regex = Annotated[str, AfterValidator(_compiles)]
 Severity = Annotated[str, WithJsonSchema({"type": "string", "description": "P0..P3 (or critical/high/medium/low, SEV-0..SEV-3)"})]
 
 
@@ -152,8 +164,8 @@ class HttpCheck(CheckItem):
     status: int | list[int] = 200
     max_latency_ms: float | None = None
     warn_latency_ms: float | None = None
-    body_regex: str | None = None
-    body_not_regex: str | None = None
+    body_regex: Regex | None = None
+    body_not_regex: Regex | None = None
     tls_verify: bool | str = Field(True, description="false, true, or a CA bundle path")
     cert_min_days: float | None = None
     cert_warn_days: float | None = None
@@ -161,10 +173,6 @@ class HttpCheck(CheckItem):
     max_redirects: int = Field(10, ge=0)
     max_body_bytes: Size = 1024 * 1024
 
-    @field_validator("body_regex", "body_not_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return _compiles(value)
 
     def header_values(self) -> dict[str, str]:
         return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.headers.items()}
@@ -178,12 +186,8 @@ class TcpCheck(CheckItem):
     port: int = Field(ge=1, le=65535)
     connect: bool = True
     max_connect_ms: float | None = None
-    listening_process: str | None = Field(None, description="regex on the owning process's name or command line")
+    listening_process: Regex | None = Field(None, description="regex on the owning process's name or command line")
 
-    @field_validator("listening_process")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return _compiles(value)
 
 
 class ProcessCheck(CheckItem):
@@ -191,17 +195,13 @@ class ProcessCheck(CheckItem):
 
     kind: ClassVar[str] = "process"
     process_name: str | None = Field(None, description="exact process name")
-    cmdline: str | None = Field(None, description="regex searched in the joined command line")
+    cmdline: Regex | None = Field(None, description="regex searched in the joined command line")
     min_count: int = Field(1, ge=0)
     max_count: int | None = Field(None, ge=0)
     rss_mb: Limit | None = None
     cpu_percent: Limit | None = None
     cpu_sample: Duration = 0.5
 
-    @field_validator("cmdline")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return _compiles(value)
 
     @model_validator(mode="after")
     def _needs_a_matcher(self) -> "ProcessCheck":
@@ -228,15 +228,11 @@ class HostCheck(CheckItem):
 
 
 class LogPattern(Strict):
-    regex: str
+    regex: Regex
     max: int = Field(0, ge=0, description="most matching lines allowed")
     warn_max: int | None = Field(None, ge=0)
     ignore_case: bool = False
 
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        return _compiles(value)
 
 
 class LogCheck(CheckItem):
@@ -261,15 +257,11 @@ class CommandCheck(CheckItem):
     cwd: str | None = None
     env: dict[str, str | SecretValue] = {}
     exit_code: int | list[int] = 0
-    stdout_regex: str | None = None
-    stderr_regex: str | None = None
-    stdout_not_regex: str | None = None
+    stdout_regex: Regex | None = None
+    stderr_regex: Regex | None = None
+    stdout_not_regex: Regex | None = None
     json_stdout: bool = Field(False, description="parse stdout as JSON for expect/warn (implied by expect/warn)")
 
-    @field_validator("stdout_regex", "stderr_regex", "stdout_not_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return _compiles(value)
 
     @model_validator(mode="after")
     def _argv_or_shell(self) -> "CommandCheck":
@@ -402,14 +394,10 @@ class ContainerCheck(CheckItem):
     min_uptime: Duration | None = Field(None, description="running at least this long (a crash loop restarts it sooner)")
     exec: list[str] | None = Field(None, description="argv run inside the container, e.g. [pg_isready, -U, app]")
     exec_exit_code: int = 0
-    exec_stdout_regex: str | None = None
+    exec_stdout_regex: Regex | None = None
     log_minutes: float = Field(10, gt=0, description="how far back log_patterns look")
     log_patterns: list[LogPattern] = Field([], description="regexes counted in the container's recent log lines")
 
-    @field_validator("exec_stdout_regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        return _compiles(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> "ContainerCheck":
@@ -461,12 +449,3 @@ class Environment(Strict):
         """Every item, or those of one kind and cadence, in file order."""
         kinds = [kind] if kind else list(KINDS)
         return [i for k in kinds for i in getattr(self, k) if cadence is None or i.cadence == cadence]
-
-
-def _compiles(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"expected a regular expression, seen {value!r}: {exc}") from None
-    return value

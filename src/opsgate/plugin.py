@@ -150,16 +150,23 @@ def pytest_configure(config: pytest.Config) -> None:
         _activate(config, "+".join(sorted(cadences)) if cadences else "adhoc")
 
 
+def _arg_paths(config: pytest.Config) -> dict[str, Path]:
+    """Each path argument of the run (``checks/daily/test_http.py::test_http``) -> its resolved file or folder."""
+    base = Path(config.invocation_params.dir)
+    return {str(arg): (base / str(arg).split("::")[0]).resolve() for arg in config.args}
+
+
+def _is_cadence_dir(path: Path) -> bool:
+    return path.name in CADENCES and path.parent.name == "checks"
+
+
 def _cadences_in_args(config: pytest.Config) -> set[str]:
     """Cadence folders named by the run's paths (``checks/daily``, ``checks/daily/test_http.py``)."""
     found = set()
-    base = Path(config.invocation_params.dir)
-    for arg in config.args:
-        path = (base / str(arg).split("::")[0]).resolve()
-        for part in [path, *path.parents]:
-            if part.name in CADENCES and part.parent.name == "checks":
-                found.add(part.name)
-                break
+    for path in _arg_paths(config).values():
+        cadence = next((part.name for part in [path, *path.parents] if _is_cadence_dir(part)), None)
+        if cadence:
+            found.add(cadence)
     return found
 
 
@@ -465,9 +472,8 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
 def _partial(config: pytest.Config, state: RunState) -> str | None:
     """Why this run covers less than its cadence folders (a file or test named, -k/-m), or None.
     A partial run's report does not replace ``<cadence>-latest.json``."""
-    base = Path(config.invocation_params.dir)
-    paths = {str(arg): (base / str(arg).split("::")[0]).resolve() for arg in config.args}
-    whole = [p for a, p in paths.items() if "::" not in a and p.is_dir() and p.name in CADENCES and p.parent.name == "checks"]
+    paths = _arg_paths(config)
+    whole = [p for a, p in paths.items() if "::" not in a and p.is_dir() and _is_cadence_dir(p)]
     narrowed = [a for a, p in paths.items() if p not in whole and not any(w in p.parents for w in whole)]
     reasons = [f"only {', '.join(narrowed)}"] if narrowed else []
     if state.deselected:

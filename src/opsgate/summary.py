@@ -20,7 +20,6 @@ from . import severity as sev
 from .redact import REDACTOR
 
 _ORDER = {"fail": 0, "error": 0, "blocked": 1, "warn": 2}
-_TONE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red"}
 
 
 def write_summary(terminal: Any, state: Any) -> None:
@@ -46,11 +45,11 @@ def write_summary(terminal: Any, state: Any) -> None:
         partial = gate.reports[0].partial if gate.reports else None
         terminal.write_line(f"report: {state.report_path}" + (f" (partial run: {partial}; "
                             f"{state.cadence}-latest.json left as it was)" if partial else ""))
-    if state.gate_name:
-        from .exporters.terminal import lines
+    from .exporters.terminal import TONE, lines
 
+    if state.gate_name:
         terminal.write_sep("-", f"gate {gate.gate}")
         for line, tone in lines(gate):
             terminal.write_line(line, bold=line.startswith("verdict:"), **({tone: True} if tone else {}))
         return
-    terminal.write_line(f"verdict: {gate.verdict}", bold=True, **{_TONE[gate.verdict]: True})
+    terminal.write_line(f"verdict: {gate.verdict}", bold=True, **{TONE[gate.verdict]: True})

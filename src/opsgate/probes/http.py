@@ -34,22 +34,22 @@ from ..results import Observation
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
-def _cause(exc: requests.RequestException, item: HttpCheck) -> str:
+def _cause(exc: requests.RequestException, url: str, timeout: float, max_redirects: int) -> str:
     """Turn a requests exception into the operator's words."""
     text = str(exc)
     if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return f"redirect loop: more than {item.max_redirects} redirects"
+        return f"redirect loop: more than {max_redirects} redirects"
     if isinstance(exc, requests.exceptions.SSLError):
         reason = re.search(r"\[SSL[^\]]*\][^\(\)']*|certificate verify failed[^\(\)']*", text)
         return f"TLS error: {reason.group(0).strip() if reason else text[:200]}"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"no connection within {item.timeout:g}s (connect timed out)"
+        return f"no connection within {timeout:g}s (connect timed out)"
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"no response within {item.timeout:g}s (connected, but the server did not answer: read timed out)"
+        return f"no response within {timeout:g}s (connected, but the server did not answer: read timed out)"
     if "Connection refused" in text:
         return "connection refused"
     if "Name or service not known" in text or "Temporary failure in name resolution" in text:
-        return f"cannot resolve host {urlsplit(item.url).hostname!r}"
+        return f"cannot resolve host {urlsplit(url).hostname!r}"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "RemoteDisconnected" in text:
         return "the server closed the connection without a complete response"
     return f"{type(exc).__name__}: {text[:200]}"
@@ -78,6 +78,26 @@ def _body_chunks(response: requests.Response, size: int = 65536):
         raise requests.exceptions.ConnectionError(exc) from exc
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyTooSlow(Exception):
+    pass
+
+
+def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """The whole body, or _BodyTooLarge past ``max_bytes`` / _BodyTooSlow past ``deadline``."""
+    body = bytearray()
+    for chunk in _body_chunks(response):
+        body += chunk
+        if len(body) > max_bytes:
+            raise _BodyTooLarge
+        if time.monotonic() > deadline:
+            raise _BodyTooSlow
+    return bytes(body)
+
+
 class FetchError(Exception):
     """A GET that did not complete; the message names the cause in the operator's words."""
 
@@ -92,19 +112,15 @@ def fetch(url: str, timeout: float, verify: bool | str = True, max_bytes: int = 
     opsgate.probes.http.FetchError: GET http://127.0.0.1:1/metrics: connection refused
     """
     deadline = time.monotonic() + timeout
-    item = HttpCheck(name="fetch", url=url, timeout=timeout, max_body_bytes=max_bytes)
     try:
         with requests.get(url, params=params, timeout=(timeout, timeout), verify=verify, stream=True) as response:
-            body = bytearray()
-            for chunk in _body_chunks(response):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise FetchError(f"GET {url}: response body exceeds {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"GET {url}: body not received within {timeout:g}s")
-            return response.status_code, bytes(body)
+            return response.status_code, _read_body(response, max_bytes, deadline)
+    except _BodyTooLarge:
+        raise FetchError(f"GET {url}: response body exceeds {max_bytes} bytes") from None
+    except _BodyTooSlow:
+        raise FetchError(f"GET {url}: body not received within {timeout:g}s") from None
     except requests.RequestException as exc:
-        raise FetchError(f"GET {url}: {_cause(exc, item)}") from None
+        raise FetchError(f"GET {url}: {_cause(exc, url, timeout, requests.models.DEFAULT_REDIRECT_LIMIT)}") from None
 
 
 def cert_days_left(host: str, port: int, timeout: float) -> float:
@@ -133,15 +149,13 @@ def observe(item: HttpCheck, ctx) -> Observation:
             with session.request(item.method, item.url, headers=item.header_values(), data=item.body,
                                  timeout=(item.timeout, item.timeout), verify=verify,
                                  allow_redirects=item.follow_redirects, stream=True) as response:
-                body = bytearray()
-                for chunk in _body_chunks(response):
-                    body += chunk
-                    if len(body) > item.max_body_bytes:
-                        return Observation(values, error=f"{shown}: response body exceeds max_body_bytes={item.max_body_bytes}")
-                    if time.monotonic() > deadline:
-                        return Observation(values, error=f"{shown}: body not received within {item.timeout:g}s")
+                body = _read_body(response, item.max_body_bytes, deadline)
+    except _BodyTooLarge:
+        return Observation(values, error=f"{shown}: response body exceeds max_body_bytes={item.max_body_bytes}")
+    except _BodyTooSlow:
+        return Observation(values, error=f"{shown}: body not received within {item.timeout:g}s")
     except requests.RequestException as exc:
-        return Observation(values, error=f"{shown}: {_cause(exc, item)}")
+        return Observation(values, error=f"{shown}: {_cause(exc, item.url, item.timeout, item.max_redirects)}")
     values.update(
         status_code=response.status_code,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
