@@ -24,7 +24,7 @@ class SuiteRun:
         """This run's report: daily-latest.json, or daily-partial-latest.json after -k/-m or a file."""
         written = [p for p in (self.reports / "daily-latest.json", self.reports / "daily-partial-latest.json") if p.exists()]
         text = max(written, key=lambda p: p.stat().st_mtime_ns).read_text()
-        return json.loads(text.rsplit(',\n "opsgate_digest"', 1)[0] + "}")
+        return json.loads(text)  # the seal is just its last key, opsgate_digest
 
     def check(self, name: str) -> dict:
         for test in self.report()["tests"]:

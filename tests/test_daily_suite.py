@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -113,7 +112,6 @@ http:
         run = run_suite("--env", str(path))
     assert run.returncode == 1
     assert "blocked by database" in run.output
-    meta = run.check("api")["metadata"] if "metadata" in run.check("api") else {}
     assert run.check("api")["outcome"] == "skipped"
 
 

@@ -3,14 +3,12 @@ runs against a stand-in that answers like the real server."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from opsgate import envfile
+from tests.support.http_target import StaticTarget
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
 
@@ -22,43 +20,20 @@ def test_example_environment_is_valid(path):
     assert loaded.env.items()
 
 
-class CodexStandIn:
+class CodexStandIn(StaticTarget):
     """A loopback server shaped like Living Codex's /health, /health/memory, /health/ai-pipeline
     and /metrics/prometheus."""
 
     def __init__(self, heap_mb: float, modules: list[dict], latency_s: float = 0.2):
-        payloads = {
+        super().__init__({
             "/health": {"status": "healthy", "moduleLoading": {"asyncInitializationComplete": True},
                         "modules": modules, "database": {"status": "ok"}},
             "/health/memory": {"memoryUsage": {"heapSizeMB": heap_mb}},
             "/health/ai-pipeline": {"metrics": {"queued": 0}},
             "/metrics/prometheus": "# TYPE http_request_duration_seconds gauge\n"
                                    f"http_request_duration_seconds {latency_s}\n",
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                payload = payloads.get(self.path, {"error": "not found"})
-                body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-                self.send_response(200 if self.path in payloads else 404)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        })
+        self.url = self.base
 
 
 def codex_env(url: str) -> dict:

@@ -8,18 +8,17 @@ after the fact.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.gate_helpers import REPO, run_gate
 from tests.support import reports as r
+from tests.support.project import make_project, start_pytest
 
 POLICY = REPO / "config" / "gates.yaml"
 
@@ -30,25 +29,8 @@ def assert_error(run, reason: str) -> None:
     assert reason in run.stdout, run.output
 
 
-def _suite_dir(tmp_path: Path, files: dict[str, str]) -> Path:
-    """A project of its own: checks/daily/<files> and an environment with one file check."""
-    daily = tmp_path / "proj" / "checks" / "daily"
-    daily.mkdir(parents=True)
-    for name, text in files.items():
-        (daily / name).write_text(text)
-    (tmp_path / "proj" / "pytest.ini").write_text("[pytest]\n")  # rootdir: reports go to proj/reports
-    (tmp_path / "proj" / "env.yaml").write_text("name: mini\nfile:\n  - name: hostname\n    path: /etc/hostname\n    severity: P0\n")
-    return tmp_path / "proj"
-
-
-def _pytest(project: Path, *args: str) -> subprocess.Popen:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
-    return subprocess.Popen([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
-                             "--policy", str(POLICY), *args], cwd=project, env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-FILE_CHECK = "def test_file(file_check, verify):\n    verify(file_check)\n"
+# one P0 file check: the runs below break around it
+ONE_CHECK = "name: mini\nfile:\n  - name: hostname\n    path: /etc/hostname\n    severity: P0\n"
 
 
 def test_missing_report(tmp_path):
@@ -92,8 +74,8 @@ def test_zero_checks_ran(run_suite):
 
 
 def test_collection_error(tmp_path):
-    project = _suite_dir(tmp_path, {"test_file.py": FILE_CHECK, "test_broken.py": "def test_x(:\n"})
-    proc = _pytest(project, "--gate", "daily")
+    project = make_project(tmp_path, ONE_CHECK, {"test_broken.py": "def test_x(:\n"})
+    proc = start_pytest(project, "--gate", "daily")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2, out
     gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
@@ -104,8 +86,8 @@ def test_interrupted_session(tmp_path):
     started = tmp_path / "started"
     slow = (f"import pathlib, time\n\ndef test_slow_runbook_step():\n"
             f"    pathlib.Path({str(started)!r}).touch()\n    time.sleep(60)\n")
-    project = _suite_dir(tmp_path, {"test_file.py": FILE_CHECK, "test_slow.py": slow})
-    proc = _pytest(project, "--gate", "daily")
+    project = make_project(tmp_path, ONE_CHECK, {"test_slow.py": slow})
+    proc = start_pytest(project, "--gate", "daily")
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -119,8 +101,8 @@ def test_interrupted_session(tmp_path):
 
 def test_run_stopped_early(tmp_path):
     failing = "def test_a_failing_step():\n    assert False, 'broken'\n\ndef test_z_never_reached():\n    pass\n"
-    project = _suite_dir(tmp_path, {"test_a.py": failing})
-    proc = _pytest(project, "-x")
+    project = make_project(tmp_path, "name: mini\n", {"test_a.py": failing})  # only these two hand-written checks
+    proc = start_pytest(project, "-x")
     out, _ = proc.communicate(timeout=120)
     gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
     assert_error(gate, "the run stopped early (stopping after 1 failures; 1 of 2 selected checks did not run)")

@@ -301,3 +301,41 @@ class HangingTarget:
         self._sock.close()
         for conn in self._conns:
             conn.close()
+
+
+class StaticTarget:
+    """A loopback server answering fixed routes: a str is served as text (the Prometheus
+    format), anything else as JSON; other paths get 404.
+
+    >>> import requests
+    >>> with StaticTarget({"/health": {"status": "healthy"}, "/metrics": "up 1\\n"}) as t:
+    ...     requests.get(t.base + "/health", timeout=5).json(), requests.get(t.base + "/metrics", timeout=5).text
+    ({'status': 'healthy'}, 'up 1\\n')
+    """
+
+    def __init__(self, routes: dict[str, object]):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                payload = routes.get(self.path, {"error": "not found"})
+                text = isinstance(payload, str)
+                body = (payload if text else json.dumps(payload)).encode()
+                self.send_response(200 if self.path in routes else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4" if text else "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -22,8 +22,8 @@ class ProjectRun:
     report_text: str  # the report this run wrote ("" if none)
 
     def report(self) -> dict:
-        """This run's report, its seal stripped."""
-        return json.loads(self.report_text.rsplit(',\n "opsgate_digest"', 1)[0] + "}")
+        """This run's report (the seal is just its last key, opsgate_digest)."""
+        return json.loads(self.report_text)
 
     def status(self) -> dict[str, str]:
         """test id -> opsgate status."""
@@ -43,10 +43,16 @@ def make_project(tmp_path: Path, env_text: str, extra: dict[str, str] | None = N
     return project
 
 
-def run_pytest(project: Path, *args: str, timeout: float = 180) -> ProjectRun:
+def start_pytest(project: Path, *args: str) -> subprocess.Popen:
+    """``pytest checks/daily --env env.yaml`` in ``project``, started (for tests that signal it)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
-                           "--policy", str(REPO / "config" / "gates.yaml"), *args],
-                          cwd=project, env=environ, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
+                             "--policy", str(REPO / "config" / "gates.yaml"), *args],
+                            cwd=project, env=environ, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def run_pytest(project: Path, *args: str, timeout: float = 180) -> ProjectRun:
+    proc = start_pytest(project, *args)
+    output, _ = proc.communicate(timeout=timeout)
     latest = project / "reports" / "daily-latest.json"
-    return ProjectRun(proc.returncode, proc.stdout + proc.stderr, project, latest.read_text() if latest.exists() else "")
+    return ProjectRun(proc.returncode, output, project, latest.read_text() if latest.exists() else "")

@@ -28,14 +28,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import redis
 import requests
 
-from tests.support.http_target import free_port
+from tests.support.http_target import StaticTarget, free_port
 
 APP_PASSWORD = "s3cret-Pg-pass"
 
@@ -183,8 +182,8 @@ class RedisServer:
         return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 
 
-class MetricsTarget:
-    """A loopback HTTP server answering GET /metrics with ``body`` (Prometheus text format).
+class MetricsTarget(StaticTarget):
+    """A loopback /metrics exposition; ``url`` is the /metrics URL.
 
     >>> import requests
     >>> with MetricsTarget("up 1\\n") as t:
@@ -193,32 +192,8 @@ class MetricsTarget:
     """
 
     def __init__(self, body: str):
-        self.body = body
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                data = target.body.encode()
-                self.send_response(200 if self.path == "/metrics" else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
-
-    def __enter__(self) -> "MetricsTarget":
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__({"/metrics": body})
+        self.url = f"{self.base}/metrics"
 
 
 PROMETHEUS_RULES = """groups:
