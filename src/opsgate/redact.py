@@ -82,6 +82,20 @@ class Redactor:
                 value = pattern.sub(replacement, value)
         return value
 
+    def excerpt(self, value: str, limit: int, keep: str = "head") -> str:
+        """Redact first, then cut to ``limit`` characters (``keep`` the head or the tail): a cut
+        made before redaction could leave a fragment of a secret no pattern recognises.
+        Every place that shortens observed text for a message or evidence goes through here.
+
+        >>> r = Redactor(); r.add("abcdefgh")
+        >>> r.excerpt("token abcdefgh and more", 10), r.excerpt("x abcdefgh", 5, keep="tail")
+        ('token *** ', ' ***')
+        """
+        text = self.text(value)
+        if len(text) <= limit:
+            return text
+        return text[:limit] if keep == "head" else text[-limit:]
+
     def data(self, value: Any) -> Any:
         """Redact every string inside dicts, lists and tuples (keys included).
 

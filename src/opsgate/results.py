@@ -19,14 +19,26 @@ from typing import Any
 STATUSES = ("pass", "warn", "fail", "error", "blocked")
 
 
+class _NoDocument:
+    """The probe parsed no document; ``None`` is a document (a JSON body of ``null``)."""
+
+    def __repr__(self) -> str:
+        return "NO_DOCUMENT"
+
+
+#: ``Observation.document`` when nothing was parsed: user conditions then read ``values``
+NO_DOCUMENT: Any = _NoDocument()
+
+
 @dataclass
 class Observation:
     """What a probe saw. ``values`` feed built-in limits and evidence; ``document`` is the
-    JSON that user conditions read (an HTTP body, a command's stdout); ``error`` says why
-    nothing could be observed (connection refused, timed out ...)."""
+    JSON that user conditions read (an HTTP body, a command's stdout), ``NO_DOCUMENT`` when
+    none was parsed (a parsed ``null``, ``[]``, ``""`` or ``0`` is a document like any other);
+    ``error`` says why nothing could be observed (connection refused, timed out ...)."""
 
     values: dict[str, Any] = field(default_factory=dict)
-    document: Any = None
+    document: Any = NO_DOCUMENT
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     explain: str | None = None  # appended to a failure message: the lines or output behind it

@@ -24,7 +24,7 @@ from . import probes
 from .conditions import ConditionResult
 from .model import CheckItem
 from .redact import REDACTOR
-from .results import CheckResult, Observation
+from .results import NO_DOCUMENT, CheckResult, Observation
 
 
 @dataclass
@@ -68,7 +68,8 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
     if observation.error:
         message = observation.error + (f" -- {observation.explain}" if observation.explain else "")
         return Attempt("fail", REDACTOR.text(message), observation, [], started, duration)
-    user_root = observation.document if observation.document is not None else observation.values
+    # a parsed document is what user conditions read, even null/[]/0: never opsgate's own fields
+    user_root = observation.values if observation.document is NO_DOCUMENT else observation.document
     results = [c.evaluate(observation.values) for c in probes.limits(item)]
     results += [c.evaluate(user_root) for c in item.conditions()]
     failures = [r for r in results if not r.ok and r.level == "fail"]

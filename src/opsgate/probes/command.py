@@ -23,7 +23,7 @@ import time
 from ..conditions import Condition
 from ..model import CommandCheck
 from ..redact import REDACTOR
-from ..results import Observation
+from ..results import NO_DOCUMENT, Observation
 
 _TAIL = 2000
 _MAX_OUTPUT = 1 << 20
@@ -84,7 +84,7 @@ def observe(item: CommandCheck, ctx) -> Observation:
                                ("stdout_not_regex_found", item.stdout_not_regex, out)):
         if pattern:
             values[key] = bool(re.search(pattern, text, re.MULTILINE))
-    document = None
+    document = NO_DOCUMENT
     if item.json_stdout or item.expect or item.warn:
         try:
             document = json.loads(out)

@@ -27,7 +27,7 @@ import urllib3
 from ..conditions import Condition
 from ..model import HttpCheck
 from ..redact import REDACTOR
-from ..results import Observation
+from ..results import NO_DOCUMENT, Observation
 
 
 # tls_verify: false is the user's explicit choice; the per-request warning would only add noise
@@ -177,7 +177,7 @@ def observe(item: HttpCheck, ctx) -> Observation:
         values["body_regex_found"] = bool(re.search(item.body_regex, text))
     if item.body_not_regex:
         values["body_not_regex_found"] = bool(re.search(item.body_not_regex, text))
-    document = None
+    document = NO_DOCUMENT
     if item.expect or item.warn:
         try:
             document = json.loads(text)

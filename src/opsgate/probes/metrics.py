@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..conditions import Condition
 from ..model import MetricsCheck
-from ..results import Observation
+from ..results import NO_DOCUMENT, Observation
 from .http import FetchError, fetch
 
 
@@ -52,7 +52,7 @@ def observe(item: MetricsCheck, ctx) -> Observation:
         known = sorted({f.name for f in families})
         shown = f"no sample named {item.metric!r}" + (f" with {item.labels}" if item.labels else "") + \
             f"; the exposition has {len(known)} families: {', '.join(known[:10])}"
-    return Observation(values, document=document if (item.expect or item.warn) else None,
+    return Observation(values, document=document if (item.expect or item.warn) else NO_DOCUMENT,
                        details={"samples": samples[:20]}, explain=shown)
 
 

@@ -38,7 +38,7 @@ from psycopg.rows import dict_row
 
 from ..conditions import Condition
 from ..model import PostgresCheck
-from ..results import Observation
+from ..results import NO_DOCUMENT, Observation
 from . import QueueTimeout, target_name
 
 _STATS = """
@@ -124,7 +124,7 @@ def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
 def observe(item: PostgresCheck, ctx) -> Observation:
     shown = target_name("postgres", item.dsn, 5432, "/")
     values: dict[str, Any] = {"target": shown}
-    document = None
+    document = NO_DOCUMENT
     details: dict[str, Any] = {}
     explain = None
     stage = "cannot connect"
