@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from .redact import REDACTOR
+from .redact import REDACTOR, is_secret_name
 
 Path_ = tuple[Any, ...]
 
@@ -83,9 +83,29 @@ def parse(text: str, shown: str, error: type[ProblemsError] = ProblemsError) -> 
     return data, lines
 
 
-def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root: type[pydantic.BaseModel]) -> Problem:
-    loc = tuple(err["loc"])
-    loc = tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in ("str", "SecretValue"))))
+def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root: type[pydantic.BaseModel],
+                 hidden: frozenset[Path_] = frozenset()) -> Problem:
+    """One pydantic error as a Problem. The value seen is never echoed when it is at, inside
+    or around a path in ``hidden`` (values that came from ``${VAR}``), or under a key whose
+    name looks secret.
+
+    >>> class M(pydantic.BaseModel):
+    ...     model_config = pydantic.ConfigDict(extra="forbid")
+    ...     token: int = 0
+    ...     port: int = 0
+    >>> def first(data, hidden=frozenset()):
+    ...     try:
+    ...         M.model_validate(data)
+    ...     except pydantic.ValidationError as e:
+    ...         return str(problem_from(e.errors()[0], data, {}, "env.yaml", M, hidden))
+    >>> print(first({"port": "x1"}))
+    env.yaml: port: expected a valid integer, unable to parse string as an integer, seen 'x1'
+    >>> print(first({"token": "s3cr3t"}))
+    env.yaml: token: expected a valid integer, unable to parse string as an integer, seen a value that is not shown (secret key name)
+    >>> print(first({"port": "x1"}, frozenset({("port",)})))
+    env.yaml: port: expected a valid integer, unable to parse string as an integer, seen a value from ${...} (not shown)
+    """
+    loc = _model_loc(err["loc"])
     key = dotted(loc) + _item_name(data, loc)
     kind, message = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -100,8 +120,30 @@ def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root
         message = re.sub(r"^(Input|String|Value) should (be|have|match)", lambda m: "expected" + ("" if m.group(2) == "be" else " to " + m.group(2)), message)
         message = " ".join(message.split())
         if "seen" not in message:
-            message += f", seen {REDACTOR.text(repr(err.get('input')))[:120]}"
+            message += f", seen {_seen(err.get('input'), loc, hidden)}"
     return Problem(shown, line_of(lines, loc), key, message)
+
+
+def _model_loc(loc: Any) -> Path_:
+    """The error's location as a key path: pydantic's union-member and validator tags dropped."""
+    return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in ("str", "SecretValue"))))
+
+
+def _seen(value: Any, loc: Path_, hidden: frozenset[Path_]) -> str:
+    """The value seen, as a message may show it: never a substituted or secret-named one."""
+    if any(loc[:len(h)] == h or h[:len(loc)] == loc for h in hidden):
+        return "a value from ${...} (not shown)"
+    if any(isinstance(part, str) and is_secret_name(part) for part in loc) or _holds_secret(value):
+        return "a value that is not shown (secret key name)"
+    return REDACTOR.excerpt(repr(value), 120, keep="head")
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value.get("secret")) or any(is_secret_name(str(k)) or _holds_secret(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_secret(v) for v in value)
+    return False
 
 
 def _item_name(data: Any, loc: Path_) -> str:
