@@ -26,6 +26,7 @@ from typing import Any
 
 from ..conditions import Condition
 from ..model import PrometheusCheck
+from ..redact import REDACTOR
 from ..results import Observation
 from . import target_name
 from .http import FetchError, fetch
@@ -44,18 +45,39 @@ def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None 
     status, body = fetch(url, left, item.tls_verify, params=params)
     try:
         answer = json.loads(body)
-    except ValueError:
-        raise ApiError(f"GET {url}: HTTP {status}, not a Prometheus API answer: {body[:120]!r}") from None
+    except (ValueError, RecursionError):
+        raise ApiError(f"GET {url}: HTTP {status}, not a Prometheus API answer: "
+                       f"{REDACTOR.excerpt(body.decode('utf-8', 'replace'), 120)!r}") from None
+    if not isinstance(answer, dict):
+        raise ApiError(f"GET {url}: HTTP {status}, not a Prometheus API answer: a JSON {type(answer).__name__}, expected an object")
     if answer.get("status") != "success":
-        raise ApiError(f"GET {url}: HTTP {status}, {answer.get('errorType', 'error')}: {answer.get('error', '')}"[:300])
-    return answer["data"]
+        raise ApiError(REDACTOR.excerpt(f"GET {url}: HTTP {status}, {answer.get('errorType', 'error')}: {answer.get('error', '')}", 300))
+    return answer.get("data")
+
+
+def _field(data: Any, key: str, url_path: str) -> list:
+    """``data[key]`` as a list of objects; any other shape is the server's fault, named."""
+    found = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(found, list) or not all(isinstance(x, dict) for x in found):
+        raise ApiError(f"{url_path}: expected data.{key} to be a list of objects, seen {_shape(found)}")
+    return found
+
+
+def _shape(value: Any) -> str:
+    return "null" if value is None else f"a JSON {type(value).__name__}"
+
+
+def _labels_of(entry: dict, key: str = "labels") -> dict:
+    labels = entry.get(key)
+    return labels if isinstance(labels, dict) else {}
 
 
 def _series_value(series: dict) -> float:
-    value = series.get("value", [0, "NaN"])[1]
+    """A sample's value, NaN when the server sent none or not a number (NaN fails every limit)."""
+    pair = series.get("value")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        return float(pair[1])
+    except (TypeError, ValueError, IndexError, KeyError):
         return math.nan
 
 
@@ -67,22 +89,24 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
     deadline = time.monotonic() + item.timeout
     try:
         if item.no_firing_alerts or item.alert_severities:
-            alerts = [a for a in _api(item, deadline, "/api/v1/alerts")["alerts"] if a.get("state") == "firing"]
+            listed = _field(_api(item, deadline, "/api/v1/alerts"), "alerts", "/api/v1/alerts")
+            alerts = [a for a in listed if a.get("state") == "firing"]
             counted = [a for a in alerts
-                       if a["labels"].get("alertname") not in item.allow_alerts
-                       and (not item.alert_severities or a["labels"].get("severity") in item.alert_severities)]
+                       if _labels_of(a).get("alertname") not in item.allow_alerts
+                       and (not item.alert_severities or _labels_of(a).get("severity") in item.alert_severities)]
             values["firing_total"] = len(alerts)
-            values["firing_alerts"] = sorted({a["labels"].get("alertname", "?") for a in counted})
-            details["firing"] = [{"labels": a["labels"], "activeAt": a.get("activeAt")} for a in counted[:20]]
+            values["firing_alerts"] = sorted({str(_labels_of(a).get("alertname", "?")) for a in counted})
+            details["firing"] = [{"labels": _labels_of(a), "activeAt": a.get("activeAt")} for a in counted[:20]]
             if counted:
                 explain.append("firing: " + ", ".join(
-                    f"{a['labels'].get('alertname')}({a['labels'].get('severity', '-')})" for a in counted[:5]))
+                    f"{_labels_of(a).get('alertname')}({_labels_of(a).get('severity', '-')})" for a in counted[:5]))
         if item.query:
             data = _api(item, deadline, "/api/v1/query", {"query": item.query})
-            if data.get("resultType") not in ("vector", "scalar"):
-                raise ApiError(f"query {item.query!r} returned a {data.get('resultType')}, expected an instant vector")
-            result = data["result"] if data["resultType"] == "vector" else [{"metric": {}, "value": data["result"]}]
-            series = [{"labels": s.get("metric", {}), "value": _series_value(s)} for s in result]
+            kind = data.get("resultType") if isinstance(data, dict) else None
+            if kind not in ("vector", "scalar"):
+                raise ApiError(f"query {item.query!r} returned {kind and 'a ' + str(kind) or _shape(data)}, expected an instant vector")
+            result = _field(data, "result", "/api/v1/query") if kind == "vector" else [{"metric": {}, "value": data.get("result")}]
+            series = [{"labels": _labels_of(s, "metric"), "value": _series_value(s)} for s in result]
             values["series"] = len(series)
             failing = []
             if item.series_condition:
@@ -94,12 +118,12 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                 explain.append("breaking: " + "; ".join(
                     f"{_labels(s['labels'])} = {s['value']:g}" for s in failing[:5]))
         if item.targets_up:
-            targets = _api(item, deadline, "/api/v1/targets", {"state": "active"})["activeTargets"]
+            targets = _field(_api(item, deadline, "/api/v1/targets", {"state": "active"}), "activeTargets", "/api/v1/targets")
             if item.jobs:
-                targets = [t for t in targets if t.get("labels", {}).get("job") in item.jobs]
+                targets = [t for t in targets if _labels_of(t).get("job") in item.jobs]
             down = [t for t in targets if t.get("health") != "up"]
             values["targets"] = len(targets)
-            values["targets_down"] = [f"{t['labels'].get('job')}/{t['labels'].get('instance')}: "
+            values["targets_down"] = [f"{_labels_of(t).get('job')}/{_labels_of(t).get('instance')}: "
                                       f"{t.get('health')} ({t.get('lastError') or 'not scraped yet'})" for t in down]
             if down:
                 explain.append("down: " + "; ".join(values["targets_down"][:5]))
@@ -125,5 +149,8 @@ def limits(item: PrometheusCheck) -> list[Condition]:
             out.append(Condition.compare("length(series_failing)", "==", 0,
                                          label=f"every series of {item.query}: {item.series_condition}"))
     if item.targets_up:
+        # an empty target list is reading nothing, not "every target up"
+        scope = f" of jobs {', '.join(item.jobs)}" if item.jobs else ""
+        out.append(Condition.compare("targets", ">=", 1, label=f"at least one active scrape target{scope}"))
         out.append(Condition.compare("length(targets_down)", "==", 0, label="every scrape target up"))
     return out
