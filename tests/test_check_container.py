@@ -150,3 +150,24 @@ def test_checks_of_one_engine_run_side_by_side(engine):
         results = list(pool.map(lambda i: run_check(ContainerCheck(name=f"c{i}", **item), ctx), range(6)))
     ctx.shared.close()
     assert [r.status for r in results] == ["pass"] * 6, [r.message for r in results]
+
+
+def test_crashed_replica_is_not_hidden_behind_a_healthy_one_of_the_same_service(engine):
+    engine.run("sleep 300", name="scaled-web-1",
+               labels={"com.docker.compose.project": "scaled", "com.docker.compose.service": "web"})
+    engine.run("exit 3", name="scaled-web-2",
+               labels={"com.docker.compose.project": "scaled", "com.docker.compose.service": "web"})
+    time.sleep(0.5)
+    result = check(engine, compose_project="scaled", services=["web"])
+    assert result.status == "fail", result.message
+    assert result.evidence["observed"]["containers"] == 2
+    assert result.evidence["observed"]["not_running"] == ["web (scaled-web-2) (exited, exit 3)"]
+
+
+def test_a_container_that_logged_much_is_read_line_by_line(engine):
+    ct = engine.run("i=0; while [ $i -lt 20000 ]; do echo INFO line $i; i=$((i+1)); done; echo 'ERROR late'; sleep 300")
+    time.sleep(2)
+    result = check(engine, container=ct.name, log_patterns=[{"regex": "ERROR", "max": 0}], log_minutes=10)
+    assert result.status == "fail", result.message
+    assert result.evidence["observed"]["log_lines"] >= 20001
+    assert "ERROR late" in result.message

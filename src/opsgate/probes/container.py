@@ -40,6 +40,8 @@ from ..results import Observation
 from .log import count_patterns, pattern_limits
 
 PROJECT = "com.docker.compose.project"
+_MAX_EXEC_OUTPUT = 64 * 1024  # the tail of an exec's output kept for its regex and evidence
+_MAX_LINE = 64 * 1024  # a log line longer than this is searched in its first 64 KiB
 SERVICE = "com.docker.compose.service"
 
 
@@ -120,6 +122,8 @@ def run_inside(client: docker.DockerClient, container: Any, argv: list[str], tim
             if not chunk:
                 break
             output += chunk
+            if len(output) > _MAX_EXEC_OUTPUT:  # a chatty command: keep its tail, bounded
+                del output[:-_MAX_EXEC_OUTPUT]
     finally:
         stream.close()
     text = output.decode("utf-8", errors="replace").replace("\r\n", "\n")
@@ -149,10 +153,13 @@ def _one(item: ContainerCheck, client: docker.DockerClient, container: Any) -> O
             explain.append(f"{' '.join(item.exec)}: " + " | ".join(REDACTOR.text(output).strip().splitlines()[-3:]))
     if item.log_patterns:
         since = int(time.time() - item.log_minutes * 60)
-        text = container.logs(stdout=True, stderr=True, since=since).decode("utf-8", errors="replace")
-        lines = text.splitlines()
+        lines = _LogLines(container.logs(stdout=True, stderr=True, since=since, stream=True, follow=False),
+                          time.monotonic() + item.timeout)
         matches, found = count_patterns(item.log_patterns, ((container.name, line) for line in lines), 20)
-        values.update(log_lines=len(lines), matches=matches)
+        if lines.timed_out:
+            return Observation(values, error=f"container {container.name}: reading its logs took longer than "
+                                             f"{item.timeout:g}s ({lines.count} lines read)")
+        values.update(log_lines=lines.count, matches=matches)
         details["lines"] = found
         first = [line for hits in found.values() for line in hits][:3]
         if first:
@@ -162,16 +169,46 @@ def _one(item: ContainerCheck, client: docker.DockerClient, container: Any) -> O
     return Observation(values, details=details, explain="; ".join(explain) or None)
 
 
+class _LogLines:
+    """The lines of a container's log stream, one at a time (memory stays bounded however much
+    it logged: a line is cut at ``_MAX_LINE``), until the stream ends or ``deadline`` passes."""
+
+    def __init__(self, chunks: Any, deadline: float):
+        self.chunks, self.deadline = chunks, deadline
+        self.count = 0
+        self.timed_out = False
+
+    def __iter__(self):
+        pending = b""
+        for chunk in self.chunks:
+            if time.monotonic() > self.deadline:
+                self.timed_out = True
+                return
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            pending = pending[-_MAX_LINE:]
+            for raw in complete:
+                self.count += 1
+                yield raw[:_MAX_LINE].decode("utf-8", errors="replace").rstrip("\r")
+        if pending:
+            self.count += 1
+            yield pending.decode("utf-8", errors="replace")
+
+
 def _project(item: ContainerCheck, containers: list[Any]) -> Observation:
+    names = [container.labels.get(SERVICE, container.name) for container in containers]
     services = {}
-    for container in containers:
-        state = _state(container)
-        services[container.labels.get(SERVICE, container.name)] = state
+    for service, container in zip(names, containers):
+        # replicas of one service each keep their own entry: a crashed replica is never hidden
+        # behind a healthy one of the same name
+        key = service if names.count(service) == 1 else f"{service} ({container.name})"
+        services[key] = _state(container)
+    present = set(names)
     running = [s for s in services.values() if s["status"] == "running"]
     values: dict[str, Any] = {
         "project": item.compose_project,
         "containers": len(services),
-        "missing_services": [s for s in item.services if s not in services],
+        "missing_services": [s for s in item.services if s not in present],
         "not_running": sorted(f"{name} ({s['status']}, exit {s['exit_code']})"
                               for name, s in services.items() if s["status"] != "running"),
         "unhealthy": sorted(f"{name} ({s['health']})" for name, s in services.items() if s["health"] != "healthy"),
