@@ -29,7 +29,7 @@ import pydantic
 
 from .model import KINDS, Environment
 from .redact import REDACTOR, is_secret_name
-from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problem_from
+from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -89,11 +89,7 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     """Read, substitute and validate an environment; raise EnvFileError listing every problem."""
     path, embedded = resolve(name_or_path, search)
     shown = path.name if embedded else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EnvFileError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from None
-    data, lines = parse(text, shown, EnvFileError)
+    data, lines = parse(read(path, shown, EnvFileError), shown, EnvFileError)  # bounded; bytes checked as UTF-8
     if not isinstance(data, dict):
         raise EnvFileError([Problem(shown, 1, "", f"expected a mapping of keys (name, http, ...), seen {type(data).__name__}")])
     problems: list[Problem] = []
@@ -105,7 +101,7 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     try:
         env = Environment.model_validate(data, context=context)
     except pydantic.ValidationError as exc:
-        raise EnvFileError([problem_from(err, data, lines, shown, Environment) for err in exc.errors(include_url=False)]) from None
+        raise EnvFileError(problems_from(exc.errors(include_url=False), data, lines, shown, Environment)) from None
     problems = _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)

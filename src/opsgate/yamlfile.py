@@ -9,7 +9,10 @@ that name file, line, key, what was expected and what was seen.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,18 @@ from .redact import REDACTOR, is_secret_name
 Path_ = tuple[Any, ...]
 
 
+# Limits on what a file may ask of the loader. Anchors and aliases make a small file stand
+# for a huge tree (486 bytes of "billion laughs" for 10^9 nodes), and everything after
+# parsing (substitution, validation) walks the expanded tree, so the tree is measured
+# while it is composed, before any Python object is built.
+MAX_BYTES = 8 * 1024 * 1024
+MAX_NODES = 100_000  # nodes, counting each alias as the whole subtree it stands for
+MAX_DEPTH = 100  # nesting levels, through aliases too
+_STANDARD = "tag:yaml.org,2002:"
+# the characters the YAML spec does not allow in a stream (tab, CR and LF are fine)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with an environment file."""
@@ -30,30 +45,225 @@ class Problem:
     line: int | None
     key: str
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where += f":{self.column}" if self.line and self.column else ""
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
 class ProblemsError(Exception):
-    """The file cannot be used; ``problems`` lists every reason."""
+    """The file cannot be used; ``problems`` lists every reason, sorted by file and line,
+    one per place (several messages about one key are joined).
+
+    >>> print(ProblemsError([Problem("b.yaml", 2, "x", "m2"), Problem("a.yaml", 9, "", "m3"), Problem("b.yaml", 1, "y", "m1")]))
+    a.yaml:9: m3
+    b.yaml:1: y: m1
+    b.yaml:2: x: m2
+    """
 
     def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = _one_per_place(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def parse(text: str, shown: str, error: type[ProblemsError] = ProblemsError) -> tuple[Any, dict[Path_, int]]:
-    """Parse YAML and remember the line of every key and list entry; duplicate keys are problems."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: same nodes, faster
+def _one_per_place(problems: list[Problem]) -> list[Problem]:
+    merged: dict[tuple, Problem] = {}
+    for p in problems:
+        place = (p.file, p.line, p.column, p.key)
+        if place not in merged:
+            merged[place] = p
+        elif p.message not in merged[place].message.split("; "):
+            merged[place] = Problem(p.file, p.line, p.key, f"{merged[place].message}; {p.message}", p.column)
+    return sorted(merged.values(), key=lambda p: (p.file, p.line or 0, p.column or 0, p.key))
+
+
+def read(path: Any, shown: str, error: type[ProblemsError] = ProblemsError) -> bytes:
+    """A YAML file's bytes, read in bounded time and memory: a FIFO, a device (``/dev/zero``)
+    or a file over ``MAX_BYTES`` is a problem, not a hang.
+
+    >>> try:
+    ...     read("/dev/zero", "env.yaml")
+    ... except ProblemsError as e:
+    ...     print(e)
+    env.yaml: cannot read: not a regular file
+    """
     try:
-        node = loader.get_single_node()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block the open
+    except OSError as exc:
+        raise error([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error([Problem(shown, None, "", "cannot read: not a regular file")])
+        try:
+            data = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise error([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from None
+    if len(data) > MAX_BYTES:
+        raise error([Problem(shown, None, "", f"file too large (over {MAX_BYTES // (1024 * 1024)} MiB); refused")])
+    return data
+
+
+def decode(source: str | bytes, shown: str, error: type[ProblemsError] = ProblemsError) -> str:
+    """The file's text: UTF-8 (a BOM is allowed), without characters YAML forbids.
+
+    >>> try:
+    ...     decode("name: caf\\xe9\\n".encode("latin-1"), "env.yaml")
+    ... except ProblemsError as e:
+    ...     print(e)
+    env.yaml:1:10: not UTF-8 (byte 0xE9 at offset 9); save the file as UTF-8
+    """
+    if isinstance(source, bytes):
+        try:
+            text = source.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line_start = source.rfind(b"\n", 0, exc.start) + 1
+            raise error([Problem(shown, source.count(b"\n", 0, exc.start) + 1, "",
+                                 f"not UTF-8 (byte 0x{source[exc.start]:02X} at offset {exc.start}); save the file as UTF-8",
+                                 exc.start - line_start + 1)]) from None
+    else:
+        text = source
+    bad = _CONTROL.search(text)
+    if bad:
+        line_start = text.rfind("\n", 0, bad.start()) + 1
+        what = "a NUL byte" if bad.group() == "\0" else f"the control character U+{ord(bad.group()):04X}"
+        raise error([Problem(shown, text.count("\n", 0, bad.start()) + 1, "",
+                             f"invalid YAML: {what} is not allowed in a YAML file", bad.start() - line_start + 1)])
+    return text
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml when present
+    """The safe loader; a value its tag cannot hold (``!!float x``, ``2001-13-45``) is a
+    YAMLError at the value's line rather than a ValueError from deep inside PyYAML."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # ValueError, KeyError, OverflowError...: whatever the tag's constructor raised
+            value = REDACTOR.excerpt(repr(node.value), 60) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value} is not a valid {_short(node.tag)} ({type(exc).__name__}: "
+                f"{REDACTOR.excerpt(str(exc), 80)})", node.start_mark) from None
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_STANDARD):] if tag.startswith(_STANDARD) else tag
+
+
+class _Refused(Exception):
+    def __init__(self, mark: Any, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+def _compose(loader: Any) -> yaml.Node | None:
+    """The document's node graph, built from parser events without recursion, measuring as
+    it goes: expanded size and depth (an alias counts as what it stands for), tags known to
+    the safe loader, no NUL in a scalar, no alias to an enclosing node."""
+    loader.get_event()  # stream start
+    if loader.check_event(yaml.StreamEndEvent):
+        return None
+    loader.get_event()  # document start
+    anchors: dict[str, yaml.Node] = {}
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded depth)
+    stack: list[list] = []  # open collections: [node, size, depth, pending mapping key]
+    root = None
+    too_big = None  # where the size limit was first passed: composing goes on, to say by how much
+    while root is None:
+        event = loader.get_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = anchors.get(event.anchor)
+            if node is None:
+                raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} names no anchor defined before it")
+            if id(node) not in measured:
+                raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} is inside the value it names "
+                               "(a recursive structure)")
+            size, depth = measured[id(node)]
+        elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            kind = (yaml.ScalarNode if isinstance(event, yaml.ScalarEvent)
+                    else yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode)
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(kind, getattr(event, "value", None), event.implicit)
+            if tag not in loader.yaml_constructors:
+                raise _Refused(event.start_mark, f"unknown tag {_short(tag)}; opsgate reads plain YAML "
+                               "(standard tags such as !!str and !!int only)")
+            if kind is yaml.ScalarNode:
+                if "\0" in event.value:
+                    raise _Refused(event.start_mark, "a NUL character (\\0) in a value; no name, path or text may hold one")
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                size, depth = 1, 0
+            else:
+                node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            if event.anchor is not None:
+                anchors[event.anchor] = node
+            if kind is not yaml.ScalarNode:
+                stack.append([node, 1, 1, None])
+                if len(stack) > MAX_DEPTH:
+                    raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; refused")
+                continue
+            measured[id(node)] = (size, depth)
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            node, size, depth, _ = stack.pop()
+            node.end_mark = event.end_mark
+            measured[id(node)] = (size, depth)
+        else:
+            raise _Refused(event.start_mark, f"invalid YAML: unexpected {type(event).__name__}")
+        if not stack:
+            root = node
+            break
+        frame = stack[-1]
+        if isinstance(frame[0], yaml.MappingNode):
+            if frame[3] is None:
+                frame[3] = node
+            else:
+                frame[0].value.append((frame[3], node))
+                frame[3] = None
+        else:
+            frame[0].value.append(node)
+        frame[1] += size
+        frame[2] = max(frame[2], depth + 1)
+        if frame[1] > MAX_NODES and too_big is None:
+            too_big = event.start_mark
+        if frame[2] + len(stack) - 1 > MAX_DEPTH:  # only an alias can get here: plain nesting stopped above
+            raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep through aliases; refused")
+    if too_big is not None:
+        raise _Refused(too_big, f"too many aliases/nodes ({measured[id(root)][0]:,} expanded nodes, limit "
+                       f"{MAX_NODES:,}); YAML anchors expanding this much are refused")
+    loader.get_event()  # document end
+    if not loader.check_event(yaml.StreamEndEvent):
+        raise _Refused(loader.peek_event().start_mark, "expected a single YAML document, seen a second one here")
+    return root
+
+
+def parse(source: str | bytes, shown: str, error: type[ProblemsError] = ProblemsError) -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML (text, or bytes that must be UTF-8) and remember the line of every key and
+    list entry; duplicate keys are problems; so are alias bombs, deep nesting, unknown tags,
+    NUL characters and values a tag cannot hold, each at its line.
+
+    >>> try:
+    ...     parse("a: &a [x, x]\\nb: &b [*a, *a]\\nc: !!float x\\n", "env.yaml")
+    ... except ProblemsError as e:
+    ...     print(e)
+    env.yaml:3:4: invalid YAML: 'x' is not a valid !!float (ValueError: could not convert string to float: 'x')
+    """
+    text = decode(source, shown, error)
+    loader = _Loader(text)
+    try:
+        node = _compose(loader)
         data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        raise error([Problem(shown, exc.mark.line + 1, "", exc.message, exc.mark.column + 1)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
-        raise error([Problem(shown, mark.line + 1 if mark else None, "", f"invalid YAML: {reason}")]) from None
+        context = getattr(exc, "context", None)
+        reason = f"{reason} ({context})" if context and mark else reason
+        raise error([Problem(shown, mark.line + 1 if mark else None, "", f"invalid YAML: {reason}",
+                             mark.column + 1 if mark else None)]) from None
     finally:
         loader.dispose()
     lines: dict[Path_, int] = {}
@@ -105,14 +315,17 @@ def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root
     >>> print(first({"port": "x1"}, frozenset({("port",)})))
     env.yaml: port: expected a valid integer, unable to parse string as an integer, seen a value from ${...} (not shown)
     """
-    loc = _model_loc(err["loc"])
-    key = dotted(loc) + _item_name(data, loc)
     kind, message = err["type"], err["msg"]
+    loc, _ = _key_path(err["loc"], data, kind)
+    key = dotted(loc) + _item_name(data, loc)
     if kind == "extra_forbidden":
         allowed = allowed_keys(root, loc[:-1])
         message = f"unknown key {loc[-1]!r}"
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        message += f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(allowed)}"
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        elif allowed:
+            message += f"; expected one of: {', '.join(allowed)}"
     elif kind == "missing":
         message = f"expected key {loc[-1]!r}, seen it missing"
     else:
@@ -124,9 +337,94 @@ def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root
     return Problem(shown, line_of(lines, loc), key, message)
 
 
-def _model_loc(loc: Any) -> Path_:
-    """The error's location as a key path: pydantic's union-member and validator tags dropped."""
-    return tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part in ("str", "SecretValue"))))
+def problems_from(errors: list[dict], data: Any, lines: dict[Path_, int], shown: str, root: type[pydantic.BaseModel],
+                  hidden: frozenset[Path_] = frozenset()) -> list[Problem]:
+    """Every pydantic error as a Problem, one per mistake: a value that fits none of a
+    union's types is one problem ("expected a string or a mapping {value, secret}"), and a
+    value shaped like one of them is judged by that one alone.
+
+    >>> class M(pydantic.BaseModel):
+    ...     status: int | list[int] = 200
+    >>> def problems(data):
+    ...     try:
+    ...         M.model_validate(data)
+    ...     except pydantic.ValidationError as e:
+    ...         return [str(p) for p in problems_from(e.errors(), data, {}, "env.yaml", M)]
+    >>> problems({"status": "abc"}), problems({"status": [200, "x"]})
+    (["env.yaml: status: expected an integer or a list, seen 'abc'"], ["env.yaml: status[1]: expected a valid integer, unable to parse string as an integer, seen 'x'"])
+    """
+    plain: list[dict] = []
+    unions: dict[Path_, dict[str, list[dict]]] = {}
+    for err in errors:
+        _, tags = _key_path(err["loc"], data, err["type"])
+        if tags:
+            at, tag = tags[0]
+            unions.setdefault(at, {}).setdefault(tag, []).append(err)
+        else:
+            plain.append(err)
+    problems = [problem_from(err, data, lines, shown, root, hidden) for err in plain]
+    for at, branches in unions.items():
+        # a branch whose errors are not all "wrong type here" is the one the value was written for
+        shaped = [err for errs in branches.values() if not all(_wrong_type(e, data, at) for e in errs) for err in errs]
+        if shaped:
+            problems += [problem_from(err, data, lines, shown, root, hidden) for err in shaped]
+            continue
+        value = next(iter(branches.values()))[0].get("input")
+        expected = " or ".join(dict.fromkeys(_describe(tag, root) for tag in branches))
+        problems.append(Problem(shown, line_of(lines, at), dotted(at) + _item_name(data, at),
+                                f"expected {expected}, seen {_seen(value, at, hidden)}"))
+    return problems
+
+
+def _key_path(loc: Any, data: Any, kind: str) -> tuple[Path_, list[tuple[Path_, str]]]:
+    """The error's location as a key path in ``data``, and the union-member tags pydantic put
+    in it (``str``, ``SecretValue``, ``list[int]``) with the path where each was met."""
+    path: list[Any] = []
+    tags: list[tuple[Path_, str]] = []
+    value = data
+    for index, part in enumerate(loc):
+        if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(part, str) and not (index == len(loc) - 1 and kind in ("missing", "extra_forbidden")):
+            tags.append((tuple(path), part))
+            continue
+        else:
+            value = None
+        path.append(part)
+    return tuple(path), tags
+
+
+def _wrong_type(err: dict, data: Any, at: Path_) -> bool:
+    return _key_path(err["loc"], data, err["type"])[0] == at and err["type"].endswith(("_type", "_parsing"))
+
+
+_KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "none": "null"}
+
+
+def _describe(tag: str, root: type[pydantic.BaseModel]) -> str:
+    """A union member as a reader knows it: ``a mapping {value, secret}`` for a model."""
+    model = _models(root).get(tag)
+    if model is not None:
+        return f"a mapping {{{', '.join(model.model_fields)}}}"
+    base = tag.split("[", 1)[0].lower()
+    return _KINDS.get(base) or {"list": "a list", "dict": "a mapping", "literal": "one of " + tag[8:-1]}.get(base, tag)
+
+
+def _models(root: Any, found: dict | None = None) -> dict[str, type[pydantic.BaseModel]]:
+    """Every model reachable from ``root``, by class name."""
+    found = {} if found is None else found
+    if isinstance(root, type) and issubclass(root, pydantic.BaseModel):
+        if root.__name__ in found:
+            return found
+        found[root.__name__] = root
+        for field in root.model_fields.values():
+            _models(field.annotation, found)
+    else:
+        for arg in typing.get_args(root):
+            _models(arg, found)
+    return found
 
 
 def _seen(value: Any, loc: Path_, hidden: frozenset[Path_]) -> str:
@@ -157,26 +455,41 @@ def _item_name(data: Any, loc: Path_) -> str:
 
 
 def allowed_keys(root: type[pydantic.BaseModel], loc: Path_) -> list[str]:
-    """The keys the model at ``loc`` accepts, for 'did you mean' hints."""
-    model: Any = root
+    """The keys the model at ``loc`` accepts, for 'did you mean' hints; [] when ``loc`` is
+    not a model (a free mapping such as ``headers``).
+
+    >>> from opsgate.model import Environment
+    >>> allowed_keys(Environment, ("http", 0, "headers", "X-Token"))
+    ['secret', 'value']
+    """
+    annotation: Any = root
     for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
+        annotation = _inside(annotation, part)
+        if annotation is None:
             return []
-        model = _model_in(field.annotation)
-    return sorted(getattr(model, "model_fields", {}))
+    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, pydantic.BaseModel)]
+    return sorted(models[0].model_fields) if models else []
 
 
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
+def _inside(annotation: Any, part: Any) -> Any:
+    """The type of ``part`` (a field, a list index or a mapping key) within ``annotation``."""
+    for member in _members(annotation):
+        origin = typing.get_origin(member)
+        if isinstance(part, int) and origin in (list, tuple, set, frozenset):
+            return (typing.get_args(member) or (Any,))[0]
+        if origin is dict:
+            return (typing.get_args(member) or (Any, Any))[-1]
+        if isinstance(member, type) and issubclass(member, pydantic.BaseModel) and part in member.model_fields:
+            return member.model_fields[part].annotation
     return None
+
+
+def _members(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _members(arg)]
+    return [annotation]
 
 
 def line_of(lines: dict[Path_, int], at: Path_) -> int | None:

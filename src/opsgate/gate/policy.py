@@ -41,7 +41,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from .. import severity as sev
 from ..model import Duration, Strict
-from ..yamlfile import Problem, ProblemsError, parse, problem_from
+from ..yamlfile import Problem, ProblemsError, parse, problems_from, read
 
 DEFAULT_GATE = "default"
 
@@ -212,11 +212,7 @@ def load_policy(path: str | os.PathLike | None) -> LoadedPolicy:
         return LoadedPolicy(Policy(), None)
     path = Path(path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError([Problem(shown, None, "", f"cannot read the gates file: {exc.strerror}")]) from None
-    data, lines = parse(text, shown, PolicyError)
+    data, lines = parse(read(path, shown, PolicyError), shown, PolicyError)  # bounded; bytes checked as UTF-8
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -224,7 +220,7 @@ def load_policy(path: str | os.PathLike | None) -> LoadedPolicy:
     try:
         policy = Policy.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise PolicyError([problem_from(err, data, lines, shown, Policy) for err in exc.errors(include_url=False)]) from None
+        raise PolicyError(problems_from(exc.errors(include_url=False), data, lines, shown, Policy)) from None
     unknown = [(i, g) for i, w in enumerate(policy.waivers) for g in w.gates if g not in policy.gates]
     if unknown:
         raise PolicyError([Problem(shown, lines.get(("waivers", i, "gates")), f"waivers[{i}].gates",
