@@ -1,9 +1,42 @@
 """``log``: count regex matches in the last N lines or the last T minutes of log files.
 
-Files come from a glob; rotated siblings (``app.log.1``, ``app.log.2.gz``) are read
-too, oldest first, so "the last 100 lines" spans a rotation. For ``last_minutes``
-a line's time is the first ISO-8601 timestamp in it (lines without one belong to the
-line before). The matching lines, redacted, are the evidence.
+Files come from a glob; each matching log is read with its rotated siblings
+(``app.log.1``, ``app.log.2.gz``), oldest first, so "the last 100 lines" spans a
+rotation. With several logs (``worker-*.log``) the window applies to each of them.
+
+How the reading stays bounded (time and memory), whatever the file:
+
+- ``last_lines`` seeks back from the end in blocks counting newlines, then reads forward
+  from there: the cost depends on the tail, not the file's size. If the current file has
+  fewer lines, the previous rotation supplies the rest (a ``.gz`` is decompressed forward:
+  once to count its lines, once to read them).
+- ``last_minutes`` walks back from the end line by line reading each line's time, and
+  stops after 200 timed lines in a row older than the window (a little disorder between
+  writers is tolerated); the window then is read forward. A line without a time belongs
+  to the line before it (a traceback).
+- A line is searched whole up to 1 MiB; a longer one (or a file without any newline) is
+  searched in 1 MiB windows overlapping by 64 KiB: a match up to 56 KiB long is always
+  found, ``^`` and ``$`` mean the line's real start and end, and look-arounds see 4 KiB
+  beyond the match. Memory never holds more than a window and a block.
+- Every block read checks the item's deadline; running out is a failure naming the file.
+
+Times understood: ISO 8601 / RFC 3339 (``T`` or space, fractions, ``Z`` or offsets;
+RFC 5424 syslog and journald short-iso are of this form), RFC 3164 syslog
+(``Nov 30 21:14:32``: the most recent year that does not put it more than a day in the
+future), common/combined log format (``[30/Nov/2026:21:14:32 +0000]``), epoch seconds at
+the start of a line or as a JSON ``"ts"``/``"time"``/``"timestamp"`` field (milliseconds
+too there); the leftmost of these in a line's first 1 KiB is its time. A stamp without a
+zone is local time. ``timestamp_format`` (strptime) replaces them all, found with
+``timestamp_regex`` (first group, or whole match) or else where the format matches.
+
+Reading nothing: an empty log passes with ``lines_read: 0`` in the evidence (a user who
+wants a non-empty log says so: ``expect: ["lines_read > 0"]``); a quiet log whose
+newest line is older than the window passes the same way. But lines whose time cannot be
+read are an error, never a pass: "no timestamp could be read in the last N lines of
+app.log; set timestamp_format". Evidence names a line ``app.log:151`` when its number is
+cheap to know (its file's start is read forward up to 32 MiB) and ``app.log byte
+2147480012`` otherwise; a long line is shown as a redacted excerpt around the match.
+``bytes_read`` in the values says how much was read.
 
 >>> import pathlib, tempfile
 >>> from opsgate.model import LogCheck
@@ -16,24 +49,335 @@ line before). The matching lines, redacted, are the evidence.
 
 from __future__ import annotations
 
+import calendar
 import glob
 import gzip
 import os
 import re
 import time
-from collections import deque
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..conditions import Condition
 from ..model import LogCheck, LogPattern
 from ..redact import REDACTOR
 from ..results import Observation
 
-_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,]\d+)?(Z|[+-]\d{2}:?\d{2})?")
-_MAX_LINE = 4096
+BLOCK = 1 << 20  # bytes read at a time
+LINE_CAP = 1 << 20  # a line up to this long is searched whole; a longer one in windows
+OVERLAP = 1 << 16  # consecutive windows of a long line share this much
+EDGE = 4096  # a window's match must be this far from a cut edge (look-around and redaction context)
+HEAD = 1024  # a line's time is looked for in its first bytes
+DISORDER = 200  # timed lines older than the window, in a row, before the backward walk stops
+UNSTAMPED_LIMIT = 10_000  # lines without any time before "no timestamp could be read"
+COUNT_PREFIX = 32 << 20  # line numbers are counted when the part before the window is this small
+EXCERPT = 400  # evidence characters per line
+BEFORE = 120  # of which before the match
 
+
+class NoTimestamp(Exception):
+    """The lines of a ``last_minutes`` window carry no readable time."""
+
+
+# --- where the bytes come from --------------------------------------------------------------
+
+class _Reader:
+    """Reads blocks within a deadline, counting the bytes (``bytes_read`` in the values)."""
+
+    def __init__(self, deadline: float, timeout: float) -> None:
+        self.deadline, self.timeout, self.bytes = deadline, timeout, 0
+
+    def read(self, handle, size: int, path: Path) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)")
+        data = handle.read(size)
+        self.bytes += len(data)
+        return data
+
+    def read_at(self, handle, offset: int, size: int, path: Path) -> bytes:
+        handle.seek(offset)
+        return self.read(handle, size, path)
+
+
+def _is_gz(path: Path) -> bool:
+    return path.name.endswith(".gz")
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
+
+
+def _pieces(handle, path: Path, reader: _Reader, limit: int | None) -> Iterator[tuple[int, bytes, bool, bool]]:
+    """(offset of the line, piece, first piece of the line, last piece) from the handle's
+    position, at most ``limit`` bytes. A line longer than LINE_CAP comes as overlapping windows."""
+    buf, base, line_at, first = b"", 0, 0, True
+    while True:
+        size = BLOCK if limit is None else min(BLOCK, limit)
+        data = reader.read(handle, size, path) if size > 0 else b""
+        if limit is not None:
+            limit -= len(data)
+        if not data:
+            if buf or not first:
+                yield line_at, buf, first, True
+            return
+        buf += data
+        pos = 0
+        while (newline := buf.find(b"\n", pos)) >= 0:
+            yield line_at, buf[pos:newline], first, True
+            pos, first = newline + 1, True
+            line_at = base + pos
+        buf, base = buf[pos:], base + pos
+        while len(buf) > LINE_CAP:
+            yield line_at, buf[:LINE_CAP], first, False
+            first = False
+            buf, base = buf[LINE_CAP - OVERLAP:], base + LINE_CAP - OVERLAP
+
+
+def _tail_start(handle, path: Path, end: int, n: int, reader: _Reader) -> tuple[int, int]:
+    """Offset where the last ``n`` lines of ``[0, end)`` start, and how many lines that is
+    (fewer when the file is shorter): read backwards, block by block."""
+    if end == 0:
+        return 0, 0
+    pos = end - 1 if reader.read_at(handle, end - 1, 1, path) == b"\n" else end
+    found = 0  # newlines seen, each the end of the line before a counted one
+    while pos > 0:
+        size = min(BLOCK, pos)
+        pos -= size
+        block = reader.read_at(handle, pos, size, path)
+        if found + block.count(b"\n") < n:
+            found += block.count(b"\n")
+            continue
+        i = len(block)
+        while (j := block.rfind(b"\n", 0, i)) >= 0:
+            found += 1
+            if found == n:
+                return pos + j + 1, n
+            i = j
+    return 0, found + 1
+
+
+def _reverse_heads(handle, path: Path, end: int, reader: _Reader) -> Iterator[tuple[int, bytes]]:
+    """(start offset, first HEAD bytes) of each line of ``[0, end)``, newest first."""
+    pos, carry = end, b""  # carry: the first bytes from pos on (the head of a line begun earlier)
+    while pos > 0:
+        size = min(BLOCK, pos)
+        pos -= size
+        block = reader.read_at(handle, pos, size, path)
+        data = block + carry
+        i = len(block)
+        while (j := block.rfind(b"\n", 0, i)) >= 0:
+            if pos + j + 1 < end:
+                yield pos + j + 1, data[j + 1:j + 1 + HEAD].split(b"\n", 1)[0]
+            i = j
+        carry = data[:HEAD]
+    if end > 0:
+        yield 0, carry.split(b"\n", 1)[0]
+
+
+# --- times ---------------------------------------------------------------------------------
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                        "Nov", "Dec"), 1)}
+_MON = "(?:" + "|".join(_MONTHS) + ")"
+_BUILTIN = re.compile(
+    r"(?P<iso>(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?(Z|[+-]\d\d(?::?\d\d)?)?)"
+    rf"|(?P<clf>\[(\d{{1,2}})/({_MON})/(\d{{4}}):(\d\d):(\d\d):(\d\d) ([+-]\d{{4}})\])"
+    rf"|(?P<bsd>^(?:<\d{{1,3}}>)?({_MON}) ([ \d]\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))?)"
+    r"|(?P<epoch>^(\d{9,10}(?:\.\d+)?)(?![\d.]))"
+    r"|(?P<json>\"(?:ts|time|timestamp)\"\s*:\s*(\d{10,13}(?:\.\d+)?)(?![\d.]))"
+)
+_STRPTIME = {"Y": r"\d{4}", "y": r"\d\d", "m": r"\d{1,2}", "d": r"\d{1,2}", "j": r"\d{1,3}", "H": r"\d{1,2}",
+             "I": r"\d{1,2}", "M": r"\d{1,2}", "S": r"\d{1,2}", "f": r"\d{1,6}", "p": r"(?:AM|PM|am|pm)",
+             "b": r"[A-Za-z]{3}", "B": r"[A-Za-z]+", "a": r"[A-Za-z]{3}", "A": r"[A-Za-z]+",
+             "z": r"(?:Z|[+-]\d\d:?\d\d)", "Z": r"[A-Za-z]{1,5}", "%": "%"}
+
+
+def strptime_regex(fmt: str) -> str:
+    """A regex that finds text written in the strptime format ``fmt`` (ValueError if it cannot).
+
+    >>> strptime_regex("%d.%m.%Y %H:%M:%S")
+    '\\\\d{1,2}\\\\.\\\\d{1,2}\\\\.\\\\d{4}\\\\s+\\\\d{1,2}:\\\\d{1,2}:\\\\d{1,2}'
+    """
+    out, i = [], 0
+    while i < len(fmt):
+        char = fmt[i]
+        if char == "%":
+            directive = fmt[i + 1:i + 2]
+            if directive not in _STRPTIME:
+                raise ValueError(f"%{directive} is not a directive opsgate reads; known: "
+                                 + " ".join("%" + d for d in _STRPTIME))
+            out.append(_STRPTIME[directive])
+            i += 2
+            continue
+        out.append(r"\s+" if char.isspace() else re.escape(char))
+        i += 1
+    if not re.search(r"%[HI]", fmt) or not re.search(r"%[dj]", fmt):
+        raise ValueError("a timestamp format needs an hour (%H or %I) and a day (%d or %j)")
+    return "".join(out)
+
+
+def _aware(stamp: datetime) -> float:
+    """Seconds since the epoch; a naive stamp is local time, as loggers write them."""
+    return stamp.timestamp()
+
+
+def _zone(text: str | None) -> timezone | None:
+    if not text:
+        return None
+    if text == "Z":
+        return timezone.utc
+    digits = text[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+    return timezone(timedelta(minutes=minutes if text[0] == "+" else -minutes))
+
+
+def _micro(fraction: str | None) -> int:
+    return int((fraction + "000000")[:6]) if fraction else 0
+
+
+class Clock:
+    """Reads a line's time (seconds since the epoch) in the formats of the module docstring.
+
+    >>> c = Clock(now=1796073300.0)
+    >>> c.read("2026-11-30T21:14:32Z INFO up"), c.read("[30/Nov/2026:21:14:32 +0000] GET /")
+    (1796073272.0, 1796073272.0)
+    >>> c.read('{"level":"error","ts":1764537272.5}'), c.read("no time here")
+    (1764537272.5, None)
+    """
+
+    def __init__(self, now: float, fmt: str | None = None, regex: str | None = None) -> None:
+        self.now, self.fmt = now, fmt
+        self.find = re.compile(regex) if regex else re.compile(strptime_regex(fmt)) if fmt else None
+
+    def read(self, head: str) -> float | None:
+        try:
+            return self._user(head) if self.fmt else self._builtin(head)
+        except (ValueError, OverflowError):  # 30 February, hour 25 ...: not a time
+            return None
+
+    def _user(self, head: str) -> float | None:
+        match = self.find.search(head)
+        if not match:
+            return None
+        stamp = datetime.strptime(match.group(1) if match.re.groups else match.group(0), self.fmt)
+        if "%Y" not in self.fmt and "%y" not in self.fmt:
+            return self._infer_year(stamp)
+        return _aware(stamp)
+
+    def _builtin(self, head: str) -> float | None:
+        m = _BUILTIN.search(head)
+        if not m:
+            return None
+        g = m.groups()
+        if m.group("iso"):
+            stamp = datetime(int(g[1]), int(g[2]), int(g[3]), int(g[4]), int(g[5]), int(g[6]), _micro(g[7]),
+                             _zone(g[8]))
+            return _aware(stamp)
+        if m.group("clf"):
+            stamp = datetime(int(g[12]), _MONTHS[g[11]], int(g[10]), int(g[13]), int(g[14]), int(g[15]),
+                             tzinfo=_zone(g[16]))
+            return _aware(stamp)
+        if m.group("bsd"):
+            return self._infer_year(datetime(2000, _MONTHS[g[18]], int(g[19]), int(g[20]), int(g[21]), int(g[22]),
+                                             _micro(g[23])))
+        if m.group("epoch"):
+            value = float(g[25])
+            return value if 946684800 <= value <= self.now + 366 * 86400 else None  # 2000 .. next year
+        value = float(g[27])
+        return value / 1000 if value > 1e11 else value  # milliseconds in a JSON field
+
+    def _infer_year(self, stamp: datetime) -> float | None:
+        """The most recent year that does not put the stamp more than a day in the future."""
+        year = datetime.fromtimestamp(self.now).year
+        for candidate in range(year + 1, year - 8, -1):
+            try:
+                seconds = _aware(stamp.replace(year=candidate))
+            except ValueError:  # 29 February
+                continue
+            if seconds <= self.now + 86400:
+                return seconds
+        return None
+
+
+def _head(raw: bytes) -> str:
+    return raw[:HEAD].decode("utf-8", "replace")
+
+
+# --- matching ------------------------------------------------------------------------------
+
+def _search(regex: re.Pattern, text: str, first: bool, last: bool) -> re.Match | None:
+    """A match in a whole line, or in a window of one away from the window's cut edges."""
+    if first and last:
+        return regex.search(text)
+    for match in regex.finditer(text, 0 if first else EDGE):
+        if last or match.end() <= len(text) - EDGE:
+            return match
+    return None
+
+
+def _excerpt(text: str, regex: re.Pattern, match: re.Match, first: bool, last: bool) -> str:
+    """The line, or a bounded excerpt around the match, redacted before it is cut (around a
+    window's match, the redacted region stays EDGE inside the window's cut edges).
+
+    >>> m = re.search("ERROR", "x" * 1000 + " ERROR password=hunter2 " + "y" * 1000)
+    >>> e = _excerpt(m.string, m.re, m, True, True)
+    >>> e[:3], len(e) <= EXCERPT + 2, "x ERROR password=*** y" in e
+    ('…xx', True, True)
+    """
+    if first and last and len(text) <= EXCERPT:
+        return REDACTOR.text(text)
+    low, high = max(0, match.start() - EDGE), min(len(text), match.end() + EDGE)
+    region = REDACTOR.text(text[low:high])
+    again = regex.search(region)  # where the match is once redaction moved things
+    at = again.start() if again else min(match.start() - low, len(region))
+    before = REDACTOR.excerpt(region[:at], BEFORE, keep="tail")
+    after = REDACTOR.excerpt(region[at:], EXCERPT - len(before))
+    head = "…" if low > 0 or len(before) < at or not first else ""
+    tail = "…" if high < len(text) or len(after) < len(region) - at or not last else ""
+    return f"{head}{before}{after}{tail}"
+
+
+class Matcher:
+    """Counts the lines each pattern matches; keeps the first few, redacted, as evidence."""
+
+    def __init__(self, patterns: list[LogPattern], max_evidence: int) -> None:
+        self.compiled = [(p.regex, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in patterns]
+        self.matches = {p.regex: 0 for p in patterns}
+        self.found: dict[str, list[str]] = {p.regex: [] for p in patterns}
+        self.max_evidence, self.lines, self._hit = max_evidence, 0, set()
+
+    def piece(self, where: str, text: str, first: bool = True, last: bool = True, column: int = 0) -> None:
+        """One line, or one window of a long line (``column``: where the window starts in it)."""
+        if first:
+            self._hit = set()
+        for key, regex in self.compiled:
+            if key in self._hit or not (match := _search(regex, text, first, last)):
+                continue
+            self._hit.add(key)
+            self.matches[key] += 1
+            if len(self.found[key]) < self.max_evidence:
+                at = "" if first and last and len(text) <= EXCERPT else f" col {column + match.start() + 1}"
+                self.found[key].append(f"{REDACTOR.text(where)}{at}: {_excerpt(text, regex, match, first, last)}")
+        if last:
+            self.lines += 1
+
+
+def count_patterns(patterns: list[LogPattern], lines: Iterable[tuple[str, str]],
+                   max_evidence: int) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Count the (where, line) pairs each pattern matches; keep the first matching lines, redacted.
+
+    >>> count_patterns([LogPattern(regex="ERROR")], [("a.log:1", "ok"), ("a.log:2", "ERROR x")], 5)
+    ({'ERROR': 1}, {'ERROR': ['a.log:2: ERROR x']})
+    """
+    matcher = Matcher(patterns, max_evidence)
+    for where, line in lines:
+        matcher.piece(where, line)
+    return matcher.matches, matcher.found
+
+
+# --- which files, which part of them --------------------------------------------------------
 
 def _files(item: LogCheck, ctx) -> list[Path]:
     pattern = str(ctx.path(item.path))
@@ -59,29 +403,146 @@ def _base(path: Path) -> str:
     return re.sub(r"\.\d+(\.gz)?$", "", str(path))
 
 
-def _read_lines(path: Path, deadline: float):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if number % 10000 == 0 and time.monotonic() > deadline:
-                raise TimeoutError(f"{path}: reading took longer than the timeout")
-            yield number, line.rstrip("\n")[:_MAX_LINE]
+@dataclass
+class _Part:
+    """The part of one file to read: from byte ``start`` to ``end`` (plain), or after the first
+    ``start`` lines (gzip, ``end`` None)."""
+
+    path: Path
+    start: int
+    end: int | None
 
 
-def _line_time(line: str) -> float | None:
-    match = _TIMESTAMP.search(line[:80])
-    if not match:
+def _gz_lines(path: Path, reader: _Reader) -> int:
+    count, last = 0, b"\n"
+    with gzip.open(path, "rb") as handle:
+        while data := reader.read(handle, BLOCK, path):
+            count, last = count + data.count(b"\n"), data[-1:]
+    return count + (last != b"\n")
+
+
+def _last_lines(log: list[Path], n: int, reader: _Reader) -> dict[Path, _Part]:
+    parts: dict[Path, _Part] = {}
+    for path in reversed(log):
+        if n <= 0:
+            break
+        if _is_gz(path):
+            total = _gz_lines(path, reader)
+            parts[path] = _Part(path, max(0, total - n), None)
+            n -= min(total, n)
+        else:
+            with open(path, "rb") as handle:
+                end = os.fstat(handle.fileno()).st_size
+                start, got = _tail_start(handle, path, end, n, reader)
+            parts[path] = _Part(path, start, end)
+            n -= got
+    return parts
+
+
+class _Walk:
+    """The backward walk of ``last_minutes`` over one log: where its window starts."""
+
+    def __init__(self, clock: Clock, since: float) -> None:
+        self.clock, self.since = clock, since
+        self.lines = self.stamped = self.old_in_a_row = 0
+
+    def stamp(self, head: bytes) -> float | None:
+        """The line's time; too many lines without one are NoTimestamp."""
+        self.lines += 1
+        stamp = self.clock.read(_head(head))
+        if stamp is None and not self.stamped and self.lines >= UNSTAMPED_LIMIT:
+            raise NoTimestamp(self.lines)
+        self.stamped += stamp is not None
+        return stamp
+
+    def line(self, head: bytes) -> bool | None:
+        """Walking back: True, the line is in the window; False, the walk may stop; None, walk on."""
+        stamp = self.stamp(head)
+        if stamp is None:
+            return None
+        if stamp >= self.since:
+            self.old_in_a_row = 0
+            return True
+        self.old_in_a_row += 1
+        return False if self.old_in_a_row >= DISORDER else None
+
+
+def _gz_starts_before(path: Path, walk: _Walk, reader: _Reader) -> bool:
+    """Whether a gzip log's first timed line is older than the window (forward only)."""
+    with gzip.open(path, "rb") as handle:
+        for _, piece, first, _last in _pieces(handle, path, reader, None):
+            if first and (stamp := walk.stamp(piece[:HEAD])) is not None:
+                return stamp < walk.since
+    return False
+
+
+def _last_minutes(log: list[Path], walk: _Walk, reader: _Reader) -> dict[Path, _Part]:
+    parts: dict[Path, _Part] = {}
+    for path in reversed(log):
+        if _is_gz(path):  # read whole (time-filtered); older rotations only if the window reaches them
+            parts[path] = _Part(path, 0, None)
+            if _gz_starts_before(path, walk, reader):
+                break
+            continue
+        with open(path, "rb") as handle:
+            end = os.fstat(handle.fileno()).st_size
+            start, stop = end, False
+            for offset, head in _reverse_heads(handle, path, end, reader):
+                verdict = walk.line(head)
+                if verdict is False:
+                    stop = True
+                    break
+                if verdict:
+                    start = offset
+        # not stopped: the window may reach back past this file's start (its first lines may
+        # continue the previous rotation's last), so read it whole; the time filter decides
+        parts[path] = _Part(path, start if stop else 0, end)
+        if stop:
+            break
+    return parts
+
+
+def _first_number(part: _Part, reader: _Reader) -> int | None:
+    """The number of the part's first line, when counting the lines before it is cheap."""
+    if part.end is None or part.start == 0:
+        return 1  # gzip parts are read from their first line on
+    if part.start > COUNT_PREFIX:
         return None
-    zone = match.group(3) or ""
-    text = f"{match.group(1)}T{match.group(2)}{'+00:00' if zone == 'Z' else zone}"
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.astimezone()  # naive stamps are local time, as loggers write them
-    return stamp.astimezone(timezone.utc).timestamp()
+    with open(part.path, "rb") as handle:
+        return reader.read(handle, part.start, part.path).count(b"\n") + 1
 
+
+def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, since: float | None,
+          current: float | None) -> float | None:
+    """Match the part's lines (those in the window, if there is one); returns the time in force."""
+    number = _first_number(part, reader)
+    skip = part.start if part.end is None else 0  # gzip: lines before the part
+    keep, where, column, name = False, "", 0, part.path.name
+    with _open(part.path) as handle:
+        if part.end is not None:
+            handle.seek(part.start)
+        limit = None if part.end is None else part.end - part.start
+        for offset, piece, first, last in _pieces(handle, part.path, reader, limit):
+            if first:
+                column = 0
+                keep = skip <= 0
+                skip -= 1
+                if keep and clock is not None:
+                    stamp = clock.read(_head(piece))
+                    current = stamp if stamp is not None else current
+                    keep = current is not None and current >= since
+                where = f"{name}:{number}" if number is not None else f"{name} byte {part.start + offset}"
+            if keep:
+                if last and piece.endswith(b"\r"):
+                    piece = piece[:-1]
+                matcher.piece(where, piece.decode("utf-8", "replace"), first, last, column)
+            column += LINE_CAP - OVERLAP
+            if last and number is not None:
+                number += 1
+    return current
+
+
+# --- the probe ------------------------------------------------------------------------------
 
 def observe(item: LogCheck, ctx) -> Observation:
     files = _files(item, ctx)
@@ -91,44 +552,58 @@ def observe(item: LogCheck, ctx) -> Observation:
             values.update(lines_read=0, matches={p.regex: 0 for p in item.patterns})
             return Observation(values)
         return Observation(values, error=f"no log file matches {ctx.path(item.path)}")
-    deadline = time.monotonic() + item.timeout
-    keep: deque = deque(maxlen=item.last_lines) if item.last_lines else deque()
-    since = time.time() - item.last_minutes * 60 if item.last_minutes else None
+    reader = _Reader(time.monotonic() + item.timeout, item.timeout)
+    now = time.time()
+    since = now - item.last_minutes * 60 if item.last_minutes else None
+    clock = Clock(now, item.timestamp_format, item.timestamp_regex) if since is not None else None
+    if since is not None:
+        values["since"] = datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="seconds")
+    matcher = Matcher(item.patterns, item.max_evidence_lines)
+    logs: dict[str, list[Path]] = {}
+    for path in files:
+        logs.setdefault(_base(path), []).append(path)
     try:
-        for path in files:
-            current = None
-            for number, line in _read_lines(path, deadline):
-                stamp = _line_time(line) if since is not None else None
-                current = stamp if stamp is not None else current
-                if since is not None and (current is None or current < since):
-                    continue
-                keep.append((path.name, number, line))
-    except (OSError, TimeoutError) as exc:
+        for log in logs.values():
+            _observe_log(item, log, matcher, reader, clock, since)
+    except NoTimestamp as exc:
+        expected = f"in the form of timestamp_format {item.timestamp_format!r}" if item.timestamp_format else ""
+        hint = "check timestamp_format and timestamp_regex" if item.timestamp_format else "set timestamp_format"
+        values.update(bytes_read=reader.bytes)
+        lines = "line" if exc.args[0] == 1 else f"{exc.args[0]} lines"
+        return Observation(values, error=f"no timestamp {expected + ' ' if expected else ''}could be read in the last "
+                                         f"{lines} of {exc.args[1]}; {hint}")
+    except (OSError, EOFError, TimeoutError, gzip.BadGzipFile) as exc:
+        values.update(bytes_read=reader.bytes)
         return Observation(values, error=str(exc))
-    matches, lines = count_patterns(item.patterns, ((f"{name}:{number}", line) for name, number, line in keep),
-                                    item.max_evidence_lines)
-    values.update(lines_read=len(keep), matches=matches)
-    first = [line for found in lines.values() for line in found][:3]
-    return Observation(values, details={"lines": lines}, explain=("first: " + " | ".join(first)) if first else None)
+    values.update(lines_read=matcher.lines, matches=matcher.matches, bytes_read=reader.bytes)
+    first = [line for found in matcher.found.values() for line in found][:3]
+    return Observation(values, details={"lines": matcher.found},
+                       explain=("first: " + " | ".join(first)) if first else None)
 
 
-def count_patterns(patterns: list[LogPattern], lines: Iterable[tuple[str, str]],
-                   max_evidence: int) -> tuple[dict[str, int], dict[str, list[str]]]:
-    """Count the (where, line) pairs each pattern matches; keep the first matching lines, redacted.
-
-    >>> count_patterns([LogPattern(regex="ERROR")], [("a.log:1", "ok"), ("a.log:2", "ERROR x")], 5)
-    ({'ERROR': 1}, {'ERROR': ['a.log:2: ERROR x']})
-    """
-    compiled = [(p, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in patterns]
-    matches = {p.regex: 0 for p in patterns}
-    found: dict[str, list[str]] = {p.regex: [] for p in patterns}
-    for where, line in lines:
-        for pattern, regex in compiled:
-            if regex.search(line):
-                matches[pattern.regex] += 1
-                if len(found[pattern.regex]) < max_evidence:
-                    found[pattern.regex].append(REDACTOR.text(f"{where}: {line}"))
-    return matches, found
+def _observe_log(item: LogCheck, log: list[Path], matcher: Matcher, reader: _Reader, clock: Clock | None,
+                 since: float | None) -> None:
+    """One log (a file and its rotations, oldest first): find the window, then read it."""
+    if since is None:
+        parts = _last_lines(log, item.last_lines, reader) if item.last_lines else {p: _Part(p, 0, None if _is_gz(p)
+                                                                                            else p.stat().st_size)
+                                                                                   for p in log}
+    else:
+        walk = _Walk(clock, since)
+        try:
+            parts = _last_minutes(log, walk, reader)
+        except NoTimestamp as exc:
+            raise NoTimestamp(exc.args[0], log[-1].name) from None
+        if walk.lines and not walk.stamped:
+            raise NoTimestamp(walk.lines, log[-1].name)
+        if item.last_lines:  # both: the later start of the two in each file
+            by_lines = _last_lines(log, item.last_lines, reader)
+            parts = {p: _Part(p, max(part.start, by_lines[p].start), part.end)
+                     for p, part in parts.items() if p in by_lines}
+    current = None
+    for path in log:
+        if path in parts:
+            current = _read(parts[path], matcher, reader, clock, since, current)
 
 
 def limits(item: LogCheck) -> list[Condition]:
@@ -138,7 +613,11 @@ def limits(item: LogCheck) -> list[Condition]:
 
 
 def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
-    """``lines matching /ERROR/ in last 10 min <= 0`` (and the warn level) for each pattern."""
+    """``lines matching /ERROR/ in last 10 min <= 0`` (and the warn level) for each pattern.
+
+    >>> [c.label for c in pattern_limits([LogPattern(regex="ERROR")], "last 10 min")]
+    ['lines matching /ERROR/ in last 10 min <= 0']
+    """
     out = []
     for pattern in patterns:
         path = 'matches."{}"'.format(pattern.regex.replace("\\", "\\\\").replace('"', '\\"'))
