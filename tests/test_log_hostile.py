@@ -338,3 +338,17 @@ def test_last_lines_and_last_minutes_together_take_the_smaller_window(tmp_path):
     assert check(tmp_path, last_minutes=10, last_lines=4).status == "fail"
     assert check(tmp_path, last_minutes=4.5, last_lines=100).status == "fail"
     assert observed(check(tmp_path, last_minutes=3.5, last_lines=100))["lines_read"] == 3
+
+
+def test_corrupt_or_truncated_gz_rotation_is_a_failure_naming_the_file(tmp_path):
+    """Old code said "CRC check failed 0x39b53f42 != 0xce9e5da4", naming no file."""
+    data = bytearray(gzip.compress(b"".join(b"INFO line %d with some text\n" % i for i in range(20000))))
+    data[len(data) // 2:len(data) // 2 + 64] = b"\xff" * 64
+    (tmp_path / "app.log.1.gz").write_bytes(bytes(data))
+    (tmp_path / "app.log").write_text("INFO ok\n")
+    result = check(tmp_path, last_lines=1000)
+    assert result.failed and "probe crashed" not in result.message
+    assert f"{tmp_path / 'app.log.1.gz'}: cannot read" in result.message
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(b"INFO a\n" * 1000)[:-40])
+    result = check(tmp_path, last_lines=1000)
+    assert result.failed and "app.log.1.gz: cannot read" in result.message

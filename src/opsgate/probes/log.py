@@ -55,6 +55,7 @@ import gzip
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -92,7 +93,10 @@ class _Reader:
     def read(self, handle, size: int, path: Path) -> bytes:
         if time.monotonic() > self.deadline:
             raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)")
-        data = handle.read(size)
+        try:
+            data = handle.read(size)
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz among them
+            raise OSError(f"{path}: cannot read: {exc}") from None
         self.bytes += len(data)
         return data
 
@@ -254,7 +258,7 @@ class Clock:
     def read(self, head: str) -> float | None:
         try:
             return self._user(head) if self.fmt else self._builtin(head)
-        except (ValueError, OverflowError):  # 30 February, hour 25 ...: not a time
+        except (ValueError, OverflowError, OSError):  # 30 February, hour 25, year 1 ...: not a time
             return None
 
     def _user(self, head: str) -> float | None:
@@ -508,8 +512,11 @@ def _first_number(part: _Part, reader: _Reader) -> int | None:
         return 1  # gzip parts are read from their first line on
     if part.start > COUNT_PREFIX:
         return None
+    count = 0
     with open(part.path, "rb") as handle:
-        return reader.read(handle, part.start, part.path).count(b"\n") + 1
+        for at in range(0, part.start, BLOCK):
+            count += reader.read(handle, min(BLOCK, part.start - at), part.path).count(b"\n")
+    return count + 1
 
 
 def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, since: float | None,
@@ -572,7 +579,7 @@ def observe(item: LogCheck, ctx) -> Observation:
         lines = "line" if exc.args[0] == 1 else f"{exc.args[0]} lines"
         return Observation(values, error=f"no timestamp {expected + ' ' if expected else ''}could be read in the last "
                                          f"{lines} of {exc.args[1]}; {hint}")
-    except (OSError, EOFError, TimeoutError, gzip.BadGzipFile) as exc:
+    except (OSError, TimeoutError) as exc:
         values.update(bytes_read=reader.bytes)
         return Observation(values, error=str(exc))
     values.update(lines_read=matcher.lines, matches=matcher.matches, bytes_read=reader.bytes)
