@@ -251,19 +251,21 @@ class LogCheck(CheckItem):
     timestamp_regex: Regex | None = Field(None, description="where the time is in a line: the first group (or the "
                                           "whole match) is read with timestamp_format")
 
+    @field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_format_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .probes.log import strptime_regex  # the probe owns the format reading
+
+            strptime_regex(value)
+        return value
+
     @model_validator(mode="after")
     def _timestamp_fields(self) -> "LogCheck":
         if self.timestamp_regex and not self.timestamp_format:
             raise ValueError("timestamp_regex needs timestamp_format (how to read what it finds)")
         if self.timestamp_format and not self.last_minutes:
             raise ValueError("timestamp_format is read only with last_minutes")
-        if self.timestamp_format:
-            from .probes.log import strptime_regex  # the probe owns the format reading
-
-            try:
-                strptime_regex(self.timestamp_format)
-            except ValueError as exc:
-                raise ValueError(f"timestamp_format {self.timestamp_format!r}: {exc}") from None
         return self
 
 
