@@ -352,3 +352,12 @@ def test_corrupt_or_truncated_gz_rotation_is_a_failure_naming_the_file(tmp_path)
     (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(b"INFO a\n" * 1000)[:-40])
     result = check(tmp_path, last_lines=1000)
     assert result.failed and "app.log.1.gz: cannot read" in result.message
+
+
+def test_timestamp_format_that_reads_nothing_says_so(tmp_path):
+    now = datetime.now()
+    (tmp_path / "app.log").write_text(f"{now:%Y-%m-%d %H:%M:%S} ERROR x\n" * 4)
+    result = check(tmp_path, last_minutes=10, timestamp_format="%d.%m.%Y %H:%M:%S")
+    assert result.failed
+    assert ("no timestamp in the form of timestamp_format '%d.%m.%Y %H:%M:%S' could be read in the last 4 lines "
+            "of app.log; check timestamp_format and timestamp_regex") in result.message
