@@ -279,3 +279,13 @@ def test_an_unconfirmable_long_match_never_passes():
         search.feed(text + "\n" * 2)
         search.feed("more\n")
         assert search.finish() is unsure
+
+
+@pytest.mark.timeout(30)
+def test_a_timeout_spent_searching_the_output_says_so(tmp_path):
+    """A slow pattern over a flood of output throttles the command; the message must not
+    blame the command alone."""
+    result = check(tmp_path, shell="yes 'INFO request served' | head -c 2000000000", stdout_not_regex="^(a|b)*FATAL",
+                   timeout=2)
+    assert result.status == "fail"
+    assert "did not finish within 2s (killed); searching its" in result.message

@@ -86,6 +86,7 @@ class _Search:
         self._size = 0
         self._start = 0  # where the search begins in the carried text
         self.found = False
+        self.seconds = 0.0  # spent searching: a slow pattern on huge output delays the reading
 
     def feed(self, text: str) -> None:
         if self.found or not text:
@@ -103,7 +104,9 @@ class _Search:
 
     def _search(self, final: bool) -> None:
         text = "".join(self._parts)
+        started = time.perf_counter()
         match = self._re.search(text, self._start)
+        self.seconds += time.perf_counter() - started
         end = len(text)
         if match and (final or match.end() <= end - self.MARGIN):
             self.found = True
@@ -432,7 +435,10 @@ def observe(item: CommandCheck, ctx) -> Observation:
     lines = " | ".join((err_text.strip() or out_text.strip()).splitlines())
     explain = f"output: {REDACTOR.excerpt(lines, 300, keep='tail')}" if lines else None
     if ending == "timeout":
-        return Observation(values, error=f"{shown!r} did not finish within {item.timeout:g}s (killed)",
+        searching = sum(search.seconds for search in searches.values())
+        why = (f"; searching its {_size(out.size + err.size)} of output for the regexes took {searching:.1f}s of it"
+               if searching >= 0.25 * item.timeout else "")
+        return Observation(values, error=f"{shown!r} did not finish within {item.timeout:g}s (killed){why}",
                            details=details, explain=explain)
     for key, search in searches.items():
         values[key] = search.found
