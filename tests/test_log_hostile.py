@@ -361,3 +361,14 @@ def test_timestamp_format_that_reads_nothing_says_so(tmp_path):
     assert result.failed
     assert ("no timestamp in the form of timestamp_format '%d.%m.%Y %H:%M:%S' could be read in the last 4 lines "
             "of app.log; check timestamp_format and timestamp_regex") in result.message
+
+
+def test_quiet_log_does_not_read_its_older_rotations(tmp_path):
+    """The current file's oldest timed lines are before the window: older rotations are too."""
+    with gzip.open(tmp_path / "app.log.1.gz", "wb", compresslevel=1) as handle:
+        handle.write(b"2020-01-01 00:00:00 ERROR long ago\n" * 1_000_000)
+    old = (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    (tmp_path / "app.log").write_text(f"{old} INFO quiet\n" * 3)
+    result = check(tmp_path, last_minutes=10)
+    assert result.status == "pass" and observed(result)["lines_read"] == 0
+    assert observed(result)["bytes_read"] < 1000

@@ -483,6 +483,8 @@ def _gz_starts_before(path: Path, walk: _Walk, reader: _Reader) -> bool:
 def _last_minutes(log: list[Path], walk: _Walk, reader: _Reader) -> dict[Path, _Part]:
     parts: dict[Path, _Part] = {}
     for path in reversed(log):
+        if walk.old_in_a_row:  # the newer file's oldest timed lines are before the window: so is all this one
+            break
         if _is_gz(path):  # read whole (time-filtered); older rotations only if the window reaches them
             parts[path] = _Part(path, 0, None)
             if _gz_starts_before(path, walk, reader):
