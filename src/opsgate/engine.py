@@ -1,9 +1,23 @@
-"""Run many checks at once, bounded, honouring ``depends_on``.
+"""Run many checks at once, bounded, honouring ``depends_on``; a stuck probe never starves a healthy one.
 
 The pytest plugin starts an Engine with every selected check before the first test
 runs; each test then waits for its own result. A run's wall time follows its slowest
 probe, not the sum. A check whose prerequisite failed is not run: its result is
 ``blocked`` and names the prerequisite.
+
+Scheduling: ``concurrency`` is a soft limit. A check takes one of ``concurrency`` slots
+when it starts. A probe still running after ``STALL_S`` (or its own timeout, if shorter)
+counts as *stalled*: it gives its slot back, so the next check in line starts, and keeps
+running on its own thread until its own deadline ends it (every probe is bounded by its
+timeout). Stalled probes are capped (``overtime`` = 4 x concurrency, at most 1024), so a
+run never holds more than ``concurrency + overtime`` probes at once; past the cap, the
+slots stay held until a stalled probe ends. So a healthy check waits behind stuck ones
+for at most STALL_S per ``concurrency`` of them, and not at all once the cap is free
+(old behaviour: five header-trickling targets at concurrency 2 held both slots for
+minutes and the healthy check timed out unrun). The price: a long probe that is
+working, not waiting (a command running a test suite), also stops counting after
+STALL_S, so up to ``concurrency + overtime`` such probes may run at once; set
+``concurrency`` with that in mind.
 
 >>> from opsgate.model import FileCheck
 >>> from opsgate.probes import ProbeContext
@@ -18,69 +32,34 @@ probe, not the sum. A check whose prerequisite failed is not run: its result is
 
 from __future__ import annotations
 
-import queue
 import threading
+import time
+from collections import deque
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from .model import CheckItem
 from .probes import ProbeContext
 from .results import CheckResult
 from .runner import run_check
 
-
-class DaemonPool:
-    """A bounded pool of daemon threads. ThreadPoolExecutor's workers are joined at interpreter
-    exit, so one probe that outlived its timeout (a bug) would hold the process after the
-    verdict was printed; these are not.
-
-    >>> pool = DaemonPool(2, "demo")
-    >>> pool.submit(sum, [1, 2]).result()
-    3
-    >>> pool.shutdown()
-    """
-
-    def __init__(self, workers: int, name: str):
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self._workers = workers
-        for index in range(workers):
-            threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True).start()
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
-        self._tasks.put((future, fn, args))
-        return future
-
-    def _work(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, fn, args = task
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
-
-    def shutdown(self) -> None:
-        """Cancel what has not started; let the workers end when idle."""
-        while True:
-            try:
-                task = self._tasks.get_nowait()
-            except queue.Empty:
-                break
-            if task is not None:
-                task[0].cancel()
-        for _ in range(self._workers):
-            self._tasks.put(None)
+#: a probe running longer than this (or than its own timeout) no longer holds a slot
+STALL_S = 0.5
+#: stalled probes allowed at once, per slot of concurrency, and in all
+OVERTIME_PER_SLOT = 4
+OVERTIME_MAX = 1024
 
 
 class Engine:
-    """Schedules checks on a bounded thread pool; a check starts once its prerequisites finish."""
+    """Schedules checks on daemon threads under a soft concurrency limit (see the module's
+    docstring); a check starts once its prerequisites finish. Threads are daemons: a probe
+    that outlived its timeout (a bug) never holds the process after the verdict."""
 
     def __init__(self, items: Iterable[CheckItem], ctx: ProbeContext, concurrency: int = 50):
         self.items = {i.name: i for i in items}
         self.ctx = ctx
         self.concurrency = max(1, concurrency)
+        self.overtime = min(OVERTIME_MAX, OVERTIME_PER_SLOT * self.concurrency)
         self.futures: dict[str, Future] = {name: Future() for name in self.items}
         self._submitted: set[str] = set()
         self._dependents: dict[str, list[str]] = {name: [] for name in self.items}
@@ -89,11 +68,17 @@ class Engine:
                 if dep in self.items:
                     self._dependents[dep].append(item.name)
         self._lock = threading.Lock()
-        self._pool: DaemonPool | None = None
+        self._cond = threading.Condition()
+        self._ready: deque[str] = deque()
+        self._slotted: dict[str, float] = {}  # running and holding a slot: name -> when it stalls
+        self._stalled: set[str] = set()  # running past its stall time: no slot held
+        self._stopping = False
+        self._scheduler: threading.Thread | None = None
 
     def start(self) -> None:
-        """Submit every check whose prerequisites are met (all of them without depends_on)."""
-        self._pool = DaemonPool(min(self.concurrency, max(1, len(self.items))), "opsgate-probe")
+        """Queue every check whose prerequisites are met (all of them without depends_on)."""
+        self._scheduler = threading.Thread(target=self._schedule, name="opsgate-scheduler", daemon=True)
+        self._scheduler.start()
         for name in self.items:
             self._maybe_submit(name)
 
@@ -102,8 +87,20 @@ class Engine:
         return self.futures[name].result(timeout=timeout)
 
     def shutdown(self) -> None:
-        if self._pool:
-            self._pool.shutdown()
+        """Checks not yet started are not run (their result says so); running ones end at
+        their own deadlines."""
+        with self._cond:
+            self._stopping = True
+            left, self._ready = list(self._ready), deque()
+            self._cond.notify_all()
+        for name in left:
+            item = self.items[name]
+            self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
+
+    def running(self) -> tuple[int, int]:
+        """(probes holding a slot, stalled probes) right now."""
+        with self._cond:
+            return len(self._slotted), len(self._stalled)
 
     def _maybe_submit(self, name: str) -> None:
         item = self.items[name]
@@ -119,19 +116,47 @@ class Engine:
                 f"not run: blocked by {', '.join(failed)} ({self.futures[failed[0]].result().status})",
                 blocked_by=failed))
             return
-        future = self._pool.submit(run_check, item, self.ctx)
-        future.add_done_callback(lambda f: self._finish(name, _outcome(item, f)))
+        with self._cond:
+            if self._stopping:
+                stopped = True
+            else:
+                stopped = False
+                self._ready.append(name)
+                self._cond.notify_all()
+        if stopped:
+            self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
+
+    def _schedule(self) -> None:
+        """Start checks while a slot is free; move probes past their stall time out of the slots."""
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                for name, stall_at in list(self._slotted.items()):
+                    if stall_at <= now and len(self._stalled) < self.overtime:
+                        del self._slotted[name]
+                        self._stalled.add(name)
+                while self._ready and len(self._slotted) < self.concurrency:
+                    name = self._ready.popleft()
+                    item = self.items[name]
+                    self._slotted[name] = time.monotonic() + min(STALL_S, item.timeout)
+                    threading.Thread(target=self._run, args=(name,), name=f"opsgate-probe-{name}", daemon=True).start()
+                waits = [at - time.monotonic() for at in self._slotted.values()]
+                room = len(self._stalled) < self.overtime
+                self._cond.wait(max(0.005, min(waits)) if waits and room else None)
+
+    def _run(self, name: str) -> None:
+        item = self.items[name]
+        try:
+            result = run_check(item, self.ctx)
+        except BaseException as exc:  # run_check never raises; if it does, the check says so
+            result = CheckResult(item.name, item.kind, item.severity, "error", f"internal error: {type(exc).__name__}: {exc}")
+        with self._cond:
+            self._slotted.pop(name, None)
+            self._stalled.discard(name)
+            self._cond.notify_all()
+        self._finish(name, result)
 
     def _finish(self, name: str, result: CheckResult) -> None:
         self.futures[name].set_result(result)
         for dependent in self._dependents[name]:
             self._maybe_submit(dependent)
-
-
-def _outcome(item: CheckItem, future: Future) -> CheckResult:
-    if future.cancelled():
-        return CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped")
-    exc = future.exception()
-    if exc is not None:
-        return CheckResult(item.name, item.kind, item.severity, "error", f"internal error: {type(exc).__name__}: {exc}")
-    return future.result()
