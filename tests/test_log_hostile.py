@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -372,3 +373,31 @@ def test_quiet_log_does_not_read_its_older_rotations(tmp_path):
     result = check(tmp_path, last_minutes=10)
     assert result.status == "pass" and observed(result)["lines_read"] == 0
     assert observed(result)["bytes_read"] < 1000
+
+
+def test_windows_find_exactly_what_a_whole_line_search_finds(tmp_path_factory):
+    """Property, with the window sizes shrunk (line cap 64, overlap 24, edge 4, blocks of 16
+    bytes) so that random lines cross many windows: every pattern whose matches are short
+    (<= overlap - 2 * edge) counts the same lines as ``re.search`` over whole lines, ``^`` and
+    ``$`` included."""
+    from hypothesis import given, settings, strategies as st
+
+    from opsgate.probes import log as probe
+
+    patterns = ["ERROR", "^ERROR", "ERROR$", r"\bERROR\b", "RO", "^x", "y$"]
+    token = st.sampled_from(["x", "y", " ", "ERROR", "ERR", "OR"])
+    line = st.one_of(st.lists(token, max_size=10), st.lists(token, min_size=40, max_size=120)).map("".join)
+    directory = tmp_path_factory.mktemp("windows")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(line, min_size=1, max_size=6), st.booleans())
+    def prop(lines, final_newline):
+        (directory / "app.log").write_text("\n".join(lines) + ("\n" if final_newline else ""))
+        result = check(directory, patterns=[{"regex": p} for p in patterns])
+        expected = {p: sum(bool(re.search(p, text)) for text in lines) for p in patterns}
+        assert observed(result)["matches"] == expected, (lines, result.evidence)
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"LINE_CAP": 64, "OVERLAP": 24, "EDGE": 4, "BLOCK": 16}.items():
+            mp.setattr(probe, name, value)
+        prop()
