@@ -128,21 +128,26 @@ class Engine:
 
     def _schedule(self) -> None:
         """Start checks while a slot is free; move probes past their stall time out of the slots."""
-        with self._cond:
-            while not self._stopping:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
                 now = time.monotonic()
                 for name, stall_at in list(self._slotted.items()):
                     if stall_at <= now and len(self._stalled) < self.overtime:
                         del self._slotted[name]
                         self._stalled.add(name)
+                starting = []
                 while self._ready and len(self._slotted) < self.concurrency:
                     name = self._ready.popleft()
-                    item = self.items[name]
-                    self._slotted[name] = time.monotonic() + min(STALL_S, item.timeout)
-                    threading.Thread(target=self._run, args=(name,), name=f"opsgate-probe-{name}", daemon=True).start()
-                waits = [at - time.monotonic() for at in self._slotted.values()]
-                room = len(self._stalled) < self.overtime
-                self._cond.wait(max(0.005, min(waits)) if waits and room else None)
+                    self._slotted[name] = now + min(STALL_S, self.items[name].timeout)
+                    starting.append(name)
+                if not starting:
+                    waits = [at - now for at in self._slotted.values()]
+                    room = len(self._stalled) < self.overtime
+                    self._cond.wait(max(0.005, min(waits)) if waits and room else None)
+            for name in starting:  # outside the lock: probes that end meanwhile are not held up
+                threading.Thread(target=self._run, args=(name,), name=f"opsgate-probe-{name}", daemon=True).start()
 
     def _run(self, name: str) -> None:
         item = self.items[name]
