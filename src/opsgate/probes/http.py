@@ -386,8 +386,8 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
         while True:
             state.phase = "connect"
             hop_headers = sent_headers
-            if _origin(current) != origin:
-                hop_headers = {k: v for k, v in sent_headers.items() if k not in secret}
+            if _origin(current) != origin:  # Host too: it names the configured origin, not this one
+                hop_headers = {k: v for k, v in sent_headers.items() if k not in secret and k.lower() != "host"}
                 dropped = sorted(set(secret) & set(sent_headers))
             response = _send(adapter, state, current_method, current, hop_headers, current_body, verify)
             location = response.headers.get("Location")
