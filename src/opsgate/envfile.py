@@ -16,19 +16,21 @@ env.yaml:5: http[0].timout (api): unknown key 'timout'; did you mean 'timeout'?
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import typing
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
-from .model import KINDS, Environment
-from .redact import REDACTOR, is_secret_name
+from .model import KINDS, Environment, SecretValue
+from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
 from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -92,16 +94,22 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     data, lines = parse(read(path, shown, EnvFileError), shown, EnvFileError)  # bounded; bytes checked as UTF-8
     if not isinstance(data, dict):
         raise EnvFileError([Problem(shown, 1, "", f"expected a mapping of keys (name, http, ...), seen {type(data).__name__}")])
-    problems: list[Problem] = []
-    data = _substitute(data, (), lines, shown, os.environ if environ is None else environ, problems)
+    environ = os.environ if environ is None else environ
+    listed = data.get("secrets")
+    secret_names = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
+    _register_inherited(environ, secret_names)
+    substitution = _Substitution(environ, secret_names, lines, shown)
+    data = substitution.walk(data)
+    substitution.give_shells_their_variables(data)
     _apply_defaults(data)
-    if problems:
-        raise EnvFileError(problems)
+    if substitution.problems:
+        raise EnvFileError(substitution.problems)
     context = {"severity_scale": data.get("severity_scale", "P0-P3")}
     try:
         env = Environment.model_validate(data, context=context)
     except pydantic.ValidationError as exc:
-        raise EnvFileError(problems_from(exc.errors(include_url=False), data, lines, shown, Environment)) from None
+        raise EnvFileError(problems_from(exc.errors(include_url=False), data, lines, shown, Environment,
+                                         frozenset(substitution.hidden))) from None
     problems = _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)
@@ -112,34 +120,185 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     return LoadedEnvironment(env, path, base, embedded)
 
 
-def _substitute(value: Any, at: Path_, lines: dict[Path_, int], shown: str,
-                environ: typing.Mapping[str, str], problems: list[Problem]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
-    if isinstance(value, dict):
-        return {k: _substitute(v, at + (k,), lines, shown, environ, problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, at + (i,), lines, shown, environ, problems) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "$" not in value:
-        return value
+class _Substitution:
+    """``${VAR}`` and ``${VAR:-default}`` replaced in every string (``$$`` is a literal ``$``),
+    remembering what a later step needs: the key paths that received a value (validation
+    errors never echo those), and for each ``command[].shell`` the variables it refers to,
+    which reach the shell through the command's environment instead of its text."""
 
-    def replace(match: re.Match) -> str:
+    def __init__(self, environ: typing.Mapping[str, str], secret_names: set[str], lines: dict[Path_, int], shown: str):
+        self.environ, self.secret_names, self.lines, self.shown = environ, secret_names, lines, shown
+        self.problems: list[Problem] = []
+        self.hidden: set[Path_] = set()
+        self.shell_env: dict[int, dict[str, str]] = {}  # command index -> variables for its shell
+
+    def walk(self, value: Any, at: Path_ = ()) -> Any:
+        if isinstance(value, dict):
+            return {k: self.walk(v, at + (k,)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, at + (i,)) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        if len(at) == 3 and at[0] == "command" and at[2] == "shell" and isinstance(at[1], int):
+            return shell_references(value, lambda m: self._shell_variable(m, at))
+        userinfo = range(0)
+        if at and at[-1] in _ADDRESSES and "://" in value:  # scheme://user:password@host
+            start = value.index("://") + 3
+            userinfo = range(start, max(start, value.find("@", start)) + 1)
+        return _VAR.sub(lambda m: self._value(m, at, m.start() in userinfo and m.end() in userinfo), value)
+
+    def _value(self, match: re.Match, at: Path_, in_userinfo: bool = False) -> str:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in environ:
-            result = environ[name]
+        if name in self.environ:
+            result = self.environ[name]
         elif default is not None:
             result = default
         else:
-            problems.append(Problem(shown, line_of(lines, at), dotted(at),
-                                    f"expected environment variable {name} to be set, seen it unset "
-                                    f"(export it, or write ${{{name}:-default}})"))
+            self.problems.append(Problem(self.shown, line_of(self.lines, at), dotted(at),
+                                         f"expected environment variable {name} to be set, seen it unset "
+                                         f"(export it, or write ${{{name}:-default}})"))
             return ""
-        if is_secret_name(name) or (at and is_secret_name(str(at[-1]))):
-            REDACTOR.add(result)
+        self.hidden.add(at)
+        if is_secret_variable(name) or name in self.secret_names or in_userinfo:
+            register_secret(result, name, whole=in_userinfo)
+        if in_userinfo:
+            # the value is the user or password, whatever it holds: a / ? # @, a quote or a
+            # space would break the address (and error messages would quote the pieces). What
+            # RFC 3986 allows there stays as it is, % too (a value may come percent-encoded).
+            result = quote(result, safe="!$&'()*+,;=:%")
         return result
 
-    return _VAR.sub(replace, value)
+    def _shell_variable(self, match: re.Match, at: Path_) -> str:
+        """The shell variable that will hold this reference's value (its own name unless the
+        shell owns that name or the command's ``env`` gives it another value)."""
+        value = self._value(match, at)
+        name = match.group(1)
+        taken = self.shell_env.setdefault(at[1], {})
+        alias = name if name not in _SHELL_OWNED else f"OPSGATE_VAR_{name}"
+        while taken.get(alias, value) != value:
+            alias = f"OPSGATE_VAR_{alias}"
+        taken[alias] = value
+        return alias
+
+    def give_shells_their_variables(self, data: dict) -> None:
+        """Add each shell's variables to its command's ``env`` (renamed on a clash)."""
+        commands = data.get("command")
+        for index, variables in self.shell_env.items():
+            item = commands[index] if isinstance(commands, list) and index < len(commands) else None
+            if not isinstance(item, dict) or not isinstance(item.get("shell"), str):
+                continue
+            env = item.setdefault("env", {})
+            if not isinstance(env, dict):
+                continue  # validation reports the bad env
+            for alias, value in variables.items():
+                while alias in env and _plain(env[alias]) != value:
+                    old = f"${{{alias}}}"
+                    alias = f"OPSGATE_VAR_{alias}"
+                    item["shell"] = item["shell"].replace(old, f"${{{alias}}}")
+                env.setdefault(alias, value)
+                self.hidden.add(("command", index, "env", alias))
+
+
+_ADDRESSES = ("url", "dsn", "engine")  # fields holding an address whose password is registered
+
+
+def _plain(value: Any) -> Any:
+    return value.get("value") if isinstance(value, dict) else value
+
+
+# names a shell sets or reads itself: a value for one of these goes under another name
+_SHELL_OWNED = frozenset({"IFS", "PS1", "PS2", "PS4", "PPID", "PWD", "OLDPWD", "OPTIND", "OPTARG", "LINENO",
+                          "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "CDPATH", "HOME", "PATH", "SHELL"})
+
+
+def shell_references(text: str, variable: typing.Callable[[re.Match], str]) -> str:
+    """Rewrite every ``${VAR}`` / ``${VAR:-default}`` of a shell line into a quoted reference
+    to a shell variable (named by ``variable(match)``), so the shell expands the value as
+    data: no command substitution, no ``;``, no word splitting or globbing. Quoting follows
+    the line's own: ``"${V}"`` outside quotes, ``${V}`` inside double quotes, and inside
+    single quotes the quote is closed around it. ``$$`` is a literal ``$``.
+
+    >>> line = 'ping -c1 ${HOST} && echo "at ${HOST}" ' + "'or ${HOST}' $$PATH"
+    >>> print(shell_references(line, lambda m: m.group(1)))
+    ping -c1 "${HOST}" && echo "at ${HOST}" 'or '"${HOST}"'' $PATH
+    """
+    out: list[str] = []
+    stack: list[str] = []  # open contexts: '"', '`', '(' (inside $(...))
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        top = stack[-1] if stack else ""
+        match = _VAR.match(text, i) if char == "$" else None
+        if match:
+            i = match.end()
+            if match.group(0) == "$$":
+                out.append("$")
+                if text.startswith("(", i):  # $$( is the shell's $(
+                    stack.append("(")
+                    out.append("(")
+                    i += 1
+                continue
+            name = variable(match)
+            out.append(f"${{{name}}}" if top == '"' else f'"${{{name}}}"')
+            continue
+        if char == "\\":
+            step = 1 if text.startswith("$", i + 1) else 2  # \$ does not hide ${VAR} from opsgate
+            out.append(text[i:i + step])
+            i += step
+            continue
+        if char == "'" and top != '"':
+            close = text.find("'", i + 1)
+            close = n if close < 0 else close
+            inner = _VAR.sub(lambda m: "$" if m.group(0) == "$$" else f"'\"${{{variable(m)}}}\"'", text[i + 1:close])
+            out.append("'" + inner + ("'" if close < n else ""))
+            i = close + 1
+            continue
+        if char == '"':
+            if top == '"':
+                stack.pop()
+            else:
+                stack.append('"')
+        elif char == "`":
+            if top == "`":
+                stack.pop()
+            else:
+                stack.append("`")
+        elif char == "$" and text.startswith("$(", i):
+            stack.append("(")
+            out.append("$(")
+            i += 2
+            continue
+        elif char == "(" and top == "(":
+            stack.append("(")
+        elif char == ")" and top == "(":
+            stack.pop()
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def register_secret(value: str, name: str = "a secret value", whole: bool = False) -> None:
+    """Register a secret with the redactor. A value that is a URL with a password registers
+    that password (raw and percent-decoded) and not the whole address, unless ``whole``
+    (the user marked the very value secret). A value too short to mask without masking noise
+    is not registered: the loader warns, naming it.
+
+    >>> register_secret("postgresql://app:pw-1234@db/x", "DATABASE_URL")
+    >>> REDACTOR.text("postgresql://app:pw-1234@db/x failed; pw-1234 rejected")
+    'postgresql://app:***@db/x failed; *** rejected'
+    """
+    if not value:
+        return
+    password = _password(value) if "://" in value else None
+    parts = [password, unquote(password)] if password else []
+    if whole or not parts:
+        parts.insert(0, value)
+    for part in parts:
+        if not REDACTOR.add(part):
+            warnings.warn(f"{name}: a secret shorter than {MIN_SECRET} characters is not masked in output "
+                          "(masking it would hide every occurrence of those characters)", stacklevel=2)
 
 
 def _apply_defaults(data: dict) -> None:
@@ -209,23 +368,52 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+def _register_inherited(environ: typing.Mapping[str, str], listed: set[str]) -> None:
+    """Secret-named and listed variables of opsgate's own environment: every command check
+    inherits them, so a command that prints its environment must not show them."""
+    for name, value in environ.items():
+        if (is_secret_variable(name) or name in listed) and isinstance(value, str):
+            register_secret(value, name)
+
+
 def _register_secrets(env: Environment) -> None:
-    """Header values marked secret or named like secrets, the password of any URL or DSN
-    (http, postgres, redis, prometheus, metrics, a container engine), secret command env."""
+    """Header values marked secret or named like secrets (and the token after a scheme, the
+    password inside Basic credentials), the password of any URL or DSN (http, postgres,
+    redis, prometheus, metrics, a container engine), secret command env."""
     for item in env.http:
         for name, value in item.headers.items():
-            secret = getattr(value, "secret", False) or is_secret_name(name)
-            if secret:
-                text = value.value if hasattr(value, "value") else value
-                REDACTOR.add(text)
-                REDACTOR.add(text.split(" ", 1)[-1])  # the token of "Bearer <token>"
+            if getattr(value, "secret", False) or is_secret_name(name):
+                text = value.value if isinstance(value, SecretValue) else value
+                register_secret(text, f"header {name}", whole=True)
+                scheme, _, token = text.partition(" ")
+                if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme):  # "Bearer <token>", "Basic <base64>"
+                    REDACTOR.add(token.strip())
+                    if scheme.lower() == "basic":
+                        REDACTOR.add(_basic_password(token))
     for item in env.items():
-        for field in ("url", "dsn", "engine"):
+        for field in _ADDRESSES:
             address = getattr(item, field, None)
-            password = urlsplit(address).password if isinstance(address, str) else None
+            password = _password(address) if isinstance(address, str) else None
             if password:
-                REDACTOR.add(password)
+                register_secret(password, f"{item.name}.{field} password", whole=True)
+                register_secret(unquote(password), f"{item.name}.{field} password", whole=True)
     for item in env.command:
         for name, value in item.env.items():
-            if getattr(value, "secret", False) or is_secret_name(name):
-                REDACTOR.add(value.value if hasattr(value, "value") else value)
+            if isinstance(value, SecretValue):
+                register_secret(value.value, name, whole=value.secret)
+            elif is_secret_variable(name) or name in env.secrets:
+                register_secret(value, name)
+
+
+def _password(address: str) -> str | None:
+    try:
+        return urlsplit(address).password
+    except ValueError:  # not a URL after all
+        return None
+
+
+def _basic_password(token: str) -> str:
+    try:
+        return base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[2]
+    except (ValueError, UnicodeDecodeError):
+        return ""

@@ -147,7 +147,8 @@ class CheckItem(Strict):
 
 
 class SecretValue(Strict):
-    """A value to be kept out of every output (``{value: "${TOKEN}", secret: true}``)."""
+    """A value to be kept out of every output (``{value: "${TOKEN}", secret: true}``): it is
+    masked, in every encoded form, wherever it appears (see :mod:`opsgate.redact`)."""
 
     value: str
     secret: bool = True
@@ -452,6 +453,9 @@ class Environment(Strict):
     severity_scale: Literal["P0-P3", "P1-P4", "SEV0-SEV3"] = "P0-P3"
     base_dir: str | None = Field(None, description="relative paths resolve here (default: the file's folder)")
     concurrency: int = Field(50, ge=1, le=1024, description="probes run at once")
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        [], description="names of environment variables whose values are secret wherever they are substituted "
+                        "(besides names with KEY, SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL, PRIVATE)")
     defaults: Defaults = Defaults()
     http: list[HttpCheck] = []
     tcp: list[TcpCheck] = []

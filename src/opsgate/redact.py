@@ -1,12 +1,34 @@
 """Keep secrets out of evidence, messages, logs and reports.
 
 Two layers: literal values known to be secret (registered when the environment file is
-loaded: values of secret-looking variables, secret headers, URL passwords) and patterns
-for secrets that arrive in observed text (``password=...``, ``Bearer ...``,
-``scheme://user:pass@``).
+loaded) and patterns for secrets that arrive in observed text (``password=...``,
+``Bearer ...``, ``Basic ...``, ``scheme://user:pass@``).
+
+Which values are secret (registered by :mod:`opsgate.envfile`):
+
+- a variable whose NAME contains KEY, SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL or
+  PRIVATE (any case: ``SIGNING_KEY``, ``GH_TOKEN``, ``PGPASSWORD``, ``DB_PASSWD``), where
+  it is substituted and, because commands inherit it, in opsgate's own environment;
+- a variable named in the environment file's top-level ``secrets: [NAME, ...]``;
+- a value written ``{value: ..., secret: true}`` (a header or command ``env`` entry);
+- a header whose name looks secret (:func:`is_secret_name`: Authorization, Cookie,
+  X-Api-Key, X-Auth-Token ...), and the token after its scheme (``Bearer <token>``);
+- the password of every URL or DSN (``url``, ``dsn``, ``engine``).
+
+A secret value that parses as a URL with a password registers only the password (a
+``DATABASE_URL`` hides ``pw`` in ``postgresql://app:pw@db/x``, not the host). Values
+shorter than :data:`MIN_SECRET` characters are never registered: masking ``100`` or
+``dev`` everywhere would hide evidence; the loader warns instead. Names such as AUTH,
+SESSION or URL alone do not make a variable secret.
+
+Each registered secret is masked in every form it takes in output: as is, JSON-escaped
+(``\\"``, ``\\\\``, ``\\u00dc``, ``\\/``), URL-encoded (``%2F``, ``+``), repr-quoted, inside
+base64 (``Basic`` credentials ``user:secret`` at any alignment), and a fragment of it at
+the edge of a string (what a cut made before redaction leaves).
 
 >>> r = Redactor()
 >>> r.add("s3cr3t-token")
+True
 >>> r.text("GET with s3cr3t-token failed")
 'GET with *** failed'
 >>> r.text("postgresql://app:hunter2@db:5432/app")
@@ -15,15 +37,24 @@ for secrets that arrive in observed text (``password=...``, ``Bearer ...``,
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
+MIN_SECRET = 4  # shorter values are never registered (they would mask noise)
+EDGE_SECRET = 8  # secrets at least this long are also masked by fragments at a string's edge
+EDGE_FRAGMENT = 4  # ... fragments of at least this many characters
+# header and key names whose values are secret (broader than variable names: headers)
 SECRET_NAME = re.compile(
     r"pass(word|wd)?|pwd|token|secret|api[-_]?key|credential|auth|cookie|session|dsn|private",
     re.IGNORECASE,
 )
+# variable names whose values are secret: documented, predictable, no AUTH/SESSION/URL
+SECRET_VARIABLE = re.compile(r"key|secret|token|passw(or)?d|credential|private", re.IGNORECASE)
 _PATTERNS = [
     # scheme://user:password@host -> keep the user, hide the password
     (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE), r"\g<keep>***@"),
@@ -42,53 +73,149 @@ _PATTERNS = [
 ]
 # Every pattern above needs one of these words; most strings in a report have none, and one
 # search is far cheaper than four substitutions (the whole report passes through here).
-_TRIGGER = re.compile(r"://|bearer|basic|pass|token|secret|api|access", re.IGNORECASE)
+_TRIGGER = re.compile(r"://|bearer|basic|passw|token|secret|api|access", re.IGNORECASE)
+_MEMO_TEXT = 64  # short strings (keys, outcomes, names) repeat: their redaction is remembered
+_MEMO_SIZE = 200_000
 
 
 def is_secret_name(name: str) -> bool:
-    """True when a variable or header name says its value is secret.
+    """True when a header or key name says its value is secret.
 
-    >>> is_secret_name("PGPASSWORD"), is_secret_name("Authorization"), is_secret_name("HOST")
+    >>> is_secret_name("Authorization"), is_secret_name("X-Api-Key"), is_secret_name("Accept")
     (True, True, False)
     """
     return bool(SECRET_NAME.search(name))
 
 
+def is_secret_variable(name: str) -> bool:
+    """True when an environment variable's name says its value is secret.
+
+    >>> [is_secret_variable(n) for n in ("SIGNING_KEY", "GH_TOKEN", "DB_PASSWD", "AUTH_SERVICE_URL", "AUTH_LOG_LINES")]
+    [True, True, True, False, False]
+    """
+    return bool(SECRET_VARIABLE.search(name))
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """The forms a secret can take in output, itself included: JSON-escaped, URL-encoded,
+    repr-quoted (and those escaped once more), and the stable cores of its base64 at each of
+    the three alignments it can have inside a longer encoded string (``user:secret``).
+
+    >>> forms = encoded_forms('a/b"c\\u00dc pw')
+    >>> [f in forms for f in (r'a\\/b\\"c\\u00dc pw', r'a\\/b\\"c\\u00DC pw', 'a%2Fb%22c%C3%9C%20pw', 'a%2fb%22c%c3%9c+pw')]
+    [True, True, True, True]
+    >>> r = Redactor(); _ = r.add("s3cr3t-value")
+    >>> base64.b64encode(b"user:s3cr3t-value").decode(), r.text("Basic dXNlcjpzM2NyM3QtdmFsdWU=")
+    ('dXNlcjpzM2NyM3QtdmFsdWU=', 'Basic dXNlcjp***U=')
+    """
+    escaped = {secret}
+    for form in _escapes(secret):
+        escaped.add(form)
+        escaped.update(_escapes(form))  # escaped twice: JSON inside JSON, a repr of a repr
+    forms = set(escaped)
+    for url in (quote(secret, safe=""), quote(secret), quote_plus(secret), quote(secret, safe="!'()*~")):
+        forms.add(url)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), url))
+    forms.update(_base64_cores(secret.encode("utf-8")))
+    return {f for f in forms if len(f) >= MIN_SECRET}
+
+
+def _escapes(text: str) -> list[str]:
+    ascii_json = json.dumps(text)[1:-1]
+    upper_json = re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), ascii_json)
+    plain_json = json.dumps(text, ensure_ascii=False)[1:-1]
+    single = repr(text + "\"'")[1:-4]  # repr with both quotes present escapes the single one
+    forms = [ascii_json, upper_json, plain_json, repr(text)[1:-1], ascii(text)[1:-1],
+             single, single.replace("\\'", "'").replace('"', '\\"')]
+    return forms + [f.replace("/", "\\/") for f in (ascii_json, upper_json, plain_json)]
+
+
+def _base64_cores(data: bytes) -> set[str]:
+    """Base64 characters that depend on ``data`` alone, for data at offset 0, 1 or 2 of a
+    3-byte group (standard and URL-safe alphabets); cores shorter than 6 would mask noise."""
+    cores = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode("ascii")
+        start, end = -(-8 * offset // 6), 8 * (offset + len(data)) // 6
+        core = encoded[start:end]
+        if len(core) >= 6:
+            cores.add(core)
+            cores.add(core.replace("+", "-").replace("/", "_"))
+    return cores
+
+
 class Redactor:
-    """Replaces registered secret values and secret-shaped text with ``***``."""
+    """Replaces registered secret values (in every encoded form) and secret-shaped text
+    with ``***``."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
-        self._literal: re.Pattern | None = None  # all registered values, longest first
+        self._forms: set[str] = set()
+        # one snapshot read by text(): literal regex; edge fragments (secret, where it is cut)
+        # by their 4 outer characters; the memo of short strings redacted under this state
+        self._state: tuple[re.Pattern | None, dict, dict, dict[str, str]] = (None, {}, {}, {})
         self._lock = threading.Lock()
 
-    def add(self, value: object) -> None:
-        """Register a literal secret; values shorter than 3 characters would mask noise."""
+    def add(self, value: object) -> bool:
+        """Register a literal secret and its encoded forms; False (not registered) when it
+        is shorter than MIN_SECRET characters.
+
+        >>> r = Redactor(); r.add("abc"), r.add("abcd")
+        (False, True)
+        """
         text = "" if value is None else str(value)
-        if len(text) >= 3:
-            with self._lock:
-                if text not in self._values:
-                    self._values.add(text)
-                    self._literal = re.compile("|".join(
-                        re.escape(v) for v in sorted(self._values, key=len, reverse=True)))
+        if len(text) < MIN_SECRET:
+            return False
+        with self._lock:
+            if text in self._values:
+                return True
+            self._values.add(text)
+            self._forms |= encoded_forms(text)
+            heads: dict[str, list[tuple[str, int]]] = {}
+            tails: dict[str, list[tuple[str, int]]] = {}
+            for secret in sorted(self._values, key=len, reverse=True):
+                if len(secret) >= EDGE_SECRET:
+                    for cut in range(1, len(secret) - EDGE_FRAGMENT + 1):  # longest fragments first
+                        heads.setdefault(secret[cut:cut + EDGE_FRAGMENT], []).append((secret, cut))
+                        end = len(secret) - cut
+                        tails.setdefault(secret[end - EDGE_FRAGMENT:end], []).append((secret, end))
+            self._state = (re.compile(_trie_pattern(self._forms)), heads, tails, {})
+        return True
 
     def text(self, value: str) -> str:
-        """Redact one string."""
-        literal = self._literal
+        """Redact one string.
+
+        >>> r = Redactor(); _ = r.add("hunter2-SECRET")
+        >>> r.text('{"pw": "hunter2-SECRET"}'), r.text("q=hunter2-SECRET%21"), r.text("SECRET and more")
+        ('{"pw": "***"}', 'q=***%21', '*** and more')
+        """
+        literal, heads, tails, memo = self._state
+        short = len(value) <= _MEMO_TEXT
+        if short:
+            done = memo.get(value)
+            if done is not None:
+                return done
+        out = value
         if literal is not None:
-            value = literal.sub(MASK, value)
-        if _TRIGGER.search(value):
+            out = literal.sub(MASK, out)
+            if len(out) >= EDGE_FRAGMENT:
+                out = _edges(out, heads, tails)
+        if _TRIGGER.search(out):
             for pattern, replacement in _PATTERNS:
-                value = pattern.sub(replacement, value)
-        return value
+                out = pattern.sub(replacement, out)
+        if short:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[value] = out
+        return out
 
     def excerpt(self, value: str, limit: int, keep: str = "head") -> str:
         """Redact first, then cut to ``limit`` characters (``keep`` the head or the tail): a cut
         made before redaction could leave a fragment of a secret no pattern recognises.
         Every place that shortens observed text for a message or evidence goes through here.
 
-        >>> r = Redactor(); r.add("abcdefgh")
-        >>> r.excerpt("token abcdefgh and more", 10), r.excerpt("x abcdefgh", 5, keep="tail")
+        >>> r = Redactor(); _ = r.add("abcdefgh")
+        >>> r.excerpt("token abcdefgh and more", 10), r.excerpt("xy abcdefgh", 4, keep="tail")
         ('token *** ', ' ***')
         """
         text = self.text(value)
@@ -102,13 +229,69 @@ class Redactor:
         >>> Redactor().data({"url": "https://u:pw1234@h/x", "n": 3})
         {'url': 'https://u:***@h/x', 'n': 3}
         """
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.data(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self.data(v) for v in value]
-        return value
+        memo, text = self._state[3], self.text
+
+        def one(v: Any) -> Any:  # a remembered short string costs one dict lookup, no call
+            if isinstance(v, str):
+                done = memo.get(v)
+                return done if done is not None else text(v)
+            if isinstance(v, dict):
+                return {one(k) if isinstance(k, str) else k: one(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [one(x) for x in v]
+            return v
+
+        return one(value)
+
+
+def _edges(text: str, heads: dict[str, list[tuple[str, int]]], tails: dict[str, list[tuple[str, int]]]) -> str:
+    """Mask a secret's fragment at the start (its end) or at the end (its start) of ``text``,
+    also just inside an ellipsis that marks a cut."""
+    start = 3 if text.startswith("...") else 1 if text.startswith("…") else 0
+    for secret, cut in heads.get(text[start:start + EDGE_FRAGMENT], ()):
+        if text.startswith(secret[cut:], start):
+            text = text[:start] + MASK + text[start + len(secret) - cut:]
+            break
+    end = len(text) - (3 if text.endswith("...") else 1 if text.endswith("…") else 0)
+    if end >= EDGE_FRAGMENT:
+        for secret, cut in tails.get(text[end - EDGE_FRAGMENT:end], ()):
+            if text.endswith(secret[:cut], 0, end):
+                text = text[:end - cut] + MASK + text[end:]
+                break
+    return text
+
+
+def _trie_pattern(words: set[str]) -> str:
+    """One regex matching any of ``words``, longest first, shaped as a trie: at each position
+    the engine follows one branch instead of trying every word (several times faster than a
+    flat alternation of a few hundred encoded forms).
+
+    >>> _trie_pattern({"abc", "abd", "ab"})
+    'ab(?:c|d)?'
+    """
+    root: dict = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        parts = []
+        for char in sorted(k for k in node if k):
+            chain, child = re.escape(char), node[char]
+            while len(child) == 1 and "" not in child:  # a run without branches: no group
+                (char, child), = child.items()
+                chain += re.escape(char)
+            parts.append(chain + emit(child))
+        if not parts:
+            return ""
+        group = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+        if "" in node:
+            return (group if len(parts) > 1 else f"(?:{group})") + "?"
+        return group
+
+    return emit(root)
 
 
 #: The process-wide redactor: the environment loader registers secrets here and every
