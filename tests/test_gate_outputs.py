@@ -79,6 +79,7 @@ def test_junit_fails_closed_on_error(tmp_path):
 def test_prometheus_textfile_is_parseable_and_carries_status_values_verdict(tmp_path, failing):
     web, db, policy = failing
     out = tmp_path / "textfile" / "opsgate.prom"
+    out.parent.mkdir()  # the textfile collector's folder exists; the gate creates no folders
     run = run_gate(web, db, "--policy", policy, "--gate", "deploy", "--prometheus", out)
     assert run.returncode == 1
     samples = {}

@@ -5,7 +5,10 @@
 - ``opsgate list [ENV]``    the checks an environment defines, with severity and cadence
 - ``opsgate demo``          run the embedded demo target in the foreground
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
-  says WARN blocks), FAIL 1, ERROR 2; ``--nagios`` prints one plugin line and exits 0/1/2/3
+  says WARN blocks), FAIL 1, ERROR 2; ``--nagios`` prints one plugin line and exits 0/1/2/3.
+  A report is read in bounded memory (``--max-report-size``); with a seal key
+  (``--seal-key-file`` or the policy's ``seal_key``) only reports signed with it count; an
+  output file (``--junit``, ``--markdown``, ``--prometheus``) that cannot be written is ERROR.
 
 >>> main(["schema"]) == 0  # doctest: +ELLIPSIS
 {...
@@ -86,12 +89,25 @@ def _gate(args: argparse.Namespace) -> int:
     # (2 s of 4 for a 50,000-check report).
     gc.disable()
     from .exporters import nagios, terminal
-    from .exporters.publish import write_outputs
+    from .exporters.publish import publish
     from .gate import PolicyError, evaluate, find_policy, load_policy, read_report
+    from .report import ReportError, read_key_file
+    from .units import parse_size
 
     try:
         policy = load_policy(find_policy(args.policy, [Path.cwd()]))
         policy.gate(args.gate)
+        key = policy.seal_key(args.gate)
+        if args.seal_key_file:
+            key = read_key_file(args.seal_key_file, "--seal-key-file")
+        limit = parse_size(args.max_report_size)
+    except (ReportError, ValueError) as exc:
+        reason = str(exc) if isinstance(exc, ReportError) else f"--max-report-size: {exc}"
+        if args.nagios:
+            print(f"OPSGATE UNKNOWN - {reason}".replace("|", "/"))
+            return 3
+        print(f"ERROR: {reason}\nverdict: ERROR (exit 2)", file=sys.stderr)
+        return 2
     except PolicyError as exc:
         reason = "; ".join(str(p) for p in exc.problems)
         if args.nagios:
@@ -101,8 +117,8 @@ def _gate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    result = evaluate([read_report(path) for path in args.reports], policy, args.gate)
-    write_outputs(result, args.markdown, args.junit, args.prometheus)
+    result = evaluate([read_report(path, key, limit) for path in args.reports], policy, args.gate)
+    publish(result, args.markdown, args.junit, args.prometheus)  # one that cannot be written makes it ERROR
     if args.nagios:
         line, code = nagios.render(result)
         print(line)
@@ -137,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prometheus", default=None, metavar="FILE",
                    help="also write Prometheus text format (node_exporter textfile collector), atomically")
     p.add_argument("--nagios", action="store_true", help="print one Nagios plugin line; exit 0/1/2/3")
+    p.add_argument("--seal-key-file", default=None, metavar="FILE",
+                   help="trust only reports signed (HMAC-SHA256) with the key in this file; overrides the policy's seal_key")
+    p.add_argument("--max-report-size", default="512MiB", metavar="SIZE",
+                   help="a larger report file is ERROR, not read (default: 512MiB)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; the exit code is the verdict")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours")
     p.set_defaults(func=_gate)

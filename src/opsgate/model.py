@@ -192,11 +192,17 @@ class TcpCheck(CheckItem):
 
 
 class ProcessCheck(CheckItem):
-    """Processes by name or command-line regex: count within bounds, RSS and CPU limits."""
+    """Processes by name or command-line regex, or the one whose PID is in a file (and, with
+    ``children``, its descendants): count within bounds, RSS and CPU limits. ``pid_file``
+    scopes a check to one instance, so other copies of the same program on the host
+    (another deployment, a test run) are not counted."""
 
     kind: ClassVar[str] = "process"
     process_name: str | None = Field(None, description="exact process name")
     cmdline: Regex | None = Field(None, description="regex searched in the joined command line")
+    pid_file: str | None = Field(None, description="only the process whose PID this file holds (name and "
+                                                   "cmdline, when given, must match it too)")
+    children: bool = Field(False, description="with pid_file: also count that process's descendants")
     min_count: int = Field(1, ge=0)
     max_count: int | None = Field(None, ge=0)
     rss_mb: Limit | None = None
@@ -206,8 +212,10 @@ class ProcessCheck(CheckItem):
 
     @model_validator(mode="after")
     def _needs_a_matcher(self) -> "ProcessCheck":
-        if not self.process_name and not self.cmdline:
-            raise ValueError("expected process_name or cmdline, seen neither")
+        if not self.process_name and not self.cmdline and not self.pid_file:
+            raise ValueError("expected process_name, cmdline or pid_file, seen none of them")
+        if self.children and not self.pid_file:
+            raise ValueError("expected pid_file with children: true (children of which process?)")
         return self
 
 

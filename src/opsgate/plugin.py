@@ -11,7 +11,10 @@ given; otherwise it only registers its markers and fixtures.
 - Before the first test runs every selected check is submitted to the engine; each
   test waits for its own result through the ``verify`` fixture.
 - The report goes to ``reports/<cadence>-<UTC timestamp>.json`` and
-  ``reports/<cadence>-latest.json`` with no flags needed.
+  ``reports/<cadence>-latest.json`` with no flags needed. Before the first check,
+  ``-latest`` is replaced by a "run started" marker, so a run that is killed leaves
+  a gate ERROR, never the previous verdict. A report that cannot be built or written
+  makes the run's exit status 2 with the reason, with or without ``--gate``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .engine import Engine
 from .model import CADENCES, KINDS, CheckItem
 from .probes import ProbeContext
 from .redact import REDACTOR
-from .report import write_report
+from .report import ReportError, read_key_file, seal_key_from_environment, write_marker, write_report
 from .results import CheckResult
 from .runner import run_check
 from .summary import write_summary
@@ -62,6 +65,8 @@ class RunState:
     session: pytest.Session | None = None
     # outcome of each hand-written check so far, by test id and function name (for depends_on)
     python_outcomes: dict[str, str] = field(default_factory=dict)
+    seal_key: bytes | None = None  # HMAC key for the report's seal (never printed)
+    not_written: str | None = None  # why the report (or its started marker) could not be written
 
     _ctx: ProbeContext | None = None
 
@@ -122,6 +127,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(PASS 0, WARN 0 or 1, FAIL 1, ERROR 2)")
     group.addoption("--policy", dest="opsgate_policy", default=None,
                     help="gates file for --gate (default: $OPSGATE_POLICY, else config/gates.yaml)")
+    group.addoption("--seal-key-file", dest="opsgate_seal_key_file", default=None,
+                    help="sign the report with HMAC-SHA256 using the key in this file "
+                         "(default: $OPSGATE_SEAL_KEY_FILE, else $OPSGATE_SEAL_KEY, else a plain SHA-256 digest)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -196,6 +204,15 @@ def _activate(config: pytest.Config, cadence: str) -> RunState:
                      config.getoption("opsgate_concurrency") or loaded.env.concurrency, demo)
     state.gate_name = config.getoption("opsgate_gate")
     state.policy = _policy(config, state.gate_name, demo)
+    try:
+        key_file = config.getoption("opsgate_seal_key_file")
+        state.seal_key = read_key_file(key_file, "--seal-key-file") if key_file else seal_key_from_environment()
+    except ReportError as exc:
+        if demo:
+            demo.stop()
+        raise pytest.UsageError(f"opsgate: {exc}; no check was run") from None
+    if state.seal_key:
+        REDACTOR.add(state.seal_key.decode("utf-8", "replace"))
     config.stash[STATE] = state
     return state
 
@@ -309,6 +326,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         # a pytest-xdist worker collects every item but runs only those sent to it: starting
         # them all here would run each probe once per worker
         return
+    _mark_started(session, state)
     if checks:
         # Start-up's objects (modules, models, test items) live until exit: move them out of
         # the collector's reach so the probes' garbage is collected without re-walking them.
@@ -469,6 +487,27 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
     json_report.update(redacted)
 
 
+def _latest_name(config: pytest.Config, state: RunState) -> str:
+    return "partial-latest" if _partial(config, state) else "latest"
+
+
+def _mark_started(session: pytest.Session, state: RunState) -> None:
+    """Before the first check: replace ``-latest`` with a "run started" marker, so a run killed
+    from here on (SIGKILL, SIGTERM, out of memory) leaves the gate an ERROR, not the last verdict."""
+    if not state.write_reports:
+        return
+    try:
+        write_marker(state.reports_dir, state.cadence.replace("+", "-"), _latest_name(session.config, state),
+                     state.loaded.env.name, state.started, state.seal_key)
+    except (OSError, ReportError) as exc:
+        # the final write will most likely fail too; if it does not, its report replaces this
+        state.not_written = f"the run could not mark itself started in {state.reports_dir}: {_reason(exc)}"
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
 def _partial(config: pytest.Config, state: RunState) -> str | None:
     """Why this run covers less than its cadence folders (a file or test named, -k/-m), or None.
     A partial run's report does not replace ``<cadence>-latest.json``."""
@@ -521,16 +560,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         latest = "partial-latest" if (plugin.report.get("opsgate") or {}).get("partial") else "latest"
         try:
             state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"),
-                                             state.started, latest)
+                                             state.started, latest, state.seal_key)
+        except ReportError as exc:
+            not_written = f"{exc}; no report was written to {state.reports_dir}"
         except OSError as exc:
-            not_written = f"the report could not be written to {state.reports_dir}: {exc.strerror or exc}"
+            not_written = f"the report could not be written to {state.reports_dir}: {_reason(exc)}"
+        except Exception as exc:  # any other failure still must not leave a pass behind
+            not_written = f"the report could not be written to {state.reports_dir}: {type(exc).__name__}: {exc}"[:300]
+    state.not_written = not_written
     from .gate import evaluate, from_document
 
     label = str(state.report_path) if state.report_path else "this run"
     state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
-    if not_written:  # nothing downstream can gate on this run: never a pass
+    if not_written:  # nothing downstream can gate on this run: never a pass, with or without --gate
         state.gate.errors.insert(0, not_written)
         state.gate.verdict, state.gate.exit_code = "ERROR", 2
+        session.exitstatus = 2
     if state.gate_name:
         # one code path decides: the same evaluate() as `opsgate gate`, and its exit code
         session.exitstatus = state.gate.exit_code

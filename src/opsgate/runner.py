@@ -99,8 +99,57 @@ def run_check(item: CheckItem, ctx: "probes.ProbeContext") -> CheckResult:
         evidence["window"] = {"duration_s": item.window.duration, "interval_s": item.window.interval}
     if item.retry:
         evidence["retry"] = {"timeout_s": item.retry.timeout, "interval_s": item.retry.interval, "attempts": attempts}
-    return CheckResult(item.name, item.kind, item.severity, status, message, REDACTOR.data(evidence),
+    return CheckResult(item.name, item.kind, item.severity, status, message, REDACTOR.data(bound_evidence(evidence)),
                        t0, round(time.time() - t0, 4), attempts)
+
+
+MAX_DEPTH = 32  # nesting kept in evidence: deeper values are cut (a report serialiser stops at 255)
+MAX_ITEMS = 200  # entries kept per list or mapping
+MAX_TEXT = 4096  # characters kept per string
+MAX_VALUES = 20_000  # values kept in one check's evidence in all
+
+
+def bound_evidence(value: Any, depth: int = MAX_DEPTH) -> Any:
+    """``value`` cut to what a report can always hold: nesting, entries per list or mapping,
+    string length and the number of values, each bounded; each cut says where it was made.
+    Only the stored evidence is cut: the check's verdict was decided on the whole value.
+
+    >>> deep = []
+    >>> for _ in range(300):
+    ...     deep = [deep]
+    >>> cut = bound_evidence({"observed": deep}, depth=3)
+    >>> cut
+    {'observed': [['…truncated at depth 3']]}
+    >>> bound_evidence(["x" * 5000])[0][-32:]
+    '… (5000 characters, cut at 4096)'
+    """
+    budget = [MAX_VALUES]
+    return _bound(value, 1, depth, budget)
+
+
+def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else (
+            REDACTOR.excerpt(value, MAX_TEXT) + f"… ({len(value)} characters, cut at {MAX_TEXT})")
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if level > depth:
+        return f"…truncated at depth {depth}"
+    if budget[0] <= 0:
+        return f"…truncated: evidence larger than {MAX_VALUES} values"
+    entries = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+    kept = entries[:MAX_ITEMS]
+    if isinstance(value, dict):
+        out: Any = {k if isinstance(k, (str, int, float, bool)) or k is None else str(k):
+                    _bound(v, level + 1, depth, budget) for k, v in kept}
+        if len(entries) > MAX_ITEMS:
+            out["…"] = f"{len(entries) - MAX_ITEMS} more entries not kept"
+        return out
+    out = [_bound(v, level + 1, depth, budget) for _, v in kept]
+    if len(entries) > MAX_ITEMS:
+        out.append(f"… {len(entries) - MAX_ITEMS} more items not kept")
+    return out
 
 
 def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:

@@ -52,4 +52,7 @@ def write_summary(terminal: Any, state: Any) -> None:
         for line, tone in lines(gate):
             terminal.write_line(line, bold=line.startswith("verdict:"), **({tone: True} if tone else {}))
         return
-    terminal.write_line(f"verdict: {gate.verdict}", bold=True, **{TONE[gate.verdict]: True})
+    for error in gate.errors:  # e.g. the report could not be written: say why, not only "ERROR"
+        terminal.write_line(f"ERROR  {error}", red=True)
+    verdict = f"verdict: {gate.verdict}" + (f" (exit {gate.exit_code})" if gate.verdict == "ERROR" else "")
+    terminal.write_line(verdict, bold=True, **{TONE[gate.verdict]: True})

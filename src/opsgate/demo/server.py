@@ -159,6 +159,10 @@ def serve(args: argparse.Namespace) -> int:
         log.error("database connection lost: could not reach db:5432 (injected fault)")
     stop = threading.Event()
     threading.Thread(target=_background, args=(state, log, stop, args.parent_pid), daemon=True).start()
+    # the embedded default's process check reads this: its own instance, not every demo on the host
+    pid_tmp = root / "demo.pid.tmp"
+    pid_tmp.write_text(f"{os.getpid()}\n")
+    pid_tmp.replace(root / "demo.pid")
     if args.ready_file:
         tmp = Path(args.ready_file + ".tmp")
         tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))

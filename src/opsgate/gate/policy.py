@@ -17,6 +17,8 @@ Example ``config/gates.yaml``::
         require:
           - id: "test_http[api-*]"
           - tag: database
+      release:
+        seal_key: {file: /etc/opsgate/seal.key}   # only reports signed with this key are trusted
     waivers:
       - check: demo-models
         justification: "models are being re-pulled after the upgrade, OPS-142"
@@ -109,6 +111,39 @@ class Require(Strict):
         return bool(self.id) and any(glob_match(t, self.id) for t in (nodeid, nodeid.rsplit("::", 1)[-1]))
 
 
+class SealKey(Strict):
+    """Where the gate reads the HMAC key that signed the reports: an environment variable or a
+    file (never the key itself in the policy). With a key, an unsigned or wrongly signed
+    report is ERROR."""
+
+    env: str | None = Field(None, description="name of an environment variable holding the key")
+    file: str | None = Field(None, description="path of a file holding the key")
+
+    @model_validator(mode="after")
+    def _one(self) -> "SealKey":
+        if bool(self.env) == bool(self.file):
+            raise ValueError(f"expected exactly one of env, file; seen {', '.join(k for k in ('env', 'file') if getattr(self, k)) or 'none'}")
+        return self
+
+    def describe(self) -> str:
+        """``env GATE_KEY`` or ``file /etc/opsgate/seal.key`` (the source, never the key)."""
+        return f"env {self.env}" if self.env else f"file {self.file}"
+
+    def read(self) -> bytes:
+        """The key; ValueError naming the source (not the value) when it cannot be had."""
+        from ..report import ReportError, read_key_file
+
+        if self.env:
+            value = os.environ.get(self.env, "").strip()
+            if not value:
+                raise ValueError(f"seal_key: the environment variable {self.env} is not set or empty")
+            return value.encode("utf-8")
+        try:
+            return read_key_file(self.file, "seal_key")
+        except ReportError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class Gate(Strict):
     """One named gate."""
 
@@ -122,6 +157,8 @@ class Gate(Strict):
     max_age: Duration | None = Field(None, description="a report older than this is ERROR (e.g. 26h)")
     require: list[Require] = Field(default_factory=list, description="checks that must have run and passed")
     min_checks: Annotated[int, Field(ge=1)] = Field(1, description="fewer executed checks than this is ERROR")
+    seal_key: SealKey | None = Field(None, description="HMAC key source; reports not signed with it are ERROR "
+                                                       "(default: the policy's top-level seal_key)")
 
     @model_validator(mode="after")
     def _disjoint(self) -> "Gate":
@@ -161,6 +198,7 @@ class Policy(Strict):
 
     gates: dict[str, Gate] = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
+    seal_key: SealKey | None = Field(None, description="HMAC key source for every gate without its own")
 
     @model_validator(mode="after")
     def _default_gate(self) -> "Policy":
@@ -192,6 +230,17 @@ class LoadedPolicy:
             raise PolicyError([Problem(self.source, None, "gates",
                                        f"expected a gate named {name!r}, seen only: {', '.join(sorted(self.gates))}")])
         return self.gates[name]
+
+    def seal_key(self, name: str | None) -> bytes | None:
+        """The named gate's seal key (its own source, else the policy's), None when neither names
+        one; PolicyError naming the source, never the key, when it cannot be read."""
+        source = self.gate(name).seal_key or self.policy.seal_key
+        if source is None:
+            return None
+        try:
+            return source.read()
+        except ValueError as exc:
+            raise PolicyError([Problem(self.source, None, "seal_key", str(exc))]) from None
 
 
 def find_policy(explicit: str | os.PathLike | None, search: list[Path]) -> Path | None:

@@ -6,12 +6,20 @@ interrupted session, a collection error, a run stopped early, or a run in which 
 check executed each become a ``problem`` on the report, and any problem makes the
 verdict ERROR.
 
+A report is read in bounded time and memory: only a regular file (never a FIFO or a
+device such as ``/dev/zero``), opened without blocking, at most ``MAX_REPORT_BYTES``.
+
 >>> read_report("/nonexistent/daily-latest.json").problems
 ['/nonexistent/daily-latest.json: report not found']
+>>> read_report("/dev/zero").problems
+['/dev/zero: not a regular file (a character device): a report is a file a run wrote']
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +29,11 @@ import orjson
 
 from ..report import unseal
 from ..severity import LEVELS
+
+#: the largest report the gate reads (``opsgate gate --max-report-size``); a 50,000-check report is ~60 MB
+MAX_REPORT_BYTES = 512 * 2**20
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 #: statuses of a check that actually ran (blocked and skipped checks did not)
 EXECUTED = frozenset({"pass", "warn", "fail", "error"})
@@ -82,21 +95,55 @@ class Report:
         return sum(1 for c in self.checks if c.status in EXECUTED)
 
 
-def read_report(path: str | Path) -> Report:
-    """Read and verify one report file; never raises for a bad file, it records the problem."""
+def read_report(path: str | Path, key: bytes | None = None, limit: int = MAX_REPORT_BYTES) -> Report:
+    """Read and verify one report file; never raises for a bad file, it records the problem.
+    With a seal ``key``, only a report signed with it is trusted."""
     shown = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = _read_bounded(path, limit)
     except FileNotFoundError:
         return Report(shown, problems=[f"{shown}: report not found"])
     except IsADirectoryError:
         return Report(shown, problems=[f"{shown}: is a directory, not a report file"])
+    except _Refused as exc:
+        return Report(shown, problems=[f"{shown}: {exc}"])
     except OSError as exc:
-        return Report(shown, problems=[f"{shown}: cannot read: {exc.strerror}"])
-    return parse_report(data, shown)
+        return Report(shown, problems=[f"{shown}: cannot read: {exc.strerror or exc}"])
+    return parse_report(data, shown, key)
 
 
-def parse_report(data: bytes, shown: str) -> Report:
+class _Refused(Exception):
+    """Not something the gate reads: the reason."""
+
+
+def _read_bounded(path: str | Path, limit: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO nobody writes to must not hang the gate
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            what = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+            raise _Refused(f"not a regular file ({what}): a report is a file a run wrote")
+        if info.st_size > limit:
+            raise _Refused(f"{info.st_size:,} bytes, larger than the gate's limit of {limit:,} "
+                           "(--max-report-size); not read")
+        chunks, size = [], 0
+        while True:  # the file may grow while read (or be a /proc-like file with st_size 0): cap it
+            chunk = os.read(fd, min(1 << 24, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(f"more than the gate's limit of {limit:,} bytes (--max-report-size); not read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def parse_report(data: bytes, shown: str, key: bytes | None = None) -> Report:
     """Verify and read a report's bytes (``shown`` names it in problems).
 
     >>> parse_report(b'{"tests": []', "r.json").problems
@@ -104,7 +151,7 @@ def parse_report(data: bytes, shown: str) -> Report:
     """
     if not data.strip():
         return Report(shown, problems=[f"{shown}: empty file (the run was killed before writing it?)"])
-    state = unseal(data)
+    state = unseal(data, key)
     try:
         document = orjson.loads(data)  # ~2x the standard library's speed on a large report
     except orjson.JSONDecodeError as exc:
@@ -137,6 +184,9 @@ def _from_document(document: Any, shown: str) -> Report:
     report = Report(shown, str(meta.get("environment") or "?"), str(meta.get("host") or "?"),
                     str(meta.get("cadence") or "?"), _time(meta.get("finished_at")),
                     deselected=tuple(meta.get("deselected") or ()), partial=meta.get("partial") or None)
+    if meta.get("state") == "started":  # the marker a run leaves until its report replaces it
+        report.problems.append(f"{shown}: {_unfinished(meta)}")
+        return report
     if meta.get("format") != 1:
         report.problems.append(f"{shown}: unknown opsgate report format {meta.get('format')!r} (this gate reads format 1)")
         return report
@@ -173,6 +223,26 @@ def _from_document(document: Any, shown: str) -> Report:
     if not report.executed:
         report.problems.append(f"{shown}: zero checks ran ({len(report.checks)} in the report, none executed)")
     return report
+
+
+def _unfinished(meta: dict) -> str:
+    """Why a "run started" marker is not a verdict, saying whether the run is still alive.
+
+    >>> _unfinished({"started_at": "2026-11-30T03:00:00+00:00", "pid": 42, "host": "elsewhere"})
+    'run started at 2026-11-30T03:00:00+00:00 (pid 42 on elsewhere) did not finish: it is still running, or it was killed before writing its report'
+    """
+    import socket
+
+    pid, host = meta.get("pid"), meta.get("host")
+    alive = "it is still running, or it was killed before writing its report"
+    if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = "the process is gone (killed: SIGKILL, SIGTERM, out of memory?) before writing its report"
+        except OSError:
+            pass
+    return f"run started at {meta.get('started_at')} (pid {pid} on {host}) did not finish: {alive}"
 
 
 def _record(test: Any, source: str) -> CheckRecord | None:
