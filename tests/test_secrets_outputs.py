@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -49,7 +50,8 @@ def forms(secret: str) -> set[str]:
     out = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
            json.dumps(secret)[1:-1].replace("/", "\\/"), json.dumps(json.dumps(secret))[1:-1],
            repr(secret)[1:-1], repr(repr(secret))[1:-1], ascii(secret)[1:-1],
-           quote(secret, safe=""), quote_plus(secret), quote(secret, safe="").lower()}
+           quote(secret, safe=""), quote_plus(secret),
+           re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(secret, safe=""))}
     for user in ("", "u", "ab", "ops", "user"):  # every base64 alignment, the part only the secret decides
         encoded = base64.b64encode(f"{user}:{secret}".encode()).decode()
         start = -(-8 * (len(user) + 1) // 6)
