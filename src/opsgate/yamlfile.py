@@ -188,7 +188,7 @@ def _compose(loader: Any) -> yaml.Node | None:
             tag = event.tag
             if tag is None or tag == "!":
                 tag = loader.resolve(kind, getattr(event, "value", None), event.implicit)
-            if tag not in loader.yaml_constructors:
+            if tag not in loader.yaml_constructors and tag != _STANDARD + "merge":  # merge: the << key
                 raise _Refused(event.start_mark, f"unknown tag {_short(tag)}; opsgate reads plain YAML "
                                "(standard tags such as !!str and !!int only)")
             if kind is yaml.ScalarNode:
@@ -239,6 +239,28 @@ def _compose(loader: Any) -> yaml.Node | None:
     return root
 
 
+def _walk(node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[Problem], shown: str) -> None:
+    """Record the line of every key and list entry; a key set twice in one mapping is a
+    problem. Depth and size are bounded by ``_compose``."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a mapping or list as a key: the constructor refuses it, at its line
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen and key != "<<":
+                problems.append(Problem(shown, line, dotted(at + (key,)),
+                                        f"duplicate key (first set on line {seen[key]}); the earlier value would be lost"))
+            seen[key] = line
+            lines[at + (key,)] = line
+            _walk(value_node, at + (key,), lines, problems, shown)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            lines[at + (index,)] = child.start_mark.line + 1
+            _walk(child, at + (index,), lines, problems, shown)
+
+
 def parse(source: str | bytes, shown: str, error: type[ProblemsError] = ProblemsError) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML (text, or bytes that must be UTF-8) and remember the line of every key and
     list entry; duplicate keys are problems; so are alias bombs, deep nesting, unknown tags,
@@ -252,8 +274,12 @@ def parse(source: str | bytes, shown: str, error: type[ProblemsError] = Problems
     """
     text = decode(source, shown, error)
     loader = _Loader(text)
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
     try:
         node = _compose(loader)
+        if node is not None:
+            _walk(node, (), lines, problems, shown)  # before constructing: merge keys rewrite the nodes
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
         raise error([Problem(shown, exc.mark.line + 1, "", exc.message, exc.mark.column + 1)]) from None
@@ -266,28 +292,6 @@ def parse(source: str | bytes, shown: str, error: type[ProblemsError] = Problems
                              mark.column + 1 if mark else None)]) from None
     finally:
         loader.dispose()
-    lines: dict[Path_, int] = {}
-    problems: list[Problem] = []
-
-    def walk(n: yaml.Node, at: Path_) -> None:
-        if isinstance(n, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, value_node in n.value:
-                key = key_node.value
-                line = key_node.start_mark.line + 1
-                if key in seen and key != "<<":
-                    problems.append(Problem(shown, line, dotted(at + (key,)),
-                                            f"duplicate key (first set on line {seen[key]}); the earlier value would be lost"))
-                seen[key] = line
-                lines[at + (key,)] = line
-                walk(value_node, at + (key,))
-        elif isinstance(n, yaml.SequenceNode):
-            for index, child in enumerate(n.value):
-                lines[at + (index,)] = child.start_mark.line + 1
-                walk(child, at + (index,))
-
-    if node is not None:
-        walk(node, ())
     if problems:
         raise error(problems)
     return data, lines
