@@ -32,6 +32,7 @@ STALL_S, so up to ``concurrency + overtime`` such probes may run at once; set
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import deque
@@ -74,9 +75,15 @@ class Engine:
         self._stalled: set[str] = set()  # running past its stall time: no slot held
         self._stopping = False
         self._scheduler: threading.Thread | None = None
+        # workers wait here for a check to run; there are always as many as running checks
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = 0
 
     def start(self) -> None:
         """Queue every check whose prerequisites are met (all of them without depends_on)."""
+        # started before any probe runs: a thread started while hundreds of probes compete
+        # for the interpreter takes milliseconds, which would spread their start over seconds
+        self._spawn(min(self.concurrency, len(self.items)))
         self._scheduler = threading.Thread(target=self._schedule, name="opsgate-scheduler", daemon=True)
         self._scheduler.start()
         for name in self.items:
@@ -93,6 +100,9 @@ class Engine:
             self._stopping = True
             left, self._ready = list(self._ready), deque()
             self._cond.notify_all()
+            workers, self._workers = self._workers, 0
+        for _ in range(workers):
+            self._tasks.put(None)
         for name in left:
             item = self.items[name]
             self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
@@ -142,12 +152,25 @@ class Engine:
                     name = self._ready.popleft()
                     self._slotted[name] = now + min(STALL_S, self.items[name].timeout)
                     starting.append(name)
+                missing = len(self._slotted) + len(self._stalled) - self._workers
                 if not starting:
                     waits = [at - now for at in self._slotted.values()]
                     room = len(self._stalled) < self.overtime
                     self._cond.wait(max(0.005, min(waits)) if waits and room else None)
-            for name in starting:  # outside the lock: probes that end meanwhile are not held up
-                threading.Thread(target=self._run, args=(name,), name=f"opsgate-probe-{name}", daemon=True).start()
+            self._spawn(missing)  # outside the lock: probes that end meanwhile are not held up
+            for name in starting:
+                self._tasks.put(name)
+
+    def _spawn(self, count: int) -> None:
+        for _ in range(max(0, count)):
+            with self._cond:
+                self._workers += 1
+                index = self._workers
+            threading.Thread(target=self._work, name=f"opsgate-probe-{index}", daemon=True).start()
+
+    def _work(self) -> None:
+        while (name := self._tasks.get()) is not None:
+            self._run(name)
 
     def _run(self, name: str) -> None:
         item = self.items[name]

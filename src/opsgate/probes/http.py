@@ -28,6 +28,7 @@ import codecs
 import heapq
 import http.client
 import json
+import os
 import re
 import socket
 import ssl
@@ -54,6 +55,9 @@ from ..results import NO_DOCUMENT, Observation
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+# looked up before asking urllib for proxies: scanning the whole environment costs more than
+# the rest of a failed probe, and a thousand probes start at once
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 #: deeper JSON than this is refused: no health document needs it, and deeper values break
 #: recursive consumers further down (conditions, evidence, the report's serialiser)
 MAX_JSON_DEPTH = 128
@@ -422,7 +426,7 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
         raise state.stalled()
     try:
         prepared = requests.Request(method, url, headers=headers, data=body).prepare()
-        proxies = requests.utils.get_environ_proxies(url)
+        proxies = requests.utils.get_environ_proxies(url) if any(map(os.environ.get, _PROXY_VARS)) else {}
         response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
     except requests.exceptions.SSLError as exc:
         raise _tls_failure(exc, url, state) from None
