@@ -107,11 +107,6 @@ class Engine:
             item = self.items[name]
             self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
 
-    def running(self) -> tuple[int, int]:
-        """(probes holding a slot, stalled probes) right now."""
-        with self._cond:
-            return len(self._slotted), len(self._stalled)
-
     def _maybe_submit(self, name: str) -> None:
         item = self.items[name]
         deps = [d for d in item.depends_on if d in self.items]

@@ -375,7 +375,12 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
              max_redirects: int = 10, secret_headers: set[str] = frozenset()) -> Answer:
     """One HTTP exchange within ``timeout`` seconds in all (every hop, headers and body);
     raises _Failed with the cause. ``secret_headers`` names headers marked secret: they, and
-    every header that looks secret, are sent to the configured origin only."""
+    every header that looks secret, are sent to the configured origin only.
+
+    >>> exchange("GET", "http://127.0.0.1:1/health", 1)
+    Traceback (most recent call last):
+    opsgate.probes.http._Failed: connection refused
+    """
     state = _Exchange(timeout)
     sent_headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
     secret = _secret_headers(sent_headers, set(secret_headers))
