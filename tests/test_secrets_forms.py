@@ -104,6 +104,13 @@ def test_password_substituted_into_an_address_is_encoded_and_secret(write_env):
     assert REDACTOR.text(f"auth failed for {raw}") == "auth failed for ***"
 
 
+def test_user_substituted_into_an_address_is_not_a_secret(write_env):
+    env = load(write_env, "name: t\npostgres:\n  - {name: db, dsn: 'postgresql://${PG_USER_X}:${PG_PW_X}@127.0.0.1:1/app'}\n",
+               {"PG_USER_X": "usr-vis-31", "PG_PW_X": "pwd-hid/42"})
+    assert urlsplit(env.postgres[0].dsn).username == "usr-vis-31"
+    assert REDACTOR.text("usr-vis-31 with pwd-hid/42") == "usr-vis-31 with ***"
+
+
 def test_secrets_list_adds_variables(write_env):
     environ = {"UPSTREAM_ID": "ups-44Gh-Vv7c", "OTHER_ID": "oth-31Kk-visible"}
     load(write_env, "name: t\nsecrets: [UPSTREAM_ID]\nhttp:\n  - name: h\n    url: http://127.0.0.1:1/\n"

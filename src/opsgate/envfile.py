@@ -141,13 +141,18 @@ class _Substitution:
             return value
         if len(at) == 3 and at[0] == "command" and at[2] == "shell" and isinstance(at[1], int):
             return shell_references(value, lambda m: self._shell_variable(m, at))
-        userinfo = range(0)
+        userinfo = password = range(0)
         if at and at[-1] in _ADDRESSES and "://" in value:  # scheme://user:password@host
             start = value.index("://") + 3
-            userinfo = range(start, max(start, value.find("@", start)) + 1)
-        return _VAR.sub(lambda m: self._value(m, at, m.start() in userinfo and m.end() in userinfo), value)
+            end = value.find("@", start)
+            if end > start:
+                userinfo = range(start, end + 1)
+                colon = value.find(":", start, end)  # no ':' here: the variable holds user:password
+                password = range(colon + 1 if colon >= 0 else start, end + 1)
+        return _VAR.sub(lambda m: self._value(m, at, m.start() in userinfo and m.end() in userinfo,
+                                              m.start() in password and m.end() in password), value)
 
-    def _value(self, match: re.Match, at: Path_, in_userinfo: bool = False) -> str:
+    def _value(self, match: re.Match, at: Path_, in_userinfo: bool = False, in_password: bool = False) -> str:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
@@ -161,8 +166,8 @@ class _Substitution:
                                          f"(export it, or write ${{{name}:-default}})"))
             return ""
         self.hidden.add(at)
-        if is_secret_variable(name) or name in self.secret_names or in_userinfo:
-            register_secret(result, name, whole=in_userinfo)
+        if is_secret_variable(name) or name in self.secret_names or in_password:
+            register_secret(result, name, whole=in_password)
         if in_userinfo:
             # the value is the user or password, whatever it holds: a / ? # @, a quote or a
             # space would break the address (and error messages would quote the pieces). What
@@ -241,12 +246,19 @@ def shell_references(text: str, variable: typing.Callable[[re.Match], str]) -> s
                     i += 1
                 continue
             name = variable(match)
-            out.append(f"${{{name}}}" if top == '"' else f'"${{{name}}}"')
+            quoted = top == '"' or (top == "`" and '"' in stack)  # "`...`": inner quotes are unportable
+            out.append(f"${{{name}}}" if quoted else f'"${{{name}}}"')
             continue
         if char == "\\":
             step = 1 if text.startswith("$", i + 1) else 2  # \$ does not hide ${VAR} from opsgate
             out.append(text[i:i + step])
             i += step
+            continue
+        if char == "#" and top != '"' and (i == 0 or text[i - 1] in " \t\n;&|("):  # a comment, to the line's end
+            close = text.find("\n", i)
+            close = n if close < 0 else close
+            out.append(_VAR.sub(lambda m: "$" if m.group(0) == "$$" else f"${{{variable(m)}}}", text[i:close]))
+            i = close
             continue
         if char == "'" and top != '"':
             close = text.find("'", i + 1)
@@ -279,7 +291,7 @@ def shell_references(text: str, variable: typing.Callable[[re.Match], str]) -> s
     return "".join(out)
 
 
-def register_secret(value: str, name: str = "a secret value", whole: bool = False) -> None:
+def register_secret(value: str, name: str = "a secret value", whole: bool = False, warn: bool = True) -> None:
     """Register a secret with the redactor. A value that is a URL with a password registers
     that password (raw and percent-decoded) and not the whole address, unless ``whole``
     (the user marked the very value secret). A value too short to mask without masking noise
@@ -296,7 +308,7 @@ def register_secret(value: str, name: str = "a secret value", whole: bool = Fals
     if whole or not parts:
         parts.insert(0, value)
     for part in parts:
-        if not REDACTOR.add(part):
+        if not REDACTOR.add(part) and warn:
             warnings.warn(f"{name}: a secret shorter than {MIN_SECRET} characters is not masked in output "
                           "(masking it would hide every occurrence of those characters)", stacklevel=2)
 
@@ -373,7 +385,7 @@ def _register_inherited(environ: typing.Mapping[str, str], listed: set[str]) -> 
     inherits them, so a command that prints its environment must not show them."""
     for name, value in environ.items():
         if (is_secret_variable(name) or name in listed) and isinstance(value, str):
-            register_secret(value, name)
+            register_secret(value, name, warn=False)  # not opsgate's variable: no warning
 
 
 def _register_secrets(env: Environment) -> None:
