@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import heapq
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -66,7 +67,8 @@ SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _SECRET_HEADER_WORD = re.compile(r"key|token|secret|auth|session|password|passwd|credential", re.IGNORECASE)
 # codecs that are no charset a server can mean, and decode in quadratic time
 _REFUSED_CODECS = frozenset({"punycode", "idna"})
-_PHASES = {"connect": ("no connection", "connecting: connect timed out"),
+_PHASES = {"resolve": ("host name not resolved", "resolving the host name"),
+           "connect": ("no connection", "connecting: connect timed out"),
            "request": ("request not sent", "sending the request"),
            "headers": ("no response headers", "waiting for the response headers: read timed out"),
            "body": ("body not received", "reading the body{progress}: read timed out")}
@@ -205,8 +207,10 @@ class _Watched:
     them down, and that mark the phases (connect -> request -> headers)."""
 
     def _new_conn(self):
-        sock = super()._new_conn()
         exchange = getattr(_CURRENT, "exchange", None)
+        if exchange is not None:
+            _resolvable(self._dns_host, self.port, exchange)
+        sock = super()._new_conn()
         if exchange is not None:
             exchange.watch(self, sock)
         return sock
@@ -232,6 +236,32 @@ class _Watched:
         if exchange is not None:
             exchange.forget(self)
         super().close()
+
+
+def _resolvable(host: str, port: int, exchange: _Exchange) -> None:
+    """Resolve ``host`` on a helper thread within the exchange's deadline (getaddrinfo cannot
+    be interrupted, and a silent DNS server holds it for 5 s per attempt); the connection then
+    resolves it again, from the answer just fetched. Literal addresses and failures pass
+    through: the connection reports those itself."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return
+    except ValueError:
+        pass
+    exchange.phase = "resolve"
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=resolve, name="opsgate-resolve", daemon=True).start()
+    if not done.wait(max(0.0, exchange.left())):
+        raise exchange.stalled()
+    exchange.phase = "connect"
 
 
 class _Conn(_Watched, HTTPConnection):
@@ -283,12 +313,16 @@ class _Decoder:
             out += data
         else:
             try:
-                self._inflate(data, out, limit)
+                try:
+                    self._inflate(data, out, limit)
+                except zlib.error:
+                    if self.coding != "deflate" or self.started:
+                        raise
+                    self.wbits, self.z = -15, zlib.decompressobj(-15)  # raw deflate, as some servers send it
+                    del out[:]
+                    self._inflate(data, out, limit)
             except zlib.error as exc:
-                if self.coding != "deflate" or self.started:
-                    raise _Failed(f"body is not valid {self.coding} data ({exc})") from None
-                self.wbits, self.z = -15, zlib.decompressobj(-15)  # raw deflate, as some servers send it
-                self._inflate(data, out, limit)
+                raise _Failed(f"body is not valid {self.coding} data ({exc})") from None
             self.started = True
         if len(out) > limit:
             raise _TooLarge
@@ -441,6 +475,8 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
         if state.over():
             raise state.stalled() from None
         raise _Failed(_cause(exc, url)) from None
+    except _Failed:
+        raise
     except (ValueError, UnicodeError) as exc:  # a URL requests cannot prepare (e.g. from a Location)
         raise _Failed(f"cannot request {REDACTOR.excerpt(url, 120)!r}: {exc}") from None
     # the watchdog's shutdown mid-headers reads as their end: http.client returns what it had
