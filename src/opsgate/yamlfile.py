@@ -239,26 +239,27 @@ def _compose(loader: Any) -> yaml.Node | None:
     return root
 
 
-def _walk(node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[Problem], shown: str) -> None:
-    """Record the line of every key and list entry; a key set twice in one mapping is a
-    problem. Depth and size are bounded by ``_compose``."""
+def _walk(loader: Any, node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[Problem], shown: str) -> None:
+    """Record the line of every key (as the value it will be: ``1:`` is the number 1) and list
+    entry; a key set twice in one mapping is a problem. Depth and size are bounded by ``_compose``."""
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 continue  # a mapping or list as a key: the constructor refuses it, at its line
-            key = key_node.value
+            merge = key_node.tag == _STANDARD + "merge"
+            key = "<<" if merge else loader.construct_object(key_node)
             line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
+            if key in seen and not merge:
                 problems.append(Problem(shown, line, dotted(at + (key,)),
                                         f"duplicate key (first set on line {seen[key]}); the earlier value would be lost"))
             seen[key] = line
             lines[at + (key,)] = line
-            _walk(value_node, at + (key,), lines, problems, shown)
+            _walk(loader, value_node, at + (key,), lines, problems, shown)
     elif isinstance(node, yaml.SequenceNode):
         for index, child in enumerate(node.value):
             lines[at + (index,)] = child.start_mark.line + 1
-            _walk(child, at + (index,), lines, problems, shown)
+            _walk(loader, child, at + (index,), lines, problems, shown)
 
 
 def parse(source: str | bytes, shown: str, error: type[ProblemsError] = ProblemsError) -> tuple[Any, dict[Path_, int]]:
@@ -279,7 +280,8 @@ def parse(source: str | bytes, shown: str, error: type[ProblemsError] = Problems
     try:
         node = _compose(loader)
         if node is not None:
-            _walk(node, (), lines, problems, shown)  # before constructing: merge keys rewrite the nodes
+            lines[()] = node.start_mark.line + 1  # where a missing top-level key is reported
+            _walk(loader, node, (), lines, problems, shown)  # before constructing: merge keys rewrite the nodes
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
         raise error([Problem(shown, exc.mark.line + 1, "", exc.message, exc.mark.column + 1)]) from None
@@ -334,6 +336,7 @@ def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root
         message = f"expected key {loc[-1]!r}, seen it missing"
     else:
         message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+        message = re.sub(r"^Keys should be strings", "expected a key that is text (quote it)", message)
         message = re.sub(r"^(Input|String|Value) should (be|have|match)", lambda m: "expected" + ("" if m.group(2) == "be" else " to " + m.group(2)), message)
         message = " ".join(message.split())
         if "seen" not in message:
@@ -497,7 +500,8 @@ def _members(annotation: Any) -> list[Any]:
 
 
 def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
-    for end in range(len(at), 0, -1):
+    """The line of ``at``, else of the closest enclosing key or entry (the document's first line)."""
+    for end in range(len(at), -1, -1):
         if at[:end] in lines:
             return lines[at[:end]]
     return None
