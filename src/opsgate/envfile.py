@@ -411,10 +411,9 @@ def _register_secrets(env: Environment) -> None:
                 register_secret(unquote(password), f"{item.name}.{field} password", whole=True)
     for item in env.command:
         for name, value in item.env.items():
-            if isinstance(value, SecretValue):
-                register_secret(value.value, name, whole=value.secret)
-            elif is_secret_variable(name) or name in env.secrets:
-                register_secret(value, name)
+            marked = getattr(value, "secret", False)
+            if marked or is_secret_variable(name) or name in env.secrets:
+                register_secret(value.value if isinstance(value, SecretValue) else value, name, whole=marked)
 
 
 def _password(address: str) -> str | None:
