@@ -148,6 +148,7 @@ SECRET = 'Sx7"k\\Ümn/q+r w&=Zt'
     pytest.param(json.dumps(SECRET)[1:-1].replace("/", "\\/"), id="json-slash"),
     pytest.param(json.dumps(SECRET)[1:-1].replace("\\u00dc", "\\u00DC"), id="json-upper-hex"),
     pytest.param(json.dumps(json.dumps(SECRET))[1:-1], id="json-in-json"),
+    pytest.param(json.dumps(SECRET)[1:-1].replace("&", "\\u0026"), id="json-html-safe"),
     pytest.param(quote(SECRET, safe=""), id="url"),
     pytest.param(quote(SECRET), id="url-path"),
     pytest.param(quote_plus(SECRET), id="url-plus"),

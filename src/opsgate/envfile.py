@@ -1,8 +1,16 @@
 """Load an environment file: YAML with line numbers, ``${VAR}`` substitution, validation.
 
 Every problem is reported at once, each naming file, line, key, what was expected and
-what was seen; nothing is half-loaded. Secrets that pass through (secret-looking
-variables, secret headers, URL passwords) are registered with the redactor.
+what was seen (never a value that came from ``${VAR}``); nothing is half-loaded. Secrets
+that pass through are registered with the redactor (which values are secret: see
+:mod:`opsgate.redact`).
+
+Substituted values are data. In ``command[].shell`` a ``${VAR}`` is not spliced into the
+command text: it becomes a quoted reference to a shell variable (``"${VAR}"``) whose value
+the command receives in its environment, so ``;``, ``$(...)``, quotes or spaces in the value
+never run and never split. In the ``user:password@`` part of a ``url``, ``dsn`` or ``engine``
+the value is percent-encoded where it would break the address, and a value substituted
+there as the password is secret whatever the variable's name.
 
 >>> import pathlib, tempfile
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "env.yaml"

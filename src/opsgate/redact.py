@@ -127,7 +127,8 @@ def _escapes(text: str) -> list[str]:
     single = repr(text + "\"'")[1:-4]  # repr with both quotes present escapes the single one
     forms = [ascii_json, upper_json, plain_json, repr(text)[1:-1], ascii(text)[1:-1],
              single, single.replace("\\'", "'").replace('"', '\\"')]
-    return forms + [f.replace("/", "\\/") for f in (ascii_json, upper_json, plain_json)]
+    html_json = ascii_json.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")  # Go's encoder
+    return forms + [html_json] + [f.replace("/", "\\/") for f in (ascii_json, upper_json, plain_json, html_json)]
 
 
 def _base64_cores(data: bytes) -> set[str]:
