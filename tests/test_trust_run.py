@@ -268,3 +268,21 @@ def test_a_pid_file_naming_a_dead_process_fails_naming_it(tmp_path):
     os.mkfifo(tmp_path / "fifo.pid")  # nobody writes it: the probe must not wait for a writer
     result = run_check(ProcessCheck(name="app", pid_file="fifo.pid", timeout=5), ProbeContext(tmp_path))
     assert result.status == "fail" and "not a regular file" in result.message
+
+
+def test_a_read_only_reports_folder_is_error_for_the_run_and_for_a_later_gate(tmp_path):
+    """An immutable folder (chattr +i: root ignores chmod) takes no new file, so neither the
+    report nor a marker can be renamed in; the previous -latest is overwritten in place with
+    the marker, so a later gate says ERROR, not yesterday's PASS."""
+    project = make_project(tmp_path, ONE_CHECK)
+    latest = _yesterday(project)
+    if subprocess.run(["chattr", "+i", str(project / "reports")], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    try:
+        run = run_pytest(project)
+    finally:
+        subprocess.run(["chattr", "-i", str(project / "reports")], check=True)
+    assert run.returncode == 2, run.output
+    assert f"ERROR  the report could not be written to {project / 'reports'}: Operation not permitted" in run.output
+    gate = run_gate(latest)
+    assert gate.returncode == 2 and "did not finish" in gate.stdout, gate.output

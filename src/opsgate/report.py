@@ -220,12 +220,18 @@ def write_report(report: dict[str, Any], folder: Path, cadence: str, started: fl
     cannot be written. Concurrent runs never overwrite each other's timestamped report."""
     data = render(report, key)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_file(folder, f"{cadence}-{latest}.json", data)
+    tmp = _temp_file(folder, f"{cadence}-{stamp(started)}.json", data)
     try:
         path = _link_unique(tmp, folder, cadence, started)
-        os.replace(tmp, folder / f"{cadence}-{latest}.json")
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
+    # its own file, not a second link to the timestamped one: -latest may later be overwritten
+    # in place (write_marker on a read-only folder) and the history must not change with it
+    latest_tmp = _temp_file(folder, f"{cadence}-{latest}.json", data)
+    try:
+        os.replace(latest_tmp, folder / f"{cadence}-{latest}.json")
+    except BaseException:
+        Path(latest_tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -252,12 +258,35 @@ def write_marker(folder: Path, cadence: str, latest: str, environment: str, star
     >>> p.name, unseal(p.read_bytes())
     ('daily-latest.json', 'ok')
     """
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cadence}-{latest}.json"
-    tmp = _temp_file(folder, path.name, render(marker(environment, cadence, started), key))
+    data = render(marker(environment, cadence, started), key)
     try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_file(folder, path.name, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        # A folder we cannot add files to (read-only, immutable, full) may still hold a writable
+        # previous -latest: overwrite it in place, so it cannot stand as this run's verdict.
+        # Truncating first frees its space; if the write still fails, an empty file is an ERROR too.
+        if not _overwrite_in_place(path, data):
+            raise
     return path
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    except OSError:
+        return False  # no previous report to neutralise, or it cannot be opened
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -131,14 +131,15 @@ def _read_bounded(path: str | Path, limit: int) -> bytes:
                            "(--max-report-size); not read")
         chunks, size = [], 0
         while True:  # the file may grow while read (or be a /proc-like file with st_size 0): cap it
-            chunk = os.read(fd, min(1 << 24, limit + 1 - size))
+            # the whole file in one read when its size is known: no second copy from joining
+            chunk = os.read(fd, min(max(info.st_size + 1 - size, 1 << 20), limit + 1 - size))
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
                 raise _Refused(f"more than the gate's limit of {limit:,} bytes (--max-report-size); not read")
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
