@@ -154,7 +154,7 @@ class Redactor:
         self._forms: set[str] = set()
         # one snapshot read by text(): literal regex; edge fragments (secret, where it is cut)
         # by their 4 outer characters; the memo of short strings redacted under this state
-        self._state: tuple[re.Pattern | None, dict, dict, dict[str, str]] = (None, {}, {}, {})
+        self._state: tuple[re.Pattern | None, dict, dict, dict[str, str]] | None = (None, {}, {}, {})
         self._lock = threading.Lock()
 
     def add(self, value: object) -> bool:
@@ -168,20 +168,29 @@ class Redactor:
         if len(text) < MIN_SECRET:
             return False
         with self._lock:
-            if text in self._values:
-                return True
-            self._values.add(text)
-            self._forms |= encoded_forms(text)
-            heads: dict[str, list[tuple[str, int]]] = {}
-            tails: dict[str, list[tuple[str, int]]] = {}
-            for secret in sorted(self._values, key=len, reverse=True):
-                if len(secret) >= EDGE_SECRET:
-                    for cut in range(1, len(secret) - EDGE_FRAGMENT + 1):  # longest fragments first
-                        heads.setdefault(secret[cut:cut + EDGE_FRAGMENT], []).append((secret, cut))
-                        end = len(secret) - cut
-                        tails.setdefault(secret[end - EDGE_FRAGMENT:end], []).append((secret, end))
-            self._state = (re.compile(_trie_pattern(self._forms)), heads, tails, {})
+            if text not in self._values:
+                self._values.add(text)
+                self._forms |= encoded_forms(text)
+                self._state = None  # rebuilt once, on the next use: loading many secrets stays linear
         return True
+
+    def _current(self) -> tuple[re.Pattern | None, dict, dict, dict[str, str]]:
+        state = self._state
+        if state is not None:
+            return state
+        with self._lock:
+            if self._state is None:
+                heads: dict[str, list[tuple[str, int]]] = {}
+                tails: dict[str, list[tuple[str, int]]] = {}
+                for secret in sorted(self._values, key=len, reverse=True):
+                    if len(secret) >= EDGE_SECRET:
+                        for cut in range(1, len(secret) - EDGE_FRAGMENT + 1):  # longest fragments first
+                            heads.setdefault(secret[cut:cut + EDGE_FRAGMENT], []).append((secret, cut))
+                            end = len(secret) - cut
+                            tails.setdefault(secret[end - EDGE_FRAGMENT:end], []).append((secret, end))
+                literal = re.compile(_trie_pattern(self._forms)) if self._forms else None
+                self._state = (literal, heads, tails, {})
+            return self._state
 
     def text(self, value: str) -> str:
         """Redact one string.
@@ -190,7 +199,7 @@ class Redactor:
         >>> r.text('{"pw": "hunter2-SECRET"}'), r.text("q=hunter2-SECRET%21"), r.text("SECRET and more")
         ('{"pw": "***"}', 'q=***%21', '*** and more')
         """
-        literal, heads, tails, memo = self._state
+        literal, heads, tails, memo = self._current()
         short = len(value) <= _MEMO_TEXT
         if short:
             done = memo.get(value)
@@ -230,7 +239,7 @@ class Redactor:
         >>> Redactor().data({"url": "https://u:pw1234@h/x", "n": 3})
         {'url': 'https://u:***@h/x', 'n': 3}
         """
-        memo, text = self._state[3], self.text
+        memo, text = self._current()[3], self.text
 
         def one(v: Any) -> Any:  # a remembered short string costs one dict lookup, no call
             if isinstance(v, str):
