@@ -170,42 +170,29 @@ def _compose(loader: Any) -> yaml.Node | None:
     anchors: dict[str, yaml.Node] = {}
     measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded depth)
     stack: list[list] = []  # open collections: [node, size, depth, pending mapping key]
-    root = None
-    too_big = None  # where the size limit was first passed: composing goes on, to say by how much
-    while root is None:
+    too_big = None  # where the size limit was first passed: composing goes on a little, to say by how much
+    aliases = events = 0
+    while True:
         event = loader.get_event()
+        events += 1
         if isinstance(event, yaml.AliasEvent):
+            aliases += 1
             node = anchors.get(event.anchor)
             if node is None:
                 raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} names no anchor defined before it")
             if id(node) not in measured:
                 raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} is inside the value it names "
                                "(a recursive structure)")
-            size, depth = measured[id(node)]
         elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            kind = (yaml.ScalarNode if isinstance(event, yaml.ScalarEvent)
-                    else yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode)
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = loader.resolve(kind, getattr(event, "value", None), event.implicit)
-            if tag not in loader.yaml_constructors and tag != _STANDARD + "merge":  # merge: the << key
-                raise _Refused(event.start_mark, f"unknown tag {_short(tag)}; opsgate reads plain YAML "
-                               "(standard tags such as !!str and !!int only)")
-            if kind is yaml.ScalarNode:
-                if "\0" in event.value:
-                    raise _Refused(event.start_mark, "a NUL character (\\0) in a value; no name, path or text may hold one")
-                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-                size, depth = 1, 0
-            else:
-                node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            node = _node(loader, event)
             if event.anchor is not None:
                 anchors[event.anchor] = node
-            if kind is not yaml.ScalarNode:
+            if not isinstance(node, yaml.ScalarNode):
                 stack.append([node, 1, 1, None])
                 if len(stack) > MAX_DEPTH:
                     raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; refused")
                 continue
-            measured[id(node)] = (size, depth)
+            measured[id(node)] = (1, 0)
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             node, size, depth, _ = stack.pop()
             node.end_mark = event.end_mark
@@ -213,30 +200,55 @@ def _compose(loader: Any) -> yaml.Node | None:
         else:
             raise _Refused(event.start_mark, f"invalid YAML: unexpected {type(event).__name__}")
         if not stack:
-            root = node
             break
+        size, depth = measured[id(node)]
         frame = stack[-1]
-        if isinstance(frame[0], yaml.MappingNode):
-            if frame[3] is None:
-                frame[3] = node
-            else:
-                frame[0].value.append((frame[3], node))
-                frame[3] = None
-        else:
+        if not isinstance(frame[0], yaml.MappingNode):
             frame[0].value.append(node)
+        elif frame[3] is None:
+            frame[3] = node
+        else:
+            frame[0].value.append((frame[3], node))
+            frame[3] = None
         frame[1] += size
         frame[2] = max(frame[2], depth + 1)
-        if frame[1] > MAX_NODES and too_big is None:
-            too_big = event.start_mark
         if frame[2] + len(stack) - 1 > MAX_DEPTH:  # only an alias can get here: plain nesting stopped above
             raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep through aliases; refused")
+        if frame[1] > MAX_NODES and too_big is None:
+            too_big = event.start_mark
+        if too_big is not None and events > 2 * MAX_NODES:  # a big file, not a small bomb: stop counting
+            raise _too_many(too_big, f"more than {sum(f[1] for f in stack):,}", aliases)
     if too_big is not None:
-        raise _Refused(too_big, f"too many aliases/nodes ({measured[id(root)][0]:,} expanded nodes, limit "
-                       f"{MAX_NODES:,}); YAML anchors expanding this much are refused")
+        raise _too_many(too_big, f"{measured[id(node)][0]:,}", aliases)
     loader.get_event()  # document end
     if not loader.check_event(yaml.StreamEndEvent):
         raise _Refused(loader.peek_event().start_mark, "expected a single YAML document, seen a second one here")
-    return root
+    return node
+
+
+def _node(loader: Any, event: Any) -> yaml.Node:
+    """The node an event starts, its tag resolved as PyYAML's composer would, refused when
+    the safe loader has no constructor for it or a scalar holds NUL."""
+    kind = (yaml.ScalarNode if isinstance(event, yaml.ScalarEvent)
+            else yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode)
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(kind, getattr(event, "value", None), event.implicit)
+    if tag not in loader.yaml_constructors and tag != _STANDARD + "merge":  # merge: the << key
+        raise _Refused(event.start_mark, f"unknown tag {_short(tag)}; opsgate reads plain YAML "
+                       "(standard tags such as !!str and !!int only)")
+    if kind is not yaml.ScalarNode:
+        return kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+    if "\0" in event.value:
+        raise _Refused(event.start_mark, "a NUL character (\\0) in a value; no name, path or text may hold one")
+    return yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+
+
+def _too_many(mark: Any, size: str, aliases: int) -> _Refused:
+    if aliases:
+        return _Refused(mark, f"too many aliases/nodes ({size} expanded nodes, limit {MAX_NODES:,}); "
+                              "YAML anchors expanding this much are refused")
+    return _Refused(mark, f"too many nodes ({size}, limit {MAX_NODES:,}); a file this large is refused")
 
 
 def _walk(loader: Any, node: yaml.Node, at: Path_, lines: dict[Path_, int], problems: list[Problem], shown: str) -> None:
