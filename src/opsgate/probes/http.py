@@ -182,7 +182,8 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="opsgate-http-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is exchange:  # only an earlier deadline than it waits for wakes it
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
