@@ -154,9 +154,9 @@ def _short(tag: str) -> str:
 
 
 class _Refused(Exception):
-    def __init__(self, mark: Any, message: str):
+    def __init__(self, mark: Any, message: str, key: str = ""):
         super().__init__(message)
-        self.mark, self.message = mark, message
+        self.mark, self.message, self.key = mark, message, key
 
 
 def _compose(loader: Any) -> yaml.Node | None:
@@ -184,6 +184,9 @@ def _compose(loader: Any) -> yaml.Node | None:
                 raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} is inside the value it names "
                                "(a recursive structure)")
         elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if isinstance(event, yaml.ScalarEvent) and "\0" in event.value:
+                raise _Refused(event.start_mark, "expected no NUL character (\\0), seen one; no name, path or text "
+                               "may hold it", _where(stack))
             node = _node(loader, event)
             if event.anchor is not None:
                 anchors[event.anchor] = node
@@ -239,9 +242,18 @@ def _node(loader: Any, event: Any) -> yaml.Node:
                        "(standard tags such as !!str and !!int only)")
     if kind is not yaml.ScalarNode:
         return kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-    if "\0" in event.value:
-        raise _Refused(event.start_mark, "a NUL character (\\0) in a value; no name, path or text may hold one")
     return yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+
+
+def _where(stack: list[list]) -> str:
+    """The key path of the value about to be added to the open collections, for a message."""
+    at: list[Any] = []
+    for node, _, _, pending in stack:
+        if isinstance(node, yaml.SequenceNode):
+            at.append(len(node.value))
+        elif pending is not None:
+            at.append(pending.value if isinstance(pending, yaml.ScalarNode) else "?")
+    return dotted(tuple(at))
 
 
 def _too_many(mark: Any, size: str, aliases: int) -> _Refused:
@@ -296,7 +308,7 @@ def parse(source: str | bytes, shown: str, error: type[ProblemsError] = Problems
             _walk(loader, node, (), lines, problems, shown)  # before constructing: merge keys rewrite the nodes
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
-        raise error([Problem(shown, exc.mark.line + 1, "", exc.message, exc.mark.column + 1)]) from None
+        raise error([Problem(shown, exc.mark.line + 1, exc.key, exc.message, exc.mark.column + 1)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         reason = getattr(exc, "problem", None) or str(exc)
