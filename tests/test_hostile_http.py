@@ -260,16 +260,20 @@ _headers = st.dictionaries(
     st.sampled_from(["Content-Type", "Content-Encoding", "Transfer-Encoding", "Location", "Content-Length", "X-Extra"]),
     st.sampled_from(["application/json", "application/json; charset=x-bogus", "text/plain; charset=utf-16",
                      "gzip", "deflate", "br", "chunked", "identity", "/elsewhere", "http://127.0.0.1:1/", "-5",
+                     "http://[::1/", "http://h:99999/", "ftp://x/", "/health",
                      "99999", "0", "\u00e9t\u00e9"]),
     max_size=4)
 
 
 @pytest.mark.timeout(120)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(status=_statuses, headers=_headers, body=_bodies, raw_length=st.booleans())
+@given(status=_statuses, headers=_headers, body=_bodies, raw_length=st.booleans(), follow=st.booleans())
 # found by this test: plain bytes declared as deflate crashed the probe (zlib.error)
-@example(status="200 OK", headers={"Content-Encoding": "deflate"}, body=b'{"status": "healthy"}', raw_length=False)
-def test_generated_responses_never_crash_and_never_pass_unearned(hostile, status, headers, body, raw_length):
+@example(status="200 OK", headers={"Content-Encoding": "deflate"}, body=b'{"status": "healthy"}', raw_length=False,
+         follow=False)
+# found in review: a Location that urlsplit cannot parse crashed the probe (ValueError)
+@example(status="302 Found", headers={"Location": "http://[::1/"}, body=b"", raw_length=True, follow=True)
+def test_generated_responses_never_crash_and_never_pass_unearned(hostile, status, headers, body, raw_length, follow):
     counter = getattr(test_generated_responses_never_crash_and_never_pass_unearned, "n", 0) + 1
     test_generated_responses_never_crash_and_never_pass_unearned.n = counter
     head = {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close"}
@@ -279,10 +283,10 @@ def test_generated_responses_never_crash_and_never_pass_unearned(hostile, status
     lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
     raw = f"HTTP/1.1 {status}\r\n{lines}\r\n".encode("utf-8") + body
     path = f"/generated-{counter}"
-    result = check(hostile.script(path, raw), timeout=2, follow_redirects=False, expect=HEALTHY)
+    result = check(hostile.script(path, raw), timeout=2, follow_redirects=follow, expect=HEALTHY)
     assert "probe crashed" not in result.message and "internal error" not in result.message
     if result.status == "pass":
-        assert status.startswith("200 ")
+        assert status.startswith("200 ") or follow and headers.get("Location") == "/health"
         assert json.loads(result.evidence["details"]["body_excerpt"])["status"] == "healthy"
 
 

@@ -395,8 +395,17 @@ class Answer:
 
 
 def _origin(url: str) -> tuple:
+    """(scheme, host, port); a URL whose port cannot be read is an origin of its own.
+
+    >>> _origin("HTTP://Example.com/x") == _origin("http://example.com:80/y"), _origin("http://h:99999/")
+    (True, ('invalid', 'http://h:99999/'))
+    """
     parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return "invalid", url
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def _secret_headers(headers: dict[str, str], marked: set[str]) -> list[str]:
@@ -439,10 +448,14 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
                 response.close()
                 if state.hop >= max_redirects:
                     raise _Failed(f"redirect loop: more than {max_redirects} redirects")
-                current = urljoin(current, location.strip())
-                if urlsplit(current).scheme.lower() not in ("http", "https"):
-                    raise _Failed(f"redirect hop {state.hop + 1} leads to an unsupported URL "
-                                  f"{REDACTOR.excerpt(current, 120)!r}")
+                try:
+                    current = urljoin(current, location.strip())
+                    usable = urlsplit(current).scheme.lower() in ("http", "https") and _origin(current)[0] != "invalid"
+                except ValueError:
+                    usable = False
+                if not usable:
+                    raise _Failed(f"redirect hop {state.hop + 1} leads to an unusable URL "
+                                  f"{REDACTOR.excerpt(location.strip(), 120)!r}")
                 if response.status_code == 303 and current_method != "HEAD" or \
                         response.status_code in (301, 302) and current_method == "POST":
                     current_method, current_body = "GET", None  # as browsers and requests do
