@@ -209,3 +209,13 @@ def test_the_shipped_files_still_load(tmp_path):
     env.write_text("name: anchors\ndefaults: &d {severity: P1}\nfile:\n  - {name: a, path: /etc/hostname}\n"
                    "  - &b {name: b, path: /etc/hostname, tags: [x, y]}\n  - {<<: *b, name: c}\n")
     assert [i.name for i in envfile.load(env).env.items()] == ["a", "b", "c"]
+
+
+def test_a_substituted_value_is_not_echoed_even_by_a_validator_message(tmp_path):
+    # the duration validator writes its own "seen 'value'": a value from ${VAR} must not appear
+    env = tmp_path / "env.yaml"
+    env.write_text("name: bad\nfile:\n  - name: f\n    path: /etc/hostname\n    timeout: ${FILE_TIMEOUT}\n")
+    with pytest.raises(envfile.EnvFileError) as caught:
+        envfile.load(env, environ={"FILE_TIMEOUT": "planted-9f3c"})
+    assert "planted-9f3c" not in str(caught.value), str(caught.value)
+    assert re.search(r"env\.yaml:5: file\[0\]\.timeout \(f\): expected a duration.*not shown", str(caught.value))

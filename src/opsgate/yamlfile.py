@@ -363,9 +363,12 @@ def problem_from(err: dict, data: Any, lines: dict[Path_, int], shown: str, root
         message = re.sub(r"^Keys should be strings", "expected a key that is text (quote it)", message)
         message = re.sub(r"^(Input|String|Value) should (be|have|match)", lambda m: "expected" + ("" if m.group(2) == "be" else " to " + m.group(2)), message)
         message = " ".join(message.split())
+        seen = _seen(err.get("input"), loc, hidden)
         if "seen" not in message:
-            message += f", seen {_seen(err.get('input'), loc, hidden)}"
-    return Problem(shown, line_of(lines, loc), key, message)
+            message += f", seen {seen}"
+        elif "not shown" in seen:  # a validator's own "seen <value>" must not show it either
+            message = message[:message.rindex("seen")] + f"seen {seen}"
+    return Problem(shown, line_of(lines, loc), key, REDACTOR.text(message))
 
 
 def problems_from(errors: list[dict], data: Any, lines: dict[Path_, int], shown: str, root: type[pydantic.BaseModel],
@@ -524,7 +527,11 @@ def _members(annotation: Any) -> list[Any]:
 
 
 def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
-    """The line of ``at``, else of the closest enclosing key or entry (the document's first line)."""
+    """The line of ``at``, else of the closest enclosing key or entry (the document's first line).
+
+    >>> line_of({(): 1, ("http",): 2, ("http", 0): 3}, ("http", 0, "url")), line_of({(): 1}, ("name",))
+    (3, 1)
+    """
     for end in range(len(at), -1, -1):
         if at[:end] in lines:
             return lines[at[:end]]
@@ -532,6 +539,11 @@ def line_of(lines: dict[Path_, int], at: Path_) -> int | None:
 
 
 def dotted(at: Path_) -> str:
+    """A key path as a reader writes it.
+
+    >>> dotted(("http", 0, "headers", "X-Token"))
+    'http[0].headers.X-Token'
+    """
     out = ""
     for part in at:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
