@@ -24,7 +24,7 @@ from opsgate.probes import ProbeContext
 from opsgate.probes.http import FetchError, fetch
 from opsgate.runner import run_check
 from tests.support.hostile_http import HostileHttp, response
-from tests.support.http_target import HttpTarget, TlsCert
+from tests.support.http_target import HangingTarget, HttpTarget, TlsCert
 from tests.support.project import make_project, run_pytest
 
 HEALTHY = ["status == 'healthy'"]
@@ -313,3 +313,13 @@ def test_a_silent_dns_server_is_bounded_by_the_deadline(monkeypatch, hostile):
     assert result.status == "fail"
     assert "host name not resolved within 1s" in result.message
     assert took < 3
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_tls_handshake_is_named():
+    """A port that accepts TCP and never speaks TLS: the phase is the handshake, not "connect"."""
+    with HangingTarget() as hanging:
+        result, took = timed(f"https://127.0.0.1:{hanging.port}/health", timeout=1)
+    assert result.status == "fail"
+    assert "TLS handshake not completed within 1s" in result.message
+    assert took < 4

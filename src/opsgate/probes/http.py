@@ -69,6 +69,7 @@ _SECRET_HEADER_WORD = re.compile(r"key|token|secret|auth|session|password|passwd
 _REFUSED_CODECS = frozenset({"punycode", "idna"})
 _PHASES = {"resolve": ("host name not resolved", "resolving the host name"),
            "connect": ("no connection", "connecting: connect timed out"),
+           "tls": ("TLS handshake not completed", "in the TLS handshake"),
            "request": ("request not sent", "sending the request"),
            "headers": ("no response headers", "waiting for the response headers: read timed out"),
            "body": ("body not received", "reading the body{progress}: read timed out")}
@@ -214,6 +215,8 @@ class _Watched:
         sock = super()._new_conn()
         if exchange is not None:
             exchange.watch(self, sock)
+            if isinstance(self, HTTPSConnection):
+                exchange.phase = "tls"
         return sock
 
     def connect(self):
