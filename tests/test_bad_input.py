@@ -122,6 +122,18 @@ def test_pytest_start_up_refuses_bad_environment(tmp_path, case):
     assert not (project / "reports" / "daily-latest.json").exists()
 
 
+@pytest.mark.parametrize("case", ["alias-bomb", "latin-1", "nul-in-path"])
+def test_pytest_gate_refuses_bad_policy_before_any_check(tmp_path, case):
+    project = make_project(tmp_path, ENV_OK)
+    (project / "gates.yaml").write_bytes(BAD[case][1])
+    proc = start_pytest(project, "--gate", "default", "--policy", "gates.yaml")
+    _limit_memory(proc.pid)
+    code, output, elapsed = _finish(proc)
+    assert code == 2, output[-3000:]  # the gate's ERROR, as `opsgate gate` gives for the same policy
+    assert "no check was run" in output
+    _clean(output, "gates.yaml", BAD[case][2], elapsed)
+
+
 def test_python_tags_never_run_code(tmp_path):
     marker = tmp_path / "pwned"
     env = tmp_path / "env.yaml"
