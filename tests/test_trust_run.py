@@ -182,6 +182,12 @@ def test_the_keyed_seal_stops_a_re_sealed_report(tmp_path):
     by_policy = run_gate(latest, "--policy", policy, "--gate", "deploy", env={"GATE_KEY": "correct horse battery staple"})
     assert by_policy.returncode == 1, by_policy.output
 
+    passing = make_project(tmp_path / "ok", ONE_CHECK)
+    assert run_pytest(passing, "--seal-key-file", str(key)).returncode == 0
+    ok = run_gate(passing / "reports" / "daily-latest.json", "--policy", policy, "--gate", "deploy",
+                  env={"GATE_KEY": "correct horse battery staple"})
+    assert ok.returncode == 0 and "verdict: PASS" in ok.stdout, ok.output  # a correctly signed report passes
+
     # the attack: an unkeyed report re-sealed after FAIL -> PASS
     project2 = make_project(tmp_path / "plain", FAILING)
     assert run_pytest(project2).returncode == 1
