@@ -177,14 +177,21 @@ def test_every_encoded_form_is_masked(form):
 
 def test_a_cut_before_redaction_leaves_no_fragment():
     redactor = Redactor()
-    redactor.add("frag-Secret-9Kq2Lm")
-    text = "error: token frag-Secret-9Kq2Lm rejected"
+    secret = "frag-Secret-9Kq2Lm"
+    redactor.add(secret)
+    text = "error: the upstream service rejected the request; it said: token " + secret + " is not valid for this" + " ." * 40
     for cut in range(len(text)):
         for piece in (text[:cut], text[cut:], text[:cut] + "…", "..." + text[cut:]):
             masked = redactor.text(piece)
-            assert not any("frag-Secret-9Kq2Lm"[i:i + 4] in masked for i in range(len("frag-Secret-9Kq2Lm") - 3)), (piece, masked)
-    assert redactor.text("error: token") == "error: token"  # no fragment, nothing masked
-    assert redactor.excerpt(text, 20) == "error: token *** rej"
+            assert not any(secret[i:i + 6] in masked for i in range(len(secret) - 5)), (piece, masked)
+    assert redactor.excerpt(text, 72) == "error: the upstream service rejected the request; it said: token *** is "
+
+
+def test_short_whole_values_are_not_taken_for_fragments():
+    redactor = Redactor()
+    redactor.add("s3cret-Pg-pass")  # a password ending in a word a report is full of
+    assert [redactor.text(v) for v in ("pass", "passed", "g-pass", "pass: 3 checks")] == ["pass", "passed", "g-pass", "pass: 3 checks"]
+    assert redactor.text("s3cret-Pg-pass") == "***" and redactor.text("signed s3cret-P") == "signed ***"
 
 
 def test_short_values_and_non_secrets_are_left_alone():

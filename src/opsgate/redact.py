@@ -24,7 +24,10 @@ SESSION or URL alone do not make a variable secret.
 Each registered secret is masked in every form it takes in output: as is, JSON-escaped
 (``\\"``, ``\\\\``, ``\\u00dc``, ``\\/``), URL-encoded (``%2F``, ``+``), repr-quoted, inside
 base64 (``Basic`` credentials ``user:secret`` at any alignment), and a fragment of it at
-the edge of a string (what a cut made before redaction leaves).
+the edge of a string (what a cut made before redaction leaves): 6 characters or more of a
+secret of 8 or more; in a string of 64 characters or fewer (a status, a name: rarely a
+cut) the fragment must also be half the secret or more, so ``passed`` stays ``passed``
+when a password ends in ``-pass``.
 
 >>> r = Redactor()
 >>> r.add("s3cr3t-token")
@@ -47,7 +50,9 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 MIN_SECRET = 4  # shorter values are never registered (they would mask noise)
 EDGE_SECRET = 8  # secrets at least this long are also masked by fragments at a string's edge
-EDGE_FRAGMENT = 4  # ... fragments of at least this many characters
+EDGE_FRAGMENT = 6  # ... fragments of at least this many characters, and in a string of at most
+EDGE_TEXT = 64  # this many (a status, a name: rarely a cut) of at least half the secret, so that
+                # "passed" stays "passed" when a password ends in "-pass"
 # header and key names whose values are secret (broader than variable names: headers)
 SECRET_NAME = re.compile(
     r"pass(word|wd)?|pwd|token|secret|api[-_]?key|credential|auth|cookie|session|dsn|private",
@@ -196,8 +201,11 @@ class Redactor:
         """Redact one string.
 
         >>> r = Redactor(); _ = r.add("hunter2-SECRET")
-        >>> r.text('{"pw": "hunter2-SECRET"}'), r.text("q=hunter2-SECRET%21"), r.text("SECRET and more")
-        ('{"pw": "***"}', 'q=***%21', '*** and more')
+        >>> r.text('{"pw": "hunter2-SECRET"}'), r.text("q=hunter2-SECRET%21"), r.text("SECRET"), r.text("r2-SECRET")
+        ('{"pw": "***"}', 'q=***%21', 'SECRET', '***')
+        >>> r.text("2-SECRET and the rest of a string that was cut before it was redacted")
+        '*** and the rest of a string that was cut before it was redacted'
+
         """
         literal, heads, tails, memo = self._current()
         short = len(value) <= _MEMO_TEXT
@@ -209,7 +217,7 @@ class Redactor:
         if literal is not None:
             out = literal.sub(MASK, out)
             if len(out) >= EDGE_FRAGMENT:
-                out = _edges(out, heads, tails)
+                out = _edges(out, heads, tails, 2 if len(out) <= EDGE_TEXT else len(out))
         if _TRIGGER.search(out):
             for pattern, replacement in _PATTERNS:
                 out = pattern.sub(replacement, out)
@@ -254,19 +262,23 @@ class Redactor:
         return one(value)
 
 
-def _edges(text: str, heads: dict[str, list[tuple[str, int]]], tails: dict[str, list[tuple[str, int]]]) -> str:
+def _edges(text: str, heads: dict[str, list[tuple[str, int]]], tails: dict[str, list[tuple[str, int]]],
+           share: int) -> str:
     """Mask a secret's fragment at the start (its end) or at the end (its start) of ``text``,
-    also just inside an ellipsis that marks a cut."""
+    also just inside an ellipsis that marks a cut; a fragment must be at least 1/``share`` of
+    its secret (candidates come longest first, so the first that fits is the longest)."""
     start = 3 if text.startswith("...") else 1 if text.startswith("…") else 0
     for secret, cut in heads.get(text[start:start + EDGE_FRAGMENT], ()):
         if text.startswith(secret[cut:], start):
-            text = text[:start] + MASK + text[start + len(secret) - cut:]
+            if (len(secret) - cut) * share >= len(secret):
+                text = text[:start] + MASK + text[start + len(secret) - cut:]
             break
     end = len(text) - (3 if text.endswith("...") else 1 if text.endswith("…") else 0)
     if end >= EDGE_FRAGMENT:
         for secret, cut in tails.get(text[end - EDGE_FRAGMENT:end], ()):
             if text.endswith(secret[:cut], 0, end):
-                text = text[:end - cut] + MASK + text[end:]
+                if cut * share >= len(secret):
+                    text = text[:end - cut] + MASK + text[end:]
                 break
     return text
 
