@@ -231,3 +231,25 @@ def test_a_substituted_value_is_not_echoed_even_by_a_validator_message(tmp_path)
         envfile.load(env, environ={"FILE_TIMEOUT": "planted-9f3c"})
     assert "planted-9f3c" not in str(caught.value), str(caught.value)
     assert re.search(r"env\.yaml:5: file\[0\]\.timeout \(f\): expected a duration.*not shown", str(caught.value))
+
+
+@pytest.mark.parametrize("line, pattern", [
+    ("max_size: .inf", r"file\[0\]\.max_size \(f\): expected a finite size"),
+    ("max_size: " + "9" * 400 + "TB", r"file\[0\]\.max_size \(f\): expected a finite size"),
+    ("timeout: " + "9" * 400, r"file\[0\]\.timeout \(f\): expected a finite duration"),
+    ("timeout: .nan", r"file\[0\]\.timeout \(f\): expected a finite duration"),
+    ("description: x\n    min_size: 1\n    max_age: .inf", r"file\[0\]\.max_age \(f\): expected a finite duration"),
+])
+def test_non_finite_and_huge_numbers_are_clean_errors(tmp_path, line, pattern):
+    # before: OverflowError tracebacks (sizes) or an infinite/NaN duration accepted as a timeout
+    env = tmp_path / "env.yaml"
+    env.write_text(f"name: bad\nfile:\n  - name: f\n    path: /etc/hostname\n    {line}\n")
+    code, output, elapsed = _opsgate("validate", str(env), cwd=tmp_path)
+    assert code == 1, output[-3000:]
+    _clean(output, str(env), r":\d+: " + pattern, elapsed)
+
+
+def test_a_nan_limit_is_refused(tmp_path):
+    problems = _problems(tmp_path, "name: bad\nhttp:\n  - name: api\n    url: http://127.0.0.1:1/\n"
+                                   "    max_latency_ms: .nan\n")
+    assert problems == ["env.yaml:5: http[0].max_latency_ms (api): expected a finite number, seen nan"]
