@@ -253,3 +253,13 @@ def test_a_nan_limit_is_refused(tmp_path):
     problems = _problems(tmp_path, "name: bad\nhttp:\n  - name: api\n    url: http://127.0.0.1:1/\n"
                                    "    max_latency_ms: .nan\n")
     assert problems == ["env.yaml:5: http[0].max_latency_ms (api): expected a finite number, seen nan"]
+
+
+@pytest.mark.parametrize("expression", ["(" * 3000 + "a" + ")" * 3000, "[" * 3000, "not_null(" * 60 + "a" + ")" * 60])
+def test_a_deeply_nested_condition_is_a_clean_error(tmp_path, expression):
+    # before: the JMESPath parser's RecursionError as a traceback
+    env = tmp_path / "env.yaml"
+    env.write_text(f"name: bad\nhttp:\n  - name: a\n    url: http://127.0.0.1:1/\n    expect: ['{expression}']\n")
+    code, output, elapsed = _opsgate("validate", str(env), cwd=tmp_path)
+    assert code == 1, output[-3000:]
+    _clean(output, str(env), r":5: http\[0\]\.expect \(a\): expected a JMESPath condition", elapsed)

@@ -127,9 +127,9 @@ class Condition:
         match = _COMPARISON.match(text)
         try:
             if match:
-                lhs = jmespath.compile(match.group("lhs"))
+                lhs = _compiled(match.group("lhs"))
                 return cls(text, level, lhs, match.group("op"), _literal(match.group("rhs")))
-            return cls(text, level, jmespath.compile(text))
+            return cls(text, level, _compiled(text))
         except (JMESPathError, ValueError) as exc:
             raise ValueError(f"expected a JMESPath condition like \"status == 'healthy'\", seen {text!r}: {exc}") from None
 
@@ -189,6 +189,25 @@ class Condition:
         except JMESPathError:
             return {}
         return {_render(node): value}
+
+
+_MAX_NESTING = 50  # an expression nested deeper is a mistake, and would exhaust the recursive parser or evaluator
+
+
+def _compiled(text: str) -> Any:
+    """``jmespath.compile``, refusing expressions nested too deeply to parse or evaluate."""
+    try:
+        parsed = jmespath.compile(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {_MAX_NESTING} levels deep") from None
+    nodes, depth = [(parsed.parsed, 1)], 0
+    while nodes:
+        node, level = nodes.pop()
+        depth = max(depth, level)
+        nodes += [(child, level + 1) for child in node.get("children", []) if isinstance(child, dict)]
+    if depth > _MAX_NESTING:
+        raise ValueError(f"nested more than {_MAX_NESTING} levels deep")
+    return parsed
 
 
 def _render(node: dict) -> str:
