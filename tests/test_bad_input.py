@@ -263,3 +263,14 @@ def test_a_deeply_nested_condition_is_a_clean_error(tmp_path, expression):
     code, output, elapsed = _opsgate("validate", str(env), cwd=tmp_path)
     assert code == 1, output[-3000:]
     _clean(output, str(env), r":5: http\[0\]\.expect \(a\): expected a JMESPath condition", elapsed)
+
+
+@pytest.mark.parametrize("pattern", ["(" * 5000 + ")" * 5000, "a{99999999999}"])
+def test_a_regex_nested_too_deeply_or_repeated_too_often_is_a_clean_error(tmp_path, pattern):
+    # before: RecursionError / OverflowError tracebacks from re.compile
+    env = tmp_path / "env.yaml"
+    env.write_text(f"name: bad\nhttp:\n  - name: a\n    url: http://127.0.0.1:1/\n    body_regex: '{pattern}'\n")
+    code, output, elapsed = _opsgate("validate", str(env), cwd=tmp_path)
+    assert code == 1, output[-3000:]
+    _clean(output, str(env), r":5: http\[0\]\.body_regex \(a\): expected a regular expression", elapsed)
+    assert len(output) < 2000, output

@@ -181,7 +181,8 @@ def test_generated_policies_load_or_fail_cleanly(folder, data):
 
 
 EDGES = [None, True, -1, 2**63, 10**400, float("inf"), float("-inf"), float("nan"), "", "9" * 400 + "s",
-         "9" * 400 + "TB", "1e999", "(?P<", "a\x01b", [None], {"k": None}, [[[]]]]
+         "9" * 400 + "TB", "1e999", "(?P<", "(" * 5000 + ")" * 5000, "a{99999999999}", "[" * 3000, "a\x01b",
+         [None], {"k": None}, [[[]]], [{"regex": "(" * 5000 + ")" * 5000}]]
 
 
 def test_every_field_with_every_edge_value(folder):

@@ -50,8 +50,9 @@ Size = Annotated[
 def _compiles(value: str) -> str:
     try:
         re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"expected a regular expression, seen {value!r}: {exc}") from None
+    except (re.error, RecursionError, OverflowError) as exc:  # nested too deeply, a repeat count too large
+        shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+        raise ValueError(f"expected a regular expression, seen {shown}: {exc}") from None
     return value
 
 
