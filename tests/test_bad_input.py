@@ -274,3 +274,14 @@ def test_a_regex_nested_too_deeply_or_repeated_too_often_is_a_clean_error(tmp_pa
     assert code == 1, output[-3000:]
     _clean(output, str(env), r":5: http\[0\]\.body_regex \(a\): expected a regular expression", elapsed)
     assert len(output) < 2000, output
+
+
+def test_a_long_dependency_chain_is_checked_without_recursion(tmp_path):
+    # before: the cycle search recursed once per link, a RecursionError traceback at ~1,000
+    items = "".join(f"  - {{name: f{i}, path: /etc/hostname, depends_on: [f{i + 1}]}}\n" for i in range(2999))
+    env = tmp_path / "env.yaml"
+    env.write_text(f"name: chain\nfile:\n{items}  - {{name: f2999, path: /etc/hostname, depends_on: [f0]}}\n")
+    code, output, elapsed = _opsgate("validate", str(env), cwd=tmp_path)
+    assert code == 1, output[-3000:]
+    _clean(output, str(env), r":3: file\[0\]\.depends_on: expected no dependency cycle, seen f0 -> f1 -> .* -> f2999 -> f0 \(3000 checks\)", elapsed)
+    assert len(output) < 2000, output[:3000]

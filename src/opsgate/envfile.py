@@ -357,34 +357,33 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
     cycle = _find_cycle(graph)
     if cycle:
         first = where[cycle[0]]
+        long = len(cycle) > 12  # a chain of thousands is shown by its ends
+        seen = " -> ".join(cycle[:6] + ["..."] + cycle[-4:] if long else cycle) + (f" ({len(cycle) - 1} checks)" if long else "")
         problems.append(Problem(shown, line_of(lines, first[:2] + ("depends_on",)), dotted(first[:2] + ("depends_on",)),
-                                f"expected no dependency cycle, seen {' -> '.join(cycle)}"))
+                                f"expected no dependency cycle, seen {seen}"))
     return problems
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, []):
-            if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
-            if dep in graph and dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in graph:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+    """A dependency cycle as its names, first repeated last; without recursion, so a chain of
+    any length is fine."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in graph:
+        if start in state:
+            continue
+        state[start] = 1
+        path, todo = [start], [iter(graph[start])]
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            elif dep in graph and dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(graph[dep]))
     return None
 
 
