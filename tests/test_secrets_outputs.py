@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
 
 from tests.gate_helpers import run_gate
 from tests.support.http_target import free_port
-from tests.support.project import REPO, make_project
+from tests.support.project import REPO, make_project, run_pytest
 
 SECRETS = {  # variable -> value: quotes, backslash, non-ASCII, slash, plus, space all need escaping somewhere
     "API_TOKEN": 'Tk9"q\\Lm/Ür+7 zWx4',
@@ -157,11 +154,10 @@ command:
     project = make_project(tmp_path, env_text)
     summary = tmp_path / "step-summary.md"
     environ = {**{k: quote(v, safe="") if k in ENCODED else v for k, v in SECRETS.items()}, PLAIN_URL_VAR: plain_url, "AUTH_LOG_LINES": PLAIN_NUMBER, "GITHUB_STEP_SUMMARY": str(summary)}
-    run = _pytest(project, environ, "--gate", "daily", "-rA", "-v")
-    assert run.returncode != 0, run.stdout
+    run = run_pytest(project, "--gate", "daily", "-rA", "-v", env=environ)
+    assert run.returncode != 0 and run.report_text, run.output
     report = project / "reports" / "daily-latest.json"
-    assert report.exists(), run.stdout
-    outputs = {"terminal": run.stdout + run.stderr, "report": report.read_text()}
+    outputs = {"terminal": run.output, "report": run.report_text}
     gate = run_gate(report, "--policy", REPO / "config" / "gates.yaml", "--gate", "daily",
                     "--junit", tmp_path / "junit.xml", "--markdown", tmp_path / "gate.md",
                     "--prometheus", tmp_path / "gate.prom", env={"GITHUB_STEP_SUMMARY": str(summary)})
@@ -181,10 +177,3 @@ command:
     assert f"{plain_url}/echo" in outputs["report"] and "***/echo" not in outputs["report"]
     assert f"lines={PLAIN_NUMBER}" in outputs["report"]
 
-
-def _pytest(project: Path, environ: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_", "GITHUB_"))}
-    env.update(environ)
-    return subprocess.run([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
-                           "--policy", str(REPO / "config" / "gates.yaml"), *args],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=180)

@@ -43,16 +43,18 @@ def make_project(tmp_path: Path, env_text: str, extra: dict[str, str] | None = N
     return project
 
 
-def start_pytest(project: Path, *args: str) -> subprocess.Popen:
-    """``pytest checks/daily --env env.yaml`` in ``project``, started (for tests that signal it)."""
+def start_pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``pytest checks/daily --env env.yaml`` in ``project``, started (for tests that signal it);
+    ``env`` adds variables to the run's environment."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+    environ.update(env or {})
     return subprocess.Popen([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
                              "--policy", str(REPO / "config" / "gates.yaml"), *args],
                             cwd=project, env=environ, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def run_pytest(project: Path, *args: str, timeout: float = 180) -> ProjectRun:
-    proc = start_pytest(project, *args)
+def run_pytest(project: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> ProjectRun:
+    proc = start_pytest(project, *args, env=env)
     output, _ = proc.communicate(timeout=timeout)
     latest = project / "reports" / "daily-latest.json"
     return ProjectRun(proc.returncode, output, project, latest.read_text() if latest.exists() else "")
