@@ -122,7 +122,7 @@ def test_secrets_list_adds_variables(write_env):
 
 
 def test_secret_too_short_to_mask_is_not_registered_and_warned(write_env):
-    with pytest.warns(UserWarning, match="API_TOKEN: a secret shorter than 4 characters"):
+    with pytest.warns(UserWarning, match=r"env.yaml:3: http\[0\].headers.X-T: \$\{API_TOKEN\}: a secret shorter than 4 characters"):
         load(write_env, "name: t\nhttp:\n  - {name: h, url: 'http://127.0.0.1:1/', headers: {X-T: '${API_TOKEN}'}}\n", {"API_TOKEN": "z9q"})
     assert REDACTOR.text("xyz z9q") == "xyz z9q"
 

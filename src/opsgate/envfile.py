@@ -121,7 +121,9 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     problems = _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)
-    _register_secrets(env)
+    for where in dict.fromkeys(substitution.too_short + _register_secrets(env, lines, shown)):
+        warnings.warn(f"{where}: a secret shorter than {MIN_SECRET} characters is not masked in output "
+                      "(masking it would hide every occurrence of those characters)", stacklevel=2)
     base = Path(env.base_dir) if env.base_dir else path.parent
     if not base.is_absolute():
         base = (path.parent / base).resolve()
@@ -139,6 +141,7 @@ class _Substitution:
         self.problems: list[Problem] = []
         self.hidden: set[Path_] = set()
         self.shell_env: dict[int, dict[str, str]] = {}  # command index -> variables for its shell
+        self.too_short: list[str] = []  # secrets that cannot be masked, where they are used
 
     def walk(self, value: Any, at: Path_ = ()) -> Any:
         if isinstance(value, dict):
@@ -175,7 +178,8 @@ class _Substitution:
             return ""
         self.hidden.add(at)
         if is_secret_variable(name) or name in self.secret_names or in_password:
-            register_secret(result, name, whole=in_password)
+            if not register_secret(result, whole=in_password):
+                self.too_short.append(f"{self.shown}:{line_of(self.lines, at)}: {dotted(at)}: ${{{name}}}")
         if in_userinfo:
             # the value is the user or password, whatever it holds: a / ? # @, a quote or a
             # space would break the address (and error messages would quote the pieces). What
@@ -299,26 +303,24 @@ def shell_references(text: str, variable: typing.Callable[[re.Match], str]) -> s
     return "".join(out)
 
 
-def register_secret(value: str, name: str = "a secret value", whole: bool = False, warn: bool = True) -> None:
+def register_secret(value: str, whole: bool = False) -> bool:
     """Register a secret with the redactor. A value that is a URL with a password registers
     that password (raw and percent-decoded) and not the whole address, unless ``whole``
-    (the user marked the very value secret). A value too short to mask without masking noise
-    is not registered: the loader warns, naming it.
+    (the user marked the very value secret). False when a part was too short to be masked
+    without masking noise (the loader warns about it).
 
-    >>> register_secret("postgresql://app:pw-1234@db/x", "DATABASE_URL")
+    >>> register_secret("postgresql://app:pw-1234@db/x"), register_secret("abc")
+    (True, False)
     >>> REDACTOR.text("postgresql://app:pw-1234@db/x failed; pw-1234 rejected")
     'postgresql://app:***@db/x failed; *** rejected'
     """
     if not value:
-        return
+        return True
     password = _password(value) if "://" in value else None
     parts = [password, unquote(password)] if password else []
     if whole or not parts:
         parts.insert(0, value)
-    for part in parts:
-        if not REDACTOR.add(part) and warn:
-            warnings.warn(f"{name}: a secret shorter than {MIN_SECRET} characters is not masked in output "
-                          "(masking it would hide every occurrence of those characters)", stacklevel=2)
+    return all([REDACTOR.add(part) for part in parts])
 
 
 def _apply_defaults(data: dict) -> None:
@@ -392,35 +394,44 @@ def _register_inherited(environ: typing.Mapping[str, str], listed: set[str]) -> 
     inherits them, so a command that prints its environment must not show them."""
     for name, value in environ.items():
         if (is_secret_variable(name) or name in listed) and isinstance(value, str):
-            register_secret(value, name, warn=False)  # not opsgate's variable: no warning
+            register_secret(value)  # not opsgate's variable: no warning when too short
 
 
-def _register_secrets(env: Environment) -> None:
+def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str) -> list[str]:
     """Header values marked secret or named like secrets (and the token after a scheme, the
     password inside Basic credentials), the password of any URL or DSN (http, postgres,
-    redis, prometheus, metrics, a container engine), secret command env."""
-    for item in env.http:
+    redis, prometheus, metrics, a container engine), secret command env. Returns where a
+    secret too short to mask is used."""
+    too_short: list[str] = []
+
+    def register(value: str, at: Path_, whole: bool = False) -> None:
+        if not register_secret(value, whole):
+            too_short.append(f"{shown}:{line_of(lines, at)}: {dotted(at)}")
+
+    for index, item in enumerate(env.http):
         for name, value in item.headers.items():
             if getattr(value, "secret", False) or is_secret_name(name):
                 text = value.value if isinstance(value, SecretValue) else value
-                register_secret(text, f"header {name}", whole=True)
+                register(text, ("http", index, "headers", name), whole=True)
                 scheme, _, token = text.partition(" ")
                 if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme):  # "Bearer <token>", "Basic <base64>"
                     REDACTOR.add(token.strip())
                     if scheme.lower() == "basic":
                         REDACTOR.add(_basic_password(token))
-    for item in env.items():
-        for field in _ADDRESSES:
-            address = getattr(item, field, None)
-            password = _password(address) if isinstance(address, str) else None
-            if password:
-                register_secret(password, f"{item.name}.{field} password", whole=True)
-                register_secret(unquote(password), f"{item.name}.{field} password", whole=True)
-    for item in env.command:
+    for kind in KINDS:
+        for index, item in enumerate(getattr(env, kind)):
+            for field in _ADDRESSES:
+                address = getattr(item, field, None)
+                password = _password(address) if isinstance(address, str) else None
+                if password:
+                    register(password, (kind, index, field), whole=True)
+                    register(unquote(password), (kind, index, field), whole=True)
+    for index, item in enumerate(env.command):
         for name, value in item.env.items():
             marked = getattr(value, "secret", False)
             if marked or is_secret_variable(name) or name in env.secrets:
-                register_secret(value.value if isinstance(value, SecretValue) else value, name, whole=marked)
+                register(value.value if isinstance(value, SecretValue) else value, ("command", index, "env", name), whole=marked)
+    return too_short
 
 
 def _password(address: str) -> str | None:
