@@ -156,6 +156,7 @@ SECRET = 'Sx7"k\\Ümn/q+r w&=Zt'
     pytest.param(repr(SECRET)[1:-1], id="repr"),
     pytest.param(repr({"k": SECRET}), id="repr-dict"),
     pytest.param(ascii(SECRET)[1:-1], id="ascii"),
+    pytest.param(repr(SECRET.encode()), id="repr-bytes"),
 ] + [pytest.param(base64.b64encode(f"{user}:{SECRET}".encode()).decode(), id=f"base64-{len(user)}")
      for user in ("", "u", "ab", "ops")]
   + [pytest.param(base64.urlsafe_b64encode(f"ops:{SECRET}".encode()).decode(), id="base64-urlsafe")])

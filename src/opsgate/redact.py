@@ -118,6 +118,7 @@ def encoded_forms(secret: str) -> set[str]:
         escaped.add(form)
         escaped.update(_escapes(form))  # escaped twice: JSON inside JSON, a repr of a repr
     forms = set(escaped)
+    forms.add(repr(secret.encode("utf-8"))[2:-1])  # a repr of bytes: b'...\\xc3\\x9c...'
     for url in (quote(secret, safe=""), quote(secret), quote_plus(secret), quote(secret, safe="!'()*~")):
         forms.add(url)
         forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), url))
