@@ -159,7 +159,7 @@ class Redactor:
         self._values: set[str] = set()
         self._forms: set[str] = set()
         # one snapshot read by text(): literal regex; edge fragments (secret, where it is cut)
-        # by their 4 outer characters; the memo of short strings redacted under this state
+        # by their 6 outer characters; the memo of short strings redacted under this state
         self._state: tuple[re.Pattern | None, dict, dict, dict[str, str]] | None = (None, {}, {}, {})
         self._lock = threading.Lock()
 
@@ -206,7 +206,6 @@ class Redactor:
         ('{"pw": "***"}', 'q=***%21', 'SECRET', '***')
         >>> r.text("2-SECRET and the rest of a string that was cut before it was redacted")
         '*** and the rest of a string that was cut before it was redacted'
-
         """
         literal, heads, tails, memo = self._current()
         short = len(value) <= _MEMO_TEXT
@@ -218,7 +217,7 @@ class Redactor:
         if literal is not None:
             out = literal.sub(MASK, out)
             if len(out) >= EDGE_FRAGMENT:
-                out = _edges(out, heads, tails, 2 if len(out) <= EDGE_TEXT else len(out))
+                out = _edges(out, heads, tails, short_text=len(out) <= EDGE_TEXT)
         if _TRIGGER.search(out):
             for pattern, replacement in _PATTERNS:
                 out = pattern.sub(replacement, out)
@@ -264,21 +263,21 @@ class Redactor:
 
 
 def _edges(text: str, heads: dict[str, list[tuple[str, int]]], tails: dict[str, list[tuple[str, int]]],
-           share: int) -> str:
+           short_text: bool) -> str:
     """Mask a secret's fragment at the start (its end) or at the end (its start) of ``text``,
-    also just inside an ellipsis that marks a cut; a fragment must be at least 1/``share`` of
-    its secret (candidates come longest first, so the first that fits is the longest)."""
+    also just inside an ellipsis that marks a cut; in a short text, only a fragment of half
+    its secret or more (candidates come longest first: the first that fits is the longest)."""
     start = 3 if text.startswith("...") else 1 if text.startswith("…") else 0
     for secret, cut in heads.get(text[start:start + EDGE_FRAGMENT], ()):
         if text.startswith(secret[cut:], start):
-            if (len(secret) - cut) * share >= len(secret):
+            if not short_text or 2 * (len(secret) - cut) >= len(secret):
                 text = text[:start] + MASK + text[start + len(secret) - cut:]
             break
     end = len(text) - (3 if text.endswith("...") else 1 if text.endswith("…") else 0)
     if end >= EDGE_FRAGMENT:
         for secret, cut in tails.get(text[end - EDGE_FRAGMENT:end], ()):
             if text.endswith(secret[:cut], 0, end):
-                if cut * share >= len(secret):
+                if not short_text or 2 * cut >= len(secret):
                     text = text[:end - cut] + MASK + text[end:]
                 break
     return text
