@@ -185,6 +185,7 @@ EDGES = [None, True, -1, 2**63, 10**400, float("inf"), float("-inf"), float("nan
          [None], {"k": None}, [[[]]], [{"regex": "(" * 5000 + ")" * 5000}]]
 
 
+@pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")  # re.compile on "[[[..."
 def test_every_field_with_every_edge_value(folder):
     """Exhaustive where the fuzzer is thin: each key of each kind, of the defaults and of a
     gate and a waiver, set to each edge value: loads or is a clean error."""

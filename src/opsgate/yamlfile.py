@@ -314,8 +314,10 @@ def parse(source: str | bytes, shown: str, error: type[ProblemsError] = Problems
         reason = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         reason = f"{reason} ({context})" if context and mark else reason
-        raise error([Problem(shown, mark.line + 1 if mark else None, "", f"invalid YAML: {reason}",
-                             mark.column + 1 if mark else None)]) from None
+        line = mark.line + 1 if mark else text.count("\n", 0, exc.position) + 1 if hasattr(exc, "position") else None
+        raise error([Problem(shown, line, "", f"invalid YAML: {reason}", mark.column + 1 if mark else None)]) from None
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:  # the last resort: no PyYAML path should get here
+        raise error([Problem(shown, None, "", f"invalid YAML: {type(exc).__name__}: {REDACTOR.excerpt(str(exc), 200)}")]) from None
     finally:
         loader.dispose()
     if problems:
