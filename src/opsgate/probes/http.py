@@ -429,6 +429,8 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
     opsgate.probes.http._Failed: connection refused
     """
     state = _Exchange(timeout)
+    if verify is True:  # the CA bundle requests' sessions take from the environment, as before
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     sent_headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
     secret = _secret_headers(sent_headers, set(secret_headers))
     origin = _origin(url)
