@@ -60,7 +60,7 @@ PROBE_RSS = textwrap.dedent("""
     from opsgate.probes import ProbeContext
     from opsgate.probes.command import observe
     obs = observe(CommandCheck(name="big", shell=sys.argv[1], timeout=120, stdout_not_regex="^FATAL"), ProbeContext())
-    print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "error": obs.error,
+    print(json.dumps({"rss_kb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]), "error": obs.error,
                       "values": obs.values, "bytes": obs.details.get("stdout_bytes")}))
 """)
 

@@ -5,7 +5,7 @@ a background process holding stdout after an exit 0, and a timeout whose grandch
 ignores SIGTERM.
 
 Every probe runs in its own child process, which reports its own peak RSS
-(``getrusage(RUSAGE_SELF)``: the command's processes are not counted) and the probe's
+(``VmHWM`` of /proc/self/status, not ``ru_maxrss``, which keeps the forking parent's peak: the command's processes are not counted) and the probe's
 wall time (interpreter start-up and imports excluded). The machine may be shared: times
 are noisy, RSS is not.
 """
@@ -30,7 +30,7 @@ from opsgate.probes import ProbeContext
 from opsgate.probes.command import observe
 started = time.perf_counter()
 obs = observe(CommandCheck(name="bench", **json.loads(sys.argv[1])), ProbeContext())
-print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024,
                   "error": obs.error, "values": obs.values, "details": {k: v for k, v in obs.details.items() if "_" not in k}}))
 """
 
@@ -39,7 +39,7 @@ import json, resource, subprocess, sys, time
 started = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1], shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 out, err = proc.communicate(timeout=600)
-print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - started, "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024,
                   "bytes": len(out)}))
 """
 

@@ -3,7 +3,7 @@ once expanded) as an environment file and as a gate policy: refused in <= 1 s wi
 RSS <= 100 MB, beside loading a normal example environment and the shipped gate policy.
 
 Every load runs in its own child process, which reports its own peak RSS
-(``getrusage(RUSAGE_SELF)``, interpreter and imports included) and the load's wall time
+(``VmHWM`` of /proc/self/status, interpreter and imports included) and the load's wall time
 (start-up and imports excluded); the best of a few runs is kept (``--quick``: one run).
 The machine may be shared: times are noisy, RSS is not.
 """
@@ -34,7 +34,7 @@ try:
 except (envfile.EnvFileError, PolicyError) as exc:
     outcome = "refused: " + str(exc.problems[0]).replace(path, path.rsplit("/", 1)[-1])
 print(json.dumps({"seconds": time.perf_counter() - started, "outcome": outcome,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024}))
 """
 
 
