@@ -39,7 +39,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udff
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with an environment file."""
+    """One thing wrong with a YAML file (an environment or a gate policy)."""
 
     file: str
     line: int | None
