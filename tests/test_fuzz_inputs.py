@@ -7,9 +7,11 @@ file (and, for what is inside the file, the line); never another exception, neve
 from __future__ import annotations
 
 import time
+import typing
 from datetime import timedelta
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +21,7 @@ from opsgate import envfile
 from opsgate.gate import PolicyError, load_policy
 from opsgate.gate.policy import Gate, Policy, Waiver
 from opsgate.model import KINDS, Environment
-from opsgate.yamlfile import ProblemsError, _models
+from opsgate.yamlfile import ProblemsError
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 EXAMPLES = {p.name: p.read_bytes() for p in sorted((CONFIG / "examples").glob("*.yaml"))}
@@ -37,6 +39,22 @@ SCALARS = [b"0", b"-1", b"1e999", b"-1e999", b".nan", b"9" * 5000, b"99999999999
            b"!!set {a, b}", b"{<<: 3}", b"? [1]\n: 2", b"'${UNSET_FUZZ_VAR}'", b"$${X}", b"1s5", b"-5s", b"P9",
            b"[P0, P0]", b"'['", b"'(?P<'", b"|\n  block", b"\xe9\xff", b"\xc3", b".inf", b"-.inf", b".NaN",
            b"1.0e+999", b"9" * 400 + b"s", b"9" * 400 + b"TB", b"1e999", b"0.0000001", b"2026-12-01"]
+
+
+def _models(root, found=None) -> dict:
+    """Every pydantic model reachable from ``root``, by class name."""
+    found = {} if found is None else found
+    if isinstance(root, type) and issubclass(root, pydantic.BaseModel):
+        if root.__name__ not in found:
+            found[root.__name__] = root
+            for field in root.model_fields.values():
+                _models(field.annotation, found)
+    else:
+        for arg in typing.get_args(root):
+            _models(arg, found)
+    return found
+
+
 # every key the files may hold, so a mutation can set any field to any of the values above
 FIELDS = sorted({name.encode() for model in (*_models(Environment).values(), *_models(Policy).values())
                  for name in model.model_fields})
