@@ -323,3 +323,22 @@ def test_a_stalled_tls_handshake_is_named():
     assert result.status == "fail"
     assert "TLS handshake not completed within 1s" in result.message
     assert took < 4
+
+
+def test_a_3000_link_depends_on_chain_with_a_failed_root_blocks_every_link():
+    """Releasing dependents used to recurse once per link: a worker died of RecursionError
+    and the first link's result never came."""
+    from opsgate.engine import Engine
+    from opsgate.model import FileCheck
+    from opsgate.probes import ProbeContext
+
+    links = 3000
+    items = [FileCheck(name=f"f{i}", path="/etc/hostname", depends_on=[f"f{i + 1}"]) for i in range(links - 1)]
+    items.append(FileCheck(name=f"f{links - 1}", path="/nonexistent/root"))
+    engine = Engine(items, ProbeContext())
+    engine.start()
+    try:
+        assert engine.result("f0", timeout=30).status == "blocked"
+        assert engine.result(f"f{links - 1}", timeout=30).status == "fail"
+    finally:
+        engine.shutdown()

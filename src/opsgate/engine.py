@@ -87,7 +87,9 @@ class Engine:
         self._scheduler = threading.Thread(target=self._schedule, name="opsgate-scheduler", daemon=True)
         self._scheduler.start()
         for name in self.items:
-            self._maybe_submit(name)
+            blocked = self._maybe_submit(name)  # a prerequisite may already have failed
+            if blocked:
+                self._finish(*blocked)
 
     def result(self, name: str, timeout: float | None = None) -> CheckResult:
         """Wait for one check's result (raises TimeoutError after ``timeout``)."""
@@ -107,7 +109,9 @@ class Engine:
             item = self.items[name]
             self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
 
-    def _maybe_submit(self, name: str) -> None:
+    def _maybe_submit(self, name: str) -> tuple[str, CheckResult] | None:
+        """Queue ``name`` once its prerequisites are done; return its result instead when it
+        cannot run (blocked, or the run is stopping), for the caller to finish."""
         item = self.items[name]
         deps = [d for d in item.depends_on if d in self.items]
         with self._lock:
@@ -116,11 +120,10 @@ class Engine:
             self._submitted.add(name)
         failed = [d for d in deps if self.futures[d].result().status not in ("pass", "warn")]
         if failed:
-            self._finish(name, CheckResult(
+            return name, CheckResult(
                 item.name, item.kind, item.severity, "blocked",
                 f"not run: blocked by {', '.join(failed)} ({self.futures[failed[0]].result().status})",
-                blocked_by=failed))
-            return
+                blocked_by=failed)
         with self._cond:
             if self._stopping:
                 stopped = True
@@ -129,7 +132,8 @@ class Engine:
                 self._ready.append(name)
                 self._cond.notify_all()
         if stopped:
-            self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
+            return name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped")
+        return None
 
     def _schedule(self) -> None:
         """Start checks while a slot is free; move probes past their stall time out of the slots."""
@@ -180,6 +184,12 @@ class Engine:
         self._finish(name, result)
 
     def _finish(self, name: str, result: CheckResult) -> None:
-        self.futures[name].set_result(result)
-        for dependent in self._dependents[name]:
-            self._maybe_submit(dependent)
+        # a loop, not recursion: a failed root of a 3,000-link depends_on chain blocks them all
+        pending = [(name, result)]
+        while pending:
+            done, outcome = pending.pop()
+            self.futures[done].set_result(outcome)
+            for dependent in self._dependents[done]:
+                blocked = self._maybe_submit(dependent)
+                if blocked:
+                    pending.append(blocked)
