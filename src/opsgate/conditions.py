@@ -30,6 +30,8 @@ import jmespath
 from jmespath import functions as jp_functions
 from jmespath.exceptions import JMESPathError
 
+from .redact import REDACTOR
+
 
 class _OpsgateFunctions(jp_functions.Functions):
     @jp_functions.signature({"types": ["array"]})
@@ -91,7 +93,7 @@ class ConditionResult:
         if self.detail:
             text += f" ({self.detail})"
         if self.context:
-            text += "; " + ", ".join(f"{k} = {json.dumps(v, default=str)[:200]}" for k, v in self.context.items())
+            text += "; " + ", ".join(f"{k} = {REDACTOR.excerpt(json.dumps(v, default=str), 200)}" for k, v in self.context.items())
         return text
 
     def to_json(self) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _cause(exc: Exception, item: ContainerCheck) -> str:
         return f"cannot reach the container engine at {engine} (connection refused)"
     if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectTimeout)) or "timed out" in text:
         return f"the container engine at {engine} did not answer within {item.timeout:g}s"
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {REDACTOR.excerpt(text, 200)}"
 
 
 def _started(value: str | None) -> float | None:
@@ -144,11 +144,11 @@ def _one(item: ContainerCheck, client: docker.DockerClient, container: Any) -> O
         exit_code, output = run_inside(client, container, item.exec, item.timeout)
         if exit_code is None:
             return Observation(values, error=f"container {container.name}: {' '.join(item.exec)} did not finish within "
-                                             f"{item.timeout:g}s; output so far: {REDACTOR.text(output[-200:])!r}")
+                                             f"{item.timeout:g}s; output so far: {REDACTOR.excerpt(output, 200, keep='tail')!r}")
         values["exec_exit_code"] = exit_code
         if item.exec_stdout_regex:
             values["exec_stdout_regex_found"] = bool(re.search(item.exec_stdout_regex, output))
-        details["exec_output"] = REDACTOR.text(output[-2000:])
+        details["exec_output"] = REDACTOR.excerpt(output, 2000, keep="tail")
         if exit_code != item.exec_exit_code or not values.get("exec_stdout_regex_found", True):
             explain.append(f"{' '.join(item.exec)}: " + " | ".join(REDACTOR.text(output).strip().splitlines()[-3:]))
     if item.log_patterns:

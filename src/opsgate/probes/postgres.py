@@ -38,6 +38,7 @@ from psycopg.rows import dict_row
 
 from ..conditions import Condition
 from ..model import PostgresCheck
+from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
 from . import QueueTimeout, target_name
 
@@ -69,16 +70,16 @@ def _cause(exc: Exception, item: PostgresCheck) -> str:
     if "connection refused" in lowered:
         return "connection refused (is the server running?)"
     if "password authentication failed" in lowered:
-        return text[text.lower().index("password authentication failed"):][:160]
+        return REDACTOR.excerpt(text[text.lower().index("password authentication failed"):], 160)
     if "timeout expired" in lowered or "timed out" in lowered:
         return f"no connection within {item.timeout:g}s"
     if "too many clients" in lowered or "remaining connection slots are reserved" in lowered:
-        return f"connections exhausted: {text[:160]}"
+        return f"connections exhausted: {REDACTOR.excerpt(text, 160)}"
     if "statement timeout" in lowered:
         return f"a query took longer than {item.timeout:g}s (statement_timeout)"
     if "server closed the connection" in lowered or "consuming input failed" in lowered or "connection is lost" in lowered:
         return f"no answer within {item.timeout:g}s (the server accepted the connection, then went silent)"
-    return text[:200]
+    return REDACTOR.excerpt(text, 200)
 
 
 def _connect(item: PostgresCheck) -> psycopg.Connection:

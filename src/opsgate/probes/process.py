@@ -23,6 +23,7 @@ import psutil
 
 from ..conditions import Condition
 from ..model import ProcessCheck
+from ..redact import REDACTOR
 from ..results import Observation
 
 _MAX_PID_FILE = 4096  # a PID file holds one number; read no more than this
@@ -47,7 +48,7 @@ def _pid_from_file(item: ProcessCheck, ctx) -> int:
         raise _NotObservable(f"pid_file {path}: cannot read: {exc.strerror or exc}") from None
     first = text.split()[0] if text.split() else ""
     if not first.isdigit() or int(first) <= 0:
-        raise _NotObservable(f"pid_file {path}: expected a process id, seen {text[:40]!r}")
+        raise _NotObservable(f"pid_file {path}: expected a process id, seen {REDACTOR.excerpt(text, 40)!r}")
     return int(first)
 
 
@@ -113,7 +114,7 @@ def observe(item: ProcessCheck, ctx) -> Observation:
                 rows.append({
                     "pid": proc.pid,
                     "name": proc.info["name"],
-                    "cmdline": " ".join(proc.info["cmdline"] or [])[:200],
+                    "cmdline": REDACTOR.excerpt(" ".join(proc.info["cmdline"] or []), 200),
                     "rss_mb": round(proc.memory_info().rss / 2**20, 2),
                     "cpu_percent": proc.cpu_percent(None) if item.cpu_percent else None,
                 })

@@ -25,6 +25,7 @@ import redis
 
 from ..conditions import Condition
 from ..model import RedisCheck
+from ..redact import REDACTOR
 from ..results import Observation
 from . import target_name
 
@@ -37,7 +38,7 @@ def _cause(exc: Exception, item: RedisCheck) -> str:
         return f"no answer within {item.timeout:g}s"
     if "Connection refused" in text or "ECONNREFUSED" in text or "Error 111" in text:
         return "connection refused (is the server running?)"
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {REDACTOR.excerpt(text, 200)}"
 
 
 def _client(item: RedisCheck) -> redis.Redis:
