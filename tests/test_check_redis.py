@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import re
 import threading
 import time
 
@@ -106,7 +107,8 @@ def test_near_maxmemory_and_evictions_fail(tmp_path):
         full = check(r.url(), memory_percent={"warn": 70, "critical": 90})
         evicted = check(r.url(), max_evicted_keys=0)
     assert full.status == "fail", full.message
-    assert full.message.startswith("memory_percent < 90.0: observed 9")
+    # at or just over maxmemory before allkeys-lru evicts: 9x.x, or 100.0 and a bit on a loaded machine
+    assert re.match(r"memory_percent < 90\.0: observed (9\d|1\d\d)(\.\d+)?\b", full.message), full.message
     assert evicted.status == "fail"
     assert evicted.message.startswith("evicted_keys <= 0: observed ")
 
