@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from ..conditions import Condition
 from ..model import CheckItem
 from ..results import Observation
+from ..targets import Target, local as local_target
 
 
 #: how long a check may wait, beyond its own timeout, for its turn on an exclusive connection
@@ -102,11 +103,12 @@ def _close(conn: Any) -> None:
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What probes need besides their item: where relative paths start, and the run's
-    shared connections."""
+    """What probes need besides their item: where relative paths start, the run's shared
+    connections, and the machine host-level probes read (``opsgate.targets``; this one by default)."""
 
     base_dir: Path = field(default_factory=Path.cwd)
     shared: Shared = field(default_factory=Shared, compare=False, repr=False)
+    target: Target = field(default_factory=local_target, compare=False, repr=False)
 
     def path(self, value: str) -> Path:
         """Resolve ``value`` against the environment's base_dir (``~`` expanded)."""

@@ -37,27 +37,20 @@ The command runs in its own session (process group):
 from __future__ import annotations
 
 import codecs
-import fcntl
 import json
-import os
 import re
-import selectors
-import signal
-import subprocess
 import time
 
 from ..conditions import Condition
 from ..model import CommandCheck
 from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
+from ..targets import Command
 
 KEEP = 64 << 10  # bytes kept of each stream's head and of its tail
 JSON_LIMIT = 16 << 20  # stdout parsed as JSON is read whole up to this size
 JSON_DEPTH = 200  # deeper documents are refused (the report serialiser and parsers recurse)
-DRAIN_S = 0.3  # after the command exits, how long a background process may keep the pipes open
-TERM_GRACE_S = 0.5  # between SIGTERM and SIGKILL of the group
 _EXCERPT = 2000  # characters of each stream in the evidence
-_READ = 1 << 18
 
 
 class _Search:
@@ -124,8 +117,7 @@ class _Stream:
     """One pipe's output: its head and tail (bytes), its size, the searches on it and, for
     JSON stdout, the whole text up to ``JSON_LIMIT``."""
 
-    def __init__(self, fd: int, searches: list[_Search], whole: bool = False) -> None:
-        self.fd = fd
+    def __init__(self, searches: list[_Search], whole: bool = False) -> None:
         self.size = 0
         self.head = bytearray()
         self.tail = bytearray()
@@ -184,143 +176,10 @@ class _Stream:
         return head.decode("utf-8", errors="replace").rstrip("\n") + marker + tail.decode("utf-8", errors="replace")
 
 
-def _start(item: CommandCheck, ctx) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(item.env_values())
+def _command(item: CommandCheck, ctx) -> Command:
     cwd = ctx.path(item.cwd) if item.cwd else ctx.base_dir
-    return subprocess.Popen(
-        item.argv if item.argv else item.shell,
-        shell=bool(item.shell), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )
-
-
-def _read(proc: subprocess.Popen, streams: tuple[_Stream, ...], timeout: float) -> str:
-    """Read every pipe as output arrives until the command has exited and closed them
-    ("exited"), the timeout passed ("timeout"), or it exited but something else kept a pipe
-    open for ``DRAIN_S`` more ("held")."""
-    deadline = time.monotonic() + timeout
-    selector = selectors.DefaultSelector()
-    pidfd = _pidfd(proc.pid)  # wakes the wait when the command exits, not only when it writes
-    try:
-        for stream in streams:
-            os.set_blocking(stream.fd, False)
-            _widen(stream.fd)
-            selector.register(stream.fd, selectors.EVENT_READ, stream)
-        if pidfd is not None:
-            selector.register(pidfd, selectors.EVENT_READ, None)
-        open_pipes = len(streams)
-        exited_at = None
-        while True:
-            now = time.monotonic()
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-                if pidfd is not None:
-                    selector.unregister(pidfd)
-            if exited_at is not None:
-                if not open_pipes:
-                    return "exited"
-                if now >= exited_at + DRAIN_S:
-                    return "held"
-                wait = exited_at + DRAIN_S - now
-            else:
-                if now >= deadline:
-                    return "timeout"
-                wait = deadline - now if pidfd is not None else min(deadline - now, 0.05)
-            for key, _ in selector.select(wait):
-                if key.data is None:
-                    continue  # the command exited: poll() above reaps it
-                try:
-                    chunk = os.read(key.fd, _READ)
-                except BlockingIOError:
-                    continue
-                if chunk:
-                    key.data.feed(chunk)
-                else:
-                    selector.unregister(key.fd)
-                    open_pipes -= 1
-    finally:
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _widen(fd: int) -> None:
-    """A 1 MiB pipe instead of 64 KiB: a fast writer costs four times fewer wake-ups."""
-    try:
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except OSError:  # over the user's pipe quota, or not Linux: the default size works too
-        pass
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux >= 5.3: _read polls instead
-        return None
-
-
-def _drain(streams: tuple[_Stream, ...]) -> None:
-    """Take what is already in the pipes, bounded: a writer outside the group may go on."""
-    for stream in streams:
-        taken = 0
-        while taken < 2 * KEEP:
-            try:
-                chunk = os.read(stream.fd, _READ)
-            except OSError:  # BlockingIOError: nothing more for now
-                break
-            if not chunk:
-                break
-            stream.feed(chunk)
-            taken += len(chunk)
-
-
-def _end_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the command's whole process group, SIGKILL to what is left after a grace."""
-    if not _signal_group(proc.pid, signal.SIGTERM):
-        return
-    until = time.monotonic() + TERM_GRACE_S
-    while time.monotonic() < until:
-        if proc.poll() is not None and not _group_alive(proc.pid):
-            return
-        time.sleep(0.02)
-    _signal_group(proc.pid, signal.SIGKILL)
-    try:
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:  # stuck in the kernel (D state): nothing more to do
-        pass
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Signal the group ``pgid`` (its id is the command's pid: it ran in its own session);
-    False once no process of it is left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed user: the others were still signalled
-        pass
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs. Zombies do not count: orphans are reaped by
-    init, which on some hosts (containers) takes its time; waiting for that would stall."""
-    if not _signal_group(pgid, 0):
-        return False
-    try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:  # no /proc: every member counts as alive
-        return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rpartition(b")")[2].split()
-        except OSError:  # gone meanwhile
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+    return Command(argv=list(item.argv) if item.argv else None, shell=item.shell, env=item.env_values(),
+                   cwd=str(cwd))
 
 
 def _size(n: int) -> str:
@@ -397,31 +256,23 @@ def _depth_over(document: object, limit: int) -> bool:
 def observe(item: CommandCheck, ctx) -> Observation:
     shown = " ".join(item.argv) if item.argv else item.shell
     started = time.perf_counter()
+    searches = {key: _Search(pattern, unsure=key == "stdout_not_regex_found")
+                for key, pattern in (("stdout_regex_found", item.stdout_regex), ("stderr_regex_found", item.stderr_regex),
+                                     ("stdout_not_regex_found", item.stdout_not_regex)) if pattern}
+    wants_json = bool(item.json_stdout or item.expect or item.warn)
+    out = _Stream([s for k, s in searches.items() if k.startswith("stdout")], whole=wants_json)
+    err = _Stream([s for k, s in searches.items() if k.startswith("stderr")])
     try:
-        proc = _start(item, ctx)
+        ran = ctx.target.run(_command(item, ctx), out, err, item.timeout)
     except OSError as exc:
         cause = exc.strerror or str(exc)
         if exc.filename and str(exc.filename) != (item.argv[0] if item.argv else ""):
             cause = f"{exc.filename}: {cause}"  # not the program: its working directory (or the shell)
         return Observation({"command": shown}, error=f"cannot run {shown!r}: {cause}")
-    searches = {key: _Search(pattern, unsure=key == "stdout_not_regex_found")
-                for key, pattern in (("stdout_regex_found", item.stdout_regex), ("stderr_regex_found", item.stderr_regex),
-                                     ("stdout_not_regex_found", item.stdout_not_regex)) if pattern}
-    wants_json = bool(item.json_stdout or item.expect or item.warn)
-    out = _Stream(proc.stdout.fileno(), [s for k, s in searches.items() if k.startswith("stdout")], whole=wants_json)
-    err = _Stream(proc.stderr.fileno(), [s for k, s in searches.items() if k.startswith("stderr")])
-    ending = "timeout"
-    try:
-        ending = _read(proc, (out, err), item.timeout)
-    finally:  # whatever happened while reading, nothing of the command outlives the probe by accident
-        if ending != "exited":
-            _end_group(proc)
-            _drain((out, err))
-        proc.stdout.close()
-        proc.stderr.close()
+    ending = ran.ending
     out.finish()
     err.finish()
-    values: dict = {"command": shown, "exit_code": None if ending == "timeout" else proc.returncode,
+    values: dict = {"command": shown, "exit_code": ran.exit_code,
                     "duration_s": round(time.perf_counter() - started, 4)}
     out_text, err_text = out.text(), err.text()
     details: dict = {"stdout_tail": _excerpt(out_text), "stderr_tail": _excerpt(err_text)}
@@ -429,9 +280,8 @@ def observe(item: CommandCheck, ctx) -> Observation:
         if stream.omitted() > 0:
             details[f"{name}_bytes"] = stream.size
             details[f"{name}_head"] = _excerpt(text, keep="head")
-    if ending == "held":
-        details["background"] = (f"a background process kept the output open after the command exited; output was "
-                                 f"read for {DRAIN_S:g}s more, then its process group was ended")
+    if ran.note:
+        details["background"] = ran.note
     lines = " | ".join((err_text.strip() or out_text.strip()).splitlines())
     explain = f"output: {REDACTOR.excerpt(lines, 300, keep='tail')}" if lines else None
     if ending == "timeout":

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import stat
 import time
 
@@ -16,23 +17,29 @@ from ..conditions import Condition
 from ..model import FileCheck
 from ..results import Observation
 
+#: what Path.exists() takes for "no such file" (a dangling link, a file where a directory should be, a loop)
+_ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP}
+
 
 def observe(item: FileCheck, ctx) -> Observation:
     path = ctx.path(item.path)
-    values = {"path": str(path), "exists": path.exists()}
-    if not values["exists"]:
-        if item.exists:
-            return Observation(values, error=f"{path}: file does not exist")
-        return Observation(values)
+    values = {"path": str(path), "exists": True}
     try:
-        st = path.stat()
+        st = ctx.target.stat(str(path), item.timeout)
+    except TimeoutError as exc:
+        return Observation(values, error=f"{path}: cannot stat: {exc}")
     except OSError as exc:
-        return Observation(values, error=f"{path}: cannot stat: {exc.strerror}")
+        if exc.errno in _ABSENT:
+            values["exists"] = False
+            if item.exists:
+                return Observation(values, error=f"{path}: file does not exist")
+            return Observation(values)
+        return Observation(values, error=f"{path}: cannot stat: {exc.strerror or exc}")
     values.update(
-        size_bytes=st.st_size,
-        age_s=round(time.time() - st.st_mtime, 3),
-        mode=oct(stat.S_IMODE(st.st_mode)),
-        world_writable=bool(st.st_mode & stat.S_IWOTH),
+        size_bytes=st.size,
+        age_s=round(time.time() - st.mtime, 3),
+        mode=oct(stat.S_IMODE(st.mode)),
+        world_writable=bool(st.mode & stat.S_IWOTH),
     )
     return Observation(values)
 

@@ -1,4 +1,4 @@
-"""``host``: local CPU %, memory %, load per core, and disk and inode use per path.
+"""``host``: the target's (this machine by default) CPU %, memory %, load per core, and disk and inode use per path.
 
 >>> from opsgate.model import HostCheck
 >>> from opsgate.probes import ProbeContext
@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import os
-
-import psutil
+import time
 
 from ..conditions import Condition
 from ..model import HostCheck
@@ -19,24 +17,25 @@ from ..results import Observation
 
 
 def observe(item: HostCheck, ctx) -> Observation:
-    values: dict = {
-        "cpu_percent": psutil.cpu_percent(interval=min(item.cpu_sample, item.timeout / 2)),
-        "memory_percent": psutil.virtual_memory().percent,
-        "load_per_core": round(os.getloadavg()[0] / (psutil.cpu_count() or 1), 3),
-        "disks": {},
-    }
+    deadline = time.monotonic() + item.timeout
+    try:
+        now = ctx.target.resources(item.cpu_sample, item.timeout)
+    except (OSError, TimeoutError) as exc:
+        return Observation({"disks": {}}, error=f"cannot read the host's resources: {exc}")
+    values: dict = {"cpu_percent": now.cpu_percent, "memory_percent": now.memory_percent,
+                    "load_per_core": now.load_per_core, "disks": {}}
     for disk in item.disks:
         path = ctx.path(disk.path)
         try:
-            usage = psutil.disk_usage(str(path))
-            vfs = os.statvfs(path)
+            usage = ctx.target.disk(str(path), max(deadline - time.monotonic(), 0.5))
+        except TimeoutError as exc:
+            return Observation(values, error=f"{path}: cannot read disk usage: {exc}")
         except OSError as exc:
-            return Observation(values, error=f"{path}: cannot read disk usage: {exc.strerror}")
-        inodes_used = (vfs.f_files - vfs.f_ffree) / vfs.f_files * 100 if vfs.f_files else 0.0
+            return Observation(values, error=f"{path}: cannot read disk usage: {exc.strerror or exc}")
         values["disks"][disk.path] = {
-            "used_percent": usage.percent,
-            "free_gb": round(usage.free / 2**30, 2),
-            "inodes_percent": round(inodes_used, 2),
+            "used_percent": usage.used_percent,
+            "free_gb": usage.free_gb,
+            "inodes_percent": usage.inodes_percent,
         }
     return Observation(values)
 

@@ -56,6 +56,7 @@ import os
 import re
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -65,6 +66,7 @@ from ..conditions import Condition
 from ..model import LogCheck, LogPattern
 from ..redact import REDACTOR
 from ..results import Observation
+from ..targets import FileStat, local as local_target
 
 BLOCK = 1 << 20  # bytes read at a time
 LINE_CAP = 1 << 20  # a line up to this long is searched whole; a longer one in windows
@@ -85,16 +87,37 @@ class NoTimestamp(Exception):
 # --- where the bytes come from --------------------------------------------------------------
 
 class _Reader:
-    """Reads blocks within a deadline, counting the bytes (``bytes_read`` in the values)."""
+    """Reads blocks of the target's files within a deadline, counting the bytes
+    (``bytes_read`` in the values)."""
 
-    def __init__(self, deadline: float, timeout: float) -> None:
+    def __init__(self, deadline: float, timeout: float, target=None) -> None:
         self.deadline, self.timeout, self.bytes = deadline, timeout, 0
+        self.target = target or local_target()
+
+    def left(self) -> float:
+        """Seconds before the deadline (TimeoutError once it passed)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"reading took longer than the timeout ({self.timeout:g}s)")
+        return left
+
+    @contextmanager
+    def open(self, path: Path) -> Iterator:
+        """The file, decompressed when it is a ``.gz``; seekable when it is not."""
+        with self.target.open(str(path), self.deadline) as raw:
+            if not _is_gz(path):
+                yield raw
+                return
+            with gzip.GzipFile(filename=str(path), mode="rb", fileobj=raw) as handle:
+                yield handle
 
     def read(self, handle, size: int, path: Path) -> bytes:
         if time.monotonic() > self.deadline:
             raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)")
         try:
             data = handle.read(size)
+        except TimeoutError:  # the target's own bound on one read
+            raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)") from None
         except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz among them
             raise OSError(f"{path}: cannot read: {exc}") from None
         self.bytes += len(data)
@@ -107,10 +130,6 @@ class _Reader:
 
 def _is_gz(path: Path) -> bool:
     return path.name.endswith(".gz")
-
-
-def _open(path: Path):
-    return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
 
 
 def _pieces(handle, path: Path, reader: _Reader, limit: int | None) -> Iterator[tuple[int, bytes, bool, bool]]:
@@ -383,19 +402,22 @@ def count_patterns(patterns: list[LogPattern], lines: Iterable[tuple[str, str]],
 
 # --- which files, which part of them --------------------------------------------------------
 
-def _files(item: LogCheck, ctx) -> list[Path]:
+def _files(item: LogCheck, ctx, reader: _Reader) -> dict[Path, FileStat]:
+    """The log files (rotations included) and their stat, oldest first."""
     pattern = str(ctx.path(item.path))
-    found = set(glob.glob(pattern))
+    found = {s.path: s for s in reader.target.glob(pattern, reader.left())}
     if item.rotated:
         for base in list(found) or [pattern]:
-            found.update(p for p in glob.glob(glob.escape(base) + ".*") if re.search(r"\.\d+(\.gz)?$", p))
-    files = [Path(p) for p in found if os.path.isfile(p)]
+            found.update((s.path, s) for s in reader.target.glob(glob.escape(base) + ".*", reader.left())
+                         if re.search(r"\.\d+(\.gz)?$", s.path))
+    stats = {Path(p): s for p, s in found.items() if s.is_file}
+    files = list(stats)
     # Within one log, the rotation number says which is older (app.log.2.gz < app.log.1 < app.log),
     # whatever the mtimes say (compression or a copy to scratch resets them); logs by mtime.
     newest: dict[str, float] = {}
     for p in files:
-        newest[_base(p)] = max(newest.get(_base(p), 0.0), p.stat().st_mtime)
-    return sorted(files, key=lambda p: (newest[_base(p)], _base(p), -_rotation(p)))
+        newest[_base(p)] = max(newest.get(_base(p), 0.0), stats[p].mtime)
+    return {p: stats[p] for p in sorted(files, key=lambda p: (newest[_base(p)], _base(p), -_rotation(p)))}
 
 
 def _rotation(path: Path) -> int:
@@ -419,7 +441,7 @@ class _Part:
 
 def _gz_lines(path: Path, reader: _Reader) -> int:
     count, last = 0, b"\n"
-    with gzip.open(path, "rb") as handle:
+    with reader.open(path) as handle:
         while data := reader.read(handle, BLOCK, path):
             count, last = count + data.count(b"\n"), data[-1:]
     return count + (last != b"\n")
@@ -435,8 +457,8 @@ def _last_lines(log: list[Path], n: int, reader: _Reader) -> dict[Path, _Part]:
             parts[path] = _Part(path, max(0, total - n), None)
             n -= min(total, n)
         else:
-            with open(path, "rb") as handle:
-                end = os.fstat(handle.fileno()).st_size
+            with reader.open(path) as handle:
+                end = handle.seek(0, os.SEEK_END)
                 start, got = _tail_start(handle, path, end, n, reader)
             parts[path] = _Part(path, start, end)
             n -= got
@@ -473,7 +495,7 @@ class _Walk:
 
 def _gz_starts_before(path: Path, walk: _Walk, reader: _Reader) -> bool:
     """Whether a gzip log's first timed line is older than the window (forward only)."""
-    with gzip.open(path, "rb") as handle:
+    with reader.open(path) as handle:
         for _, piece, first, _last in _pieces(handle, path, reader, None):
             if first and (stamp := walk.stamp(piece[:HEAD])) is not None:
                 return stamp < walk.since
@@ -490,8 +512,8 @@ def _last_minutes(log: list[Path], walk: _Walk, reader: _Reader) -> dict[Path, _
             if _gz_starts_before(path, walk, reader):
                 break
             continue
-        with open(path, "rb") as handle:
-            end = os.fstat(handle.fileno()).st_size
+        with reader.open(path) as handle:
+            end = handle.seek(0, os.SEEK_END)
             start, stop = end, False
             for offset, head in _reverse_heads(handle, path, end, reader):
                 verdict = walk.line(head)
@@ -515,7 +537,7 @@ def _first_number(part: _Part, reader: _Reader) -> int | None:
     if part.start > COUNT_PREFIX:
         return None
     count = 0
-    with open(part.path, "rb") as handle:
+    with reader.open(part.path) as handle:
         for at in range(0, part.start, BLOCK):
             count += reader.read(handle, min(BLOCK, part.start - at), part.path).count(b"\n")
     return count + 1
@@ -527,7 +549,7 @@ def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, s
     number = _first_number(part, reader)
     skip = part.start if part.end is None else 0  # gzip: lines before the part
     keep, where, column, name = False, "", 0, part.path.name
-    with _open(part.path) as handle:
+    with reader.open(part.path) as handle:
         if part.end is not None:
             handle.seek(part.start)
         limit = None if part.end is None else part.end - part.start
@@ -554,14 +576,18 @@ def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, s
 # --- the probe ------------------------------------------------------------------------------
 
 def observe(item: LogCheck, ctx) -> Observation:
-    files = _files(item, ctx)
+    reader = _Reader(time.monotonic() + item.timeout, item.timeout, ctx.target)
+    try:
+        stats = _files(item, ctx, reader)
+    except (OSError, TimeoutError) as exc:
+        return Observation({"files": []}, error=f"cannot list {ctx.path(item.path)}: {exc}")
+    files = list(stats)
     values: dict = {"files": [str(p) for p in files]}
     if not files:
         if item.missing_ok:
             values.update(lines_read=0, matches={p.regex: 0 for p in item.patterns})
             return Observation(values)
         return Observation(values, error=f"no log file matches {ctx.path(item.path)}")
-    reader = _Reader(time.monotonic() + item.timeout, item.timeout)
     now = time.time()
     since = now - item.last_minutes * 60 if item.last_minutes else None
     clock = Clock(now, item.timestamp_format, item.timestamp_regex) if since is not None else None
@@ -573,7 +599,7 @@ def observe(item: LogCheck, ctx) -> Observation:
         logs.setdefault(_base(path), []).append(path)
     try:
         for log in logs.values():
-            _observe_log(item, log, matcher, reader, clock, since)
+            _observe_log(item, log, stats, matcher, reader, clock, since)
     except NoTimestamp as exc:
         expected = f"in the form of timestamp_format {item.timestamp_format!r}" if item.timestamp_format else ""
         hint = "check timestamp_format and timestamp_regex" if item.timestamp_format else "set timestamp_format"
@@ -590,12 +616,12 @@ def observe(item: LogCheck, ctx) -> Observation:
                        explain=("first: " + " | ".join(first)) if first else None)
 
 
-def _observe_log(item: LogCheck, log: list[Path], matcher: Matcher, reader: _Reader, clock: Clock | None,
-                 since: float | None) -> None:
+def _observe_log(item: LogCheck, log: list[Path], stats: dict[Path, FileStat], matcher: Matcher, reader: _Reader,
+                 clock: Clock | None, since: float | None) -> None:
     """One log (a file and its rotations, oldest first): find the window, then read it."""
     if since is None:
         parts = _last_lines(log, item.last_lines, reader) if item.last_lines else {p: _Part(p, 0, None if _is_gz(p)
-                                                                                            else p.stat().st_size)
+                                                                                            else stats[p].size)
                                                                                    for p in log}
     else:
         walk = _Walk(clock, since)

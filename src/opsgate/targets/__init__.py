@@ -1,0 +1,227 @@
+"""Targets: the machine host-level probes read (files, logs, resources, commands).
+
+Probes never touch the OS themselves for these: they ask ``ctx.target``. The local
+target (the default) uses the OS directly; a command-only target (a pytest-testinfra
+host: ssh, ansible, podman/docker, kubectl ...) does the same through shell commands
+whose output is bounded. Checking a remote host is then a new target, not a change to
+every probe. Every operation takes a ``timeout`` (seconds) or a ``deadline``
+(``time.monotonic()``); running out is a ``TimeoutError``.
+
+>>> target = get("local")
+>>> target.name, target.stat("/etc/hostname", timeout=5).is_file
+('local', True)
+>>> sorted(registered())
+['local', 'testinfra']
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+READ_AHEAD = 64 << 10  # a small read of a remote file fetches this much, so gzip's 8 KiB reads stay few
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the file and log probes need of a file (``stat`` follows symlinks)."""
+
+    path: str
+    size: int
+    mtime: float
+    mode: int  # st_mode: type and permission bits
+    is_file: bool
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Whole-machine readings, as psutil gives them locally."""
+
+    cpu_percent: float
+    memory_percent: float
+    load_per_core: float
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """One filesystem's use, seen from a path on it."""
+
+    used_percent: float
+    free_gb: float
+    inodes_percent: float
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command to run: ``argv`` (no shell) or a ``shell`` line; ``env`` is added to the
+    target's environment; ``cwd`` None is the target's default."""
+
+    argv: list[str] | None = None
+    shell: str | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+
+
+class Sink(Protocol):
+    """Where a stream of a running command goes, as it arrives."""
+
+    def feed(self, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a command ended: ``"exited"`` (``exit_code`` set), ``"timeout"`` (it was ended, and
+    ``exit_code`` is None) or ``"held"`` (it exited but a background process kept its output
+    open; it was ended after a grace). ``note`` says why, when a target must add something."""
+
+    ending: str
+    exit_code: int | None
+    note: str | None = None
+
+
+class Target(ABC):
+    """The machine a probe reads. Subclasses implement the abstract operations; ``open``
+    has a default built on ``read_range`` and ``stat`` for targets that reach files only
+    through commands."""
+
+    name: str = "target"
+
+    @abstractmethod
+    def stat(self, path: str, timeout: float) -> FileStat:
+        """The file at ``path``; FileNotFoundError when there is none, OSError when it cannot be read."""
+
+    @abstractmethod
+    def glob(self, pattern: str, timeout: float) -> list[FileStat]:
+        """Existing paths matching a shell ``pattern`` (``*``, ``?``, ``[...]``; dot files only
+        when the pattern says so), each stat'ed."""
+
+    @abstractmethod
+    def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
+        """Up to ``length`` bytes of ``path`` from ``offset`` (fewer only at its end)."""
+
+    @abstractmethod
+    def resources(self, cpu_sample: float, timeout: float) -> Resources:
+        """CPU % over ``cpu_sample`` seconds, memory % in use, 1-minute load per core."""
+
+    @abstractmethod
+    def disk(self, path: str, timeout: float) -> DiskUsage:
+        """Use of the filesystem holding ``path``; OSError (with ``strerror``) when unreadable."""
+
+    @abstractmethod
+    def run(self, command: Command, out: Sink, err: Sink, timeout: float) -> Ran:
+        """Run ``command``, feeding its stdout and stderr to the sinks, within ``timeout``.
+        OSError when it cannot be started (no such program, no such working directory)."""
+
+    def open(self, path: str, deadline: float):
+        """A readable, seekable binary file object over ``path``; its reads raise TimeoutError
+        after ``deadline``. Close it (it is a context manager)."""
+        return RangeFile(self, path, deadline)
+
+
+class RangeFile(io.RawIOBase):
+    """A file read through ``Target.read_range``: random access without copying it whole.
+
+    >>> from opsgate.targets.local import LocalTarget
+    >>> with RangeFile(LocalTarget(), "/etc/hostname", time.monotonic() + 5) as f:
+    ...     f.seek(0, io.SEEK_END) == LocalTarget().stat("/etc/hostname", 5).size
+    True
+    """
+
+    def __init__(self, target: Target, path: str, deadline: float) -> None:
+        super().__init__()
+        self.target, self.path, self.deadline = target, path, deadline
+        self.size = target.stat(path, self._left()).size
+        self.pos = 0
+        self._cache, self._cache_at = b"", 0
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{self.path}: reading took longer than its timeout")
+        return left
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        want = len(buffer)
+        if want == 0 or self.pos >= self.size:
+            return 0
+        at = self.pos - self._cache_at
+        if not (0 <= at < len(self._cache)):
+            data = self.target.read_range(self.path, self.pos, max(want, READ_AHEAD), self._left())
+            self._cache, self._cache_at, at = data, self.pos, 0
+        data = self._cache[at:at + want]
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+_REGISTRY: dict[str, Callable[[str], Target]] = {}
+
+
+def register(scheme: str, factory: Callable[[str], Target]) -> None:
+    """Make ``get("<scheme>")`` / ``get("<scheme>:<spec>")`` build targets with ``factory(spec)``."""
+    _REGISTRY[scheme] = factory
+
+
+def registered() -> list[str]:
+    """The target schemes ``get`` knows."""
+    return list(_REGISTRY)
+
+
+def get(spec: str | None = None) -> Target:
+    """The target named by ``spec``: ``None`` or ``"local"`` is this machine;
+    ``"testinfra:<hostspec>"`` is a pytest-testinfra host (``testinfra:ssh://web1``,
+    ``testinfra:local://``). ValueError names the unknown scheme.
+
+    >>> get().name
+    'local'
+    >>> get("telnet:old-box")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown target 'telnet:old-box': expected local or testinfra:<hostspec>
+    """
+    scheme, _, rest = (spec or "local").partition(":")
+    if scheme not in _REGISTRY:
+        known = " or ".join("local" if s == "local" else f"{s}:<hostspec>" for s in _REGISTRY)
+        raise ValueError(f"unknown target {spec!r}: expected {known}")
+    return _REGISTRY[scheme](rest)
+
+
+def _local(_spec: str) -> Target:
+    from .local import LOCAL
+    return LOCAL
+
+
+def _testinfra(spec: str) -> Target:
+    from .testinfra import TestinfraTarget
+    return TestinfraTarget.connect(spec)
+
+
+register("local", _local)
+register("testinfra", _testinfra)
+
+
+def local() -> Target:
+    """This machine (one shared instance).
+
+    >>> local() is local()
+    True
+    """
+    from .local import LOCAL
+    return LOCAL
