@@ -180,8 +180,48 @@ class HttpCheck(CheckItem):
         return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.headers.items()}
 
 
+def _container_id(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{12,64}", value):
+        raise ValueError(f"expected a container id (12 to 64 hex digits, as `docker ps` or `podman ps` shows), "
+                         f"seen {value!r}: container names are not resolved here, only ids found in "
+                         "/proc/<pid>/cgroup")
+    return value
+
+
+def _unit_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", value):
+        raise ValueError(f"expected a systemd unit name such as app or app.service, seen {value!r}")
+    return value if "." in value else value + ".service"
+
+
+class ProcessScope(Strict):
+    """Which process is meant, besides its name or command line: every scope given must hold,
+    so an unrelated process with a similar command line neither satisfies nor breaks a check."""
+
+    pid_file: str | None = Field(None, description="only the process whose PID this file holds (relative to "
+                                                   "base_dir)")
+    children: bool = Field(False, description="with pid_file: also that process's descendants")
+    user: str | int | None = Field(None, description="owner: user name or numeric uid (real uid)")
+    exe: str | None = Field(None, description="executable, exact path (symlinks resolved; relative to base_dir)")
+    cwd: str | None = Field(None, description="working directory, exact path (relative to base_dir)")
+    container: Annotated[str, AfterValidator(_container_id)] | None = Field(
+        None, description="container id (prefix of 12+ hex digits) found in /proc/<pid>/cgroup (docker, podman, "
+                          "containerd); names are not resolved")
+    systemd_unit: Annotated[str, AfterValidator(_unit_name)] | None = Field(
+        None, description="systemd unit (app or app.service) in the process's systemd cgroup")
+
+    @model_validator(mode="after")
+    def _children_need_pid_file(self) -> "ProcessScope":
+        if self.children and not self.pid_file:
+            raise ValueError("expected pid_file with children: true (children of which process?)")
+        return self
+
+
 class TcpCheck(CheckItem):
-    """A host:port accepts a connection; optionally the local port is owned by a named process."""
+    """A host:port accepts a connection; optionally the local port is owned by the right process:
+    ``listening_process`` (regex on its name or command line) and/or ``listening`` (scopes:
+    pid_file, user, exe, cwd, container, systemd_unit). Every process listening on the port
+    must match."""
 
     kind: ClassVar[str] = "tcp"
     host: str = "127.0.0.1"
@@ -189,21 +229,21 @@ class TcpCheck(CheckItem):
     connect: bool = True
     max_connect_ms: float | None = None
     listening_process: Regex | None = Field(None, description="regex on the owning process's name or command line")
+    listening: ProcessScope | None = Field(None, description="the owning process's scopes (pid_file, user, exe, "
+                                                             "cwd, container, systemd_unit)")
 
 
-
-class ProcessCheck(CheckItem):
+class ProcessCheck(ProcessScope, CheckItem):
     """Processes by name or command-line regex, or the one whose PID is in a file (and, with
-    ``children``, its descendants): count within bounds, RSS and CPU limits. ``pid_file``
-    scopes a check to one instance, so other copies of the same program on the host
-    (another deployment, a test run) are not counted."""
+    ``children``, its descendants), or the one listening on a local ``port``: count within
+    bounds, RSS and CPU limits. Scopes (pid_file, port, user, exe, cwd, container,
+    systemd_unit) narrow the match, so other copies of the same program on the host (another
+    deployment, a test run) are neither counted nor mistaken for it."""
 
     kind: ClassVar[str] = "process"
     process_name: str | None = Field(None, description="exact process name")
     cmdline: Regex | None = Field(None, description="regex searched in the joined command line")
-    pid_file: str | None = Field(None, description="only the process whose PID this file holds (name and "
-                                                   "cmdline, when given, must match it too)")
-    children: bool = Field(False, description="with pid_file: also count that process's descendants")
+    port: int | None = Field(None, ge=1, le=65535, description="only the process(es) listening on this local port")
     min_count: int = Field(1, ge=0)
     max_count: int | None = Field(None, ge=0)
     rss_mb: Limit | None = None
@@ -213,10 +253,8 @@ class ProcessCheck(CheckItem):
 
     @model_validator(mode="after")
     def _needs_a_matcher(self) -> "ProcessCheck":
-        if not self.process_name and not self.cmdline and not self.pid_file:
-            raise ValueError("expected process_name, cmdline or pid_file, seen none of them")
-        if self.children and not self.pid_file:
-            raise ValueError("expected pid_file with children: true (children of which process?)")
+        if not (self.process_name or self.cmdline or self.pid_file or self.port):
+            raise ValueError("expected process_name, cmdline, pid_file or port, seen none of them")
         return self
 
 

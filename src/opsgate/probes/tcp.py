@@ -1,4 +1,10 @@
-"""``tcp``: a host:port accepts a connection in time; a local port is owned by the named process.
+"""``tcp``: a host:port accepts a connection in time; a local port is owned by the right process.
+
+``listening_process`` matches the owner's name or command line; ``listening`` scopes it the
+way a ``process`` check is scoped (pid_file with children, user, exe, cwd, container,
+systemd_unit; see :mod:`opsgate.probes.process`), so "port 8000 is owned by THIS server" is
+checked without guessing by name. Every process listening on the port must match: a second
+owner (a leftover sharing the port) fails the check.
 
 >>> from opsgate.model import TcpCheck
 >>> from opsgate.probes import ProbeContext
@@ -15,9 +21,12 @@ import time
 
 import psutil
 
+from . import process
 from ..conditions import Condition
 from ..model import TcpCheck
+from ..redact import REDACTOR
 from ..results import Observation
+from .process import listening_pids
 
 
 def connect_error(host: str, port: int, exc: OSError, timeout: float) -> str:
@@ -33,6 +42,8 @@ def connect_error(host: str, port: int, exc: OSError, timeout: float) -> str:
 
 
 def observe(item: TcpCheck, ctx) -> Observation:
+    """Connect (when ``connect``), then hold every owner of the local port to
+    ``listening_process`` and ``listening``."""
     values: dict = {"host": item.host, "port": item.port}
     if item.connect:
         started = time.perf_counter()
@@ -41,30 +52,77 @@ def observe(item: TcpCheck, ctx) -> Observation:
                 values["connect_ms"] = round((time.perf_counter() - started) * 1000, 3)
         except OSError as exc:
             return Observation(values, error=connect_error(item.host, item.port, exc, item.timeout))
-    if item.listening_process:
-        owner = _listener(item.port)
-        if owner is None:
-            return Observation(values, error=f"no local process listens on port {item.port}")
-        values.update(owner)
-        pattern = re.compile(item.listening_process)
-        if not (pattern.search(owner["process"]) or pattern.search(owner["cmdline"])):
-            return Observation(values, error=(f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}), "
-                                              f"expected a process matching {item.listening_process!r}"))
+    if item.listening_process or item.listening:
+        return _owners(item, values, ctx)
     return Observation(values)
 
 
-def _listener(port: int) -> dict | None:
-    for conn in psutil.net_connections(kind="inet"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            info = {"pid": conn.pid, "process": "?", "cmdline": ""}
-            if conn.pid:
-                try:
-                    proc = psutil.Process(conn.pid)
-                    info.update(process=proc.name(), cmdline=" ".join(proc.cmdline()))
-                except psutil.Error:
-                    pass
-            return info
-    return None
+def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
+    pids, unknown = listening_pids(item.port)
+    if not pids and not unknown:
+        return Observation(values, error=f"no local process listens on port {item.port}")
+    if unknown:
+        return Observation(values, error=(f"port {item.port} has {unknown} listening socket(s) whose owner cannot be "
+                                          "read (another user's process; run the check as root or as that user)"))
+    try:
+        checks = _scope_checks(item, ctx)
+    except process.NotObservable as exc:
+        return Observation(values, error=str(exc))
+    owners = [_owner(pid) for pid in sorted(pids)]
+    values.update({k: owners[0][k] for k in ("pid", "process", "cmdline")})
+    details = {"owners": owners}
+    pattern = re.compile(item.listening_process) if item.listening_process else None
+    for owner in owners:
+        who = f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}, user {owner['user']})"
+        if pattern and not (pattern.search(owner["process"]) or pattern.search(owner["cmdline"])):
+            return Observation(values, details=details, error=(
+                f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}), "
+                f"expected a process matching {item.listening_process!r}"))
+        try:
+            proc = psutil.Process(owner["pid"])
+        except psutil.Error:
+            return Observation(values, details=details, error=f"{who}, which ended while it was checked")
+        failing = process.first_failing(proc, checks)
+        if failing is not None:
+            scope = next((c for c in checks if failing.startswith(c.label)), None)
+            expected = scope.phrase if scope else failing
+            if failing.endswith("(unreadable)"):
+                expected += ", which cannot be read for it"
+            return Observation(values, details=details, error=f"{who}, expected a process {expected}")
+    return Observation(values, details=details)
+
+
+def _scope_checks(item: TcpCheck, ctx) -> list:
+    """The ``listening`` scopes as tests on the owner; pid_file becomes "is that PID (or,
+    with children, one of its descendants)"."""
+    scope = item.listening
+    if scope is None:
+        return []
+    checks = process.scopes(scope, ctx)
+    if scope.pid_file:
+        pid = process.pid_from_file(scope.pid_file, ctx)
+        allowed = {pid}
+        if scope.children:
+            try:
+                allowed |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
+            except psutil.Error:
+                pass  # not running: only the file's PID is allowed, and it does not listen
+        what = f"pid_file {scope.pid_file} (PID {pid}{' and its descendants' if scope.children else ''})"
+        checks.insert(0, process.Scope(f"pid_file={scope.pid_file}", f"named by {what}", lambda p: p.pid in allowed))
+    return checks
+
+
+def _owner(pid: int) -> dict:
+    info = {"pid": pid, "process": "?", "user": "?", "exe": None, "cwd": None, "cmdline": ""}
+    try:
+        proc = psutil.Process(pid)
+        info.update(process=proc.name(), cmdline=REDACTOR.excerpt(" ".join(proc.cmdline()), 200))
+        info["user"] = proc.username()
+        info["exe"] = REDACTOR.excerpt(proc.exe(), 200)
+        info["cwd"] = REDACTOR.excerpt(proc.cwd(), 200)
+    except (psutil.Error, OSError):
+        pass  # what could be read is kept; the scopes say what could not
+    return info
 
 
 def limits(item: TcpCheck) -> list[Condition]:
