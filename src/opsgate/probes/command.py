@@ -290,6 +290,11 @@ def observe(item: CommandCheck, ctx) -> Observation:
                if searching >= 0.25 * item.timeout else "")
         return Observation(values, error=f"{shown!r} did not finish within {item.timeout:g}s (killed){why}",
                            details=details, explain=explain)
+    if ending == "truncated":  # a target that transfers a bounded part of the output
+        details["truncated"] = ran.note
+        if searches or wants_json:
+            return Observation(values, error=f"{shown!r}: {ran.note}: its output conditions were not evaluated",
+                               details=details, explain=explain)
     for key, search in searches.items():
         values[key] = search.found
     document = NO_DOCUMENT

@@ -1,0 +1,205 @@
+"""A pytest-testinfra host as a target: ssh, ansible, podman/docker, kubectl ... through one interface.
+
+Testinfra backends offer one thing: ``run(command) -> CommandResult(rc, stdout, stderr)``.
+Every operation here is therefore a short POSIX shell script (GNU coreutils or busybox
+on the far side: ``stat``, ``tail``, ``head``, ``timeout``, ``mktemp``, ``/proc``) whose
+output is bounded:
+
+- ``stat``/``glob``: ``stat -L --printf`` (glob output at most ``LIST_LIMIT`` bytes);
+- ``read_range``: ``tail -c +N | head -c M``, so the log probe's backward block reads
+  move only the blocks it reads, never the whole file;
+- ``resources``: ``/proc/loadavg``, ``/proc/meminfo``, two ``/proc/stat`` samples and
+  ``getconf _NPROCESSORS_ONLN``, computed as psutil computes them locally;
+- ``disk``: ``stat -f`` (the statvfs fields psutil uses);
+- ``run``: the command runs under ``timeout`` with its output sent to files in a
+  ``mktemp -d`` directory (removed after); each stream is transferred up to
+  ``OUTPUT_LIMIT`` bytes: beyond that the result is "truncated" and says so.
+
+Every script runs under ``timeout`` on the far side, and the call is also waited for
+here with a deadline: a transport that hangs (an ssh connection that stopped answering)
+is a TimeoutError after ``timeout + GRACE_S``; its thread is left behind, as nothing can
+interrupt a blocked testinfra call. ``transferred`` counts the bytes received.
+
+>>> target = TestinfraTarget.connect("local://")
+>>> target.name, target.stat("/etc/hostname", timeout=10).is_file
+('testinfra:local', True)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import stat as statmod
+import threading
+
+from . import Command, DiskUsage, FileStat, Ran, Resources, Sink, Target
+
+GRACE_S = 5.0  # beyond the far side's own timeout, for the transport
+LIST_LIMIT = 4 << 20  # bytes of glob output accepted
+OUTPUT_LIMIT = (16 << 20) + 1  # bytes of each command stream transferred (the JSON limit, plus one to see "over")
+_ERRORS = (("No such file", errno.ENOENT), ("Not a directory", errno.ENOTDIR), ("Permission denied", errno.EACCES),
+           ("Too many levels", errno.ELOOP))
+
+
+def _oserror(stderr: str, path: str) -> OSError:
+    """The OSError a local call would raise, read from a tool's message."""
+    for text, code in _ERRORS:
+        if text in stderr:
+            return OSError(code, os.strerror(code), path)
+    return OSError(errno.EIO, stderr.strip() or "failed", path)
+
+
+def _stat_line(line: str) -> FileStat:
+    size, mtime, mode, path = line.split(" ", 3)
+    mode_bits = int(mode, 16)
+    return FileStat(path, int(size), float(mtime), mode_bits, statmod.S_ISREG(mode_bits))
+
+
+def _cpu_times(line: str) -> tuple[float, float]:
+    """(busy, total) jiffies of a /proc/stat ``cpu`` line, as psutil counts them (guest time is
+    already in user time; iowait is idle)."""
+    fields = [float(x) for x in line.split()[1:]]
+    fields += [0.0] * (10 - len(fields))
+    total = sum(fields) - fields[8] - fields[9]
+    return total - fields[3] - fields[4], total
+
+
+class TestinfraTarget(Target):
+    """A testinfra ``Host`` (``testinfra.get_host("ssh://web1")``) seen as a target."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    def __init__(self, host) -> None:
+        self.host = host
+        self.name = f"testinfra:{host.backend.get_pytest_id()}"
+        self.transferred = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, hostspec: str) -> "TestinfraTarget":
+        """The target for a testinfra host spec (``local://``, ``ssh://user@web1``, ``podman://box``)."""
+        import testinfra  # an optional dependency: only this target needs it
+
+        return cls(testinfra.get_host(hostspec))
+
+    # --- the one primitive -------------------------------------------------------------------
+
+    def _sh(self, script: str, args: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
+        it or the transport runs out."""
+        line = "timeout -k 1 {:.3f} sh -c {} opsgate {}".format(
+            max(timeout, 0.001), shlex.quote(script), " ".join(shlex.quote(a) for a in args))
+        box: dict = {}
+
+        def call() -> None:
+            try:
+                box["result"] = self.host.run(line)
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=call, daemon=True, name=f"opsgate {self.name}")
+        worker.start()
+        worker.join(timeout + GRACE_S)
+        if worker.is_alive():
+            raise TimeoutError(f"{self.name} did not answer within {timeout + GRACE_S:g}s")
+        if "error" in box:
+            raise OSError(errno.EIO, f"{self.name}: {box['error']}")
+        result = box["result"]
+        out, err = result.stdout_bytes, result.stderr_bytes
+        with self._lock:
+            self.transferred += len(out) + len(err)
+        if result.rc in (124, 137):  # timeout's own codes: the far side ran out of time
+            raise TimeoutError(f"{self.name}: did not finish within {timeout:g}s")
+        return result.rc, out, err
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def stat(self, path: str, timeout: float) -> FileStat:
+        rc, out, err = self._sh("stat -L --printf '%s %.9Y %f %n' -- \"$1\"", [str(path)], timeout)
+        if rc != 0:
+            raise _oserror(err.decode("utf-8", "replace"), str(path))
+        return _stat_line(out.decode("utf-8", "surrogateescape"))
+
+    def glob(self, pattern: str, timeout: float) -> list[FileStat]:
+        # IFS empty: the pattern is expanded as a path pattern, never split at spaces
+        script = ("IFS=; set -- $1; [ $# -gt 1 ] || [ -e \"$1\" ] || exit 0; "
+                  f"stat -L --printf '%s %.9Y %f %n\\0' -- \"$@\" 2>/dev/null | head -c {LIST_LIMIT + 1}")
+        _rc, out, _err = self._sh(script, [pattern], timeout)
+        if len(out) > LIST_LIMIT:
+            raise OSError(errno.E2BIG, f"more than {LIST_LIMIT} bytes of paths match", pattern)
+        return [_stat_line(entry) for entry in out.decode("utf-8", "surrogateescape").split("\0") if entry]
+
+    def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
+        script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
+                  "tail -c +\"$2\" -- \"$1\" | head -c \"$3\"")
+        rc, out, err = self._sh(script, [str(path), str(offset + 1), str(length)], timeout)
+        if rc != 0 or err:
+            raise _oserror(err.decode("utf-8", "replace") or "Permission denied", str(path))
+        return out
+
+    # --- resources -----------------------------------------------------------------------------
+
+    def resources(self, cpu_sample: float, timeout: float) -> Resources:
+        sample = min(cpu_sample, timeout / 2)
+        script = ("cat /proc/loadavg && getconf _NPROCESSORS_ONLN && grep -E '^(MemTotal|MemAvailable):' /proc/meminfo"
+                  " && head -n 1 /proc/stat && sleep \"$1\" && head -n 1 /proc/stat")
+        rc, out, err = self._sh(script, [f"{sample:.3f}"], timeout)
+        if rc != 0:
+            raise OSError(errno.EIO, f"{self.name}: cannot read /proc: {err.decode('utf-8', 'replace').strip()}")
+        lines = out.decode().splitlines()
+        load, cpus = float(lines[0].split()[0]), int(lines[1])
+        mem = {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in lines[2:4])}
+        (busy1, total1), (busy2, total2) = _cpu_times(lines[4]), _cpu_times(lines[5])
+        cpu = round((busy2 - busy1) / (total2 - total1) * 100, 1) if total2 > total1 else 0.0
+        memory = round((mem["MemTotal"] - mem["MemAvailable"]) / mem["MemTotal"] * 100, 1)
+        return Resources(cpu, memory, round(load / (cpus or 1), 3))
+
+    def disk(self, path: str, timeout: float) -> DiskUsage:
+        rc, out, err = self._sh("stat -f -L --printf '%b %f %a %S %c %d' -- \"$1\"", [str(path)], timeout)
+        if rc != 0:
+            raise _oserror(err.decode("utf-8", "replace"), str(path))
+        blocks, bfree, bavail, frsize, files, ffree = (int(x) for x in out.split())
+        used = (blocks - bfree) * frsize
+        user_total = used + bavail * frsize
+        used_percent = round(used / user_total * 100, 1) if user_total else 0.0
+        inodes = (files - ffree) / files * 100 if files else 0.0
+        return DiskUsage(used_percent, round(bavail * frsize / 2**30, 2), round(inodes, 2))
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def run(self, command: Command, out: Sink, err: Sink, timeout: float) -> Ran:
+        env = ["env", "--"] + [f"{k}={v}" for k, v in (command.env or {}).items()]
+        inner = shlex.join(env + command.argv) if command.argv else shlex.join(env + ["sh", "-c", command.shell])
+        program = command.argv[0] if command.argv else "sh"
+        quoted = inner.replace("'", "'\\''")  # inside the script's single quotes
+        # header: "<state> <rc> <stdout bytes> <stderr bytes>", then at most OUTPUT_LIMIT of each stream
+        script = f"""
+d=$(mktemp -d) || exit 90
+trap 'rm -rf "$d"' EXIT
+if [ -n "$1" ] && ! cd -- "$1" 2>/dev/null; then echo nocwd 0 0 0; exit 0; fi
+command -v -- "$2" >/dev/null 2>&1 || {{ echo noprogram 0 0 0; exit 0; }}
+timeout -k 1 "$3" sh -c '{quoted}; echo $? >"$0/rc"' "$d" </dev/null >"$d/o" 2>"$d/e"
+if [ -f "$d/rc" ]; then state="exited $(cat "$d/rc")"; else state="timeout -"; fi
+echo "$state $(wc -c <"$d/o") $(wc -c <"$d/e")"
+head -c {OUTPUT_LIMIT} "$d/o"; head -c {OUTPUT_LIMIT} "$d/e"
+"""
+        rc, data, stderr = self._sh(script, [command.cwd or "", program, f"{timeout:.3f}"], timeout + 2)
+        header, _, body = data.partition(b"\n")
+        fields = header.decode("utf-8", "replace").split()
+        if rc != 0 or len(fields) != 4:
+            raise OSError(errno.EIO, f"{self.name}: cannot run: {stderr.decode('utf-8', 'replace').strip()}")
+        state, code, out_size, err_size = fields[0], fields[1], int(fields[2]), int(fields[3])
+        if state == "nocwd":
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), command.cwd)
+        if state == "noprogram":
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        out_kept, err_kept = min(out_size, OUTPUT_LIMIT), min(err_size, OUTPUT_LIMIT)
+        out.feed(body[:out_kept])
+        err.feed(body[out_kept:out_kept + err_kept])
+        if state == "timeout":
+            return Ran("timeout", None)
+        if out_size > OUTPUT_LIMIT or err_size > OUTPUT_LIMIT:
+            return Ran("truncated", int(code), f"its output ({out_size} bytes of stdout, {err_size} of stderr) is "
+                                               f"more than the {OUTPUT_LIMIT} bytes a stream {self.name} transfers")
+        return Ran("exited", int(code))
