@@ -321,6 +321,13 @@ def test_port_owner_scoped_by_pid_file(tmp_path, spawn):
     assert f"port {server.port} is owned by" in result.message and f"pid {server.pid}" in result.message
     assert f"expected a process named by pid_file decoy.pid (PID {decoy.pid})" in result.message
 
+    decoy.kill()
+    decoy.wait(timeout=5)
+    result = tcp_check(tmp_path, port=server.port, listening={"pid_file": "decoy.pid", "children": True})
+    assert result.status == "fail"
+    assert (f"expected a process named by pid_file decoy.pid (PID {decoy.pid} and its descendants, "
+            "which is not running)") in result.message
+
 
 def test_port_owner_of_an_unexpected_user_fails_naming_the_user(tmp_path, spawn):
     marker = f"server-py-{uuid.uuid4().hex[:12]}"

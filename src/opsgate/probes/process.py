@@ -85,7 +85,7 @@ def pid_from_file(value: str, ctx) -> int:
 def cgroup_lines(pid: int) -> list[str]:
     """The lines of ``/proc/<pid>/cgroup`` (``hierarchy-id:controllers:path``).
 
-    >>> any(line.startswith("0::") or ":name=systemd:" in line or ":" in line for line in cgroup_lines(os.getpid()))
+    >>> all(line.count(":") >= 2 for line in cgroup_lines(os.getpid()))
     True
     """
     with open(f"/proc/{pid}/cgroup", "rb") as f:
@@ -129,7 +129,11 @@ def listening_pids(port: int) -> tuple[set[int], int]:
     """PIDs with a socket listening on local ``port`` (any address), and how many such
     sockets have no readable owner (another user's, when not run as root)."""
     pids, unknown = set(), 0
-    for conn in psutil.net_connections(kind="inet"):
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.Error as exc:  # some systems list sockets to root only
+        raise NotObservable(f"cannot list the listening sockets of port {port}: {exc}") from None
+    for conn in conns:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             if conn.pid:
                 pids.add(conn.pid)
@@ -322,7 +326,10 @@ def observe(item: ProcessCheck, ctx) -> Observation:
         "max_cpu_percent": max((r["cpu_percent"] for r in rows if r["cpu_percent"] is not None), default=None),
     }
     if item.port:
-        _, unknown = listening_pids(item.port)
+        try:
+            _, unknown = listening_pids(item.port)
+        except NotObservable:
+            unknown = 0  # listed moments ago; the scope above already used that list
         if unknown:
             scoping["summary"] += f"; {unknown} listener(s) on port {item.port} with an unreadable owner"
     explain = why_none if not rows and why_none else (scoping["summary"] if scoping["excluded"] or not rows else None)

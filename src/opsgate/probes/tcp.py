@@ -58,7 +58,10 @@ def observe(item: TcpCheck, ctx) -> Observation:
 
 
 def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
-    pids, unknown = listening_pids(item.port)
+    try:
+        pids, unknown = listening_pids(item.port)
+    except process.NotObservable as exc:
+        return Observation(values, error=str(exc))
     if not pids and not unknown:
         return Observation(values, error=f"no local process listens on port {item.port}")
     if unknown:
@@ -107,7 +110,8 @@ def _scope_checks(item: TcpCheck, ctx) -> list:
                 allowed |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
             except psutil.Error:
                 pass  # not running: only the file's PID is allowed, and it does not listen
-        what = f"pid_file {scope.pid_file} (PID {pid}{' and its descendants' if scope.children else ''})"
+        state = "" if psutil.pid_exists(pid) else ", which is not running"
+        what = f"pid_file {scope.pid_file} (PID {pid}{' and its descendants' if scope.children else ''}{state})"
         checks.insert(0, process.Scope(f"pid_file={scope.pid_file}", f"named by {what}", lambda p: p.pid in allowed))
     return checks
 
