@@ -22,8 +22,13 @@ from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
 from opsgate.targets import Command, RangeFile, Target, get, local
 
-pytest.importorskip("testinfra")
-from opsgate.targets.testinfra import OUTPUT_LIMIT, TestinfraTarget  # noqa: E402
+from opsgate.targets.testinfra import OUTPUT_LIMIT, TestinfraTarget
+
+
+def connect_testinfra(spec: str = "local://") -> TestinfraTarget:
+    """A testinfra host as a target (pytest-testinfra is in the ``bench`` extra: skipped without it)."""
+    pytest.importorskip("testinfra")
+    return TestinfraTarget.connect(spec)
 
 
 class Keep:
@@ -38,12 +43,12 @@ class Keep:
 
 @pytest.fixture(params=["local", "testinfra"])
 def target(request) -> Target:
-    return local() if request.param == "local" else TestinfraTarget.connect("local://")
+    return local() if request.param == "local" else connect_testinfra()
 
 
 @pytest.fixture
 def remote() -> TestinfraTarget:
-    return TestinfraTarget.connect("local://")
+    return connect_testinfra()
 
 
 def run(item, tmp_path, target: Target):
@@ -58,6 +63,7 @@ def test_probes_read_the_local_target_by_default():
 
 
 def test_a_testinfra_spec_gives_a_testinfra_target():
+    pytest.importorskip("testinfra")
     target = get("testinfra:local://")
     assert isinstance(target, TestinfraTarget) and target.name == "testinfra:local"
 

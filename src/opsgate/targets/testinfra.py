@@ -20,9 +20,14 @@ here with a deadline: a transport that hangs (an ssh connection that stopped ans
 is a TimeoutError after ``timeout + GRACE_S``; its thread is left behind, as nothing can
 interrupt a blocked testinfra call. ``transferred`` counts the bytes received.
 
->>> target = TestinfraTarget.connect("local://")
->>> target.name, target.stat("/etc/hostname", timeout=10).is_file
-('testinfra:local', True)
+Connecting needs pytest-testinfra (the ``bench`` extra): ``TestinfraTarget.connect("ssh://web1")``
+or ``opsgate.targets.get("testinfra:ssh://web1")``. What the far side answers is read as
+a local call would have raised it:
+
+>>> _oserror("stat: cannot statx '/x': No such file or directory", "/x")
+FileNotFoundError(2, 'No such file or directory')
+>>> _stat_line("2048 1764537272.5 81a4 /srv/backup.sql").is_file
+True
 """
 
 from __future__ import annotations
