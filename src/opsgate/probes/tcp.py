@@ -77,7 +77,7 @@ def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
     pattern = re.compile(item.listening_process) if item.listening_process else None
     for owner in owners:
         who = f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}, user {owner['user']})"
-        if pattern and not (pattern.search(owner["process"]) or pattern.search(owner["cmdline"])):
+        if pattern and not (pattern.search(owner["process"]) or pattern.search(_full_cmdline(owner["pid"]))):
             return Observation(values, details=details, error=(
                 f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}), "
                 f"expected a process matching {item.listening_process!r}"))
@@ -114,6 +114,14 @@ def _scope_checks(item: TcpCheck, ctx) -> list:
         what = f"pid_file {scope.pid_file} (PID {pid}{' and its descendants' if scope.children else ''}{state})"
         checks.insert(0, process.Scope(f"pid_file={scope.pid_file}", f"named by {what}", lambda p: p.pid in allowed))
     return checks
+
+
+def _full_cmdline(pid: int) -> str:
+    """The whole command line, for matching (the evidence keeps a redacted excerpt)."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return ""
 
 
 def _owner(pid: int) -> dict:
