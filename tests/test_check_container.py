@@ -48,7 +48,7 @@ def test_exited_container_fails_with_its_exit_code(engine):
     time.sleep(0.5)
     result = check(engine, container=ct.name)
     assert result.status == "fail"
-    assert result.message == 'status == \'running\': observed "exited" -- exited with exit code 3'
+    assert result.message == f'container {ct.name}: status == \'running\': observed "exited" -- exited with exit code 3'
 
 
 def test_unhealthy_container_fails(engine):
@@ -56,7 +56,7 @@ def test_unhealthy_container_fails(engine):
     engine.healthcheck(ct.name, times=2)
     result = check(engine, container=ct.name, healthy=True)
     assert result.status == "fail"
-    assert result.message.startswith('health == \'healthy\': observed "unhealthy"')
+    assert result.message.startswith(f'container {ct.name}: health == \'healthy\': observed "unhealthy"')
 
 
 def test_restarting_container_fails_as_a_crash_loop(engine):
@@ -64,7 +64,7 @@ def test_restarting_container_fails_as_a_crash_loop(engine):
     time.sleep(2)
     result = check(engine, container=ct.name, max_restarts=2, min_uptime=60)
     assert result.status == "fail"
-    assert "restart_count <= 2: observed " in result.message
+    assert f"container {ct.name}: restart_count <= 2: observed " in result.message
     assert int(result.evidence["observed"]["restart_count"]) > 2
 
 
@@ -79,7 +79,7 @@ def test_command_inside_the_container_fails_with_its_output(engine):
     result = check(engine, container=ct.name, exec=["sh", "-c", "echo '/run/postgresql:5432 - no response'; exit 2"],
                    exec_stdout_regex="accepting connections")
     assert result.status == "fail"
-    assert result.message.startswith("sh -c echo '/run/postgresql:5432 - no response'; exit 2 exits 0: observed 2")
+    assert result.message.startswith(f"container {ct.name}: sh -c echo '/run/postgresql:5432 - no response'; exit 2 exits 0: observed 2")
     assert "no response" in result.message
 
 
@@ -88,7 +88,7 @@ def test_error_lines_in_recent_logs_fail(engine):
     time.sleep(0.5)
     result = check(engine, container=ct.name, log_patterns=[{"regex": "ERROR", "max": 0}], log_minutes=10)
     assert result.status == "fail"
-    assert result.message.startswith("lines matching /ERROR/ in last 10 min of logs <= 0: observed 1")
+    assert result.message.startswith(f"container {ct.name}: lines matching /ERROR/ in last 10 min of logs <= 0: observed 1")
     assert "ERROR db connection lost" in result.message
 
 
@@ -171,3 +171,39 @@ def test_a_container_that_logged_much_is_read_line_by_line(engine):
     assert result.status == "fail", result.message
     assert result.evidence["observed"]["log_lines"] >= 20001
     assert "ERROR late" in result.message
+
+
+def test_compose_healthy_judges_services_with_a_healthcheck_and_names_the_others(engine):
+    """docker-compose ps "Up (healthy)": a service with no healthcheck has no health to judge;
+    require_healthcheck: true keeps the strict form."""
+    labels = {"com.docker.compose.project": "mixed"}
+    engine.run("sleep 300", name="mixed-api-1", healthcheck=HEALTHY, labels={**labels, "com.docker.compose.service": "api"})
+    engine.run("sleep 300", name="mixed-worker-1", labels={**labels, "com.docker.compose.service": "worker"})
+    engine.healthcheck("mixed-api-1")
+    lenient = check(engine, compose_project="mixed", healthy=True)
+    assert lenient.status == "pass", lenient.message
+    assert lenient.evidence["observed"]["no_healthcheck"] == ["worker"]
+    strict = check(engine, compose_project="mixed", healthy=True, require_healthcheck=True)
+    assert strict.status == "fail"
+    assert "unhealthy: worker (none)" in strict.message
+
+
+def test_compose_unhealthy_and_restarting_services_are_named(engine):
+    labels = {"com.docker.compose.project": "named"}
+    engine.run("sleep 300", name="named-db-1", healthcheck=SICK, labels={**labels, "com.docker.compose.service": "db"})
+    engine.run("sleep 0.2; exit 1", name="named-job-1", restart_policy={"Name": "on-failure", "MaximumRetryCount": 100},
+               labels={**labels, "com.docker.compose.service": "job"})
+    engine.healthcheck("named-db-1", times=2)
+    time.sleep(2)
+    result = check(engine, compose_project="named", healthy=True, max_restarts=0, running=False)
+    assert result.status == "fail"
+    assert "unhealthy: db (unhealthy)" in result.message
+    assert "restarted: job (" in result.message
+
+
+def test_compose_healthy_with_no_healthcheck_anywhere_judges_nothing_and_fails(engine):
+    engine.run("sleep 300", name="bare-web-1", labels={"com.docker.compose.project": "bare",
+                                                       "com.docker.compose.service": "web"})
+    result = check(engine, compose_project="bare", healthy=True)
+    assert result.status == "fail"
+    assert result.message.startswith("at least one service defines a healthcheck: observed 0")

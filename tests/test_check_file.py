@@ -56,7 +56,7 @@ def test_present_file_fails_when_absence_is_expected(tmp_path):
     make(tmp_path, "MAINTENANCE", size=0)
     result = check(tmp_path, path="MAINTENANCE", exists=False)
     assert result.status == "fail"
-    assert "file is absent" in result.message
+    assert "MAINTENANCE is absent: observed true" in result.message
 
 
 def test_stale_file_fails_naming_age(tmp_path):
@@ -110,3 +110,10 @@ def test_world_writable_file_allowed_when_configured(tmp_path):
     path = make(tmp_path, "shared.sock")
     os.chmod(path, 0o666)
     assert check(tmp_path, path="shared.sock", allow_world_writable=True).status == "pass"
+
+
+def test_a_stale_file_is_named_in_the_message(tmp_path):
+    """Operator's side: one line says which file is stale, not just `age_s <= 3600: observed 7200`."""
+    make(tmp_path, "db.dump", size=10, age_s=7200)
+    result = check(tmp_path, path="db.dump", max_age="1h")
+    assert result.message.startswith("db.dump: age_s <= 3600.0: observed 72"), result.message

@@ -158,7 +158,8 @@ class Condition:
         try:
             observed = self.lhs.search(document, options=_OPTIONS)
         except JMESPathError as exc:
-            return ConditionResult(self.expression, False, None, self.op, self.limit, self.level, f"cannot evaluate: {exc}")
+            return ConditionResult(self.expression, False, None, self.op, self.limit, self.level,
+                                   _why_not(self.lhs.parsed, document, exc))
         if self.op is None:
             return ConditionResult(
                 self.expression, _jmespath_truthy(observed), observed, level=self.level,
@@ -210,6 +211,58 @@ def _compiled(text: str) -> Any:
     if depth > _MAX_NESTING:
         raise ValueError(f"nested more than {_MAX_NESTING} levels deep")
     return parsed
+
+
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+               list: "an array", dict: "an object"}
+
+
+def _why_not(tree: dict, document: Any, exc: JMESPathError) -> str:
+    """A JMESPath error in the operator's words: which field was missing or of the wrong type,
+    never the library's internals (``In function values(), invalid type for value: None``).
+
+    >>> Condition.parse("all(values(checks))").evaluate({}).detail
+    'checks is missing'
+    >>> Condition.parse("length(models) > 0").evaluate({"models": 3}).detail
+    'models is a number; length() needs a string, an array or an object'
+    """
+    name = getattr(exc, "function_name", None)
+    if name is None:
+        return f"cannot evaluate: {type(exc).__name__}"
+    expected = [{"array-number": "an array of numbers", "array-string": "an array of strings"}.get(t, _article(t))
+                for t in getattr(exc, "expected_types", ())]
+    needs = f"{name}() needs {', '.join(expected[:-1]) + ' or ' + expected[-1] if len(expected) > 1 else ''.join(expected)}"
+    culprit = _culprit(tree, document, name, getattr(exc, "current_value", None))
+    if culprit is None:
+        return f"cannot evaluate: an argument of {needs.replace(' needs ', ' is of the wrong type; it needs ')}"
+    path, value = culprit
+    if value is None:
+        return f"{path} is missing"
+    return f"{path} is {_JSON_TYPES.get(type(value), 'a ' + type(value).__name__)}; {needs}"
+
+
+def _article(json_type: str) -> str:
+    return f"an {json_type}" if json_type[:1] in "aeiou" else f"a {json_type}"
+
+
+def _culprit(tree: dict, document: Any, function: str, bad: Any) -> tuple[str, Any] | None:
+    """The argument of ``function`` in ``tree`` whose value is ``bad``: (its path, its value)."""
+    from jmespath.visitor import TreeInterpreter
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        children = [c for c in node.get("children", []) if isinstance(c, dict)]
+        if node.get("type") == "function_expression" and node.get("value") == function:
+            for child in children:
+                try:
+                    value = TreeInterpreter(_OPTIONS).visit(child, document)
+                except JMESPathError:
+                    continue
+                if value is bad or value == bad:
+                    return (_render(child) if child["type"] in ("field", "subexpression") else "its argument"), value
+        stack.extend(children)
+    return None
 
 
 def _render(node: dict) -> str:

@@ -458,7 +458,10 @@ class ContainerCheck(CheckItem):
     compose_project: str | None = Field(None, description="every container with this com.docker.compose.project label")
     services: list[str] = Field([], description="compose services that must exist (default: those found)")
     running: bool = True
-    healthy: bool = Field(False, description="health status must be 'healthy' (containers without a healthcheck fail)")
+    healthy: bool = Field(False, description="health status must be 'healthy'; in a compose project only services that "
+                                             "define a healthcheck are judged (the others are listed as 'no healthcheck')")
+    require_healthcheck: bool = Field(False, description="with healthy in a compose project: a service without a "
+                                                         "healthcheck fails too")
     max_restarts: int | None = Field(None, ge=0)
     min_uptime: Duration | None = Field(None, description="running at least this long (a crash loop restarts it sooner)")
     exec: list[str] | None = Field(None, description="argv run inside the container, e.g. [pg_isready, -U, app]")

@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -211,15 +212,29 @@ def _project(item: ContainerCheck, containers: list[Any]) -> Observation:
         "missing_services": [s for s in item.services if s not in present],
         "not_running": sorted(f"{name} ({s['status']}, exit {s['exit_code']})"
                               for name, s in services.items() if s["status"] != "running"),
-        "unhealthy": sorted(f"{name} ({s['health']})" for name, s in services.items() if s["health"] != "healthy"),
+        # a service without a healthcheck has no health to judge, unless require_healthcheck says it must
+        "unhealthy": sorted(f"{name} ({s['health']})" for name, s in services.items()
+                            if s["health"] != "healthy" and (s["health"] != "none" or item.require_healthcheck)),
+        "no_healthcheck": sorted(name for name, s in services.items() if s["health"] == "none"),
+        "with_healthcheck": sum(s["health"] != "none" for s in services.values()),
         "max_restart_count": max((s["restart_count"] for s in services.values()), default=0),
         "min_uptime_s": min((s["uptime_s"] for s in running), default=0.0),
     }
+    restarted = sorted(((s["restart_count"], n) for n, s in services.items() if s["restart_count"]), reverse=True)
     explain = []
     if values["missing_services"]:
         explain.append(f"missing: {', '.join(values['missing_services'])}")
     if values["not_running"]:
         explain.append(f"not running: {', '.join(values['not_running'])}")
+    if item.healthy and values["unhealthy"]:
+        explain.append(f"unhealthy: {', '.join(values['unhealthy'])}")
+    if item.healthy and values["no_healthcheck"] and not item.require_healthcheck:
+        explain.append(f"no healthcheck (not judged): {', '.join(values['no_healthcheck'])}")
+    if restarted and item.max_restarts is not None and restarted[0][0] > item.max_restarts:
+        explain.append("restarted: " + ", ".join(f"{n} ({count}x)" for count, n in restarted[:5]))
+    if running and item.min_uptime is not None and values["min_uptime_s"] < item.min_uptime:
+        shortest = min((s["uptime_s"], n) for n, s in services.items() if s["status"] == "running")
+        explain.append(f"shortest uptime: {shortest[1]} ({shortest[0]:g}s)")
     if explain or not services:
         explain.append("services: " + (", ".join(f"{n}={s['status']}/{s['health']}" for n, s in sorted(services.items()))
                                        or "none"))
@@ -235,7 +250,12 @@ def limits(item: ContainerCheck) -> list[Condition]:
         if item.running:
             out.append(Condition.compare("length(not_running)", "==", 0, label="every service running"))
         if item.healthy:
-            out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service healthy"))
+            if item.require_healthcheck:
+                out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service healthy (healthcheck required)"))
+            else:
+                # healthy: true over services none of which has a healthcheck would judge nothing
+                out.append(Condition.compare("with_healthcheck", ">=", 1, label="at least one service defines a healthcheck"))
+                out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service with a healthcheck healthy"))
         if item.max_restarts is not None:
             out.append(Condition.compare("max_restart_count", "<=", item.max_restarts))
         if item.min_uptime is not None:
@@ -254,4 +274,5 @@ def limits(item: ContainerCheck) -> list[Condition]:
         if item.exec_stdout_regex:
             out.append(Condition.compare("exec_stdout_regex_found", "==", True, label=f"{item.exec[0]} output matches /{item.exec_stdout_regex}/"))
     out += pattern_limits(item.log_patterns, f"last {item.log_minutes:g} min of logs")
-    return out
+    # one line names the container that broke the limit
+    return [replace(c, label=f"container {item.container}: {c.label or c.expression}") for c in out]

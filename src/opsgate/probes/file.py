@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import stat
+from dataclasses import replace
 import time
 
 from ..conditions import Condition
@@ -45,18 +46,24 @@ def observe(item: FileCheck, ctx) -> Observation:
 
 
 def limits(item: FileCheck) -> list[Condition]:
+    """Each limit names the file, so one line says which one broke it.
+
+    >>> [c.label for c in limits(FileCheck(name="b", path="/var/backups/last.ok", max_age="1d"))]
+    ['/var/backups/last.ok exists', '/var/backups/last.ok: age_s <= 86400.0', '/var/backups/last.ok is not world-writable']
+    """
+    named = lambda c: replace(c, label=f"{item.path}: {c.expression}")  # noqa: E731
     out = [Condition.compare("exists", "==", item.exists,
-                             label="file exists" if item.exists else "file is absent")]
+                             label=f"{item.path} exists" if item.exists else f"{item.path} is absent")]
     if not item.exists:
         return out
     if item.max_age is not None:
-        out.append(Condition.compare("age_s", "<=", item.max_age))
+        out.append(named(Condition.compare("age_s", "<=", item.max_age)))
     if item.warn_age is not None:
-        out.append(Condition.compare("age_s", "<=", item.warn_age, "warn"))
+        out.append(named(Condition.compare("age_s", "<=", item.warn_age, "warn")))
     if item.min_size is not None:
-        out.append(Condition.compare("size_bytes", ">=", item.min_size))
+        out.append(named(Condition.compare("size_bytes", ">=", item.min_size)))
     if item.max_size is not None:
-        out.append(Condition.compare("size_bytes", "<=", item.max_size))
+        out.append(named(Condition.compare("size_bytes", "<=", item.max_size)))
     if not item.allow_world_writable:
-        out.append(Condition.compare("world_writable", "==", False, label="file is not world-writable"))
+        out.append(Condition.compare("world_writable", "==", False, label=f"{item.path} is not world-writable"))
     return out
