@@ -45,7 +45,9 @@ def run_suite(tmp_path):
             [sys.executable, "-m", "pytest", *paths, "--reports-dir", str(reports), "-p", "no:cacheprovider", *args],
             cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout,
         )
-        return SuiteRun(proc.returncode, proc.stdout + proc.stderr, reports)
+        # reports/<environment>/: the one environment this run wrote, else the embedded default's
+        written = [d for d in reports.iterdir() if d.is_dir()] if reports.is_dir() else []
+        return SuiteRun(proc.returncode, proc.stdout + proc.stderr, written[0] if len(written) == 1 else reports / "default")
 
     return run
 

@@ -58,7 +58,7 @@ def test_github_actions_workflow(project):
     assert any("opsgate gate" in c for c in commands)
     for command in commands[1:]:
         assert_gated_run(run(command, project), command)
-    assert (project / "reports" / "daily-latest.json").is_file()
+    assert (project / "reports" / "default" / "daily-latest.json").is_file()
     assert (project / "reports" / "opsgate-junit.xml").read_text().startswith("<?xml")
 
 

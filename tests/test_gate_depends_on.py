@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.gate_helpers import REPO, run_gate
 from tests.support.http_target import HttpTarget, free_port
-from tests.support.project import make_project, run_pytest
+from tests.support.project import latest_report, make_project, run_pytest
 
 N_HTTP = 6
 
@@ -54,7 +54,7 @@ def test_stopped_database_is_one_root_cause_and_its_dependents_are_blocked(tmp_p
     assert tests["test_orders_table_readable"]["blocked_by"] == ["db-port"]
     assert tests["test_nightly_report_query"]["blocked_by"] == ["test_orders_table_readable"]
 
-    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", REPO / "config" / "gates.yaml", "--gate", "daily")
+    gate = run_gate(latest_report(project), "--policy", REPO / "config" / "gates.yaml", "--gate", "daily")
     assert gate.returncode == 1
     assert gate.stdout.count("ROOT CAUSE") == 1
     assert "1 root cause (db-port blocks 8)" in gate.stdout

@@ -18,7 +18,7 @@ import pytest
 
 from tests.gate_helpers import REPO, run_gate
 from tests.support import reports as r
-from tests.support.project import make_project, start_pytest
+from tests.support.project import latest_report, make_project, start_pytest
 
 POLICY = REPO / "config" / "gates.yaml"
 
@@ -78,7 +78,7 @@ def test_collection_error(tmp_path):
     proc = start_pytest(project, "--gate", "daily")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2, out
-    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    gate = run_gate(latest_report(project), "--policy", POLICY, "--gate", "daily")
     assert_error(gate, "collection error in checks/daily/test_broken.py")
 
 
@@ -95,7 +95,7 @@ def test_interrupted_session(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert "the session was interrupted" in out
-    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    gate = run_gate(latest_report(project), "--policy", POLICY, "--gate", "daily")
     assert_error(gate, "the session was interrupted (pytest exit code 2): not every check ran")
 
 
@@ -104,7 +104,7 @@ def test_run_stopped_early(tmp_path):
     project = make_project(tmp_path, "name: mini\n", {"test_a.py": failing})  # only these two hand-written checks
     proc = start_pytest(project, "-x")
     out, _ = proc.communicate(timeout=120)
-    gate = run_gate(project / "reports" / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
+    gate = run_gate(latest_report(project), "--policy", POLICY, "--gate", "daily")
     assert_error(gate, "the run stopped early (stopping after 1 failures; 1 of 2 selected checks did not run)")
 
 
@@ -140,7 +140,7 @@ def test_required_check_deselected(run_suite, tmp_path):
     policy.write_text("gates:\n  deploy:\n    require:\n      - id: 'test_http[demo-health]'\n")
     run = run_suite("-k", "not demo-health", "--policy", str(policy), "--gate", "deploy")
     assert run.returncode == 2, run.output
-    assert "required check (id test_http[demo-health]) was deselected: checks/daily/test_http.py::test_http[demo-health]" \
+    assert "required check (id test_http[demo-health]) was deselected: checks/daily::test_http[demo-health]" \
         in run.output
 
 
@@ -192,9 +192,10 @@ def test_a_partial_run_does_not_replace_the_latest_report(run_suite):
     """A gate that reads daily-latest.json later must not pass on one file's worth of checks."""
     full = run_suite(env={"OPSGATE_DEMO_FAULT": "degraded"})
     assert full.returncode == 1, full.output
-    partial = run_suite("--gate", "daily", paths=("checks/daily/test_tcp.py",))
+    # a file of the folder, or -k: configured checks are items of the folder itself, so -k picks one
+    partial = run_suite("--gate", "daily", "-k", "demo-port")
     assert partial.returncode == 0, partial.output
-    assert "partial run (only checks/daily/test_tcp.py)" in partial.output
+    assert "partial run (" in partial.output and "deselected (-k/-m/--deselect)" in partial.output
     latest = run_gate(partial.reports / "daily-latest.json", "--policy", POLICY, "--gate", "daily")
     assert latest.returncode == 1 and "test_http[demo-health]" in latest.stdout  # still the full, failing run
     assert (partial.reports / "daily-partial-latest.json").is_file()

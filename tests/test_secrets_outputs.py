@@ -26,7 +26,7 @@ import pytest
 
 from tests.gate_helpers import run_gate
 from tests.support.http_target import free_port
-from tests.support.project import REPO, make_project, run_pytest
+from tests.support.project import REPO, latest_report, make_project, run_pytest
 
 SECRETS = {  # variable -> value: quotes, backslash, non-ASCII, slash, plus, space all need escaping somewhere
     "API_TOKEN": 'Tk9"q\\Lm/Ür+7 zWx4',
@@ -156,7 +156,7 @@ command:
     environ = {**{k: quote(v, safe="") if k in ENCODED else v for k, v in SECRETS.items()}, PLAIN_URL_VAR: plain_url, "AUTH_LOG_LINES": PLAIN_NUMBER, "GITHUB_STEP_SUMMARY": str(summary)}
     run = run_pytest(project, "--gate", "daily", "-rA", "-v", env=environ)
     assert run.returncode != 0 and run.report_text, run.output
-    report = project / "reports" / "daily-latest.json"
+    report = latest_report(project)
     outputs = {"terminal": run.output, "report": run.report_text}
     gate = run_gate(report, "--policy", REPO / "config" / "gates.yaml", "--gate", "daily",
                     "--junit", tmp_path / "junit.xml", "--markdown", tmp_path / "gate.md",

@@ -22,7 +22,7 @@ import pytest
 from opsgate.report import unseal
 from tests.gate_helpers import run_gate
 from tests.support import reports as r
-from tests.support.project import make_project, run_pytest, start_pytest
+from tests.support.project import latest_report, make_project, reports_of, run_pytest, start_pytest
 
 ONE_CHECK = "name: mini\nfile:\n  - name: hostname\n    path: /etc/hostname\n    severity: P0\n"
 # a hand-written step that says it started, then sleeps: the run is killed while it waits
@@ -32,8 +32,8 @@ SLOW_STEP = ("import os, pathlib, time\n\ndef test_slow_step():\n"
 
 def _yesterday(project: Path) -> Path:
     """A complete, passing report where the run will write: the verdict a dead run must not leave."""
-    (project / "reports").mkdir(exist_ok=True)
-    path = r.write(project / "reports", r.document([r.check("hostname", "pass", "P0", "file")], environment="mini"))
+    reports_of(project, "mini").mkdir(parents=True, exist_ok=True)
+    path = r.write(reports_of(project, "mini"), r.document([r.check("hostname", "pass", "P0", "file")], environment="mini"))
     assert run_gate(path).returncode == 0
     return path
 
@@ -66,7 +66,7 @@ def test_a_killed_run_leaves_error_not_yesterdays_pass(tmp_path, monkeypatch, si
 def test_concurrent_runs_never_lose_a_report(tmp_path):
     """Eight runs at once into one reports folder, five rounds: 40 reports, each complete."""
     project = make_project(tmp_path, ONE_CHECK)
-    reports = project / "reports"
+    reports = reports_of(project, "mini")
     for _ in range(5):
         with ThreadPoolExecutor(8) as pool:
             runs = list(pool.map(lambda _: run_pytest(project, "-q"), range(8)))
@@ -100,7 +100,7 @@ def test_deeply_nested_evidence_is_cut_where_it_is_stored(tmp_path):
     evidence = next(t for t in run.report()["tests"] if "deep" in t["nodeid"])["metadata"]["opsgate"]["evidence"]
     assert _depth(evidence) <= 33, _depth(evidence)
     assert unseal(run.report_text.encode()) == "ok"
-    assert run_gate(project / "reports" / "daily-latest.json").returncode == 0
+    assert run_gate(latest_report(project)).returncode == 0
 
 
 def _depth(value) -> int:
@@ -140,7 +140,7 @@ def test_a_report_that_cannot_be_written_is_error_with_its_reason_without_gate(t
     latest = _yesterday(project)
     run = run_pytest(project)
     assert run.returncode == 2, run.output
-    assert f"ERROR  the report could not be written to {project / 'reports'}: File too large" in run.output
+    assert f"ERROR  the report could not be written to {project / 'reports' / 'mini'}: File too large" in run.output
     assert "verdict: ERROR (exit 2)" in run.output
     gate = run_gate(latest)
     assert gate.returncode == 2 and "did not finish" in gate.stdout, gate.output
@@ -151,8 +151,8 @@ def test_a_reports_path_under_a_file_is_error_without_gate(tmp_path):
     (project / "blocker").write_text("")
     run = run_pytest(project, "--reports-dir", "blocker/reports")
     assert run.returncode == 2, run.output
-    assert "ERROR  the run could not mark itself started in blocker/reports: Not a directory" in run.output \
-        or "ERROR  the report could not be written to blocker/reports: Not a directory" in run.output, run.output
+    assert "ERROR  the run could not mark itself started in blocker/reports/mini: Not a directory" in run.output \
+        or "ERROR  the report could not be written to blocker/reports/mini: Not a directory" in run.output, run.output
 
 
 # the attacker's whole tool: edit the report, recompute the unkeyed digest
@@ -173,7 +173,7 @@ def test_the_keyed_seal_stops_a_re_sealed_report(tmp_path):
     run = run_pytest(project, "--seal-key-file", str(key))
     assert run.returncode == 1, run.output
     assert "correct horse" not in run.output and "correct horse" not in run.report_text
-    latest = project / "reports" / "daily-latest.json"
+    latest = latest_report(project)
     assert '"opsgate_digest": "hmac-sha256:' in latest.read_text()
     signed = run_gate(latest, "--seal-key-file", key)
     assert signed.returncode == 1 and "verdict: FAIL" in signed.stdout, signed.output  # a signed report is read
@@ -184,14 +184,14 @@ def test_the_keyed_seal_stops_a_re_sealed_report(tmp_path):
 
     passing = make_project(tmp_path / "ok", ONE_CHECK)
     assert run_pytest(passing, "--seal-key-file", str(key)).returncode == 0
-    ok = run_gate(passing / "reports" / "daily-latest.json", "--policy", policy, "--gate", "deploy",
+    ok = run_gate(latest_report(passing), "--policy", policy, "--gate", "deploy",
                   env={"GATE_KEY": "correct horse battery staple"})
     assert ok.returncode == 0 and "verdict: PASS" in ok.stdout, ok.output  # a correctly signed report passes
 
     # the attack: an unkeyed report re-sealed after FAIL -> PASS
     project2 = make_project(tmp_path / "plain", FAILING)
     assert run_pytest(project2).returncode == 1
-    forged = project2 / "reports" / "daily-latest.json"
+    forged = latest_report(project2)
     subprocess.run([sys.executable, "-c", RESEAL, str(forged)], check=True)
     assert run_gate(forged).returncode == 0  # the documented limit of the plain digest
     keyed = run_gate(forged, "--seal-key-file", key)
@@ -282,13 +282,13 @@ def test_a_read_only_reports_folder_is_error_for_the_run_and_for_a_later_gate(tm
     the marker, so a later gate says ERROR, not yesterday's PASS."""
     project = make_project(tmp_path, ONE_CHECK)
     latest = _yesterday(project)
-    if subprocess.run(["chattr", "+i", str(project / "reports")], capture_output=True).returncode:
+    if subprocess.run(["chattr", "+i", str(reports_of(project, "mini"))], capture_output=True).returncode:
         pytest.skip("chattr +i is not available here")
     try:
         run = run_pytest(project)
     finally:
-        subprocess.run(["chattr", "-i", str(project / "reports")], check=True)
+        subprocess.run(["chattr", "-i", str(reports_of(project, "mini"))], check=True)
     assert run.returncode == 2, run.output
-    assert f"ERROR  the report could not be written to {project / 'reports'}: Operation not permitted" in run.output
+    assert f"ERROR  the report could not be written to {project / 'reports' / 'mini'}: Operation not permitted" in run.output
     gate = run_gate(latest)
     assert gate.returncode == 2 and "did not finish" in gate.stdout, gate.output

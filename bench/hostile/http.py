@@ -73,7 +73,7 @@ def _pytest(project: Path) -> tuple[float, float, dict]:
         _, status, usage = os.wait4(proc.pid, 0)
         took = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
-        latest = project / "reports" / "daily-latest.json"
+        latest = next((project / "reports").glob("*/daily-latest.json"), project / "reports" / "daily-latest.json")
         if not latest.exists():
             out.seek(0)
             raise RuntimeError(f"no report (exit {proc.returncode}): {out.read()[-1500:].decode(errors='replace')}")

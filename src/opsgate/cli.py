@@ -5,7 +5,8 @@
 - ``opsgate list [ENV]``    the checks an environment defines, with severity and cadence
 - ``opsgate demo``          run the embedded demo target in the foreground
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
-  says WARN blocks), FAIL 1, ERROR 2; ``--nagios`` prints one plugin line and exits 0/1/2/3.
+  says WARN blocks), FAIL 1, ERROR 2; ``--environment NAME`` makes a report of another
+  environment ERROR; ``--nagios`` prints one plugin line and exits 0/1/2/3.
   A report is read in bounded memory (``--max-report-size``); with a seal key
   (``--seal-key-file`` or the policy's ``seal_key``) only reports signed with it count; an
   output file (``--junit``, ``--markdown``, ``--prometheus``) that cannot be written is ERROR.
@@ -62,7 +63,7 @@ def _list(args: argparse.Namespace) -> int:
         return 1
     for item in loaded.env.items():
         deps = f"  after {', '.join(item.depends_on)}" if item.depends_on else ""
-        print(f"{item.severity}  {item.cadence:9} test_{item.kind}[{item.name}]{deps}")
+        print(f"{item.severity}  {','.join(item.cadence):9} test_{item.kind}[{item.name}]{deps}")
     return 0
 
 
@@ -117,7 +118,8 @@ def _gate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    result = evaluate([read_report(path, key, limit) for path in args.reports], policy, args.gate)
+    result = evaluate([read_report(path, key, limit) for path in args.reports], policy, args.gate,
+                      environment=args.environment)
     publish(result, args.markdown, args.junit, args.prometheus)  # one that cannot be written makes it ERROR
     if args.nagios:
         line, code = nagios.render(result)
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault", default=None, help="degraded, slow, errors, no-models or stale-metrics")
     p.set_defaults(func=_demo)
     p = sub.add_parser("gate", help="decide a gate (PASS/WARN/FAIL/ERROR) over one or more reports")
-    p.add_argument("reports", nargs="+", metavar="REPORT", help="report files (reports/daily-latest.json ...)")
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="report files (reports/default/daily-latest.json ...)")
+    p.add_argument("--environment", default=None, metavar="NAME",
+                   help="the environment gated: a report of another one is ERROR (default: the gate's environment:)")
     p.add_argument("--policy", default=None,
                    help="gates file (default: $OPSGATE_POLICY, else config/gates.yaml, else the built-in default gate)")
     p.add_argument("--gate", default=None, help="gate name in the policy (default: 'default')")

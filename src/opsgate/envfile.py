@@ -109,7 +109,7 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     substitution = _Substitution(environ, secret_names, lines, shown)
     data = substitution.walk(data)
     substitution.give_shells_their_variables(data)
-    _apply_defaults(data)
+    substitution.problems += _apply_defaults(data, lines, shown)
     if substitution.problems:
         raise EnvFileError(substitution.problems)
     context = {"severity_scale": data.get("severity_scale", "P0-P3")}
@@ -323,18 +323,50 @@ def register_secret(value: str, whole: bool = False) -> bool:
     return all([REDACTOR.add(part) for part in parts])
 
 
-def _apply_defaults(data: dict) -> None:
-    defaults = data.get("defaults")
-    if not isinstance(defaults, dict):
-        return
+_SECTION_KEYS = ("cadence", "checks")
+
+
+def _apply_defaults(data: dict, lines: dict[Path_, int] | None = None, shown: str = "") -> list[Problem]:
+    """Fill what an item leaves unset: its kind section's ``cadence``, then ``defaults``.
+
+    A kind section is a list of items, or a mapping ``{cadence: weekly, checks: [...]}``
+    whose cadence every item without its own gets; it is turned into the list here (and
+    its items' line numbers moved with it, so later errors still point at them).
+
+    >>> data = {"defaults": {"cadence": "daily"}, "file": {"cadence": ["weekly", "monthly"], "checks": [{"name": "a"}]},
+    ...         "tcp": [{"name": "b"}]}
+    >>> _apply_defaults(data), data["file"], data["tcp"]
+    ([], [{'name': 'a', 'cadence': ['weekly', 'monthly']}], [{'name': 'b', 'cadence': 'daily'}])
+    """
+    problems: list[Problem] = []
+    lines = {} if lines is None else lines
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
     for kind in KINDS:
         items = data.get(kind)
+        section_cadence = None
+        if isinstance(items, dict):
+            unknown = [k for k in items if k not in _SECTION_KEYS]
+            if unknown or not isinstance(items.get("checks", []), list):
+                at = (kind, unknown[0]) if unknown else (kind, "checks")
+                seen = f"unknown key {unknown[0]!r}" if unknown else f"checks: {type(items['checks']).__name__}"
+                problems.append(Problem(shown, line_of(lines, at) or line_of(lines, (kind,)), dotted(at),
+                                        f"expected a list of {kind} checks, or a mapping with cadence and checks "
+                                        f"(a list), seen {seen}"))
+                continue
+            section_cadence = items.get("cadence")
+            for path, line in list(lines.items()):  # (kind, "checks", 3, "url") -> (kind, 3, "url")
+                if path[:2] == (kind, "checks") and len(path) > 2:
+                    lines.setdefault((kind, *path[2:]), line)
+            items = data[kind] = list(items.get("checks") or [])
         if isinstance(items, list):
             for item in items:
                 if isinstance(item, dict):
-                    for key in ("severity", "timeout"):
+                    if section_cadence is not None:
+                        item.setdefault("cadence", section_cadence)
+                    for key in ("severity", "timeout", "cadence"):
                         if defaults.get(key) is not None:
                             item.setdefault(key, defaults[key])
+    return problems
 
 
 def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[Problem]:

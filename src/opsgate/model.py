@@ -58,6 +58,26 @@ def _compiles(value: str) -> str:
 
 # a regular expression, compiled once when the file is loaded so a typo is a load error
 Regex = Annotated[str, AfterValidator(_compiles)]
+
+
+def _cadence_list(value: Any) -> Any:
+    """``weekly`` or ``[daily, weekly]`` -> a list without repeats (order kept)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one cadence, seen an empty list")
+        return list(dict.fromkeys(value)) if all(isinstance(v, str) for v in value) else value
+    return value
+
+
+# the cadences an item runs in: one name or a list of them
+Cadences = Annotated[
+    list[Literal["daily", "weekly", "monthly", "quarterly"]],
+    BeforeValidator(_cadence_list),
+    WithJsonSchema({"anyOf": [{"enum": list(CADENCES)}, {"type": "array", "minItems": 1, "items": {"enum": list(CADENCES)}}],
+                    "description": "daily, weekly, monthly or quarterly, or a list of them"}),
+]
 Severity = Annotated[str, WithJsonSchema({"type": "string", "description": "P0..P3 (or critical/high/medium/low, SEV-0..SEV-3)"})]
 
 
@@ -111,7 +131,8 @@ class CheckItem(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", description="unique id; becomes the test id")
     severity: Severity = "P2"
     description: str | None = None
-    cadence: Literal["daily", "weekly", "monthly", "quarterly"] = "daily"
+    cadence: Cadences = Field(["daily"], description="daily, weekly, monthly or quarterly, or a list of them "
+                              "(the item runs in each): checks/<cadence> runs it")
     depends_on: list[str] = []
     tags: list[str] = []
     timeout: Duration = Field(10.0, description="limit for one probe attempt")
@@ -493,6 +514,8 @@ class Defaults(Strict):
 
     severity: Severity | None = None
     timeout: Duration | None = None
+    cadence: Cadences | None = Field(None, description="cadence(s) of every item that sets none (and whose kind "
+                                     "section sets none); default daily")
 
 
 class Environment(Strict):
@@ -523,4 +546,4 @@ class Environment(Strict):
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every item, or those of one kind and cadence, in file order."""
         kinds = [kind] if kind else list(KINDS)
-        return [i for k in kinds for i in getattr(self, k) if cadence is None or i.cadence == cadence]
+        return [i for k in kinds for i in getattr(self, k) if cadence is None or cadence in i.cadence]

@@ -6,12 +6,21 @@ given; otherwise it only registers its markers and fixtures.
 
 - ``--env NAME_OR_PATH`` (or ``OPSGATE_ENV``) picks the environment; with neither the
   embedded default is used and its demo target started and stopped around the run.
-- A test asking for ``<kind>_check`` (``http_check``, ``log_check`` ...) is
-  parametrized with that kind's items for its cadence: ``test_http[api-health]``.
+- Every configured item of a cadence becomes a test item of that cadence's folder
+  (``checks/daily::test_http[api-health]``), with no stub file: the plugin collects them
+  itself (:class:`ConfiguredCheck`). A test asking for ``<kind>_check`` (``http_check`` ...)
+  is still parametrized with that kind's items, for hand-written variants; such a stub
+  takes the place of the collected items of its kind.
+- A configured item of the run's cadence that did not run (not collected, dropped by a
+  plugin, never reached by a pytest-xdist worker, the run stopped early) is listed in the
+  report's ``opsgate.not_run``, which a gate reads as ERROR. ``-k``/``-m`` deselection is
+  recorded as ``deselected`` and makes the run partial instead.
 - Before the first test runs every selected check is submitted to the engine; each
   test waits for its own result through the ``verify`` fixture.
-- The report goes to ``reports/<cadence>-<UTC timestamp>.json`` and
-  ``reports/<cadence>-latest.json`` with no flags needed. Before the first check,
+- The report goes to ``reports/<environment>/<cadence>-<UTC timestamp>.json`` and
+  ``reports/<environment>/<cadence>-latest.json`` with no flags needed (the embedded
+  environment is ``default``); older timestamped reports beyond ``--keep-reports`` (50)
+  are pruned. Before the first check,
   ``-latest`` is replaced by a "run started" marker, so a run that is killed leaves
   a gate ERROR, never the previous verdict. A report that cannot be built or written
   makes the run's exit status 2 with the reason, with or without ``--gate``.
@@ -21,8 +30,10 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +45,7 @@ from .engine import Engine
 from .model import CADENCES, KINDS, CheckItem
 from .probes import ProbeContext
 from .redact import REDACTOR
-from .report import ReportError, read_key_file, seal_key_from_environment, write_marker, write_report
+from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .results import CheckResult
 from .runner import run_check
 from .summary import write_summary
@@ -49,9 +60,10 @@ class RunState:
 
     loaded: envfile.LoadedEnvironment
     cadence: str
-    reports_dir: Path
+    reports_dir: Path  # this environment's folder: <reports root>/<environment>
     write_reports: bool
     concurrency: int
+    keep_reports: int = 50
     demo: Any = None  # a DemoProcess when the embedded default's target was started
     engine: Engine | None = None
     started: float = field(default_factory=time.time)
@@ -67,6 +79,7 @@ class RunState:
     python_outcomes: dict[str, str] = field(default_factory=dict)
     seal_key: bytes | None = None  # HMAC key for the report's seal (never printed)
     not_written: str | None = None  # why the report (or its started marker) could not be written
+    checks_of_nodes: dict[str, str] = field(default_factory=dict)  # nodeid -> configured check name (this process)
 
     _ctx: ProbeContext | None = None
 
@@ -119,7 +132,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--reports-dir", dest="opsgate_reports_dir", default=None,
                     help="where run reports are written (default: <rootdir>/reports)")
     group.addoption("--no-report", dest="opsgate_no_report", action="store_true",
-                    help="do not write reports/<cadence>-*.json")
+                    help="do not write reports/<environment>/<cadence>-*.json")
+    group.addoption("--keep-reports", dest="opsgate_keep_reports", type=int, default=None,
+                    help="timestamped reports kept per environment and cadence; older ones are deleted "
+                         "(default: $OPSGATE_KEEP_REPORTS, else 50; 0 keeps them all)")
     group.addoption("--concurrency", dest="opsgate_concurrency", type=int, default=None,
                     help="probes run at once (default: the environment's concurrency, 50)")
     group.addoption("--gate", dest="opsgate_gate", default=None,
@@ -147,6 +163,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
     config.pluginmanager.register(_CheckReports(), "opsgate-check-reports")
     cadences = _cadences_in_args(config)
+    missing = [a for a, p in _arg_paths(config).items() if _is_cadence_dir(p) and not p.exists()]
+    if missing:  # before any report: a run that cannot start must not leave one (outside the checkout, even)
+        raise pytest.UsageError(f"opsgate: {', '.join(missing)} does not exist; no check was run. Create the folder "
+                                "(a README in it is enough: opsgate collects the configured checks itself)")
     if cadences or config.getoption("opsgate_env") or config.getoption("opsgate_gate"):
         # pytest-json-report builds the report in memory; opsgate writes it (atomically,
         # redacted). Only for opsgate runs: a plain pytest run in the same venv pays nothing.
@@ -201,8 +221,15 @@ def _activate(config: pytest.Config, cadence: str) -> RunState:
         for tag in item.tags:
             config.addinivalue_line("markers", f"{tag}: tag from the environment file")
     reports = config.getoption("opsgate_reports_dir") or Path(config.rootpath) / "reports"
-    state = RunState(loaded, cadence, Path(reports), not config.getoption("opsgate_no_report"),
-                     config.getoption("opsgate_concurrency") or loaded.env.concurrency, demo)
+    try:
+        keep = _keep_reports(config)
+    except ValueError as exc:
+        if demo:
+            demo.stop()
+        raise pytest.UsageError(f"opsgate: {exc}; no check was run") from None
+    state = RunState(loaded, cadence, report_folder(Path(reports), loaded.env.name),
+                     not config.getoption("opsgate_no_report"),
+                     config.getoption("opsgate_concurrency") or loaded.env.concurrency, keep, demo)
     state.gate_name = config.getoption("opsgate_gate")
     state.policy = _policy(config, state.gate_name, demo)
     try:
@@ -216,6 +243,22 @@ def _activate(config: pytest.Config, cadence: str) -> RunState:
         REDACTOR.add(state.seal_key.decode("utf-8", "replace"))
     config.stash[STATE] = state
     return state
+
+
+def _keep_reports(config: pytest.Config) -> int:
+    """--keep-reports, else $OPSGATE_KEEP_REPORTS, else 50; 0 keeps every report."""
+    value = config.getoption("opsgate_keep_reports")
+    source = "--keep-reports"
+    if value is None:
+        text = os.environ.get("OPSGATE_KEEP_REPORTS", "").strip()
+        source = "OPSGATE_KEEP_REPORTS"
+        try:
+            value = int(text) if text else 50
+        except ValueError:
+            raise ValueError(f"{source}: expected a whole number of reports to keep, seen {text[:40]!r}") from None
+    if value < 0:
+        raise ValueError(f"{source}: expected 0 (keep all) or more reports to keep, seen {value}")
+    return value
 
 
 def _policy(config: pytest.Config, gate_name: str | None, demo: Any) -> Any:
@@ -266,16 +309,77 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         state = _activate(metafunc.config, "adhoc")
         cadence = _cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
-        params = [
-            pytest.param(item, id=item.name, marks=[
-                # positional for readers, keyword for `-m "severity(level='P0')"` selection
-                pytest.mark.severity(item.severity, level=item.severity), getattr(pytest.mark, item.severity),
-                pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, kind),
-                *(getattr(pytest.mark, tag) for tag in item.tags),
-            ])
-            for item in state.loaded.env.items(kind, cadence)
-        ]
+        params = [pytest.param(item, id=item.name, marks=_marks(item, cadence))
+                  for item in state.loaded.env.items(kind, cadence)]
         metafunc.parametrize(fixture, params)
+
+
+def _marks(item: CheckItem, cadence: str) -> list[pytest.MarkDecorator]:
+    """A configured check's markers: ``-m P0``, ``-m http``, ``-m weekly``, its tags."""
+    return [
+        # positional for readers, keyword for `-m "severity(level='P0')"` selection
+        pytest.mark.severity(item.severity, level=item.severity), getattr(pytest.mark, item.severity),
+        pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, item.kind),
+        *(getattr(pytest.mark, tag) for tag in item.tags),
+    ]
+
+
+class ConfiguredCheck(pytest.Item):
+    """One configured check as a test item, ``test_<kind>[<name>]``, collected from the
+    environment by the cadence folder itself (pytest's non-Python collection): no stub file,
+    no fixtures to set up, and its failure report is the check's message. Much cheaper per
+    check than a parametrized function, which matters for runs of thousands of checks."""
+
+    def __init__(self, *, check: CheckItem, cadence: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check, self.cadence = check, cadence
+        for mark in _marks(check, cadence):
+            self.add_marker(mark)
+        self.stash[ITEM] = check
+
+    def runtest(self) -> None:
+        _conclude(self, self.config.stash[STATE], self.check)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.check.kind} check {self.check.name} ({self.cadence})"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
+            return str(excinfo.value.msg)
+        return super().repr_failure(excinfo, style)
+
+
+class _WithConfigured:
+    """A cadence folder's collector: what pytest finds in it, then its configured checks."""
+
+    def collect(self):  # type: ignore[override]
+        state = self.config.stash.get(STATE, None)
+        if state is not None:
+            for check in state.loaded.env.items(cadence=self.path.name):
+                yield ConfiguredCheck.from_parent(self, name=f"test_{check.kind}[{check.name}]", check=check,
+                                                  cadence=self.path.name)
+        yield from super().collect()
+
+
+class _CadenceDir(_WithConfigured, pytest.Dir):
+    pass
+
+
+class _CadencePackage(_WithConfigured, pytest.Package):
+    pass
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """``checks/<cadence>`` collects its configured checks, whatever files it holds."""
+    if not _is_cadence_dir(path) or STATE not in parent.config.stash:
+        return None
+    cls = _CadencePackage if (path / "__init__.py").is_file() else _CadenceDir
+    return cls.from_parent(parent, path=path)
+
+
+class StubDeprecationWarning(pytest.PytestWarning):
+    """A per-kind stub file parametrizes checks the cadence folder now collects by itself."""
 
 
 def _check_of(item: pytest.Item) -> CheckItem | None:
@@ -289,10 +393,15 @@ def _check_of(item: pytest.Item) -> CheckItem | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop kinds with no configured item (not a test, not a skip); give every check a timeout backstop."""
+    """Drop kinds with no configured item (not a test, not a skip); a check a user's stub file
+    parametrizes is run by the stub, not twice; give every check a timeout backstop."""
     items[:] = [i for i in items if not _is_empty_param(i)]
+    _drop_stubbed(items)
+    state = config.stash.get(STATE, None)
     for item in items:
-        check = _check_of(item)
+        check = item.check if isinstance(item, ConfiguredCheck) else _check_of(item)
+        if check is not None and state is not None:
+            state.checks_of_nodes[item.nodeid] = check.name
         if check is None:
             mark = item.get_closest_marker("severity")
             if mark is not None:  # a hand-written check: `-m P1` selects it too
@@ -301,6 +410,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.stash[ITEM] = check
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(check.budget() + BACKSTOP_S))
+
+
+def _drop_stubbed(items: list[pytest.Item]) -> None:
+    """A hand-written ``def test_http(http_check, verify)`` stub (the old per-kind files) runs
+    the checks it is parametrized with; the collected item of the same check and cadence
+    steps aside, and the user is told the stub is no longer needed."""
+    stubbed: dict[tuple[str, str], str] = {}
+    for item in items:
+        check = None if isinstance(item, ConfiguredCheck) else _check_of(item)
+        if check is not None:
+            mark = item.get_closest_marker("cadence")
+            stubbed[(check.name, _cadence_of(Path(item.path), [mark] if mark else []))] = str(item.path)
+    if not stubbed:
+        return
+    files = sorted({stubbed[k] for i in items if isinstance(i, ConfiguredCheck) and (k := (i.check.name, i.cadence)) in stubbed})
+    items[:] = [i for i in items if not (isinstance(i, ConfiguredCheck) and (i.check.name, i.cadence) in stubbed)]
+    for path in files:
+        warnings.warn(StubDeprecationWarning(
+            f"{path}: opsgate collects every configured check of a cadence folder by itself; this per-kind "
+            "stub is no longer needed (its checks run once, through it). Delete it to use the built-in item."))
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -348,17 +477,22 @@ def verify(request: pytest.FixtureRequest):
     state = _activate(request.config, "adhoc")
 
     def _verify(item: CheckItem) -> CheckResult:
-        result = state.result_for(item)
-        request.node.stash[RESULT] = result
-        state.results[request.node.nodeid] = result
-        where = f"[{item.severity}] {item.kind} {item.name}"
-        if result.status == "blocked":
-            pytest.skip(f"{where}: {result.message}")
-        if result.failed:
-            pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
-        return result
+        return _conclude(request.node, state, item)
 
     return _verify
+
+
+def _conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult:
+    """The test's outcome from its check's result: fail with the cause, skip when blocked."""
+    result = state.result_for(item)
+    node.stash[RESULT] = result
+    state.results[node.nodeid] = result
+    where = f"[{item.severity}] {item.kind} {item.name}"
+    if result.status == "blocked":
+        pytest.skip(f"{where}: {result.message}")
+    if result.failed:
+        pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
+    return result
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -494,6 +628,7 @@ def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
         "deselected": state.deselected,
         "stopped_early": _stopped_early(state, json_report),
         "partial": _partial(config, state),
+        "not_run": _not_run(config, state, json_report),
     }
     from .gate import evaluate, from_document, load_policy
 
@@ -536,7 +671,56 @@ def _partial(config: pytest.Config, state: RunState) -> str | None:
     reasons = [f"only {', '.join(narrowed)}"] if narrowed else []
     if state.deselected:
         reasons.append(f"{len(state.deselected)} deselected (-k/-m/--deselect)")
+    elif (config.option.keyword or config.option.markexpr) and getattr(config.option, "numprocesses", None):
+        reasons.append("selected with -k/-m (pytest-xdist: the controller cannot count what was left out)")
     return "; ".join(reasons) or None
+
+
+_TEST_ID = re.compile(r"test_(?P<kind>[a-z]+)\[(?P<name>[^\[\]]+)\]$")
+
+
+def _not_run(config: pytest.Config, state: RunState, json_report: dict[str, Any]) -> list[dict[str, str]]:
+    """Configured checks of the cadence folders this run was pointed at (whole) that have no
+    result in the report and were not deselected by the user: each one a gate ERROR."""
+    paths = _arg_paths(config)
+    cadences = sorted({p.name for a, p in paths.items() if "::" not in a and p.is_dir() and _is_cadence_dir(p)})
+    if not cadences:
+        return []
+    controller = hasattr(config, "workerinput") is False and bool(getattr(config.option, "numprocesses", None))
+    if controller and (config.option.keyword or config.option.markexpr):
+        # pytest-xdist's controller does not see what its workers' -k/-m left out: the run is
+        # partial (it keeps -latest as it was), and what did not run cannot be told apart
+        return []
+    ran, deselected = set(), set()
+    for test in json_report.get("tests") or ():
+        nodeid = str(test.get("nodeid", ""))
+        meta = (test.get("metadata") or {}).get("opsgate") or {}
+        ran.update(n for n in (meta.get("name"), state.checks_of_nodes.get(nodeid)) if n)
+        match = _TEST_ID.search(nodeid)
+        if match:
+            ran.add(match["name"])
+    for nodeid in state.deselected:
+        match = _TEST_ID.search(nodeid)
+        deselected.update(n for n in (state.checks_of_nodes.get(nodeid), match and match["name"]) if n)
+    collected = set(state.checks_of_nodes.values())
+    stopped = _stopped_early(state, json_report)
+    out = []
+    for cadence in cadences:
+        for check in state.loaded.env.items(cadence=cadence):
+            if check.name in ran or check.name in deselected:
+                continue
+            if stopped and check.name in collected:
+                reason = f"the run stopped early ({stopped})"
+            elif check.name in collected:
+                reason = "collected but never run (a pytest-xdist worker that never got it, or a crashed worker)"
+            elif controller:
+                reason = "no pytest-xdist worker reported it (a worker crashed or collected something else)"
+            else:
+                reason = (f"not collected from checks/{cadence} (a conftest or plugin removed it without "
+                          "deselecting it, or the folder's collector was replaced)")
+            out.append({"name": check.name, "kind": check.kind, "severity": check.severity,
+                        "cadence": cadence, "reason": reason})
+    return out
 
 
 def _stopped_early(state: RunState, json_report: dict[str, Any]) -> str | None:
@@ -580,6 +764,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         try:
             state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"),
                                              state.started, latest, state.seal_key)
+            # only reports older than this run's start: a concurrent run's report is never ours to delete
+            prune_reports(state.reports_dir, state.cadence.replace("+", "-"), state.keep_reports,
+                          state.report_path, state.started)
         except ReportError as exc:
             not_written = f"{exc}; no report was written to {state.reports_dir}"
         except OSError as exc:

@@ -1,5 +1,8 @@
 """The run's JSON report: pytest-json-report's document plus opsgate's metadata, redacted,
-written atomically as ``<cadence>-<UTC timestamp>.json`` and ``<cadence>-latest.json``.
+written atomically as ``<cadence>-<UTC timestamp>.json`` and ``<cadence>-latest.json`` in
+its environment's folder (:func:`report_folder`: ``reports/<environment>/``), so runs of
+two environments never replace each other's ``-latest``. Timestamped reports beyond the
+last N of an environment and cadence are deleted (:func:`prune_reports`).
 
 The file is sealed: its last key, ``opsgate_digest``, is either
 
@@ -29,6 +32,7 @@ import errno
 import hashlib
 import hmac
 import os
+import re
 import socket
 import tempfile
 from datetime import datetime, timezone
@@ -290,3 +294,57 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def report_folder(root: Path, environment: str) -> Path:
+    """Where an environment's reports go: ``<root>/<environment>``, the name made safe as one
+    path component (anything but letters, digits, ``_.-`` becomes ``_``).
+
+    >>> report_folder(Path("reports"), "default"), report_folder(Path("reports"), "../prod eu")
+    (PosixPath('reports/default'), PosixPath('reports/.._prod_eu'))
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment) or "_"
+    return root / ("_" + safe if safe in (".", "..") else safe)
+
+
+_TIMESTAMPED = re.compile(r"^(?P<cadence>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?\.json$")
+
+
+def prune_reports(folder: Path, cadence: str, keep: int, protect: Path | None = None,
+                  before: float | None = None) -> list[Path]:
+    """Delete the timestamped reports of ``cadence`` in ``folder`` beyond the newest ``keep``
+    (0 keeps all); return what was deleted. ``-latest`` files, ``protect`` (the run's own
+    report) and any file modified at or after ``before`` (the run's start: a concurrent run's
+    report) are never deleted. A file that vanished meanwhile (another run pruned it) is fine.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for t in (1.0, 2.0, 3.0):
+    ...     _ = write_report({"opsgate": {}}, d, "daily", t * 86400)
+    >>> [p.name for p in prune_reports(d, "daily", 2)], sorted(p.name for p in d.iterdir())
+    (['daily-19700102T000000Z.json'], ['daily-19700103T000000Z.json', 'daily-19700104T000000Z.json', 'daily-latest.json'])
+    """
+    if keep <= 0:
+        return []
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TIMESTAMPED.match(entry.name)
+        if match and match["cadence"] == cadence and entry.is_file(follow_symlinks=False):
+            found.append(((match["stamp"], int(match["n"] or 1)), Path(entry.path)))
+    found.sort(reverse=True)
+    deleted = []
+    for _, path in found[keep:]:
+        if protect is not None and path == protect:
+            continue
+        try:
+            if before is not None and path.stat().st_mtime >= before:
+                continue
+            path.unlink()
+        except OSError:  # gone already (another run pruned it), or not ours to delete: keep going
+            continue
+        deleted.append(path)
+    return deleted

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from opsgate.model import KINDS
+from opsgate.model import CADENCES, KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,12 +30,15 @@ class ProjectRun:
         return {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"]["status"] for t in self.report()["tests"]}
 
 
-def make_project(tmp_path: Path, env_text: str, extra: dict[str, str] | None = None) -> Path:
+def make_project(tmp_path: Path, env_text: str, extra: dict[str, str] | None = None, stubs: bool = False) -> Path:
+    """``proj/checks/daily`` (opsgate collects the configured checks itself; ``stubs`` adds the
+    old per-kind stub files, ``test_http.py`` ..., as projects made before issue 9 have them),
+    ``proj/env.yaml``, and ``extra`` files in checks/daily."""
     project = tmp_path / "proj"
     daily = project / "checks" / "daily"
     daily.mkdir(parents=True)
     (project / "pytest.ini").write_text("[pytest]\n")  # rootdir: reports go to proj/reports
-    for kind in KINDS:
+    for kind in KINDS if stubs else ():
         (daily / f"test_{kind}.py").write_text(f"def test_{kind}({kind}_check, verify):\n    verify({kind}_check)\n")
     for name, text in (extra or {}).items():
         (daily / name).write_text(text)
@@ -43,18 +46,35 @@ def make_project(tmp_path: Path, env_text: str, extra: dict[str, str] | None = N
     return project
 
 
-def start_pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_pytest(project: Path, *args: str, env: dict[str, str] | None = None,
+                 suite: str = "checks/daily") -> subprocess.Popen:
     """``pytest checks/daily --env env.yaml`` in ``project``, started (for tests that signal it);
-    ``env`` adds variables to the run's environment."""
+    ``env`` adds variables to the run's environment; ``suite`` is the folder run."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
     environ.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-p", "no:cacheprovider",
+    return subprocess.Popen([sys.executable, "-m", "pytest", suite, "--env", "env.yaml", "-p", "no:cacheprovider",
                              "--policy", str(REPO / "config" / "gates.yaml"), *args],
                             cwd=project, env=environ, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def run_pytest(project: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None) -> ProjectRun:
-    proc = start_pytest(project, *args, env=env)
+def run_pytest(project: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None,
+               suite: str = "checks/daily") -> ProjectRun:
+    proc = start_pytest(project, *args, env=env, suite=suite)
     output, _ = proc.communicate(timeout=timeout)
-    latest = project / "reports" / "daily-latest.json"
+    latest = latest_report(project, Path(suite).name if Path(suite).name in CADENCES else "daily")
     return ProjectRun(proc.returncode, output, project, latest.read_text() if latest.exists() else "")
+
+
+def reports_of(project: Path, environment: str | None = None) -> Path:
+    """The folder a project's runs of one environment write to: ``reports/<environment>``
+    (default: the one environment that wrote reports there, else ``default``)."""
+    root = project / "reports"
+    if environment is None:
+        found = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+        return found[0] if len(found) == 1 else root / "default"
+    return root / environment
+
+
+def latest_report(project: Path, cadence: str = "daily", environment: str | None = None) -> Path:
+    """``reports/<environment>/<cadence>-latest.json`` of a project."""
+    return reports_of(project, environment) / f"{cadence}-latest.json"

@@ -119,10 +119,19 @@ class GateResult:
 
 
 def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None = None,
-             now: datetime | None = None) -> GateResult:
-    """Decide one gate over one or more reports."""
+             now: datetime | None = None, environment: str | None = None) -> GateResult:
+    """Decide one gate over one or more reports. With an ``environment`` (or the gate's own
+    ``environment:``), a report of any other environment is ERROR.
+
+    >>> from opsgate.gate.reports import Report, CheckRecord
+    >>> from opsgate.gate.policy import load_policy
+    >>> ok = CheckRecord("b@h", "t.py::test_http[api]", "api", "http", "P0", "daily", "pass")
+    >>> evaluate([Report("r.json", "b", "h", checks=[ok])], load_policy(None), environment="a").errors
+    ["r.json: a report of environment 'b'; this gate gates environment 'a'"]
+    """
     name = gate_name or DEFAULT_GATE
     gate = policy.gate(name)
+    environment = environment or gate.environment
     now = now or datetime.now(timezone.utc)
     waivers = [w for w in policy.policy.waivers if w.applies_to(name)]
     usage: dict[int, list[Finding]] = defaultdict(list)
@@ -131,6 +140,9 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
     report_errors: dict[str, list[str]] = defaultdict(list)
     for report in reports:
         problems = list(report.problems) + _freshness(report, gate, now)
+        if environment is not None and report.environment != environment:
+            problems.insert(0, f"{report.path}: a report of environment {report.environment!r}; "
+                               f"this gate gates environment {environment!r}")
         if not report.problems and report.executed < gate.min_checks:
             problems.append(f"{report.path}: {report.executed} checks ran; the gate needs at least {gate.min_checks}")
         errors.extend(problems)

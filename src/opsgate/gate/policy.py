@@ -159,6 +159,9 @@ class Gate(Strict):
     min_checks: Annotated[int, Field(ge=1)] = Field(1, description="fewer executed checks than this is ERROR")
     seal_key: SealKey | None = Field(None, description="HMAC key source; reports not signed with it are ERROR "
                                                        "(default: the policy's top-level seal_key)")
+    environment: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="the environment this gate gates: a report of another one is ERROR "
+                          "(opsgate gate --environment overrides it)")
 
     @model_validator(mode="after")
     def _disjoint(self) -> "Gate":

@@ -205,6 +205,13 @@ def _from_document(document: Any, shown: str) -> Report:
             cause = str(collector.get("longrepr") or "").strip().splitlines()
             report.problems.append(f"{shown}: collection error in {collector.get('nodeid') or 'the session'!s}"
                                    + (f": {cause[-1][:200]}" if cause else ""))
+    for missing in meta.get("not_run") or ():  # configured checks of the run's cadence that never ran
+        if isinstance(missing, dict):
+            report.problems.append(
+                f"{shown}: configured check {missing.get('name')} ({missing.get('severity', '?')} {missing.get('kind', '?')}, "
+                f"{missing.get('cadence', '?')}) did not run: {missing.get('reason') or 'no reason recorded'}"[:400])
+        else:
+            report.problems.append(f"{shown}: not_run holds {type(missing).__name__}, expected an object")
     if meta.get("stopped_early"):
         report.problems.append(f"{shown}: the run stopped early ({meta['stopped_early']}); later checks did not run")
     for index, test in enumerate(tests):
