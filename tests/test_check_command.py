@@ -6,6 +6,7 @@ reports overall_status healthy", and that a hung command never hangs the run.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -147,3 +148,17 @@ def test_missing_binary_fails_naming_cannot_run(tmp_path):
     assert result.status == "fail"
     assert "cannot run" in result.message
     assert "/nonexistent/bin/health_check" in result.message
+
+
+def test_a_failed_line_on_stdout_is_shown_even_when_stderr_is_not_empty(tmp_path):
+    """Runbook: `sha256sum -c backups.sha256`. It reports the bad file on stdout and warns on
+    stderr; the message keeps both, whole lines, not only stderr."""
+    (tmp_path / "a.tar").write_bytes(b"good")
+    (tmp_path / "b.tar").write_bytes(b"good")
+    sums = subprocess.run(["sha256sum", "a.tar", "b.tar"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    (tmp_path / "backups.sha256").write_text(sums)
+    (tmp_path / "b.tar").write_bytes(b"flipped")
+    result = check(tmp_path, argv=["sha256sum", "-c", "backups.sha256"])
+    assert result.status == "fail"
+    assert "stdout: b.tar: FAILED" in result.message, result.message
+    assert "stderr: sha256sum: WARNING: 1 computed checksum did NOT match" in result.message, result.message

@@ -196,6 +196,40 @@ def _size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+# lines worth a reader's first look: a test runner's FAILED line, a checksum tool's mismatch
+_TELLING = re.compile(r"fail|error|fatal|exception|traceback|denied|refused|not found|mismatch|cannot|unable|timed? ?out",
+                      re.IGNORECASE)
+
+
+def telling_lines(stdout: str, stderr: str, limit: int = 300) -> str:
+    """The lines of both streams that explain a result, whole lines only, at most ``limit``
+    characters: the lines that say what went wrong (FAILED, error, mismatch ...) from either
+    stream, else the last line of each; redacted.
+
+    >>> telling_lines("a.tar: OK\\nb.tar: FAILED\\nsha256sum: WARNING: 1 computed checksum did NOT match\\n",
+    ...               "sha256sum: c.tar: No such file or directory\\n")
+    'stdout: b.tar: FAILED; stderr: sha256sum: c.tar: No such file or directory'
+    >>> telling_lines("9/9 passed\\n", "")
+    'stdout: 9/9 passed'
+    """
+    picked: list[tuple[str, str]] = []
+    for name, text in (("stdout", stdout), ("stderr", stderr)):
+        lines = [line.strip() for line in text.splitlines()[-200:] if line.strip()]
+        matters = [line for line in lines if _TELLING.search(line)]
+        picked += [(name, line) for line in (matters[-3:] or lines[-1:])]
+    out, used = [], 0
+    for name, line in picked:
+        line = REDACTOR.excerpt(line, limit)
+        if used + len(line) > limit and out:
+            break  # whole lines only: a word cut in half explains nothing
+        out.append((name, line))
+        used += len(line) + 3
+    parts: dict[str, list[str]] = {}
+    for name, line in out:
+        parts.setdefault(name, []).append(line)
+    return "; ".join(f"{name}: {' | '.join(lines)}" for name, lines in parts.items())
+
+
 def _excerpt(text: str, keep: str = "tail", limit: int = _EXCERPT) -> str:
     """Redacted, then cut to ``limit`` characters at a line end when one is near.
 
@@ -282,8 +316,8 @@ def observe(item: CommandCheck, ctx) -> Observation:
             details[f"{name}_head"] = _excerpt(text, keep="head")
     if ran.note:
         details["background"] = ran.note
-    lines = " | ".join((err_text.strip() or out_text.strip()).splitlines())
-    explain = f"output: {REDACTOR.excerpt(lines, 300, keep='tail')}" if lines else None
+    telling = telling_lines(out_text, err_text)
+    explain = f"output: {telling}" if telling else None
     if ending == "timeout":
         searching = sum(search.seconds for search in searches.values())
         why = (f"; searching its {_size(out.size + err.size)} of output for the regexes took {searching:.1f}s of it"
