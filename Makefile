@@ -16,4 +16,4 @@ bench: .venv/.installed
 	.venv/bin/python bench/bench_http.py
 
 clean:
-	rm -rf .venv reports/*.json src/*.egg-info
+	rm -rf .venv src/*.egg-info; find reports -name "*.json" -delete
