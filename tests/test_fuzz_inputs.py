@@ -7,11 +7,9 @@ file (and, for what is inside the file, the line); never another exception, neve
 from __future__ import annotations
 
 import time
-import typing
 from datetime import timedelta
 from pathlib import Path
 
-import pydantic
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +19,7 @@ from opsgate import envfile
 from opsgate.gate import PolicyError, load_policy
 from opsgate.gate.policy import Gate, Policy, Waiver
 from opsgate.model import KINDS, Environment
-from opsgate.yamlfile import ProblemsError
+from opsgate.yamlfile import ProblemsError, models_in
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 EXAMPLES = {p.name: p.read_bytes() for p in sorted((CONFIG / "examples").glob("*.yaml"))}
@@ -41,22 +39,8 @@ SCALARS = [b"0", b"-1", b"1e999", b"-1e999", b".nan", b"9" * 5000, b"99999999999
            b"1.0e+999", b"9" * 400 + b"s", b"9" * 400 + b"TB", b"1e999", b"0.0000001", b"2026-12-01"]
 
 
-def _models(root, found=None) -> dict:
-    """Every pydantic model reachable from ``root``, by class name."""
-    found = {} if found is None else found
-    if isinstance(root, type) and issubclass(root, pydantic.BaseModel):
-        if root.__name__ not in found:
-            found[root.__name__] = root
-            for field in root.model_fields.values():
-                _models(field.annotation, found)
-    else:
-        for arg in typing.get_args(root):
-            _models(arg, found)
-    return found
-
-
 # every key the files may hold, so a mutation can set any field to any of the values above
-FIELDS = sorted({name.encode() for model in (*_models(Environment).values(), *_models(Policy).values())
+FIELDS = sorted({name.encode() for model in (*models_in(Environment).values(), *models_in(Policy).values())
                  for name in model.model_fields})
 
 
@@ -171,7 +155,7 @@ def test_generated_items_load_or_fail_cleanly(folder, data):
     kind = data.draw(st.sampled_from(sorted(KINDS)))
     document = {"name": "fuzz", kind: data.draw(st.lists(item_of(KINDS[kind]), min_size=1, max_size=2))}
     if data.draw(st.booleans()):
-        document["defaults"] = data.draw(item_of(_models(Environment)["Defaults"]))
+        document["defaults"] = data.draw(item_of(models_in(Environment)["Defaults"]))
         del document["defaults"]["name"]
     path = folder / "generated.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -212,7 +196,7 @@ def test_every_field_with_every_edge_value(folder):
     for kind, model in sorted(KINDS.items()):
         for key in sorted(set(model.model_fields) - {"name"}):
             documents += [{"name": "edge", kind: [{"name": "a", key: value}]} for value in EDGES]
-    for key in sorted(_models(Environment)["Defaults"].model_fields):
+    for key in sorted(models_in(Environment)["Defaults"].model_fields):
         documents += [{"name": "edge", "defaults": {key: value}, "file": [{"name": "a", "path": "/x"}]} for value in EDGES]
     crashes = []
     for document in documents:

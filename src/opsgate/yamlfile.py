@@ -441,25 +441,30 @@ _KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "
 
 def _describe(tag: str, root: type[pydantic.BaseModel]) -> str:
     """A union member as a reader knows it: ``a mapping {value, secret}`` for a model."""
-    model = _models(root).get(tag)
+    model = models_in(root).get(tag)
     if model is not None:
         return f"a mapping {{{', '.join(model.model_fields)}}}"
     base = tag.split("[", 1)[0].lower()
     return _KINDS.get(base) or {"list": "a list", "dict": "a mapping", "literal": "one of " + tag[8:-1]}.get(base, tag)
 
 
-def _models(root: Any, found: dict | None = None) -> dict[str, type[pydantic.BaseModel]]:
-    """Every model reachable from ``root``, by class name."""
+def models_in(root: Any, found: dict | None = None) -> dict[str, type[pydantic.BaseModel]]:
+    """Every model reachable from ``root``, by class name.
+
+    >>> from opsgate.model import HttpCheck
+    >>> sorted(models_in(HttpCheck))
+    ['HttpCheck', 'Retry', 'SecretValue', 'Window']
+    """
     found = {} if found is None else found
     if isinstance(root, type) and issubclass(root, pydantic.BaseModel):
         if root.__name__ in found:
             return found
         found[root.__name__] = root
         for field in root.model_fields.values():
-            _models(field.annotation, found)
+            models_in(field.annotation, found)
     else:
         for arg in typing.get_args(root):
-            _models(arg, found)
+            models_in(arg, found)
     return found
 
 
