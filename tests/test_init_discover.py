@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -42,11 +43,15 @@ SERVICE = textwrap.dedent("""
 """)
 
 
-def _opsgate_init(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _init_argv() -> list[str]:
+    """``opsgate init`` of the installed CLI (``python -m opsgate.discover`` until cli.py has the hook)."""
     cli = shutil.which("opsgate", path=str(Path(sys.executable).parent))
-    has_hook = cli and "init" in subprocess.run([cli, "--help"], capture_output=True, text=True, timeout=30).stdout
-    argv = [cli, "init", *args] if has_hook else [sys.executable, "-m", "opsgate.discover", *args]
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60)
+    has_hook = cli and subprocess.run([cli, "init", "--help"], capture_output=True, timeout=30).returncode == 0
+    return [cli, "init"] if has_hook else [sys.executable, "-m", "opsgate.discover"]
+
+
+def _opsgate_init(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*_init_argv(), *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +158,34 @@ def test_an_existing_file_is_not_overwritten_without_force(tmp_path):
     forced = _opsgate_init("--discover", "-o", str(out), "--force", "--seconds", "3", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert out.read_text().startswith("# Written by `opsgate init --discover`")
+
+
+def test_prometheus_a_container_and_a_port_that_never_answers(tmp_path):
+    """Prometheus is recognised by /api/v1/status/buildinfo, a container engine by /_ping (here
+    through $DOCKER_HOST) with its running container, and a port that accepts but never
+    answers costs its own probes' timeouts only: discovery stays bounded and still lists it."""
+    from tests.support.http_target import HangingTarget
+    from tests.support.podman import PodmanEngine
+    from tests.support.servers import PrometheusServer
+
+    with HangingTarget() as hanging, HttpTarget() as api, PrometheusServer(tmp_path, api.port) as prom, \
+            PodmanEngine(tmp_path) as engine:
+        container = engine.run("sleep 120")
+        out = tmp_path / "env.yaml"
+        started = time.monotonic()
+        proc = subprocess.run([*_init_argv(), "--discover", "-o", str(out)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "DOCKER_HOST": engine.url})
+        elapsed = time.monotonic() - started
+        assert proc.returncode == 0, proc.stderr
+        assert elapsed < 15, elapsed  # the old behaviour to guard against: no bound at all
+        text = out.read_text()
+        env = envfile.load(out, environ=_variables(text, {})).env
+        assert [c.url for c in env.prometheus if c.name == f"prometheus-p{prom.port}"] == [prom.url]
+        assert f"port {prom.port} on 127.0.0.1 owned by prometheus (pid {prom.process.pid}): " \
+               "/api/v1/status/buildinfo answered (Prometheus)" in text
+        ours = [c for c in env.container if c.container == container.name]
+        assert len(ours) == 1 and ours[0].engine == engine.url and ours[0].running
+        assert [c.port for c in env.tcp if c.name == f"tcp-p{hanging.port}"] == [hanging.port]
+        project = make_project(tmp_path, text)
+        run = run_pytest(project, "-k", f"{ours[0].name} or tcp-p{hanging.port}", env=_variables(text, {}))
+        assert run.returncode == 0 and "2 pass, 0 fail" in run.output, run.output[-3000:]

@@ -338,6 +338,8 @@ def container_findings(deadline: Deadline, sockets: tuple[str, ...] | None = Non
     candidates = list(sockets if sockets is not None else ENGINE_SOCKETS)
     if sockets is None and os.environ.get("XDG_RUNTIME_DIR"):
         candidates.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "podman", "podman.sock"))
+    if sockets is None and os.environ.get("DOCKER_HOST", "").startswith("unix://"):
+        candidates.insert(0, os.environ["DOCKER_HOST"][len("unix://"):])
     out, engines = [], set()
     for path in candidates:
         if not os.path.exists(path) or os.path.realpath(path) in engines:
