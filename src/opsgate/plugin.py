@@ -579,7 +579,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
     result = item.stash.get(RESULT, None)
     blocked_at_setup = call.when == "setup" and result is not None and result.status == "blocked"
-    if call.when != "call" and not blocked_at_setup:
+    failure = _handwritten_failure(item, call) if result is None and ITEM not in item.stash else None
+    if call.when != "call" and not blocked_at_setup and failure is None:
         return None
     level = item.get_closest_marker("severity")
     cadence = item.get_closest_marker("cadence")
@@ -595,7 +596,33 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> di
         meta.update(result.to_json())
     else:
         meta["kind"] = "python"
+        if failure:
+            meta["message"] = failure
     return {"opsgate": meta}
+
+
+def _handwritten_failure(item: pytest.Item, call: pytest.CallInfo) -> str | None:
+    """A hand-written check's failure as the gate shows it: where, the exception and its message
+    (``AssertionError: assert 503 == 200``), not just ``test_x.py:16: AssertionError``."""
+    excinfo = call.excinfo
+    if excinfo is None or excinfo.errisinstance((pytest.skip.Exception, pytest.xfail.Exception)):
+        return None
+    if item.get_closest_marker("xfail") is not None:
+        return None  # an expected failure is not the check's failure
+    from .gate.reports import failure_line
+
+    entries = list(excinfo.traceback)
+    own = [e for e in entries if Path(e.path) == Path(item.path)]  # the check's own line, not a library's
+    entry = (own or entries or [None])[-1]
+    where = ""
+    if entry is not None:
+        path = Path(entry.path)
+        try:
+            path = path.relative_to(item.config.invocation_params.dir)
+        except ValueError:
+            pass
+        where = f"{path}:{entry.lineno + 1}"
+    return failure_line(excinfo.exconly(tryshort=True), excinfo.typename, where)
 
 
 def _marker_severity(mark: pytest.Mark | None) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from ..redact import REDACTOR
 from ..report import unseal
 from ..severity import LEVELS
 
@@ -301,12 +302,49 @@ def _status_of_outcome(outcome: str) -> str:
 
 
 def _longrepr_line(test: dict) -> str:
+    """The failing phase's cause: pytest's crash message (an assertion with its values) where the
+    report has one, else the last line of its long report."""
     for when in ("call", "setup", "teardown"):
         phase = test.get(when) or {}
+        if not isinstance(phase, dict):
+            continue
+        crash = phase.get("crash")
+        if isinstance(crash, dict) and crash.get("message"):
+            entries = [e for e in phase.get("traceback") or () if isinstance(e, dict)]
+            last = entries[-1] if entries else crash
+            where = f"{last.get('path')}:{last.get('lineno')}" if last.get("path") else ""
+            typename = str(entries[-1].get("message") or "") if entries else ""
+            return failure_line(str(crash["message"]), typename if typename.isidentifier() else "", where)
         text = str(phase.get("longrepr") or "").strip()
         if text:
-            return text.splitlines()[-1][:300]
+            return REDACTOR.excerpt(text.splitlines()[-1], FAILURE_CHARS)
     return ""
+
+
+#: a hand-written check's failure message: its first lines, at most this many characters
+FAILURE_LINES = 3
+FAILURE_CHARS = 300
+
+
+def failure_line(message: str, typename: str = "", where: str = "") -> str:
+    """A hand-written check's failure in one line: where it failed, the exception and the first
+    lines of its message (pytest's crash message: the assertion with the values it saw),
+    redacted, then cut to ``FAILURE_CHARS``.
+
+    >>> failure_line("assert 503 == 200\\n +  where 503 = <Response>.status_code", "AssertionError",
+    ...              "checks/daily/test_api.py:7")
+    'checks/daily/test_api.py:7: AssertionError: assert 503 == 200 | +  where 503 = <Response>.status_code'
+    >>> failure_line("ValueError: bad port", "ValueError")
+    'ValueError: bad port'
+    """
+    lines = [line.strip() for line in message.split("\n", FAILURE_LINES)[:FAILURE_LINES] if line.strip()]
+    text = " | ".join(lines)
+    if typename and not text.startswith(typename):
+        text = f"{typename}: {text}" if text else typename
+    if where:
+        text = f"{where}: {text}"
+    text = REDACTOR.text(text)  # redacted before it is cut: a cut secret is no longer recognised
+    return text if len(text) <= FAILURE_CHARS else text[:FAILURE_CHARS] + "…"
 
 
 def _time(value: Any) -> datetime | None:
