@@ -1,8 +1,10 @@
 """The ``opsgate`` command.
 
-- ``opsgate validate ENV``  check an environment file alone (exit 0 ok, 1 invalid)
+- ``opsgate validate ENV``  check an environment file alone (exit 0 ok, 1 invalid); an unset
+  ``${VAR}`` is a placeholder (named in a note) unless ``--require-env``
 - ``opsgate schema``        print the environment file's JSON Schema (for editors)
-- ``opsgate list [ENV]``    the checks an environment defines, with severity and cadence
+- ``opsgate list [ENV]``    the checks an environment defines: cadence, severity, retry and
+  window, prerequisites, in columns
 - ``opsgate demo``          run the embedded demo target in the foreground
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
   says WARN blocks), FAIL 1, ERROR 2; ``--environment NAME`` makes a report of another
@@ -10,6 +12,8 @@
   A report is read in bounded memory (``--max-report-size``); with a seal key
   (``--seal-key-file`` or the policy's ``seal_key``) only reports signed with it count; an
   output file (``--junit``, ``--markdown``, ``--prometheus``) that cannot be written is ERROR.
+
+Every subcommand that prints ends quietly when its reader goes away (``opsgate schema | head``).
 
 >>> main(["schema"]) == 0  # doctest: +ELLIPSIS
 {...
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,18 +33,33 @@ from pathlib import Path
 from . import __version__
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _load_for_lint(args: argparse.Namespace):
+    """The environment for validate/list: unset variables are placeholders unless
+    ``--require-env``; None (problems printed) when it cannot be used."""
     from . import envfile
 
     try:
-        loaded = envfile.load(args.env, [Path.cwd()])
+        return envfile.load(args.env, [Path.cwd()], allow_unset=not args.require_env)
     except envfile.EnvFileError as exc:
         print(f"invalid environment ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _unset_note(loaded) -> None:
+    if loaded.unset:
+        print(f"note: unset, shown as placeholders: {', '.join(loaded.unset)} "
+              "(a run needs them; --require-env makes this an error)", file=sys.stderr)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = _load_for_lint(args)
+    if loaded is None:
         return 1
     items = loaded.env.items()
     print(f"ok: {loaded.path} - environment {loaded.env.name!r}, {len(items)} checks")
+    _unset_note(loaded)
     return 0
 
 
@@ -53,17 +73,34 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace) -> int:
-    from . import envfile
+def _seconds(value: float) -> str:
+    """A duration as written in runbooks: ``_seconds(600.0)`` is ``10m``, ``_seconds(2.5)`` is ``2.5s``."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value:g}s"
 
-    try:
-        loaded = envfile.load(args.env, [Path.cwd()])
-    except envfile.EnvFileError as exc:
-        print(exc, file=sys.stderr)
+
+def _list(args: argparse.Namespace) -> int:
+    loaded = _load_for_lint(args)
+    if loaded is None:
         return 1
-    for item in loaded.env.items():
-        deps = f"  after {', '.join(item.depends_on)}" if item.depends_on else ""
-        print(f"{item.severity}  {','.join(item.cadence):9} test_{item.kind}[{item.name}]{deps}")
+    rows = [("CHECK", "CADENCE", "SEVERITY", "RETRY", "WINDOW", "AFTER")]
+    from .model import KINDS
+
+    for kind in KINDS:
+        for index, item in enumerate(getattr(loaded.env, kind)):
+            retry = f"{_seconds(item.retry.timeout)} every {_seconds(item.retry.interval)}" if item.retry else "-"
+            window = f"{_seconds(item.window.duration)} every {_seconds(item.window.interval)}" if item.window else "-"
+            after = ", ".join(item.depends_on) or "-"
+            unset = loaded.unset_in.get((kind, index))
+            if unset:  # its values hold placeholders: say so on its row
+                after += "  (uses unset " + ", ".join(f"${{{n}}}" for n in unset) + ")"
+            rows.append((f"test_{item.kind}[{item.name}]", ",".join(item.cadence), item.severity, retry, window, after))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    _unset_note(loaded)
     return 0
 
 
@@ -96,7 +133,10 @@ def _gate(args: argparse.Namespace) -> int:
     from .units import parse_size
 
     try:
-        policy = load_policy(find_policy(args.policy, [Path.cwd()]))
+        found = find_policy(args.policy, [Path.cwd()])
+        if not args.nagios and not args.quiet:
+            print(_policy_line(found))
+        policy = load_policy(found)
         policy.gate(args.gate)
         key = policy.seal_key(args.gate)
         if args.seal_key_file:
@@ -120,32 +160,88 @@ def _gate(args: argparse.Namespace) -> int:
         return 2
     result = evaluate([read_report(path, key, limit) for path in args.reports], policy, args.gate,
                       environment=args.environment)
+    args.broken_pipe_code = result.exit_code  # the verdict stands if the reader goes away
     publish(result, args.markdown, args.junit, args.prometheus)  # one that cannot be written makes it ERROR
     if args.nagios:
         line, code = nagios.render(result)
         print(line)
         return code
     if not args.quiet:
-        sys.stdout.write(terminal.render(result, colour=sys.stdout.isatty() and not args.no_color))
+        colour = sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")  # no-color.org
+        sys.stdout.write(terminal.render(result, colour=colour))
     return result.exit_code
 
 
+def _policy_line(found: Path | None) -> str:
+    """Which gates file the gate reads, or where it looked for one."""
+    if found is not None:
+        inside = found.is_absolute() and found.is_relative_to(Path.cwd())
+        return f"policy: {found.relative_to(Path.cwd()) if inside else found}"
+    looked = Path.cwd() / "config" / "gates.yaml"
+    return (f"policy: none found (no --policy, no $OPSGATE_POLICY, no {looked} or .yml); "
+            "only the built-in 'default' gate applies")
+
+
+_ABOUT = """\
+opsgate turns operational runbooks into checks: one environment file (config/NAME.yaml)
+says what to probe - HTTP endpoints, ports, processes, disks, logs, PostgreSQL, Redis,
+Prometheus, containers, files, commands - and the checks run through pytest, so every
+pytest option works (-k, -m P0, -x, --junitxml). Each run writes a report; the gate
+decides from reports whether to ship, page or go on.
+
+three jobs, one per folder of checks (the environment's cadences):
+  daily checks          pytest checks/daily --env production
+  backup verification   pytest checks/weekly --env production
+  DR drills             pytest checks/quarterly --env production
+
+and the gate, over the reports they wrote:
+  gate                  opsgate gate reports/production/daily-latest.json
+"""
+
+_EXAMPLES = """\
+examples:
+  opsgate validate production            lint config/production.yaml (secrets may be unset)
+  opsgate list production                its checks: cadence, severity, retry, window, prerequisites
+  opsgate gate reports/production/daily-latest.json --junit gate.xml
+  opsgate schema > opsgate.schema.json   for your editor's YAML completion
+
+'opsgate COMMAND --help' shows each command's options and an example.
+"""
+
+
+def _command(sub, name: str, help: str, example: str, func) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with an example."""
+    parser = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                            epilog="example:\n  " + example.strip().replace("\n", "\n  "),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="opsgate", description="Runbooks as pytest checks.")
+    parser = argparse.ArgumentParser(prog="opsgate", description=_ABOUT, epilog=_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"opsgate {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("validate", help="check an environment file without running checks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _command(sub, "validate", "check an environment file without running checks",
+                 "opsgate validate config/production.yaml\n"
+                 "opsgate validate production --require-env   # in the job that will run it", _validate)
     p.add_argument("env", help="environment file or name")
-    p.set_defaults(func=_validate)
-    p = sub.add_parser("schema", help="print the environment file's JSON Schema")
-    p.set_defaults(func=_schema)
-    p = sub.add_parser("list", help="list the checks an environment defines")
+    p.add_argument("--require-env", action="store_true",
+                   help="an unset ${VAR} is an error (default: a placeholder, named in a note)")
+    _command(sub, "schema", "print the environment file's JSON Schema",
+             "opsgate schema > opsgate.schema.json", _schema)
+    p = _command(sub, "list", "list the checks an environment defines",
+                 "opsgate list production\nopsgate list config/staging.yaml --require-env", _list)
     p.add_argument("env", nargs="?", default=None, help="environment file or name (default: the embedded one)")
-    p.set_defaults(func=_list)
-    p = sub.add_parser("demo", help="run the embedded demo target in the foreground")
+    p.add_argument("--require-env", action="store_true",
+                   help="an unset ${VAR} is an error (default: a placeholder, named in a note)")
+    p = _command(sub, "demo", "run the embedded demo target in the foreground",
+                 "opsgate demo --fault degraded   # then, in another shell: pytest checks/daily", _demo)
     p.add_argument("--fault", default=None, help="degraded, slow, errors, no-models or stale-metrics")
-    p.set_defaults(func=_demo)
-    p = sub.add_parser("gate", help="decide a gate (PASS/WARN/FAIL/ERROR) over one or more reports")
+    p = _command(sub, "gate", "decide a gate (PASS/WARN/FAIL/ERROR) over one or more reports",
+                 "opsgate gate reports/production/daily-latest.json reports/production/weekly-latest.json \\\n"
+                 "    --gate release --junit gate.xml", _gate)
     p.add_argument("reports", nargs="+", metavar="REPORT", help="report files (reports/default/daily-latest.json ...)")
     p.add_argument("--environment", default=None, metavar="NAME",
                    help="the environment gated: a report of another one is ERROR (default: the gate's environment:)")
@@ -162,10 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-report-size", default="512MiB", metavar="SIZE",
                    help="a larger report file is ERROR, not read (default: 512MiB)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; the exit code is the verdict")
-    p.add_argument("--no-color", action="store_true", help="no ANSI colours")
-    p.set_defaults(func=_gate)
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours (as does NO_COLOR=1)")
+    p.set_defaults(broken_pipe_code=2)  # a gate cut short before its verdict is ERROR, never PASS
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (opsgate schema | head): stop quietly, as the Python docs advise
+        # (stdout onto devnull, so the flush at exit cannot raise again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return getattr(args, "broken_pipe_code", 0)
 
 
 if __name__ == "__main__":

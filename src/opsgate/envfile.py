@@ -29,7 +29,7 @@ import os
 import re
 import typing
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,10 @@ class LoadedEnvironment:
     path: Path
     base_dir: Path
     embedded: bool
+    # with ``allow_unset``: the unset variables, and per item (kind, index) those its values use.
+    # Such an environment holds placeholders: it can be listed and linted, never run.
+    unset: tuple[str, ...] = ()
+    unset_in: dict[tuple[str, int], list[str]] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -95,8 +99,21 @@ def _embedded(name: str) -> Path:
 
 
 def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | None = None,
-         environ: typing.Mapping[str, str] | None = None) -> LoadedEnvironment:
-    """Read, substitute and validate an environment; raise EnvFileError listing every problem."""
+         environ: typing.Mapping[str, str] | None = None, allow_unset: bool = False) -> LoadedEnvironment:
+    """Read, substitute and validate an environment; raise EnvFileError listing every problem.
+
+    ``allow_unset`` (for ``opsgate validate`` and ``list``, which lint what they cannot run):
+    an unset ``${VAR}`` becomes a placeholder, ``<unset:VAR>`` (or a number, or an address
+    with the field's scheme, where the field needs one), never a secret; the result's
+    ``unset`` names the variables. A run must load without it.
+
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "env.yaml"
+    >>> _ = p.write_text("name: demo\\nhttp:\\n  - name: api\\n    url: ${API_URL}\\n    timeout: ${T}\\n")
+    >>> loaded = load(p, environ={}, allow_unset=True)
+    >>> loaded.unset, loaded.env.http[0].url, loaded.unset_in
+    (('API_URL', 'T'), 'http://<unset:API_URL>', {('http', 0): ['API_URL', 'T']})
+    """
     path, embedded = resolve(name_or_path, search)
     shown = path.name if embedded else str(path)
     data, lines = parse(read(path, shown, EnvFileError), shown, EnvFileError)  # bounded; bytes checked as UTF-8
@@ -106,28 +123,99 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     listed = data.get("secrets")
     secret_names = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
     _register_inherited(environ, secret_names)
-    substitution = _Substitution(environ, secret_names, lines, shown)
+    substitution = _Substitution(environ, secret_names, lines, shown, allow_unset)
     data = substitution.walk(data)
     substitution.give_shells_their_variables(data)
     substitution.problems += _apply_defaults(data, lines, shown)
     if substitution.problems:
         raise EnvFileError(substitution.problems)
+    placeholders = {_unsectioned(at): names for at, names in substitution.placeholders.items()}
     context = {"severity_scale": data.get("severity_scale", "P0-P3")}
-    try:
-        env = Environment.model_validate(data, context=context)
-    except pydantic.ValidationError as exc:
-        raise EnvFileError(problems_from(exc.errors(include_url=False), data, lines, shown, Environment,
-                                         frozenset(substitution.hidden))) from None
+    for attempt in range(3):  # placeholders that a field rejects get a form it accepts, twice at most
+        try:
+            env = Environment.model_validate(data, context=context)
+            break
+        except pydantic.ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if attempt == 2 or not _refit_placeholders(data, errors, placeholders, attempt):
+                problems = problems_from(errors, data, lines, shown, Environment, frozenset(substitution.hidden))
+                raise EnvFileError(problems + _unset_notes(errors, placeholders, lines, shown)) from None
     problems = _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)
-    for where in dict.fromkeys(substitution.too_short + _register_secrets(env, lines, shown)):
+    unset_in: dict[tuple[str, int], list[str]] = {}
+    for at, names in placeholders.items():
+        if len(at) > 1 and isinstance(at[1], int):
+            unset_in.setdefault((str(at[0]), at[1]), [])
+            unset_in[(str(at[0]), at[1])] += [n for n in names if n not in unset_in[(str(at[0]), at[1])]]
+    registered = _register_secrets(env, lines, shown, skip=_has_placeholder if placeholders else None)
+    for where in dict.fromkeys(substitution.too_short + registered):
         warnings.warn(f"{where}: a secret shorter than {MIN_SECRET} characters is not masked in output "
                       "(masking it would hide every occurrence of those characters)", stacklevel=2)
     base = Path(env.base_dir) if env.base_dir else path.parent
     if not base.is_absolute():
         base = (path.parent / base).resolve()
-    return LoadedEnvironment(env, path, base, embedded)
+    return LoadedEnvironment(env, path, base, embedded, tuple(substitution.unset), unset_in)
+
+
+def _placeholder(name: str) -> str:
+    return f"<unset:{name}>"
+
+
+_PLACEHOLDER = re.compile(r"<unset:[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def _has_placeholder(value: str) -> bool:
+    return bool(_PLACEHOLDER.search(value))
+
+
+def _unsectioned(at: Path_) -> Path_:
+    """(kind, "checks", 3, ...) as validation sees it, (kind, 3, ...)."""
+    return (at[0], *at[2:]) if len(at) > 2 and at[1] == "checks" and isinstance(at[2], int) else at
+
+
+def _get(data: Any, at: Path_) -> Any:
+    for key in at:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _refit_placeholders(data: dict, errors: list[dict], placeholders: dict[Path_, list[str]], attempt: int) -> bool:
+    """Give each placeholder a field rejected another form: an address with the scheme the
+    field's pattern asks for, then a number (``${PORT}``, ``${N}s``). False: nothing to change."""
+    changed = False
+    for error in errors:
+        loc = tuple(error["loc"])
+        at = next((loc[:n] for n in range(len(loc), 0, -1) if loc[:n] in placeholders), None)
+        parent = _get(data, at[:-1]) if at else None
+        value = parent[at[-1]] if isinstance(parent, (dict, list)) else None
+        if not isinstance(value, str) or not _has_placeholder(value):
+            continue
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        if attempt == 0 and "://" in pattern and "://" not in value:  # ${URL}: http://<unset:URL>
+            scheme = re.sub(r"\([^)]*\)\?|.\?", "", pattern.lstrip("^")).split("://")[0]
+            parent[at[-1]] = f"{scheme}://{value}"
+        else:
+            numeric = _PLACEHOLDER.sub("1", value)
+            parent[at[-1]] = int(numeric) if numeric == "1" else numeric
+        changed = True
+    return changed
+
+
+def _unset_notes(errors: list[dict], placeholders: dict[Path_, list[str]], lines: dict[Path_, int], shown: str) -> list[Problem]:
+    """A problem a placeholder may cause says so: set the variable to check that value."""
+    notes = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        at = next((loc[:n] for n in range(len(loc), 0, -1) if loc[:n] in placeholders), None)
+        if at:
+            names = ", ".join(placeholders[at])
+            notes.append(Problem(shown, line_of(lines, at), dotted(at),
+                                 f"uses unset {names}: the placeholder does not fit here; set it to check this value"))
+    return notes
 
 
 class _Substitution:
@@ -136,8 +224,12 @@ class _Substitution:
     errors never echo those), and for each ``command[].shell`` the variables it refers to,
     which reach the shell through the command's environment instead of its text."""
 
-    def __init__(self, environ: typing.Mapping[str, str], secret_names: set[str], lines: dict[Path_, int], shown: str):
+    def __init__(self, environ: typing.Mapping[str, str], secret_names: set[str], lines: dict[Path_, int], shown: str,
+                 allow_unset: bool = False):
         self.environ, self.secret_names, self.lines, self.shown = environ, secret_names, lines, shown
+        self.allow_unset = allow_unset
+        self.unset: dict[str, None] = {}  # unset variables, in order of first use
+        self.placeholders: dict[Path_, list[str]] = {}  # key path -> unset variables its value uses
         self.problems: list[Problem] = []
         self.hidden: set[Path_] = set()
         self.shell_env: dict[int, dict[str, str]] = {}  # command index -> variables for its shell
@@ -171,6 +263,11 @@ class _Substitution:
             result = self.environ[name]
         elif default is not None:
             result = default
+        elif self.allow_unset:  # linting, not running: a placeholder, never a secret
+            self.unset.setdefault(name)
+            names = self.placeholders.setdefault(at, [])
+            names += [name] if name not in names else []
+            return _placeholder(name)
         else:
             self.problems.append(Problem(self.shown, line_of(self.lines, at), dotted(at),
                                          f"expected environment variable {name} to be set, seen it unset "
@@ -429,7 +526,8 @@ def _register_inherited(environ: typing.Mapping[str, str], listed: set[str]) -> 
             register_secret(value)  # not opsgate's variable: no warning when too short
 
 
-def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str) -> list[str]:
+def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str,
+                      skip: typing.Callable[[str], bool] | None = None) -> list[str]:
     """Header values marked secret or named like secrets (and the token after a scheme, the
     password inside Basic credentials), the password of any URL or DSN (http, postgres,
     redis, prometheus, metrics, a container engine), secret command env. Returns where a
@@ -437,6 +535,8 @@ def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str) -> 
     too_short: list[str] = []
 
     def register(value: str, at: Path_, whole: bool = False) -> None:
+        if skip and skip(value):
+            return  # a placeholder (allow_unset) is no secret's value
         if not register_secret(value, whole):
             too_short.append(f"{shown}:{line_of(lines, at)}: {dotted(at)}")
 
@@ -446,7 +546,7 @@ def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str) -> 
                 text = value.value if isinstance(value, SecretValue) else value
                 register(text, ("http", index, "headers", name), whole=True)
                 scheme, _, token = text.partition(" ")
-                if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme):  # "Bearer <token>", "Basic <base64>"
+                if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme) and not (skip and skip(token)):  # "Bearer <token>", "Basic <base64>"
                     REDACTOR.add(token.strip())
                     if scheme.lower() == "basic":
                         REDACTOR.add(_basic_password(token))
