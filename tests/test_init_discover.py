@@ -189,3 +189,12 @@ def test_prometheus_a_container_and_a_port_that_never_answers(tmp_path):
         project = make_project(tmp_path, text)
         run = run_pytest(project, "-k", f"{ours[0].name} or tcp-p{hanging.port}", env=_variables(text, {}))
         assert run.returncode == 0 and "2 pass, 0 fail" in run.output, run.output[-3000:]
+
+
+def test_init_without_discover_or_with_an_unwritable_file_says_so(tmp_path):
+    bare = _opsgate_init("-o", str(tmp_path / "env.yaml"), cwd=tmp_path)
+    assert bare.returncode == 2 and "--discover" in bare.stderr and not (tmp_path / "env.yaml").exists()
+    missing = tmp_path / "no-such-folder" / "env.yaml"
+    failed = _opsgate_init("--discover", "-o", str(missing), "--seconds", "2", cwd=tmp_path)
+    assert failed.returncode == 1 and f"cannot write {missing}" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr

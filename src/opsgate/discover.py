@@ -455,7 +455,12 @@ def init_main(args: argparse.Namespace) -> int:
         return 1
     name = args.name or plain(socket.gethostname(), 60)
     findings = discover(args.seconds)
-    out.write_text(render(findings, name))
+    try:
+        with open(out, "w" if args.force else "x", encoding="utf-8") as f:  # "x": never over a file made meanwhile
+            f.write(render(findings, name))
+    except OSError as exc:
+        print(f"opsgate init: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     counts = {k: sum(f.kind == k for f in findings) for k in KIND_ORDER}
     print(f"wrote {out}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     return 0
