@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .discover import add_init_parser
 
 
 def _load_for_lint(args: argparse.Namespace):
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; the exit code is the verdict")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (as does NO_COLOR=1)")
     p.set_defaults(broken_pipe_code=2)  # a gate cut short before its verdict is ERROR, never PASS
+    add_init_parser(sub)
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

@@ -474,7 +474,11 @@ def add_init_parser(subparsers) -> argparse.ArgumentParser:
     >>> (args.discover, args.output, args.force)
     (True, 'x.yaml', False)
     """
-    p = subparsers.add_parser("init", help="write a starter environment file from what is running here")
+    text = "write a starter environment file from what is running here"
+    p = subparsers.add_parser("init", help=text, description=text[0].upper() + text[1:] + ".",
+                              epilog="example:\n  opsgate init --discover -o config/production.yaml --name production\n"
+                                     "  opsgate validate config/production.yaml   # then review it",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--discover", action="store_true", help="look at this machine (ports, services, logs, disks)")
     p.add_argument("-o", "--output", default="env.yaml", help="file to write (default env.yaml)")
     p.add_argument("--name", help="environment name (default: the host name)")
