@@ -276,7 +276,7 @@ def port_findings(listener: Listener, deadline: Deadline) -> list[Finding]:
     return out
 
 
-def log_findings(limit: int = 50) -> list[Finding]:
+def log_findings(limit: int = 50, deadline: Deadline | None = None) -> list[Finding]:
     """Log files (``*.log``) that running processes hold open: no ERROR or CRITICAL in the
     last 100 lines.
 
@@ -285,7 +285,9 @@ def log_findings(limit: int = 50) -> list[Finding]:
     """
     seen: dict[str, str] = {}
     for proc in psutil.process_iter(["pid", "name"]):
-        if proc.pid == os.getpid() or len(seen) >= limit:
+        if len(seen) >= limit or (deadline and not deadline.left(1.0)):
+            break  # what was found so far is written; the budget bounds the whole discovery
+        if proc.pid == os.getpid():
             continue
         try:
             files = proc.open_files()
@@ -376,7 +378,7 @@ def discover(seconds: float = 10.0) -> list[Finding]:
         for found in pool.map(lambda listener: port_findings(listener, deadline), listeners()):
             findings += found
     findings += container_findings(deadline)
-    findings += log_findings()
+    findings += log_findings(deadline=deadline)
     findings.append(host_finding())
     return _unique(findings)
 
