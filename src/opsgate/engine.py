@@ -78,6 +78,7 @@ class Engine:
         # workers wait here for a check to run; there are always as many as running checks
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._workers = 0
+        self.notes: dict[str, str] = {}  # running check -> what it is doing now, for progress
 
     def start(self) -> None:
         """Queue every check whose prerequisites are met (all of them without depends_on)."""
@@ -90,6 +91,20 @@ class Engine:
             blocked = self._maybe_submit(name)  # a prerequisite may already have failed
             if blocked:
                 self._finish(*blocked)
+
+    def waiting(self) -> tuple[int, list[tuple[str, str]]]:
+        """Checks done, and each check not done with what it waits for ("probing", "retry
+        until healthy, attempt 3", "window sample 4/10", "waiting for a prerequisite db")."""
+        done, left = 0, []
+        for name, future in list(self.futures.items()):
+            if future.done():
+                done += 1
+            elif (note := self.notes.get(name)) is not None:
+                left.append((name, note))
+            else:
+                pending = [d for d in self.items[name].depends_on if d in self.futures and not self.futures[d].done()]
+                left.append((name, f"waiting for a prerequisite {pending[0]}" if pending else "waiting for a free slot"))
+        return done, left
 
     def result(self, name: str, timeout: float | None = None) -> CheckResult:
         """Wait for one check's result (raises TimeoutError after ``timeout``)."""
@@ -173,8 +188,9 @@ class Engine:
 
     def _run(self, name: str) -> None:
         item = self.items[name]
+        self.notes[name] = "probing"
         try:
-            result = run_check(item, self.ctx)
+            result = run_check(item, self.ctx, lambda text: self.notes.__setitem__(name, text))
         except BaseException as exc:  # run_check never raises; if it does, the check says so
             result = CheckResult(item.name, item.kind, item.severity, "error", f"internal error: {type(exc).__name__}: {exc}")
         with self._cond:
@@ -182,6 +198,7 @@ class Engine:
             self._stalled.discard(name)
             self._cond.notify_all()
         self._finish(name, result)
+        self.notes.pop(name, None)
 
     def _finish(self, name: str, result: CheckResult) -> None:
         # a loop, not recursion: a failed root of a 3,000-link depends_on chain blocks them all

@@ -28,6 +28,7 @@ given; otherwise it only registers its markers and fixtures.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
@@ -42,6 +43,7 @@ import pytest
 
 from . import __version__, envfile, severity as sev
 from .engine import Engine
+from .progress import Progress
 from .model import CADENCES, KINDS, CheckItem
 from .probes import ProbeContext
 from .redact import REDACTOR
@@ -50,6 +52,7 @@ from .results import CheckResult
 from .runner import run_check
 from .summary import write_summary
 
+WAIT_SLICE_S = 0.25  # a test waits for its check in slices this long, drawing progress between them
 GRACE_S = 30.0  # how long a test waits for its check beyond the check's own budget
 BACKSTOP_S = GRACE_S + 10  # pytest-timeout fires later still, so the engine's own message wins
 
@@ -66,6 +69,7 @@ class RunState:
     keep_reports: int = 50
     demo: Any = None  # a DemoProcess when the embedded default's target was started
     engine: Engine | None = None
+    progress: Progress | None = None  # the live line while tests wait for their checks
     started: float = field(default_factory=time.time)
     finished: float | None = None
     report_path: Path | None = None
@@ -96,11 +100,20 @@ class RunState:
         """Wait for the engine's result, or run the check here when no engine runs it (a
         pytest-xdist worker, whose checks arrive one by one)."""
         if self.engine and item.name in self.engine.futures:
+            deadline = time.monotonic() + item.budget() + GRACE_S
             try:
-                return self.engine.result(item.name, timeout=item.budget() + GRACE_S)
-            except TimeoutError:
-                return CheckResult(item.name, item.kind, item.severity, "error",
-                                   f"did not finish within its budget of {item.budget():g}s")
+                while True:
+                    try:
+                        return self.engine.result(item.name, timeout=min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic())))
+                    except TimeoutError:
+                        if time.monotonic() >= deadline:
+                            return CheckResult(item.name, item.kind, item.severity, "error",
+                                               f"did not finish within its budget of {item.budget():g}s")
+                        if self.progress:
+                            self.progress.tick()
+            finally:
+                if self.progress:
+                    self.progress.clear()
         return self._run_inline(item)
 
     def _run_inline(self, item: CheckItem) -> CheckResult:
@@ -463,6 +476,44 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         gc.freeze()
         state.engine = Engine(checks.values(), state.ctx, state.concurrency)
         state.engine.start()
+        state.progress = _progress(session.config, state.engine)
+
+
+def _progress(config: pytest.Config, engine: Engine) -> Progress | None:
+    """The progress line, written through pytest's terminal with output capture suspended (as
+    pytest's live logging does); none without a terminal reporter (``-p no:terminal``)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    stream = getattr(writer, "_file", None)
+    if writer is None or stream is None:
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    delay, interval = (_seconds(name, default) for name, default in
+                       (("OPSGATE_PROGRESS_DELAY", 2.0), ("OPSGATE_PROGRESS_INTERVAL", 10.0)))
+
+    def write(text: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            stream.write(text)
+            stream.flush()
+
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return Progress(engine.waiting, len(engine.futures), write, tty, writer.fullwidth,
+                    lambda: getattr(writer, "_current_line", ""), delay, interval)
+
+
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment (tests shorten the progress intervals)."""
+    text = os.environ.get(name, "").strip()
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise pytest.UsageError(f"opsgate: {name}: expected a number of seconds (0 or more), seen {text[:40]!r}")
+    return value
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import probes
 from .conditions import ConditionResult
@@ -81,11 +81,14 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
     return Attempt(status, REDACTOR.text(message), observation, results, started, duration)
 
 
-def run_check(item: CheckItem, ctx: "probes.ProbeContext") -> CheckResult:
-    """Run ``item`` with its retry and window settings; never raises."""
+def run_check(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str], None] | None = None) -> CheckResult:
+    """Run ``item`` with its retry and window settings; never raises. ``note`` is told what
+    the check is waiting for ("retry until healthy, attempt 3", "window sample 4/10"), for
+    the run's progress line."""
     t0 = time.time()
     attempts = 0
-    last = _until_healthy(item, ctx) if item.retry else attempt(item, ctx)
+    note = note or _quiet
+    last = _until_healthy(item, ctx, note) if item.retry else attempt(item, ctx)
     attempts = getattr(last, "count", 1)
     evidence = last.evidence()
     message = last.message
@@ -93,7 +96,7 @@ def run_check(item: CheckItem, ctx: "probes.ProbeContext") -> CheckResult:
     if item.retry and status in ("fail", "error"):
         message = f"not healthy within {item.retry.timeout:g}s ({attempts} attempts); last: {message}"
     if item.window and status in ("pass", "warn"):
-        status, message, samples = _watch(item, ctx, last, t0)
+        status, message, samples = _watch(item, ctx, last, t0, note)
         attempts += len(samples) - 1
         evidence["samples"] = samples
         evidence["window"] = {"duration_s": item.window.duration, "interval_s": item.window.interval}
@@ -152,11 +155,16 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
     return out
 
 
-def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
+def _quiet(text: str) -> None:
+    pass
+
+
+def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str], None]) -> Attempt:
     deadline = time.monotonic() + item.retry.timeout
     count = 0
     while True:
         count += 1
+        note(f"retry until healthy, attempt {count}")
         last = attempt(item, ctx)
         if last.status in ("pass", "warn") or time.monotonic() + item.retry.interval > deadline:
             last.count = count  # type: ignore[attr-defined]
@@ -164,7 +172,8 @@ def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
         time.sleep(item.retry.interval)
 
 
-def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: float) -> tuple[str, str, list[dict]]:
+def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: float,
+           note: Callable[[str], None] = _quiet) -> tuple[str, str, list[dict]]:
     """Sample until the window closes; the first failing sample ends it."""
     window = item.window
     start = time.monotonic()
@@ -173,6 +182,7 @@ def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: floa
     # one sample at t=0 and one each interval up to the duration (1e-9: 0.3 // 0.1 is 2.0 in floats)
     expected = int((window.duration + 1e-9) // window.interval) + 1 if window.interval else 1
     while len(samples) < expected:
+        note(f"window sample {len(samples)}/{expected}")
         next_at = start + len(samples) * window.interval
         time.sleep(max(0.0, next_at - time.monotonic()))
         current = attempt(item, ctx)
