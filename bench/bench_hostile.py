@@ -15,7 +15,7 @@ import importlib
 import sys
 from pathlib import Path
 
-AREAS = ("http", "log", "command", "yaml", "secrets")
+AREAS = ("http", "log", "command", "yaml", "secrets", "collection", "init")
 
 
 def main() -> int:
