@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from . import severity as sev
 from .discover import add_init_parser
 
 
@@ -97,7 +98,8 @@ def _list(args: argparse.Namespace) -> int:
             unset = loaded.unset_in.get((kind, index))
             if unset:  # its values hold placeholders: say so on its row
                 after += "  (uses unset " + ", ".join(f"${{{n}}}" for n in unset) + ")"
-            rows.append((f"test_{item.kind}[{item.name}]", ",".join(item.cadence), item.severity, retry, window, after))
+            rows.append((f"test_{item.kind}[{item.name}]", ",".join(item.cadence),
+                         sev.label(item.severity, loaded.env.severity_scale), retry, window, after))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

@@ -166,7 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "severity(level): the check's severity, P0 (critical) .. P3 (low)",
         "cadence(name): daily, weekly, monthly or quarterly",
-        *(f"{level}: severity {level}" for level in sev.LEVELS),
+        *(f"{level}: severity {level} (on the environment's own scale)" for level in sev.MARKERS),
         *(f"{name}: {name} cadence" for name in CADENCES),
         *(f"{kind}: an opsgate {kind} check" for kind in KINDS),
         "depends_on(*names): run only when these checks passed",
@@ -322,16 +322,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         state = _activate(metafunc.config, "adhoc")
         cadence = _cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
-        params = [pytest.param(item, id=item.name, marks=_marks(item, cadence))
+        params = [pytest.param(item, id=item.name, marks=_marks(item, cadence, state.loaded.env.severity_scale))
                   for item in state.loaded.env.items(kind, cadence)]
         metafunc.parametrize(fixture, params)
 
 
-def _marks(item: CheckItem, cadence: str) -> list[pytest.MarkDecorator]:
-    """A configured check's markers: ``-m P0``, ``-m http``, ``-m weekly``, its tags."""
+def _marks(item: CheckItem, cadence: str, scale: str = "P0-P3") -> list[pytest.MarkDecorator]:
+    """A configured check's markers: ``-m P0``, ``-m http``, ``-m weekly``, its tags; the
+    severity in the environment's own labels (``-m P1`` on a P1-P4 scale is its P1)."""
+    shown = sev.label(item.severity, scale)
     return [
         # positional for readers, keyword for `-m "severity(level='P0')"` selection
-        pytest.mark.severity(item.severity, level=item.severity), getattr(pytest.mark, item.severity),
+        pytest.mark.severity(shown, level=shown), getattr(pytest.mark, sev.marker(item.severity, scale)),
         pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, item.kind),
         *(getattr(pytest.mark, tag) for tag in item.tags),
     ]
@@ -346,7 +348,8 @@ class ConfiguredCheck(pytest.Item):
     def __init__(self, *, check: CheckItem, cadence: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check, self.cadence = check, cadence
-        for mark in _marks(check, cadence):
+        state = self.config.stash.get(STATE, None)
+        for mark in _marks(check, cadence, state.loaded.env.severity_scale if state else "P0-P3"):
             self.add_marker(mark)
         self.stash[ITEM] = check
 
@@ -418,7 +421,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if check is None:
             mark = item.get_closest_marker("severity")
             if mark is not None:  # a hand-written check: `-m P1` selects it too
-                item.add_marker(getattr(pytest.mark, _marker_severity(mark)))
+                item.add_marker(getattr(pytest.mark, sev.marker(_marker_severity(mark), _scale(config))))
             continue
         item.stash[ITEM] = check
         if item.get_closest_marker("timeout") is None:
@@ -538,7 +541,7 @@ def _conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResul
     result = state.result_for(item)
     node.stash[RESULT] = result
     state.results[node.nodeid] = result
-    where = f"[{item.severity}] {item.kind} {item.name}"
+    where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
     if result.status == "blocked":
         pytest.skip(f"{where}: {result.message}")
     if result.failed:
@@ -649,6 +652,8 @@ def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> di
         meta["kind"] = "python"
         if failure:
             meta["message"] = failure
+    # gates read the P0-P3 "severity"; people read the environment's own name for it
+    meta["severity_label"] = sev.label(meta["severity"], _scale(item.config))
     return {"opsgate": meta}
 
 
@@ -677,11 +682,17 @@ def _handwritten_failure(item: pytest.Item, call: pytest.CallInfo) -> str | None
 
 
 def _marker_severity(mark: pytest.Mark | None) -> str:
+    """A hand-written check's severity, its marker read on the environment's scale."""
     value = (mark.args[0] if mark.args else mark.kwargs.get("level")) if mark else None
     try:
-        return sev.normalise(value) if value is not None else "P2"
+        return sev.normalise(value, _scale(_CONFIG.get("config"))) if value is not None else "P2"
     except ValueError:
         return "P2"
+
+
+def _scale(config: pytest.Config | None) -> str:
+    state = config.stash.get(STATE, None) if config is not None else None
+    return state.loaded.env.severity_scale if state is not None else "P0-P3"
 
 
 @pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only

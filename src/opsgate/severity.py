@@ -2,7 +2,10 @@
 
 Reference runbooks classify incidents as P0-P3, P1-P4 or SEV-0-SEV-3, or with words.
 An environment names its scale once (``severity_scale``) and every item's severity is
-normalised to the P0-P3 scale opsgate reports and gates on.
+normalised to the P0-P3 scale opsgate gates on (gate policies speak it: ``block: [P0, P1]``
+means the two most critical levels, whatever an environment calls them). What people read
+and select — the terminal, ``opsgate list``, the report's ``severity_label``, ``-m P1`` —
+uses the environment's own labels: on a P1-P4 scale the most critical level is ``P1``.
 
 >>> normalise("critical")
 'P0'
@@ -42,6 +45,31 @@ def normalise(value: object, scale: str = "P0-P3") -> str:
             return LEVELS[number]
     accepted = {"P0-P3": "P0..P3", "P1-P4": "P1..P4", "SEV0-SEV3": "SEV-0..SEV-3"}[scale]
     raise ValueError(f"expected a severity ({accepted} or critical/high/medium/low), seen {text!r}")
+
+
+def label(level: str, scale: str = "P0-P3") -> str:
+    """The environment's own name for a P0-P3 ``level``.
+
+    >>> label("P0", "P1-P4"), label("P2", "SEV0-SEV3"), label("P3")
+    ('P1', 'SEV-2', 'P3')
+    """
+    if level not in LEVELS:
+        return level
+    number = LEVELS.index(level)
+    return {"P1-P4": f"P{number + 1}", "SEV0-SEV3": f"SEV-{number}"}.get(scale, level)
+
+
+def marker(level: str, scale: str = "P0-P3") -> str:
+    """The pytest marker for ``level`` on ``scale`` (markers are identifiers: ``SEV2``, not ``SEV-2``).
+
+    >>> marker("P0", "P1-P4"), marker("P1", "SEV0-SEV3")
+    ('P1', 'SEV1')
+    """
+    return label(level, scale).replace("-", "")
+
+
+#: every marker a severity can have, on any scale
+MARKERS = ("P0", "P1", "P2", "P3", "P4", "SEV0", "SEV1", "SEV2", "SEV3")
 
 
 def rank(level: str) -> int:

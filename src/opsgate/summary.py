@@ -38,7 +38,7 @@ def write_summary(terminal: Any, state: Any) -> None:
         for check in notable:
             colour = {"red": True} if check.status in ("fail", "error") else {"yellow": True}
             message = " ".join(REDACTOR.text(check.message).split())
-            terminal.write_line(f"{check.severity}  {check.status.upper():7} {check.test_id}: {message[:300]}", **colour)
+            terminal.write_line(f"{check.shown()}  {check.status.upper():7} {check.test_id}: {message[:300]}", **colour)
     counts = {s: n for s, n in gate.counts.items() if s != "waived"}
     terminal.write_line("checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("pass", "fail")))
     if state.report_path:

@@ -27,22 +27,22 @@ def lines(result: GateResult) -> list[tuple[str, str | None]]:
     for error in result.errors:
         out.append((f"ERROR  {error}", "red"))
     for root in result.root_causes:
-        out.append((f"ROOT CAUSE  {root.severity}  {root.check.test_id} [{root.check.source}]: {_evidence(root)}",
+        out.append((f"ROOT CAUSE  {root.check.shown(root.severity)}  {root.check.test_id} [{root.check.source}]: {_evidence(root)}",
                     "red" if root.effect == "block" else "yellow"))
         blocked = ", ".join(c.test_id for c in root.blocks[:8]) + (" ..." if len(root.blocks) > 8 else "")
         out.append((f"            blocks {len(root.blocks)}: {blocked} ({root.effect}: {root.reason})", None))
     for finding in result.effect("block"):
         if not finding.is_root_cause:
             why = f" ({finding.reason})" if "waiver" in finding.reason or "required" in finding.reason else ""
-            out.append((f"{finding.severity}  FAIL  {finding.check.test_id} [{finding.check.source}]: "
+            out.append((f"{finding.check.shown(finding.severity)}  FAIL  {finding.check.test_id} [{finding.check.source}]: "
                         f"{_evidence(finding)}{why}", "red"))
     for finding in result.effect("warn", "tolerated"):
         if not finding.is_root_cause:
             label = "WARN" if finding.effect == "warn" else "TOLERATED"
-            out.append((f"{finding.severity}  {label}  {finding.check.test_id} [{finding.check.source}]: "
+            out.append((f"{finding.check.shown(finding.severity)}  {label}  {finding.check.test_id} [{finding.check.source}]: "
                         f"{_evidence(finding)} ({finding.reason})", "yellow"))
     for finding in result.effect("waived"):
-        out.append((f"{finding.severity}  WAIVED  {finding.check.test_id} [{finding.check.source}]: {finding.reason}", None))
+        out.append((f"{finding.check.shown(finding.severity)}  WAIVED  {finding.check.test_id} [{finding.check.source}]: {finding.reason}", None))
     for note in result.notes:
         out.append((f"note: {note}", "yellow"))
     if len(result.sources) > 1:

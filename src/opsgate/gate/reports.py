@@ -30,6 +30,7 @@ import orjson
 from ..redact import REDACTOR
 from ..report import unseal
 from ..severity import LEVELS
+from ..severity import label as sev_label
 
 #: the largest report the gate reads (``opsgate gate --max-report-size``); a 50,000-check report is ~60 MB
 MAX_REPORT_BYTES = 512 * 2**20
@@ -65,6 +66,18 @@ class CheckRecord:
     blocked_by: tuple[str, ...] = ()
     duration_s: float = 0.0
     observed: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # the severity in its environment's own scale (severity_label), for people
+
+    def shown(self, level: str | None = None) -> str:
+        """``level`` (default: this check's severity) in this check's environment's labels.
+
+        >>> CheckRecord("s", "n", "x", "http", "P0", "daily", "fail", label="P1").shown("P2")
+        'P3'
+        """
+        level = level or self.severity
+        label = self.label or self.severity
+        scale = "SEV0-SEV3" if label.startswith("SEV") else "P1-P4" if label != self.severity else "P0-P3"
+        return sev_label(level, scale)
 
     @property
     def test_id(self) -> str:
@@ -274,6 +287,7 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         name=str(meta.get("name") or nodeid.rsplit("::", 1)[-1]),
         kind=str(meta.get("kind") or "python"),
         severity=str(meta.get("severity") or "P2"),
+        label=str(meta.get("severity_label") or meta.get("severity") or "P2"),
         cadence=str(meta.get("cadence") or "?"),
         status=status,
         message=str(message),
