@@ -5,9 +5,9 @@ Example of what an operator sees after a failing run::
     ============================ opsgate summary ============================
     environment default (embedded:default.yaml), cadence daily, host web-1
     P0  FAIL  test_http[demo-health]: status == 'healthy': observed "degraded"
-    P2  WARN  test_file[demo-metrics-fresh]: age_s <= 10.0: observed 12.3
+    P2  WARN  test_file[demo-metrics-fresh]: logs/metrics.jsonl: age_s <= 10.0: observed 12.3
     checks: 7 pass, 1 warn, 1 fail, 0 error, 0 blocked
-    report: reports/daily-20261122T164800Z.json
+    report: reports/default/daily-20261122T164800Z.json
     verdict: FAIL
 """
 
