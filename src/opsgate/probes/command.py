@@ -37,11 +37,11 @@ The command runs in its own session (process group):
 from __future__ import annotations
 
 import codecs
-import json
 import re
 import time
 
 from ..conditions import Condition
+from ..jsondoc import TooDeep, loads_bounded
 from ..model import CommandCheck
 from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
@@ -259,32 +259,12 @@ def _json_document(stdout: _Stream) -> tuple[object, str | None]:
     except UnicodeDecodeError as exc:
         return NO_DOCUMENT, (f"is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}), "
                              "so it is not usable JSON (RFC 8259 JSON is UTF-8)")
-    too_deep = f"is nested deeper than {JSON_DEPTH} levels: not usable JSON"
     try:
-        document = json.loads(text)
-    except RecursionError:
-        return NO_DOCUMENT, too_deep
+        return loads_bounded(text, JSON_DEPTH), None
+    except TooDeep:
+        return NO_DOCUMENT, f"is nested deeper than {JSON_DEPTH} levels: not usable JSON"
     except ValueError as exc:
         return NO_DOCUMENT, f"is not JSON ({exc})"
-    if text.count("[") + text.count("{") > JSON_DEPTH and _depth_over(document, JSON_DEPTH):
-        return NO_DOCUMENT, too_deep
-    return document, None
-
-
-def _depth_over(document: object, limit: int) -> bool:
-    """True when containers nest more than ``limit`` levels (walked without recursion).
-
-    >>> _depth_over([[[1]]], 3), _depth_over([[[1]]], 2)
-    (False, True)
-    """
-    stack = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (list, dict)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
 
 
 def observe(item: CommandCheck, ctx) -> Observation:

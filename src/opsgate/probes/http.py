@@ -28,7 +28,6 @@ import codecs
 import heapq
 import http.client
 import ipaddress
-import json
 import os
 import re
 import socket
@@ -47,6 +46,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..conditions import Condition
+from ..jsondoc import TooDeep, loads_bounded
 from ..model import HttpCheck, SecretValue
 from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
@@ -627,19 +627,11 @@ def body_json(text: str):
     opsgate.probes.http._Failed: body is JSON nested too deeply to read (more than 128 levels)
     """
     try:
-        document = json.loads(text)
-    except RecursionError:
+        return loads_bounded(text, MAX_JSON_DEPTH)
+    except TooDeep:
         raise _Failed(f"body is JSON nested too deeply to read (more than {MAX_JSON_DEPTH} levels)") from None
     except ValueError as exc:
         raise _Failed(f"body is not valid JSON ({exc})") from None
-    stack = [(document, 1)] if isinstance(document, (dict, list)) else []
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise _Failed(f"body is JSON nested too deeply to read (more than {MAX_JSON_DEPTH} levels)")
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return document
 
 
 def observe(item: HttpCheck, ctx) -> Observation:
