@@ -114,17 +114,22 @@ def test_fuzzed_environment_files_load_or_fail_cleanly(folder, data):
 
 
 @FUZZ
-@given(text=mutated(POLICY))
-def test_fuzzed_gate_policies_load_or_fail_cleanly(folder, text):
-    path = folder / "gates.yaml"
-    path.write_bytes(text)
-    started = time.monotonic()
+
+def _load_policy_cleanly(path: Path) -> None:
+    """Load a policy and every gate in it: it is valid, or a clean PolicyError naming the file."""
     try:
         policy = load_policy(path)
         for name in policy.gates:
             policy.gate(name)
     except PolicyError as exc:
         _check_clean(exc, str(path))
+
+@given(text=mutated(POLICY))
+def test_fuzzed_gate_policies_load_or_fail_cleanly(folder, text):
+    path = folder / "gates.yaml"
+    path.write_bytes(text)
+    started = time.monotonic()
+    _load_policy_cleanly(path)
     assert time.monotonic() - started < 10
 
 
@@ -174,12 +179,7 @@ def test_generated_policies_load_or_fail_cleanly(folder, data):
     document = {"gates": gates, "waivers": data.draw(st.lists(item_of(Waiver), max_size=2))}
     path = folder / "generated-gates.yaml"
     path.write_text(yaml.safe_dump(document))
-    try:
-        policy = load_policy(path)
-        for name in policy.gates:
-            policy.gate(name)
-    except PolicyError as exc:
-        _check_clean(exc, str(path))
+    _load_policy_cleanly(path)
 
 
 EDGES = [None, True, -1, 2**63, 10**400, float("inf"), float("-inf"), float("nan"), "", "9" * 400 + "s",
