@@ -113,8 +113,6 @@ def test_fuzzed_environment_files_load_or_fail_cleanly(folder, data):
     assert time.monotonic() - started < 10
 
 
-@FUZZ
-
 def _load_policy_cleanly(path: Path) -> None:
     """Load a policy and every gate in it: it is valid, or a clean PolicyError naming the file."""
     try:
@@ -124,6 +122,8 @@ def _load_policy_cleanly(path: Path) -> None:
     except PolicyError as exc:
         _check_clean(exc, str(path))
 
+
+@FUZZ
 @given(text=mutated(POLICY))
 def test_fuzzed_gate_policies_load_or_fail_cleanly(folder, text):
     path = folder / "gates.yaml"
