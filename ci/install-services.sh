@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real servers opsgate's own tests start (PostgreSQL, Redis, Prometheus, podman
-# with runc and busybox for locally built images), through apt-get, only when missing.
+# with runc and busybox for locally built images; restic and sqlite3 for backups), through apt-get, only when missing.
 # Runs as root or through sudo; on a machine where neither works it says what is missing.
 set -euo pipefail
 
@@ -11,6 +11,9 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
+# backup verification (issue 11): restic repositories and SQLite databases
+command -v restic >/dev/null || need+=(restic)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 
 if [ "${#need[@]}" -eq 0 ]; then
     exit 0
