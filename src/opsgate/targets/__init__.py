@@ -1,4 +1,5 @@
-"""Targets: the machine host-level probes read (files, logs, resources, commands).
+"""Targets: the machine host-level probes read (files, logs, resources, commands, processes,
+listening sockets).
 
 Probes never touch the OS themselves for these: they ask ``ctx.target``. The local
 target (the default) uses the OS directly; a command-only target (a pytest-testinfra
@@ -20,7 +21,7 @@ import io
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Collection, Protocol
 
 READ_AHEAD = 64 << 10  # a small read of a remote file fetches this much, so gzip's 8 KiB reads stay few
 
@@ -82,6 +83,55 @@ class Ran:
     note: str | None = None
 
 
+#: what ``Target.processes`` reads besides the basic fields, only for the processes its ``select`` keeps
+PROCESS_FIELDS = frozenset({"user", "exe", "cwd", "memory", "cpu", "cgroup"})
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process as the probes see it. The basic fields are always set; the others only when
+    asked for (``PROCESS_FIELDS``: ``user`` sets user and uid, ``memory`` rss, ``cpu`` cpu_time,
+    ``cgroup`` the lines of /proc/<pid>/cgroup). A field asked for but not readable (another
+    user's process, without root) is None and named in ``unreadable``.
+
+    >>> p = ProcessInfo(7, 1, "sleep", ("sleep", "30"), "sleeping", 1.5e9, exe=None, unreadable=frozenset({"exe"}))
+    >>> p.command_line, "exe" in p.unreadable
+    ('sleep 30', True)
+    """
+
+    pid: int
+    ppid: int
+    name: str
+    cmdline: tuple[str, ...]
+    status: str  # psutil's names: running, sleeping, disk-sleep, stopped, idle ...
+    create_time: float  # seconds since the epoch: with pid, the process's identity
+    user: str | None = None  # the real uid's name (the number as text when it has none)
+    uid: int | None = None  # real uid
+    exe: str | None = None
+    cwd: str | None = None
+    rss: int | None = None  # bytes
+    cpu_time: float | None = None  # user + system seconds so far
+    cgroup: tuple[str, ...] | None = None
+    unreadable: frozenset[str] = frozenset()
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(self.cmdline)
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The TCP sockets listening on a local port (any address): the pids owning them, and how
+    many have no owner the target could read (another user's sockets, without root)."""
+
+    pids: frozenset[int]
+    unknown: int
+
+
+class NotRegularFile(OSError):
+    """A path that must be a regular file (a pid file) is a FIFO, a device or a directory."""
+
+
 class Target(ABC):
     """The machine a probe reads. Subclasses implement the abstract operations; ``open``
     has a default built on ``read_range`` and ``stat`` for targets that reach files only
@@ -114,6 +164,50 @@ class Target(ABC):
     def run(self, command: Command, out: Sink, err: Sink, timeout: float) -> Ran:
         """Run ``command``, feeding its stdout and stderr to the sinks, within ``timeout``.
         OSError when it cannot be started (no such program, no such working directory)."""
+
+    @abstractmethod
+    def processes(self, timeout: float, fields: Collection[str] = (), pids: Collection[int] | None = None,
+                  select: Callable[[ProcessInfo], bool] | None = None) -> list[ProcessInfo]:
+        """The running processes (zombies are gone), or only those of ``pids``, with their basic
+        fields, in one scan; ``fields`` (of ``PROCESS_FIELDS``) are read only for the processes
+        ``select`` keeps (all when None). A process that ended meanwhile is left out. A whole
+        scan leaves out the checker's own processes (locally this one; remotely the listing's)."""
+
+    @abstractmethod
+    def cpu_percent(self, procs: Collection[ProcessInfo], interval: float, timeout: float) -> dict[int, float]:
+        """CPU % of each process (100 = one core) over ``interval`` seconds, by pid; a process
+        that ended (or whose pid was reused) meanwhile is left out."""
+
+    @abstractmethod
+    def read_pid_file(self, path: str, timeout: float) -> str:
+        """The first 4 KiB of a pid file as text; OSError (with ``strerror``) when it cannot be
+        read, NotRegularFile when it is no regular file (a FIFO must not hang the probe)."""
+
+    @abstractmethod
+    def listeners(self, port: int, timeout: float) -> Listeners:
+        """Who listens on local TCP ``port``; OSError when the sockets cannot be listed."""
+
+    @abstractmethod
+    def realpath(self, path: str, timeout: float) -> str:
+        """``path`` with its symlinks resolved, on the target (as ``os.path.realpath``: never fails)."""
+
+    def descendants(self, pid: int, timeout: float) -> list[int]:
+        """The pids of ``pid``'s children, their children, and so on (none when it does not run).
+
+        >>> import os
+        >>> os.getpid() in local().descendants(os.getppid(), timeout=5)
+        True
+        """
+        children: dict[int, list[int]] = {}
+        for proc in self.processes(timeout):
+            children.setdefault(proc.ppid, []).append(proc.pid)
+        found, todo = [], list(children.get(pid, ()))
+        while todo:
+            child = todo.pop()
+            if child not in found:  # a pid reused meanwhile must not loop
+                found.append(child)
+                todo.extend(children.get(child, ()))
+        return found
 
     def open(self, path: str, deadline: float):
         """A readable, seekable binary file object over ``path``; its reads raise TimeoutError

@@ -1,7 +1,8 @@
 """The local target: this machine, read with the OS directly.
 
 Files through ``os.stat`` and ``open`` (the log probe seeks and reads blocks itself),
-resources through psutil, commands through ``subprocess`` in their own session, their
+resources, processes and listening sockets through psutil (one process scan per call;
+the extra fields only for the processes kept), commands through ``subprocess`` in their own session, their
 output streamed to the caller's sinks as it arrives:
 
 - it exits within its timeout: its exit code is the result. If a background process it
@@ -23,6 +24,8 @@ waits for the kernel; the timeouts bound what opsgate itself waits on.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import fcntl
 import glob as globbing
 import os
@@ -31,14 +34,20 @@ import signal
 import stat as statmod
 import subprocess
 import time
+from typing import Callable, Collection
 
 import psutil
 
-from . import Command, DiskUsage, FileStat, Ran, Resources, Sink, Target
+from . import (Command, DiskUsage, FileStat, Listeners, NotRegularFile, ProcessInfo, Ran, Resources, Sink,
+               Target)
 
 DRAIN_S = 0.3  # after the command exits, how long a background process may keep the pipes open
 TERM_GRACE_S = 0.5  # between SIGTERM and SIGKILL of the group
 _READ = 1 << 18
+_MAX_PID_FILE = 4096  # a pid file holds one number; read no more than this
+_MAX_CGROUP = 64 * 1024  # /proc/<pid>/cgroup: a few lines
+_BASIC = ["pid", "ppid", "name", "cmdline", "status", "create_time"]  # all from one read of /proc/<pid>/stat, and cmdline
+_GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def _file_stat(path: str, st: os.stat_result) -> FileStat:
@@ -83,6 +92,86 @@ class LocalTarget(Target):
         inodes_used = (vfs.f_files - vfs.f_ffree) / vfs.f_files * 100 if vfs.f_files else 0.0
         return DiskUsage(usage.percent, round(usage.free / 2**30, 2), round(inodes_used, 2))
 
+    # --- processes and sockets ----------------------------------------------------------------
+
+    def processes(self, timeout: float, fields: Collection[str] = (), pids: Collection[int] | None = None,
+                  select: Callable[[ProcessInfo], bool] | None = None) -> list[ProcessInfo]:
+        if pids is None:
+            listed, own = psutil.process_iter(_BASIC), os.getpid()
+        else:
+            listed, own = _existing(pids), None
+        found = []
+        for proc in listed:
+            try:
+                info = proc.info if hasattr(proc, "info") else proc.as_dict(_BASIC)
+            except psutil.Error:
+                continue
+            if info["pid"] == own or info["status"] in _GONE or info["create_time"] is None:
+                continue  # the checker's own command line names what it looks for
+            basic = ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", tuple(info["cmdline"] or ()),
+                                info["status"], info["create_time"])
+            if select is not None and not select(basic):
+                continue
+            full = _with_fields(proc, basic, fields) if fields else basic
+            if full is not None:
+                found.append(full)
+        return found
+
+    def realpath(self, path: str, timeout: float) -> str:
+        return os.path.realpath(path)
+
+    def descendants(self, pid: int, timeout: float) -> list[int]:
+        try:
+            return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def cpu_percent(self, procs: Collection[ProcessInfo], interval: float, timeout: float) -> dict[int, float]:
+        primed = []
+        for info in procs:
+            try:
+                proc = psutil.Process(info.pid)
+                if proc.create_time() == info.create_time:
+                    proc.cpu_percent(None)  # the first call primes the counter
+                    primed.append(proc)
+            except psutil.Error:
+                continue
+        time.sleep(max(0.0, min(interval, timeout)))
+        sampled = {}
+        for proc in primed:
+            try:
+                if proc.status() not in _GONE:
+                    sampled[proc.pid] = proc.cpu_percent(None)
+            except psutil.Error:
+                continue  # it ended while we looked: it no longer counts
+        return sampled
+
+    def read_pid_file(self, path: str, timeout: float) -> str:
+        # O_NONBLOCK and a regular-file check: a FIFO or a device here must not hang the probe
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not statmod.S_ISREG(os.fstat(fd).st_mode):
+                raise NotRegularFile(0, "not a regular file", str(path))
+            return os.read(fd, _MAX_PID_FILE).decode("ascii", "replace")
+        finally:
+            os.close(fd)
+
+    def listeners(self, port: int, timeout: float) -> Listeners:
+        pids, unknown = set(), 0
+        try:
+            conns = psutil.net_connections(kind="tcp")
+        except psutil.Error as exc:  # some systems list sockets to root only
+            raise PermissionError(errno.EACCES, str(exc) or "access denied") from None
+        for conn in conns:
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid:
+                    pids.add(conn.pid)
+                else:
+                    unknown += 1
+        return Listeners(frozenset(pids), unknown)
+
+    # --- commands ------------------------------------------------------------------------------
+
     def run(self, command: Command, out: Sink, err: Sink, timeout: float) -> Ran:
         env = dict(os.environ)
         env.update(command.env or {})
@@ -107,6 +196,51 @@ class LocalTarget(Target):
 
 
 LOCAL = LocalTarget()
+
+
+def _existing(pids: Collection[int]):
+    """psutil processes of ``pids`` that exist (each read once: sorted, duplicates dropped)."""
+    for pid in sorted(set(pids)):
+        try:
+            yield psutil.Process(pid)
+        except psutil.Error:
+            continue
+
+
+def _with_fields(proc: psutil.Process, basic: ProcessInfo, fields: Collection[str]) -> ProcessInfo | None:
+    """``basic`` with ``fields`` read (None when the process ended meanwhile); what cannot be
+    read (another user's process) stays None and is named in ``unreadable``."""
+    values: dict = {}
+    unreadable = set()
+    readers = {
+        "user": lambda: {"uid": proc.uids().real, "user": proc.username()},
+        "exe": lambda: {"exe": proc.exe()},
+        "cwd": lambda: {"cwd": proc.cwd()},
+        "memory": lambda: {"rss": proc.memory_info().rss},
+        "cpu": lambda: {"cpu_time": sum(proc.cpu_times()[:2])},
+        "cgroup": lambda: {"cgroup": _cgroup_lines(proc.pid)},
+    }
+    try:
+        with proc.oneshot():
+            for name in fields:
+                try:
+                    values.update(readers[name]())
+                except psutil.NoSuchProcess:
+                    return None
+                except (psutil.AccessDenied, PermissionError):
+                    unreadable.add(name)
+                except FileNotFoundError:
+                    return None  # /proc/<pid> is gone
+                except OSError:
+                    unreadable.add(name)
+    except psutil.NoSuchProcess:
+        return None
+    return dataclasses.replace(basic, unreadable=frozenset(unreadable), **values)
+
+
+def _cgroup_lines(pid: int) -> tuple[str, ...]:
+    with open(f"/proc/{pid}/cgroup", "rb") as f:
+        return tuple(f.read(_MAX_CGROUP).decode("utf-8", "replace").splitlines())
 
 
 def _read(proc: subprocess.Popen, streams, timeout: float) -> str:

@@ -11,6 +11,11 @@ output is bounded:
 - ``resources``: ``/proc/loadavg``, ``/proc/meminfo``, two ``/proc/stat`` samples and
   ``getconf _NPROCESSORS_ONLN``, computed as psutil computes them locally;
 - ``disk``: ``stat -f`` (the statvfs fields psutil uses);
+- ``processes``: ``/proc/<pid>/stat`` and ``cmdline`` of every process in one command
+  (``grep -a -z -H``, see :mod:`opsgate.targets.procfs`), then only for the processes kept
+  the files their fields need (``status`` and ``getent passwd``, the ``exe`` and ``cwd``
+  links, ``cgroup``); ``cpu_percent``: two ``stat`` snapshots ``interval`` apart;
+- ``listeners``: ``ss -Hltnp`` filtered to the port; ``read_pid_file``: ``head -c 4096``;
 - ``run``: the command runs under ``timeout`` with its output sent to files in a
   ``mktemp -d`` directory (removed after); each stream is transferred up to
   ``OUTPUT_LIMIT`` bytes: beyond that the result is "truncated" and says so.
@@ -34,17 +39,26 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import stat as statmod
 import threading
+import time
+import uuid
+from typing import Callable, Collection
 
-from . import Command, DiskUsage, FileStat, Ran, Resources, Sink, Target
+from . import (PROCESS_FIELDS, Command, DiskUsage, FileStat, Listeners, NotRegularFile, ProcessInfo, Ran, Resources,
+               Sink, Target, procfs)
 
 GRACE_S = 5.0  # beyond the far side's own timeout, for the transport
 LIST_LIMIT = 4 << 20  # bytes of glob output accepted
+PROC_LIMIT = 16 << 20  # bytes of a process listing accepted (a few hundred per process)
 OUTPUT_LIMIT = (16 << 20) + 1  # bytes of each command stream transferred (the JSON limit, plus one to see "over")
 _ERRORS = (("No such file", errno.ENOENT), ("Not a directory", errno.ENOTDIR), ("Permission denied", errno.EACCES),
            ("Too many levels", errno.ELOOP))
+
+
+_SS_PID = re.compile(r"\bpid=(\d+)")  # in ss's users:(("name",pid=123,fd=4),...)
 
 
 def _oserror(stderr: str, path: str) -> OSError:
@@ -90,9 +104,9 @@ class TestinfraTarget(Target):
 
     # --- the one primitive -------------------------------------------------------------------
 
-    def _sh(self, script: str, args: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+    def _sh(self, script: str, args: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
         """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
-        it or the transport runs out."""
+        it or the transport runs out (naming ``what`` was being done)."""
         line = "timeout -k 1 {:.3f} sh -c {} opsgate {}".format(
             max(timeout, 0.001), shlex.quote(script), " ".join(shlex.quote(a) for a in args))
         box: dict = {}
@@ -106,8 +120,9 @@ class TestinfraTarget(Target):
         worker = threading.Thread(target=call, daemon=True, name=f"opsgate {self.name}")
         worker.start()
         worker.join(timeout + GRACE_S)
+        doing = f" {what}" if what else ""
         if worker.is_alive():
-            raise TimeoutError(f"{self.name} did not answer within {timeout + GRACE_S:g}s")
+            raise TimeoutError(f"{self.name} did not answer{doing} within {timeout + GRACE_S:g}s")
         if "error" in box:
             raise OSError(errno.EIO, f"{self.name}: {box['error']}")
         result = box["result"]
@@ -115,7 +130,7 @@ class TestinfraTarget(Target):
         with self._lock:
             self.transferred += len(out) + len(err)
         if result.rc in (124, 137):  # timeout's own codes: the far side ran out of time
-            raise TimeoutError(f"{self.name}: did not finish within {timeout:g}s")
+            raise TimeoutError(f"{self.name}:{doing} did not finish within {timeout:g}s")
         return result.rc, out, err
 
     # --- files ---------------------------------------------------------------------------------
@@ -170,6 +185,117 @@ class TestinfraTarget(Target):
         used_percent = round(used / user_total * 100, 1) if user_total else 0.0
         inodes = (files - ffree) / files * 100 if files else 0.0
         return DiskUsage(used_percent, round(bavail * frsize / 2**30, 2), round(inodes, 2))
+
+    # --- processes and sockets ----------------------------------------------------------------
+
+    def processes(self, timeout: float, fields: Collection[str] = (), pids: Collection[int] | None = None,
+                  select: Callable[[ProcessInfo], bool] | None = None) -> list[ProcessInfo]:
+        fields = frozenset(fields)
+        if fields - PROCESS_FIELDS:
+            raise ValueError(f"unknown process fields: {sorted(fields - PROCESS_FIELDS)}")
+        deadline = time.monotonic() + timeout
+        nonce = f"opsgate-{uuid.uuid4().hex[:12]}"  # marks this listing's own processes
+        listed = self._proc_read(nonce, fields if select is None else frozenset(), pids, timeout)
+        if pids is None:
+            for pid in procfs.own_processes(listed, nonce):
+                del listed[pid]
+        kept = [p for p in listed.values() if select is None or select(p)]
+        if select is None or not fields or not kept:
+            return sorted(kept, key=lambda p: p.pid)
+        # the fields, for the kept processes only; one that ended or whose pid was reused is gone
+        again = self._proc_read(nonce, fields, [p.pid for p in kept], max(deadline - time.monotonic(), 0.001))
+        return [again[p.pid] for p in sorted(kept, key=lambda p: p.pid)
+                if p.pid in again and again[p.pid].create_time == p.create_time]
+
+    def _proc_read(self, nonce: str, fields: frozenset[str], pids: Collection[int] | None,
+                   timeout: float) -> dict[int, ProcessInfo]:
+        """One command reading the /proc records of ``pids`` (all when None) for ``fields``."""
+        files = {"exe", "cwd", "cgroup"} & fields
+        script = rf"""
+cd /proc || exit 3
+w=$2; shift 2
+[ $# -gt 0 ] || set -- [0-9]*
+{{
+printf 'clock:%s %s %s\0' "$(getconf CLK_TCK)" "$(getconf PAGESIZE)" "$(sed -n 's/^btime //p' stat)"
+printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
+printf '%s/cmdline\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
+case $w in *u*)
+  printf '%s/status\0' "$@" | xargs -0 grep -a -H '^Uid:' 2>/dev/null | tr '\n' '\0'
+  uids=$(printf '%s/status\0' "$@" | xargs -0 sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' 2>/dev/null | sort -u)
+  [ -z "$uids" ] || getent passwd $uids | cut -d: -f1,3 | sed 's/^/passwd:/' | tr '\n' '\0';;
+esac
+for f in {" ".join(sorted(files - {"cgroup"}))}; do  # pids are digits: split into find's paths
+  find $(printf "%s/$f " "$@") -maxdepth 0 -printf '%p:%l\0' 2>/dev/null
+done
+case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null;; esac
+}} | head -c {PROC_LIMIT + 1}
+"""
+        letters = "".join(letter for field, letter in (("user", "u"), ("cgroup", "g")) if field in fields) or "-"
+        args = [nonce, letters, *(str(int(pid)) for pid in (pids if pids is not None else ()))]
+        if pids is not None and not pids:
+            return {}
+        rc, out, err = self._sh(script, args, timeout, "listing processes")
+        if rc != 0:
+            raise OSError(errno.EIO, f"{self.name}: cannot list processes: {err.decode('utf-8', 'replace').strip()}")
+        if len(out) > PROC_LIMIT:
+            raise OSError(errno.E2BIG, f"{self.name}: the process listing is over {PROC_LIMIT} bytes")
+        return procfs.parse(out, fields)
+
+    def cpu_percent(self, procs: Collection[ProcessInfo], interval: float, timeout: float) -> dict[int, float]:
+        if not procs:
+            return {}
+        sample = max(0.0, min(interval, timeout / 2))
+        script = r"""
+cd /proc || exit 3
+s=$1; shift
+snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null; }
+printf 'clock:%s 0 0\0' "$(getconf CLK_TCK)"
+snap "$@"; sleep "$s"; snap "$@"
+"""
+        rc, out, err = self._sh(script, [f"{sample:.3f}", *(str(int(p.pid)) for p in procs)], timeout,
+                                "sampling CPU")
+        if rc != 0:
+            raise OSError(errno.EIO, f"{self.name}: cannot sample CPU: {err.decode('utf-8', 'replace').strip()}")
+        uptimes, snaps = procfs.cpu_samples(out)
+        if len(snaps) < 2 or uptimes[1] <= uptimes[0]:
+            return {}
+        wall = uptimes[1] - uptimes[0]
+        sampled = {}
+        for pid, (cpu, start) in snaps[1].items():
+            if pid in snaps[0] and snaps[0][pid][1] == start:  # the same process at both ends
+                sampled[pid] = round((cpu - snaps[0][pid][0]) / wall * 100, 1)
+        return sampled
+
+    def read_pid_file(self, path: str, timeout: float) -> str:
+        script = ("[ -e \"$1\" ] || { stat -L -- \"$1\" >/dev/null; exit 1; }; "
+                  "[ -f \"$1\" ] || { echo 'not a regular file' >&2; exit 2; }; "
+                  "[ -r \"$1\" ] || { echo 'Permission denied' >&2; exit 1; }; head -c 4096 -- \"$1\"")
+        rc, out, err = self._sh(script, [str(path)], timeout, "reading the pid file")
+        if rc == 2:
+            raise NotRegularFile(0, "not a regular file", str(path))
+        if rc != 0:
+            raise _oserror(err.decode("utf-8", "replace"), str(path))
+        return out[:4096].decode("ascii", "replace")
+
+    def listeners(self, port: int, timeout: float) -> Listeners:
+        script = f"ss -Hltnp \"sport = :$1\" | head -c {LIST_LIMIT + 1}"
+        rc, out, err = self._sh(script, [str(int(port))], timeout, "listing listening sockets")
+        if rc != 0 or len(out) > LIST_LIMIT:
+            raise OSError(errno.EIO, f"{self.name}: cannot list sockets: "
+                                     f"{err.decode('utf-8', 'replace').strip() or 'ss failed'}")
+        pids, unknown = set(), 0
+        for line in out.decode("utf-8", "replace").splitlines():
+            owners = [int(pid) for pid in _SS_PID.findall(line)]
+            if owners:
+                pids.update(owners)
+            elif line.strip():
+                unknown += 1
+        return Listeners(frozenset(pids), unknown)
+
+    def realpath(self, path: str, timeout: float) -> str:
+        rc, out, _err = self._sh("readlink -f -- \"$1\" || printf '%s\\n' \"$1\"", [str(path)], timeout,
+                                 "resolving a path")
+        return out.decode("utf-8", "surrogateescape").rstrip("\n") or str(path)
 
     # --- commands ------------------------------------------------------------------------------
 
