@@ -340,19 +340,21 @@ def manifest_line(path: Path, folder: Path, scratch: Scratch | None = None) -> s
 
 
 def human_size(n: int) -> str:
-    """Bytes for a message.
+    """Bytes for a message: exact below 10 KiB, else in binary units.
 
-    >>> human_size(52431872), human_size(10)
-    ('50.0 MiB (52,431,872 B)', '10 B')
+    >>> human_size(52431872), human_size(1000), human_size(-1)
+    ('50.0 MiB', '1,000 B', 'size unknown')
     """
-    if n < 1024:
+    if n < 0:
+        return "size unknown"
+    if n < 10 * 1024:
         return f"{n:,} B"
     value, unit = float(n), "B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
         if value < 1024:
             break
-    return f"{value:.1f} {unit} ({n:,} B)"
+    return f"{value:.1f} {unit}"
 
 
 def human_age(seconds: float) -> str:

@@ -30,6 +30,7 @@ trees, copies, scratch databases, processes) is removed when it ends, however it
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import asdict
 from importlib import import_module
@@ -49,6 +50,7 @@ from ..results import Observation
 SOURCES = ("files", "postgres", "redis", "sqlite", "restic")
 LEVEL_NAMES = {0: "exists", 1: "fresh", 2: "integrity", 3: "restore", 4: "compare"}
 CLEANUP_S = 30.0  # of the item's timeout, kept for removing what the verification created
+_SCHEME = re.compile(r"^[a-z][a-z0-9+]*:(?!\\)")  # sftp:..., s3:..., rest:http://...: not a local path
 
 install_signal_handlers()  # imported on the main thread at collection: SIGTERM cleans up scratch places
 
@@ -127,7 +129,8 @@ def _resolved(item: BackupCheck, ctx) -> Any:
     """The source options with their path fields made absolute against base_dir."""
     options = item.options()
     fields = getattr(type(options), "path_fields", ())
-    update = {f: str(ctx.path(getattr(options, f))) for f in fields if getattr(options, f, None)}
+    update = {f: str(ctx.path(getattr(options, f))) for f in fields
+              if getattr(options, f, None) and not _SCHEME.match(getattr(options, f))}
     return options.model_copy(update=update) if update else options
 
 
