@@ -6,7 +6,7 @@ Scopes say which process is meant, so an unrelated process with a similar comman
 neither satisfies nor breaks the check; every scope given must hold:
 
 - ``pid_file``: the PID in the file (``children``: and its descendants);
-- ``port``: a process listening on that local port (``psutil.net_connections``);
+- ``port``: a process listening on that local port (the target's ``listeners``);
 - ``user``: owner name, or numeric real uid;
 - ``exe``: the executable, exact path with symlinks resolved (``/proc/<pid>/exe``);
 - ``cwd``: the working directory, exact path (relative paths start at base_dir);
@@ -17,7 +17,9 @@ neither satisfies nor breaks the check; every scope given must hold:
   cgroup v1, or the v2 line): ``/system.slice/app.service``.
 
 The evidence lists every process that counted (pid, user, exe, cwd, redacted command line)
-and how many candidates each scope excluded.
+and how many candidates each scope excluded. Processes, sockets and pid files are read through
+``ctx.target`` (this machine by default; a testinfra host reads them with bounded commands),
+each call within what is left of the check's timeout.
 
 >>> import os
 >>> from opsgate.model import ProcessCheck
@@ -31,20 +33,16 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from dataclasses import dataclass
 from typing import Callable
-
-import psutil
 
 from ..conditions import Condition
 from ..model import ProcessCheck, ProcessScope
 from ..redact import REDACTOR
 from ..results import Observation
+from ..targets import NotRegularFile, ProcessInfo, get as get_target
 
-_MAX_PID_FILE = 4096  # a PID file holds one number; read no more than this
-_MAX_CGROUP = 64 * 1024  # /proc/<pid>/cgroup: a few lines
 _ROWS = 20  # processes listed in the evidence
 # a 64-hex container id as a cgroup path component: docker/<id>, docker-<id>.scope, libpod-<id>,
 # libpod-payload-<id>, cri-containerd-<id>.scope, crio-<id>.scope
@@ -55,7 +53,7 @@ class NotObservable(Exception):
     """A scope cannot be used at all (an unreadable pid_file): the reason."""
 
 
-def pid_from_file(value: str, ctx) -> int:
+def pid_from_file(value: str, ctx, timeout: float = 5.0) -> int:
     """The PID a pid file holds; :class:`NotObservable` naming the file when it holds none.
 
     >>> import tempfile, pathlib
@@ -66,14 +64,11 @@ def pid_from_file(value: str, ctx) -> int:
     """
     path = ctx.path(value) if ctx is not None else value
     try:
-        # O_NONBLOCK and a regular-file check: a FIFO or a device here must not hang the probe
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise NotObservable(f"pid_file {path}: not a regular file")
-            text = os.read(fd, _MAX_PID_FILE).decode("ascii", "replace").strip()
-        finally:
-            os.close(fd)
+        text = _target(ctx).read_pid_file(str(path), timeout).strip()
+    except NotRegularFile:
+        raise NotObservable(f"pid_file {path}: not a regular file") from None
+    except TimeoutError as exc:
+        raise NotObservable(f"pid_file {path}: cannot read: {exc}") from None
     except OSError as exc:
         raise NotObservable(f"pid_file {path}: cannot read: {exc.strerror or exc}") from None
     first = text.split()[0] if text.split() else ""
@@ -82,14 +77,20 @@ def pid_from_file(value: str, ctx) -> int:
     return int(first)
 
 
-def cgroup_lines(pid: int) -> list[str]:
-    """The lines of ``/proc/<pid>/cgroup`` (``hierarchy-id:controllers:path``).
+def cgroup_lines(pid: int, target=None, timeout: float = 5.0) -> list[str]:
+    """The lines of ``/proc/<pid>/cgroup`` (``hierarchy-id:controllers:path``) on ``target``
+    (this machine by default); ProcessLookupError when it does not run, PermissionError when
+    they cannot be read.
 
-    >>> all(line.count(":") >= 2 for line in cgroup_lines(os.getpid()))
+    >>> all(line.count(":") >= 2 for line in cgroup_lines(os.getppid()))
     True
     """
-    with open(f"/proc/{pid}/cgroup", "rb") as f:
-        return f.read(_MAX_CGROUP).decode("utf-8", "replace").splitlines()
+    found = (target or get_target()).processes(timeout, fields={"cgroup"}, pids=[pid])
+    if not found:
+        raise ProcessLookupError(f"no process {pid}")
+    if found[0].cgroup is None:
+        raise PermissionError(f"cannot read the cgroups of process {pid}")
+    return list(found[0].cgroup)
 
 
 def container_ids(lines: list[str]) -> set[str]:
@@ -125,21 +126,30 @@ def systemd_units(lines: list[str]) -> set[str]:
     return units
 
 
-def listening_pids(port: int) -> tuple[set[int], int]:
-    """PIDs with a socket listening on local ``port`` (any address), and how many such
-    sockets have no readable owner (another user's, when not run as root)."""
-    pids, unknown = set(), 0
+def listening_pids(port: int, ctx=None, timeout: float = 5.0) -> tuple[set[int], int]:
+    """PIDs with a socket listening on local ``port`` (any address) of the target, and how many
+    such sockets have no readable owner (another user's, when not run as root)."""
     try:
-        conns = psutil.net_connections(kind="inet")
-    except psutil.Error as exc:  # some systems list sockets to root only
+        found = _target(ctx).listeners(port, timeout)
+    except OSError as exc:  # some systems list sockets to root only; a remote side may time out
         raise NotObservable(f"cannot list the listening sockets of port {port}: {exc}") from None
-    for conn in conns:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            if conn.pid:
-                pids.add(conn.pid)
-            else:
-                unknown += 1
-    return pids, unknown
+    return set(found.pids), found.unknown
+
+
+def _target(ctx):
+    return ctx.target if ctx is not None else get_target()
+
+
+def time_left(deadline: float) -> float:
+    """The seconds left until ``deadline`` (``time.monotonic()``); TimeoutError when none are.
+
+    >>> time_left(time.monotonic() + 60) > 59
+    True
+    """
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("no time left within the check's timeout")
+    return left
 
 
 @dataclass
@@ -149,14 +159,25 @@ class Scope:
 
     label: str
     phrase: str
-    holds: Callable[[psutil.Process], bool]
+    holds: Callable[[ProcessInfo], bool]
+    field: str | None = None  # what the test reads of a process (a field of opsgate.targets.PROCESS_FIELDS)
 
 
-def _realpath(value: str, ctx) -> str:
-    return os.path.realpath(ctx.path(value) if ctx is not None else value)
+def _realpath(value: str, ctx, timeout: float = 5.0) -> str:
+    path = str(ctx.path(value) if ctx is not None else value)
+    return _target(ctx).realpath(path, timeout)
 
 
-def scopes(scope: ProcessScope, ctx, port: int | None = None) -> list[Scope]:
+def scope_fields(checks: list[Scope]) -> set[str]:
+    """The process fields ``checks`` read.
+
+    >>> sorted(scope_fields(scopes(ProcessScope(user="app", systemd_unit="app"), None)))
+    ['cgroup', 'user']
+    """
+    return {s.field for s in checks if s.field}
+
+
+def scopes(scope: ProcessScope, ctx, port: int | None = None, timeout: float = 5.0) -> list[Scope]:
     """The scopes ``scope`` sets besides pid_file (which selects candidates), in the order
     they are applied.
 
@@ -164,43 +185,47 @@ def scopes(scope: ProcessScope, ctx, port: int | None = None) -> list[Scope]:
     ['port=8000', 'user=app', 'cwd=/srv']
     """
     out = []
+    deadline = time.monotonic() + timeout
     if port is not None:
-        pids, _ = listening_pids(port)
+        pids, _ = listening_pids(port, ctx, time_left(deadline))
         out.append(Scope(f"port={port}", f"listening on port {port}", lambda p: p.pid in pids))
     if scope.user is not None:
         user = str(scope.user)
         if user.isdigit():
-            out.append(Scope(f"user={user}", f"owned by uid {user}", lambda p: p.uids().real == int(user)))
+            out.append(Scope(f"user={user}", f"owned by uid {user}", lambda p: p.uid == int(user), "user"))
         else:
-            out.append(Scope(f"user={user}", f"owned by user {user!r}", lambda p: p.username() == user))
+            out.append(Scope(f"user={user}", f"owned by user {user!r}", lambda p: p.user == user, "user"))
+    # /proc/<pid>/exe and cwd are resolved paths already; the configured ones are resolved on the target
     if scope.exe is not None:
-        exe = _realpath(scope.exe, ctx)
-        out.append(Scope(f"exe={exe}", f"running executable {exe}", lambda p: os.path.realpath(p.exe()) == exe))
+        exe = _realpath(scope.exe, ctx, time_left(deadline))
+        out.append(Scope(f"exe={exe}", f"running executable {exe}", lambda p: p.exe == exe, "exe"))
     if scope.cwd is not None:
-        cwd = _realpath(scope.cwd, ctx)
-        out.append(Scope(f"cwd={cwd}", f"with working directory {cwd}", lambda p: os.path.realpath(p.cwd()) == cwd))
+        cwd = _realpath(scope.cwd, ctx, time_left(deadline))
+        out.append(Scope(f"cwd={cwd}", f"with working directory {cwd}", lambda p: p.cwd == cwd, "cwd"))
     if scope.container is not None:
         cid = scope.container
         out.append(Scope(f"container={cid}", f"in container {cid}",
-                         lambda p: any(i.startswith(cid) for i in container_ids(cgroup_lines(p.pid)))))
+                         lambda p: any(i.startswith(cid) for i in container_ids(p.cgroup)), "cgroup"))
     if scope.systemd_unit is not None:
         unit = scope.systemd_unit
         out.append(Scope(f"systemd_unit={unit}", f"in systemd unit {unit}",
-                         lambda p: unit in systemd_units(cgroup_lines(p.pid))))
+                         lambda p: unit in systemd_units(p.cgroup), "cgroup"))
     return out
 
 
-def first_failing(proc: psutil.Process, checks: list[Scope]) -> str | None:
+def first_failing(proc: ProcessInfo, checks: list[Scope]) -> str | None:
     """The label of the first scope ``proc`` does not meet (``unreadable`` when a scope
-    cannot be read for it: it does not count), or None when it meets them all."""
+    cannot be read for it: it does not count), or None when it meets them all.
+
+    >>> p = ProcessInfo(9, 1, "sleep", ("sleep",), "sleeping", 0.0, exe=None, unreadable=frozenset({"exe"}))
+    >>> first_failing(p, [Scope("exe=/bin/x", "running executable /bin/x", lambda p: p.exe == "/bin/x", "exe")])
+    'exe=/bin/x (unreadable)'
+    """
     for s in checks:
-        try:
-            if not s.holds(proc):
-                return s.label
-        except psutil.NoSuchProcess:
-            return "ended"
-        except (psutil.Error, OSError):
+        if s.field in proc.unreadable:
             return f"{s.label} (unreadable)"
+        if not s.holds(proc):
+            return s.label
     return None
 
 
@@ -224,17 +249,15 @@ def scoping_summary(what: str, candidates: int, excluded: dict[str, int], checks
     return f"no process matches: {what} matched {candidates}, none meets every scope ({by})"
 
 
-def _pid_file_candidates(item: ProcessCheck, ctx) -> tuple[list[psutil.Process], str | None]:
-    """The processes a pid_file scopes the check to, and why there are none (or None)."""
-    pid = pid_from_file(item.pid_file, ctx)
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *(proc.children(recursive=True) if item.children else [])]
-    except psutil.NoSuchProcess:
+def _pid_file_candidates(item: ProcessCheck, ctx, fields: set[str], deadline: float) -> tuple[list[ProcessInfo], str | None]:
+    """The processes a pid_file scopes the check to (the file's first), and why there are none (or None)."""
+    target = _target(ctx)
+    pid = pid_from_file(item.pid_file, ctx, time_left(deadline))
+    family = [pid, *(target.descendants(pid, time_left(deadline)) if item.children else [])]
+    found = {p.pid: p for p in target.processes(time_left(deadline), fields, pids=family)}
+    if pid not in found:
         return [], f"pid_file {item.pid_file} names PID {pid}, which is not running"
-    except psutil.Error as exc:
-        return [], f"pid_file {item.pid_file} names PID {pid}, which cannot be read: {exc}"
-    return procs, None
+    return [found[p] for p in family if p in found], None
 
 
 def _describe(item: ProcessCheck) -> str:
@@ -242,36 +265,34 @@ def _describe(item: ProcessCheck) -> str:
                                   item.pid_file and f"pid_file {item.pid_file}" + (" (+children)" if item.children else ""))))
 
 
-def _matches(item: ProcessCheck, ctx=None) -> tuple[list[psutil.Process], str | None, dict]:
+def _matches(item: ProcessCheck, ctx=None, deadline: float | None = None) -> tuple[list[ProcessInfo], str | None, dict]:
     """The processes that count, why there are none (pid_file), and the scoping record."""
+    deadline = deadline if deadline is not None else time.monotonic() + item.timeout
     pattern = re.compile(item.cmdline) if item.cmdline else None
-    own = os.getpid()
-    checks = scopes(item, ctx, item.port)
+    checks = scopes(item, ctx, item.port, time_left(deadline))
+    fields = scope_fields(checks) | _ROW_FIELDS
+
+    def named(info: ProcessInfo) -> bool:
+        return ((not item.process_name or info.name == item.process_name)
+                and (not pattern or bool(pattern.search(info.command_line))))
+
     found, candidates, excluded = [], 0, {}
     why_none = None
     if item.pid_file:
-        procs, why_none = _pid_file_candidates(item, ctx)
-    else:
-        procs = psutil.process_iter(["pid", "name", "cmdline"])
+        procs, why_none = _pid_file_candidates(item, ctx, fields, deadline)
+        first = procs[0] if procs else None
+        if first and (not item.process_name or first.name == item.process_name) and pattern \
+                and not pattern.search(first.command_line):
+            why_none = f"pid_file {item.pid_file} names PID {procs[0].pid}, whose command line does not match /{item.cmdline}/"
+        procs = [p for p in procs if named(p)]
+    else:  # one scan; the fields only for the processes named (the target leaves out the checker itself)
+        procs = _target(ctx).processes(time_left(deadline), fields, select=named)
     for proc in procs:
-        try:
-            info = proc.info if hasattr(proc, "info") else proc.as_dict(["pid", "name", "cmdline"])
-        except psutil.Error:
-            continue
-        proc.info = info
-        if info["pid"] == own:
-            continue  # the checker's own command line names what it looks for
-        if item.process_name and info["name"] != item.process_name:
-            continue
-        if pattern and not pattern.search(" ".join(info["cmdline"] or [])):
-            if item.pid_file and why_none is None and info["pid"] == procs[0].pid:
-                why_none = f"pid_file {item.pid_file} names PID {info['pid']}, whose command line does not match /{item.cmdline}/"
-            continue
         candidates += 1
         failing = first_failing(proc, checks)
         if failing is None:
             found.append(proc)
-        elif failing != "ended":
+        else:
             excluded[failing] = excluded.get(failing, 0) + 1
     what = _describe(item) or (f"port {item.port}" if item.port else "")
     record = {"candidates": candidates, "excluded": excluded, "scopes": [s.label for s in checks],
@@ -279,56 +300,50 @@ def _matches(item: ProcessCheck, ctx=None) -> tuple[list[psutil.Process], str | 
     return found, why_none, record
 
 
-def _row(proc: psutil.Process, item: ProcessCheck) -> dict:
-    def read(getter):
-        try:
-            return REDACTOR.excerpt(str(getter()), 200)
-        except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            return None  # another user's process: not readable without root
+_ROW_FIELDS = {"user", "exe", "cwd", "memory"}  # what the evidence shows of each process
+
+
+def _row(proc: ProcessInfo, cpu: dict[int, float] | None) -> dict:
+    def shown(value):
+        return None if value is None else REDACTOR.excerpt(str(value), 200)  # None: another user's, without root
 
     return {
         "pid": proc.pid,
-        "name": proc.info["name"],
-        "user": read(proc.username),
-        "exe": read(proc.exe),
-        "cwd": read(proc.cwd),
-        "cmdline": REDACTOR.excerpt(" ".join(proc.info["cmdline"] or []), 200),
-        "rss_mb": round(proc.memory_info().rss / 2**20, 2),
-        "cpu_percent": proc.cpu_percent(None) if item.cpu_percent else None,
+        "name": proc.name,
+        "user": shown(proc.user),
+        "exe": shown(proc.exe),
+        "cwd": shown(proc.cwd),
+        "cmdline": REDACTOR.excerpt(proc.command_line, 200),
+        "rss_mb": round(proc.rss / 2**20, 2) if proc.rss is not None else None,
+        "cpu_percent": cpu.get(proc.pid) if cpu is not None else None,
     }
 
 
 def observe(item: ProcessCheck, ctx) -> Observation:
     """Find the processes, sample CPU over ``cpu_sample`` if a CPU limit is set, measure each."""
+    deadline = time.monotonic() + item.timeout
+    target = _target(ctx)
     try:
-        procs, why_none, scoping = _matches(item, ctx)
+        procs, why_none, scoping = _matches(item, ctx, deadline)
+        cpu = None
+        if item.cpu_percent and procs:
+            # the processes that ended while sampled no longer count
+            cpu = target.cpu_percent(procs, min(item.cpu_sample, item.timeout / 2), time_left(deadline))
+            procs = [p for p in procs if p.pid in cpu]
     except NotObservable as exc:
         return Observation({"count": 0}, error=str(exc))
-    measured = []
-    for proc in procs:
-        try:
-            proc.cpu_percent(None)  # first call primes the counter
-            measured.append(proc)
-        except psutil.Error:
-            continue
-    if item.cpu_percent and measured:
-        time.sleep(min(item.cpu_sample, item.timeout / 2))
-    rows = []
-    for proc in measured:
-        try:
-            with proc.oneshot():
-                rows.append(_row(proc, item))
-        except psutil.Error:
-            continue  # it ended while we looked: it no longer counts
+    except OSError as exc:  # TimeoutError too: the target did not answer in time
+        return Observation({"count": 0}, error=f"cannot read the processes of {target.name}: {exc}")
+    rows = [_row(proc, cpu) for proc in procs]
     values = {
         "count": len(rows),
-        "max_rss_mb": max((r["rss_mb"] for r in rows), default=None),
+        "max_rss_mb": max((r["rss_mb"] for r in rows if r["rss_mb"] is not None), default=None),
         "max_cpu_percent": max((r["cpu_percent"] for r in rows if r["cpu_percent"] is not None), default=None),
     }
     if item.port:
         try:
-            _, unknown = listening_pids(item.port)
-        except NotObservable:
+            _, unknown = listening_pids(item.port, ctx, time_left(deadline))
+        except (NotObservable, TimeoutError):
             unknown = 0  # listed moments ago; the scope above already used that list
         if unknown:
             scoping["summary"] += f"; {unknown} listener(s) on port {item.port} with an unreadable owner"

@@ -4,7 +4,8 @@
 way a ``process`` check is scoped (pid_file with children, user, exe, cwd, container,
 systemd_unit; see :mod:`opsgate.probes.process`), so "port 8000 is owned by THIS server" is
 checked without guessing by name. Every process listening on the port must match: a second
-owner (a leftover sharing the port) fails the check.
+owner (a leftover sharing the port) fails the check. Sockets and their owners are read through
+``ctx.target`` (this machine by default), within what is left of the check's timeout.
 
 >>> from opsgate.model import TcpCheck
 >>> from opsgate.probes import ProbeContext
@@ -18,8 +19,6 @@ import errno
 import re
 import socket
 import time
-
-import psutil
 
 from . import process
 from ..conditions import Condition
@@ -53,13 +52,13 @@ def observe(item: TcpCheck, ctx) -> Observation:
         except OSError as exc:
             return Observation(values, error=connect_error(item.host, item.port, exc, item.timeout))
     if item.listening_process or item.listening:
-        return _owners(item, values, ctx)
+        return _owners(item, values, ctx, time.monotonic() + item.timeout)
     return Observation(values)
 
 
-def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
+def _owners(item: TcpCheck, values: dict, ctx, deadline: float) -> Observation:
     try:
-        pids, unknown = listening_pids(item.port)
+        pids, unknown = listening_pids(item.port, ctx, item.timeout)
     except process.NotObservable as exc:
         return Observation(values, error=str(exc))
     if not pids and not unknown:
@@ -68,22 +67,26 @@ def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
         return Observation(values, error=(f"port {item.port} has {unknown} listening socket(s) whose owner cannot be "
                                           "read (another user's process; run the check as root or as that user)"))
     try:
-        checks = _scope_checks(item, ctx)
+        checks = _scope_checks(item, ctx, deadline)
+        fields = process.scope_fields(checks) | {"user", "exe", "cwd"}
+        infos = {p.pid: p for p in ctx.target.processes(process.time_left(deadline), fields, pids=pids)}
     except process.NotObservable as exc:
         return Observation(values, error=str(exc))
-    owners = [_owner(pid) for pid in sorted(pids)]
+    except OSError as exc:  # TimeoutError too: the target did not answer in time
+        return Observation(values, error=f"port {item.port}: cannot read its owner on {ctx.target.name}: {exc}")
+    owners = [_owner(pid, infos.get(pid)) for pid in sorted(pids)]
     values.update({k: owners[0][k] for k in ("pid", "process", "cmdline")})
     details = {"owners": owners}
     pattern = re.compile(item.listening_process) if item.listening_process else None
     for owner in owners:
         who = f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}, user {owner['user']})"
-        if pattern and not (pattern.search(owner["process"]) or pattern.search(_full_cmdline(owner["pid"]))):
+        proc = infos.get(owner["pid"])
+        # the whole command line, for matching (the evidence keeps a redacted excerpt)
+        if pattern and not (pattern.search(owner["process"]) or (proc and pattern.search(proc.command_line))):
             return Observation(values, details=details, error=(
                 f"port {item.port} is owned by {owner['process']} (pid {owner['pid']}), "
                 f"expected a process matching {item.listening_process!r}"))
-        try:
-            proc = psutil.Process(owner["pid"])
-        except psutil.Error:
+        if proc is None:
             return Observation(values, details=details, error=f"{who}, which ended while it was checked")
         failing = process.first_failing(proc, checks)
         if failing is not None:
@@ -95,45 +98,34 @@ def _owners(item: TcpCheck, values: dict, ctx) -> Observation:
     return Observation(values, details=details)
 
 
-def _scope_checks(item: TcpCheck, ctx) -> list:
+def _scope_checks(item: TcpCheck, ctx, deadline: float) -> list:
     """The ``listening`` scopes as tests on the owner; pid_file becomes "is that PID (or,
     with children, one of its descendants)"."""
     scope = item.listening
     if scope is None:
         return []
-    checks = process.scopes(scope, ctx)
+    left = process.time_left
+    checks = process.scopes(scope, ctx, timeout=left(deadline))
     if scope.pid_file:
-        pid = process.pid_from_file(scope.pid_file, ctx)
+        pid = process.pid_from_file(scope.pid_file, ctx, left(deadline))
         allowed = {pid}
-        if scope.children:
-            try:
-                allowed |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
-            except psutil.Error:
-                pass  # not running: only the file's PID is allowed, and it does not listen
-        state = "" if psutil.pid_exists(pid) else ", which is not running"
+        if scope.children:  # not running: none, and only the file's PID is allowed (it does not listen)
+            allowed |= set(ctx.target.descendants(pid, left(deadline)))
+        state = "" if ctx.target.processes(left(deadline), pids=[pid]) else ", which is not running"
         what = f"pid_file {scope.pid_file} (PID {pid}{' and its descendants' if scope.children else ''}{state})"
         checks.insert(0, process.Scope(f"pid_file={scope.pid_file}", f"named by {what}", lambda p: p.pid in allowed))
     return checks
 
 
-def _full_cmdline(pid: int) -> str:
-    """The whole command line, for matching (the evidence keeps a redacted excerpt)."""
-    try:
-        return " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return ""
-
-
-def _owner(pid: int) -> dict:
+def _owner(pid: int, proc) -> dict:
+    """The evidence of one owner (``proc``: its ``ProcessInfo``, None when it ended); what could
+    not be read stays ``?``/None, and the scopes say so."""
     info = {"pid": pid, "process": "?", "user": "?", "exe": None, "cwd": None, "cmdline": ""}
-    try:
-        proc = psutil.Process(pid)
-        info.update(process=proc.name(), cmdline=REDACTOR.excerpt(" ".join(proc.cmdline()), 200))
-        info["user"] = proc.username()
-        info["exe"] = REDACTOR.excerpt(proc.exe(), 200)
-        info["cwd"] = REDACTOR.excerpt(proc.cwd(), 200)
-    except (psutil.Error, OSError):
-        pass  # what could be read is kept; the scopes say what could not
+    if proc is not None:
+        info.update(process=proc.name, cmdline=REDACTOR.excerpt(proc.command_line, 200))
+        info["user"] = proc.user if proc.user is not None else "?"
+        info["exe"] = REDACTOR.excerpt(proc.exe, 200) if proc.exe is not None else None
+        info["cwd"] = REDACTOR.excerpt(proc.cwd, 200) if proc.cwd is not None else None
     return info
 
 
