@@ -2,7 +2,8 @@
 
 ``serve`` listens on loopback and answers ``/health`` (status, checks, metrics,
 alerts, like Aura's), ``/api/models`` (like Ollama's tags) and ``/metrics``; it
-writes ``logs/demo.log`` and a ``logs/metrics.jsonl`` sample every second.
+writes ``logs/demo.log`` and a ``logs/metrics.jsonl`` sample every second (also stored in
+its SQLite database ``data/app.sqlite``, what the weekly backup check backs up).
 ``selftest`` is its ``run_tests.sh``: nine checks, ``9/9 passed`` or JSON with
 ``overall_status`` (like the chatbot's ``health_check.py --json``).
 
@@ -33,6 +34,8 @@ from pathlib import Path
 
 import psutil
 import requests
+
+from .data import DemoData
 
 FAULTS = ("none", "degraded", "slow", "errors", "no-models", "stale-metrics")
 
@@ -132,6 +135,7 @@ def _background(state: _State, log: logging.Logger, stop: threading.Event, paren
             sample = {"ts": datetime.now(timezone.utc).isoformat(), **state.health()["metrics"]}
             with metrics.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(sample) + "\n")
+            state.data.record(sample)
         if state.fault == "errors":
             log.error("database connection lost: could not reach db:5432 (injected fault)")
 
@@ -146,6 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     log.setLevel(logging.INFO)
     fault = args.fault or "none"
     state = _State(fault, root)
+    state.data = DemoData(root)
     metrics = root / "logs" / "metrics.jsonl"
     metrics.write_text(json.dumps({"ts": datetime.now(timezone.utc).isoformat(), **state.health()["metrics"]}) + "\n")
     if fault == "stale-metrics":
