@@ -1,0 +1,154 @@
+"""Reaching a PostgreSQL server for backup verification without ever showing its password:
+a DSN parsed once into connection parameters (password apart), libpq tools run with the
+password in ``PGPASSWORD`` (never in their argv), and connections bounded by the scratch's
+deadline.
+
+>>> t = PgTarget.parse("postgresql://app:s3cret-pw@127.0.0.1:5433/shop")
+>>> t.label, t.conninfo()
+('127.0.0.1:5433/shop', 'host=127.0.0.1 port=5433 dbname=shop user=app')
+>>> "s3cret-pw" in repr(t)
+False
+>>> t.same_database(PgTarget.parse("postgresql://admin:x@localhost:5433/shop"))
+True
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..redact import REDACTOR
+
+DEFAULT_PORT = 5432
+_LOCAL = {"", "localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """A server and database: libpq parameters without the password, which is kept apart
+    (and out of repr) so no message, evidence or argv can carry it."""
+
+    params: tuple[tuple[str, str], ...]
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, dsn: str) -> "PgTarget":
+        """A ``postgresql://`` URL or a ``key=value`` conninfo; the password is registered
+        with the redactor."""
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+        except psycopg.ProgrammingError as exc:
+            raise ValueError(f"not a PostgreSQL DSN: {REDACTOR.excerpt(str(exc), 120)}") from None
+        password = params.pop("password", None)
+        if password:
+            REDACTOR.add(password)
+        return cls(tuple(sorted(params.items(), key=_param_order)), password)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.params).get(key, default)
+
+    @property
+    def host(self) -> str:
+        return self.get("host") or os.environ.get("PGHOST") or "localhost"
+
+    @property
+    def port(self) -> int:
+        return int(self.get("port") or os.environ.get("PGPORT") or DEFAULT_PORT)
+
+    @property
+    def dbname(self) -> str:
+        return self.get("dbname") or self.user
+
+    @property
+    def user(self) -> str:
+        return self.get("user") or os.environ.get("PGUSER") or "postgres"
+
+    @property
+    def label(self) -> str:
+        """``host:port/db``: how messages name it."""
+        return f"{self.host}:{self.port}/{self.dbname}"
+
+    def with_database(self, dbname: str) -> "PgTarget":
+        params = dict(self.params, dbname=dbname)
+        return replace(self, params=tuple(sorted(params.items(), key=_param_order)))
+
+    def conninfo(self) -> str:
+        """libpq conninfo without the password: safe in argv."""
+        return make_conninfo(**dict(self.params))
+
+    def tool_env(self) -> dict[str, str]:
+        """What a libpq tool needs in its environment: the password."""
+        return {"PGPASSWORD": self.password} if self.password else {}
+
+    def same_server(self, other: "PgTarget") -> bool:
+        """Same host (loopback names and Unix sockets count as one) and port."""
+        return _host_key(self.host) == _host_key(other.host) and self.port == other.port
+
+    def same_database(self, other: "PgTarget") -> bool:
+        return self.same_server(other) and self.dbname == other.dbname
+
+    def connect(self, timeout: float, read_only: bool = False) -> psycopg.Connection:
+        """An autocommit connection: connecting and every statement bounded by ``timeout``
+        seconds (the scratch's remaining time)."""
+        options = f"-c statement_timeout={max(1, int(timeout * 1000))}"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        extra = dict(self.params)
+        if extra.get("options"):
+            options = f"{extra.pop('options')} {options}"
+        return psycopg.connect(**extra, password=self.password, options=options, autocommit=True,
+                               connect_timeout=max(1, min(int(timeout), 30)), application_name="opsgate-backup")
+
+
+def _param_order(item: tuple[str, str]) -> tuple[int, str]:
+    order = ("host", "port", "dbname", "user")
+    return (order.index(item[0]) if item[0] in order else len(order), item[0])
+
+
+def _host_key(host: str) -> str:
+    host = host.lower().strip("[]")
+    return "local" if host in _LOCAL or host.startswith("/") or host.startswith("127.") else host
+
+
+def pg_bin(name: str) -> str:
+    """The newest installed PostgreSQL's ``name`` binary (pg_restore, pg_verifybackup, postgres),
+    else the one on PATH.
+
+    >>> pg_bin("pg_restore").endswith("pg_restore")
+    True
+    """
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True):
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the PostgreSQL client/server binaries")
+    return found
+
+
+def _version(folder: str) -> tuple[int, ...]:
+    part = folder.split("/")[-2]
+    return tuple(int(p) for p in part.split(".") if p.isdigit())
+
+
+def cause(exc: BaseException) -> str:
+    """A connection or query error in one redacted line.
+
+    >>> cause(psycopg.OperationalError('connection to server at "127.0.0.1", port 1 failed: Connection refused\\n\\tIs the server running?'))
+    'connection refused (is the server running?)'
+    """
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused (is the server running?)"
+    if "password authentication failed" in lowered:
+        return REDACTOR.excerpt(text[lowered.index("password authentication failed"):], 160)
+    if "statement timeout" in lowered:
+        return "a query outlived the verification's timeout (statement_timeout)"
+    return REDACTOR.excerpt(text or type(exc).__name__, 300)

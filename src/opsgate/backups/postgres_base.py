@@ -1,0 +1,178 @@
+"""Physical base backups (``pg_basebackup``, plain or tar format, with a ``backup_manifest``)
+for the ``postgres`` source.
+
+- L2: ``pg_verifybackup`` checks every file against the manifest's checksums and that the
+  WAL the backup needs is there and parses (PostgreSQL 15's verifier reads plain format
+  only, so a tar backup is first extracted into scratch).
+- L3: a copy in scratch is started as a scratch server: its own data directory, socket
+  directory and port, no TCP listener (``listen_addresses=''``), trust only on that private
+  socket (its own hba file), archiving, replication and SSL off, standby/recovery signal
+  files removed so it can never follow the live primary. It runs as ``os_user`` when
+  opsgate is root (PostgreSQL refuses root), in its own process group, and is stopped
+  (fast shutdown, then SIGKILL) in cleanup. Accepted: it finishes recovery and answers.
+
+The server is started directly (``postgres -D ...``), not through ``pg_ctl``: argv without
+a shell in between, and a process group opsgate owns and can always end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .base import Outcome, Scratch, describe_failure, run_bounded
+from .pgconn import PgTarget, cause, pg_bin
+from .scratch_server import free_port, log_tail, start_server
+
+STOP_GRACE_S = 15.0  # fast shutdown, then SIGKILL to the group
+_NOT_READY = ("starting up", "not yet accepting", "shutting down", "No such file", "Connection refused", "recovery")
+
+
+def _base_dir(path: Path) -> Path:
+    return path.parent if path.name == "backup_manifest" else path
+
+
+def _tars(base: Path) -> tuple[Path | None, Path | None]:
+    """The base and pg_wal archives of a tar-format backup (any compression tar reads)."""
+    def first(stem: str) -> Path | None:
+        found = sorted(base.glob(f"{stem}.tar*"))
+        return found[0] if found else None
+    return first("base"), first("pg_wal")
+
+
+def _manifest_files(base: Path) -> tuple[int, int]:
+    with open(base / "backup_manifest", "rb") as handle:
+        manifest = json.load(handle)
+    files = manifest.get("Files") or []
+    return len(files), sum(int(f.get("Size", 0)) for f in files)
+
+
+def _extract(base: Path, target: Path, scratch: Scratch) -> None:
+    """A tar-format backup unpacked into ``target`` (the WAL into its pg_wal)."""
+    base_tar, wal_tar = _tars(base)
+    if base_tar is None:
+        raise ValueError(f"{base} has a backup_manifest but neither PG_VERSION (plain format) nor base.tar (tar format)")
+    target.mkdir(parents=True, exist_ok=True)
+    for archive, into in ((base_tar, target), (wal_tar, target / "pg_wal")):
+        if archive is None:
+            continue
+        into.mkdir(parents=True, exist_ok=True)
+        done = run_bounded(["tar", "--no-same-owner", "-xf", str(archive), "-C", str(into)], scratch)
+        if done.returncode != 0:
+            raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
+
+
+def integrity(path: Path, options: Any, scratch: Scratch) -> Outcome:
+    """L2: pg_verifybackup against the backup_manifest (files and WAL)."""
+    base = _base_dir(path)
+    try:
+        files, size = _manifest_files(base)
+    except (OSError, ValueError) as exc:
+        return Outcome(2, False, f"the backup_manifest cannot be read: {exc}")
+    argv = [pg_bin("pg_verifybackup")]
+    if (base / "PG_VERSION").exists():
+        argv.append(str(base))
+        layout = "plain"
+    else:  # PostgreSQL 15's verifier reads plain format only: unpack a copy
+        unpacked = scratch.dir / "verify"
+        _extract(base, unpacked, scratch)
+        argv += ["-m", str(base / "backup_manifest"), str(unpacked)]
+        layout = "tar"
+    done = run_bounded(argv, scratch)
+    details = {"format": "base", "layout": layout, "manifest_files": files, "manifest_bytes": size}
+    if done.returncode != 0 or "successfully verified" not in done.stdout:
+        return Outcome(2, False, f"pg_verifybackup found the backup damaged: {describe_failure(done, 500)}",
+                       items_total=files, unit="files", details=details)
+    return Outcome(2, True, f"pg_verifybackup: all {files:,} files ({size:,} bytes) match the backup_manifest's "
+                            f"checksums and the WAL the backup needs parses ({layout} format)",
+                   items=files, items_total=files, unit="files", bytes=size, details=details)
+
+
+def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
+    """L3: a scratch server started from a copy of the base backup."""
+    base = _base_dir(path)
+    live = PgTarget.parse(options.live_dsn) if options.live_dsn else None
+    user = live.user if live else "postgres"
+    database = options.database or (live.dbname if live else "postgres")
+    port = options.scratch_port or free_port()
+    owner = pwd.getpwnam(options.os_user) if os.getuid() == 0 else None
+    started = time.monotonic()
+    place = scratch.dir / f"pg-{port}"
+    data, sockets = place / "data", place / "sock"
+    place.mkdir()
+    if owner:  # the server's user must reach its folder inside the private scratch dir
+        os.chmod(scratch.dir, 0o711)
+    if (base / "PG_VERSION").exists():
+        data.mkdir()
+        done = run_bounded(["cp", "-a", f"{base}/.", str(data)], scratch)
+        if done.returncode != 0:
+            return Outcome(3, False, f"the base backup cannot be copied into scratch: {describe_failure(done)}"), None
+    else:
+        _extract(base, data, scratch)
+    for name in ("standby.signal", "recovery.signal", "postmaster.pid", "postmaster.opts", "backup_manifest"):
+        (data / name).unlink(missing_ok=True)  # never follow the live primary, never look running
+    sockets.mkdir()
+    (place / "hba.conf").write_text("local all all trust\n")  # the socket folder is private: trust is ours alone
+    (place / "ident.conf").write_text("")
+    if not (data / "postgresql.conf").exists():  # Debian keeps it in /etc: the backup has none
+        (data / "postgresql.conf").write_text("")
+    if owner:
+        done = run_bounded(["chown", "-R", f"{owner.pw_uid}:{owner.pw_gid}", str(place)], scratch)
+        if done.returncode != 0:
+            return Outcome(3, False, f"cannot hand the copy to {options.os_user}: {describe_failure(done)}"), None
+    os.chmod(data, 0o700)
+    os.chmod(place, 0o700)
+    log = place / "server.log"
+    argv = [pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
+            "-c", f"data_directory={data}", "-c", "listen_addresses=", "-c", f"hba_file={place / 'hba.conf'}",
+            "-c", f"ident_file={place / 'ident.conf'}", "-c", "ssl=off", "-c", "archive_mode=off",
+            "-c", "restore_command=", "-c", "primary_conninfo=", "-c", "external_pid_file=",
+            "-c", "logging_collector=off", "-c", "fsync=off", "-c", "shared_buffers=128MB", "-c", "huge_pages=off",
+            "-c", "cluster_name=opsgate-scratch"]
+    server = start_server(argv, scratch, what=f"scratch postgres on port {port}", output=log,
+                          stop_signal=signal.SIGINT, grace=STOP_GRACE_S, owner=owner)  # SIGINT: fast shutdown
+    target = PgTarget.parse(f"host={sockets} port={port} dbname={database} user={user}")
+    details = {"format": "base", "port": port, "database": database, "socket_dir": str(sockets)}
+    problem = _wait_ready(server, target, log, scratch)
+    duration = time.monotonic() - started
+    details["restore_s"] = round(duration, 3)
+    if problem:
+        return Outcome(3, False, problem, duration_s=duration, details=details), None
+    with target.with_database("postgres").connect(scratch.remaining()) as conn:
+        databases = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")]
+    details["databases"] = databases
+    if database not in databases:
+        return Outcome(3, False, f"the scratch server started but has no database {database!r} "
+                                 f"(it has {', '.join(databases)})", duration_s=duration, details=details), None
+    return Outcome(3, True, f"a scratch server started from a copy of the base backup and finished recovery in "
+                            f"{duration:.1f}s (port {port}, socket only): {len(databases)} databases",
+                   items=len(databases), items_total=len(databases), unit="databases", duration_s=duration,
+                   details=details), target
+
+
+def _wait_ready(server: subprocess.Popen, target: PgTarget, log: Path, scratch: Scratch) -> str | None:
+    """None once the server answers a query; else why it will not."""
+    while True:
+        if server.poll() is not None:
+            return f"the scratch server stopped during recovery (exit {server.returncode}): {log_tail(log)}"
+        try:
+            remaining = scratch.remaining()
+        except TimeoutError as exc:
+            return f"{exc}: the scratch server was still recovering ({log_tail(log)})"
+        try:
+            with target.with_database("postgres").connect(min(remaining, 5)) as conn:
+                conn.execute("SELECT 1")
+                return None
+        except psycopg.OperationalError as exc:
+            text = str(exc)
+            if not any(mark in text for mark in _NOT_READY):
+                return f"the scratch server does not accept {target.user}: {cause(exc)}"
+        time.sleep(0.1)
