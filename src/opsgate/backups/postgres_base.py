@@ -140,7 +140,7 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
     server = start_server(argv, scratch, what=f"scratch postgres on port {port}", output=log,
                           stop_signal=signal.SIGINT, grace=STOP_GRACE_S, owner=owner)  # SIGINT: fast shutdown
     target = PgTarget.parse(f"host={sockets} port={port} dbname={database} user={user}")
-    details = {"format": "base", "port": port, "database": database, "socket_dir": str(sockets)}
+    details = {"format": "base", "port": port, "database": database, "socket_dir": str(sockets), "pid": server.pid}
     problem = _wait_ready(server, target, log, scratch)
     duration = time.monotonic() - started
     details["restore_s"] = round(duration, 3)
