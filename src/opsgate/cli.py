@@ -6,6 +6,7 @@
 - ``opsgate list [ENV]``    the checks an environment defines: cadence, severity, retry and
   window, prerequisites, in columns
 - ``opsgate demo``          run the embedded demo target in the foreground
+- ``opsgate backup NAME``   take a fresh backup of a ``backup`` item now (``--env ENV``)
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
   says WARN blocks), FAIL 1, ERROR 2; ``--environment NAME`` makes a report of another
   environment ERROR; ``--nagios`` prints one plugin line and exits 0/1/2/3.
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from . import __version__
 from . import severity as sev
+from .backups.cli import add_backup_parser
 from .discover import add_init_parser
 
 
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (as does NO_COLOR=1)")
     p.set_defaults(broken_pipe_code=2)  # a gate cut short before its verdict is ERROR, never PASS
     add_init_parser(sub)
+    add_backup_parser(sub)
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

@@ -41,7 +41,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..model import Strict
+from ..schema import Strict
 from .base import Outcome, RecoveryPoint, Scratch
 from .points import CHUNK, human_size, sha256_file
 

@@ -165,6 +165,15 @@ class Plausibility:
     keep_max_age_s: float | None = None
 
 
+def short(point: RecoveryPoint) -> str:
+    """How messages name a point: a file's name, a snapshot's id.
+
+    >>> short(RecoveryPoint("/srv/backups/app-2026-11-29.tar.gz", 0, 1, Path("/srv/backups/app-2026-11-29.tar.gz")))
+    'app-2026-11-29.tar.gz'
+    """
+    return point.path.name if point.path is not None else point.id
+
+
 def plausible(points: list[RecoveryPoint], rules: Plausibility, now: float | None = None) -> Outcome:
     """L0 and L1 over the points (oldest first): the newest exists, is fresh and large enough,
     did not shrink too much, and retention holds. The outcome's level is 0 when nothing
@@ -183,15 +192,16 @@ def plausible(points: list[RecoveryPoint], rules: Plausibility, now: float | Non
     if not points:
         return Outcome(0, False, "L0 exists: no backup found")
     newest = points[-1]
+    name = short(newest)
     age = now - newest.taken_at
     details = {"points": len(points), "newest": newest.id, "newest_age_s": round(age, 3),
                "newest_size": newest.size}
     problems = []
     if rules.rpo_s is not None and age > rules.rpo_s:
-        problems.append(f"L1 fresh: the newest backup {newest.id} is {human_age(age)} old, "
+        problems.append(f"L1 fresh: the newest backup {name} is {human_age(age)} old, "
                         f"above the RPO of {human_age(rules.rpo_s)}")
     if newest.size >= 0 and newest.size < rules.min_size:
-        problems.append(f"L1 size: {newest.id} is {human_size(newest.size)}, below the minimum of "
+        problems.append(f"L1 size: {name} is {human_size(newest.size)}, below the minimum of "
                         f"{human_size(rules.min_size)}")
     if rules.max_drop_percent is not None and len(points) > 1 and newest.size >= 0:
         previous = points[-2]
@@ -199,19 +209,19 @@ def plausible(points: list[RecoveryPoint], rules: Plausibility, now: float | Non
             drop = 100.0 * (previous.size - newest.size) / previous.size
             details["drop_percent"] = round(drop, 2)
             if drop > rules.max_drop_percent:
-                problems.append(f"L1 size: {newest.id} is {human_size(newest.size)}, {drop:.0f}% less than the "
-                                f"previous backup {previous.id} ({human_size(previous.size)}); at most "
+                problems.append(f"L1 size: {name} is {human_size(newest.size)}, {drop:.0f}% less than the "
+                                f"previous backup {short(previous)} ({human_size(previous.size)}); at most "
                                 f"{rules.max_drop_percent:g}% drop allowed")
     if rules.keep_at_least is not None and len(points) < rules.keep_at_least:
         problems.append(f"L1 retention: {len(points)} backup(s) kept, at least {rules.keep_at_least} expected")
     if rules.keep_max_age_s is not None:
         oldest = points[0]
         if now - oldest.taken_at > rules.keep_max_age_s:
-            problems.append(f"L1 retention: {oldest.id} is {human_age(now - oldest.taken_at)} old, older than "
+            problems.append(f"L1 retention: {short(oldest)} is {human_age(now - oldest.taken_at)} old, older than "
                             f"the retention period of {human_age(rules.keep_max_age_s)}")
     if problems:
         return Outcome(1, False, "; ".join(problems), details=details)
-    return Outcome(1, True, f"{len(points)} backup(s); newest {newest.id}, {human_age(age)} old, "
+    return Outcome(1, True, f"{len(points)} backup(s); newest {name}, {human_age(age)} old, "
                             f"{human_size(newest.size)}", items=len(points), unit="backups", details=details)
 
 
@@ -302,7 +312,7 @@ def check_manifest(point: RecoveryPoint, manifest: Path, scratch: Scratch, worke
     else:
         listed = [root] if root in entries else []
     if not listed:
-        return Outcome(2, False, f"L2 manifest: {manifest} has no line for {point.id}")
+        return Outcome(2, False, f"L2 manifest: {manifest} has no line for {short(point)}")
 
     def one(path: Path) -> tuple[Path, str | None, int, str]:
         try:

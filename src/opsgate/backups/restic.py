@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..model import Strict
+from ..schema import Strict
 from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
 from .files import compare_trees
 from .points import tree_size
