@@ -80,11 +80,12 @@ def _scratch_databases(pg) -> list[str]:
 
 
 def _scratch_servers() -> list[int]:
-    """This process's scratch postgres servers (their data dir is in our scratch folders)."""
+    """This process's scratch postgres servers: their data dir (argv) or working folder is
+    in one of our scratch folders."""
     mine = f"opsgate-scratch-{os.getpid()}-"
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if any(mine in part for part in proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        if any(mine in part for part in (proc.info["cmdline"] or []) + [proc.info["cwd"] or ""]):
             found.append(proc.info["pid"])
     return found
 

@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from pydantic import Field
 
 from ..model import Strict
@@ -49,6 +51,7 @@ STOP_GRACE_S = 5.0
 SCAN_LIMIT = 200_000  # keys looked at to draw the sample (SCAN order is the hash table's)
 MAX_VALUE_BYTES = 1 << 20  # compare_values skips bigger strings and hashes
 _LOCAL = {"localhost", "127.0.0.1", "::1"}
+_NO_RETRY = Retry(NoBackoff(), 0)  # one timeout is the answer: redis-py's default retries would triple it
 
 
 class Options(Strict):
@@ -91,7 +94,7 @@ class LiveRedis:
     def client(self, timeout: float) -> redis.Redis:
         timeout = max(0.5, min(timeout, 30))
         return redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                    retry_on_timeout=False, client_name="opsgate-backup")
+                                    retry=_NO_RETRY, client_name="opsgate-backup")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class RestoredRedis:
     def client(self, timeout: float) -> redis.Redis:
         timeout = max(0.5, min(timeout, 30))
         return redis.Redis(host="127.0.0.1", port=self.port, db=self.db, password=self.password,
-                           socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=_NO_RETRY)
 
 
 def _point_path(point: RecoveryPoint) -> Path:
@@ -339,24 +342,18 @@ def _compare(restored: RestoredRedis, live: LiveRedis, options: Options, scratch
 
 
 def _sample(client: redis.Redis, size: int, seed: int, scratch: Scratch) -> tuple[list[bytes], int]:
-    """``size`` keys drawn uniformly (reservoir, seeded) from the first SCAN_LIMIT keys SCAN returns."""
-    rng = random.Random(seed)
-    chosen: list[bytes] = []
-    seen = 0
+    """``size`` keys drawn with ``seed`` from the sorted keys SCAN returns (at most SCAN_LIMIT
+    of them: up to that many keys, the same seed draws the same sample again)."""
+    keys: set[bytes] = set()
     cursor = 0
     while True:
         scratch.remaining()
-        cursor, keys = client.scan(cursor, count=1000)
-        for key in keys:
-            seen += 1
-            if len(chosen) < size:
-                chosen.append(key)
-            else:
-                slot = rng.randrange(seen)
-                if slot < size:
-                    chosen[slot] = key
-        if cursor == 0 or seen >= SCAN_LIMIT:
-            return sorted(chosen), seen
+        cursor, found = client.scan(cursor, count=1000)
+        keys.update(found)
+        if cursor == 0 or len(keys) >= SCAN_LIMIT:
+            break
+    ordered = sorted(keys)
+    return sorted(random.Random(seed).sample(ordered, min(size, len(ordered)))), len(ordered)
 
 
 def _check_sample(ours: redis.Redis, theirs: redis.Redis, keys: list[bytes],
