@@ -311,7 +311,8 @@ def restore(point: RecoveryPoint, options: Options, scratch: Scratch) -> tuple[O
     target.mkdir()  # removed with the scratch directory
     if fmt == "tree":
         try:
-            shutil.copytree(path, target, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(path, target, symlinks=True, dirs_exist_ok=True, ignore=_special,
+                            copy_function=_copier(scratch))
         except (OSError, shutil.Error) as exc:
             return Outcome(3, False, f"L3 restore: copying {path} failed: {exc}"), None
         count = sum(1 for _ in _files(target))
@@ -346,6 +347,23 @@ def restore(point: RecoveryPoint, options: Options, scratch: Scratch) -> tuple[O
                             f"{human_size(counts['bytes'])}) to scratch{skipped}", items=counts["files"],
                    items_total=counts["files"], unit="files", bytes=counts["bytes"],
                    duration_s=time.monotonic() - started), _root(target, options, live)
+
+
+def _special(folder: str, names: list[str]) -> list[str]:
+    """Names copytree must not open: FIFOs, sockets, devices (opening a FIFO blocks forever)."""
+    out = []
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            out.append(name)
+    return out
+
+
+def _copier(scratch: Scratch):
+    def copy(src: str, dst: str) -> str:
+        scratch.remaining()
+        return shutil.copy2(src, dst)
+    return copy
 
 
 def _refuse_unsafe(member: tarfile.TarInfo, target: Path) -> None:
