@@ -133,6 +133,21 @@ def test_a_pid_file_naming_a_dead_pid_fails_on_both(tmp_path, target, spawn, sle
     assert target.processes(10, fields={"user", "exe"}, pids=[gone.pid]) == []
 
 
+def test_a_zombie_is_gone_on_both(tmp_path, target, spawn, sleeper):
+    """A process that exited and was not reaped yet (a zombie) no longer runs."""
+    seconds, pattern = sleeper
+    zombie = spawn(["sleep", seconds], seconds)
+    zombie.kill()  # not waited for: it stays a zombie until the fixture reaps it
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{zombie.pid}/stat").read().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not become a zombie"
+        time.sleep(0.01)
+    (tmp_path / "app.pid").write_text(f"{zombie.pid}\n")
+    result = check(ProcessCheck(name="s", pid_file="app.pid", timeout=10), tmp_path, target)
+    assert result.status == "fail" and f"names PID {zombie.pid}, which is not running" in result.message
+    assert zombie.pid not in {p.pid for p in target.processes(10)}
+
+
 def test_a_pid_file_that_is_missing_or_a_fifo_is_refused_without_hanging(tmp_path, target):
     os.mkfifo(tmp_path / "app.pid")
     with pytest.raises(NotRegularFile):

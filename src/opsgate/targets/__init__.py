@@ -84,14 +84,14 @@ class Ran:
 
 
 #: what ``Target.processes`` reads besides the basic fields, only for the processes its ``select`` keeps
-PROCESS_FIELDS = frozenset({"user", "exe", "cwd", "memory", "cpu", "cgroup"})
+PROCESS_FIELDS = frozenset({"ppid", "user", "exe", "cwd", "memory", "cpu", "cgroup"})
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
     """One process as the probes see it. The basic fields are always set; the others only when
-    asked for (``PROCESS_FIELDS``: ``user`` sets user and uid, ``memory`` rss, ``cpu`` cpu_time,
-    ``cgroup`` the lines of /proc/<pid>/cgroup). A field asked for but not readable (another
+    asked for (``PROCESS_FIELDS``: ``ppid``, ``user`` sets user and uid, ``memory`` rss, ``cpu``
+    cpu_time, ``cgroup`` the lines of /proc/<pid>/cgroup; a target may set more than asked). A field asked for but not readable (another
     user's process, without root) is None and named in ``unreadable``.
 
     >>> p = ProcessInfo(7, 1, "sleep", ("sleep", "30"), "sleeping", 1.5e9, exe=None, unreadable=frozenset({"exe"}))
@@ -100,7 +100,7 @@ class ProcessInfo:
     """
 
     pid: int
-    ppid: int
+    ppid: int | None  # asked for as a field: psutil checks for pid reuse on every read of it
     name: str
     cmdline: tuple[str, ...]
     status: str  # psutil's names: running, sleeping, disk-sleep, stopped, idle ...
@@ -199,7 +199,7 @@ class Target(ABC):
         True
         """
         children: dict[int, list[int]] = {}
-        for proc in self.processes(timeout):
+        for proc in self.processes(timeout, fields={"ppid"}):
             children.setdefault(proc.ppid, []).append(proc.pid)
         found, todo = [], list(children.get(pid, ()))
         while todo:

@@ -46,7 +46,7 @@ TERM_GRACE_S = 0.5  # between SIGTERM and SIGKILL of the group
 _READ = 1 << 18
 _MAX_PID_FILE = 4096  # a pid file holds one number; read no more than this
 _MAX_CGROUP = 64 * 1024  # /proc/<pid>/cgroup: a few lines
-_BASIC = ["pid", "ppid", "name", "cmdline", "status", "create_time"]  # all from one read of /proc/<pid>/stat, and cmdline
+_BASIC = ["pid", "name", "cmdline", "status", "create_time"]  # one read of /proc/<pid>/stat, and cmdline
 _GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
@@ -108,7 +108,7 @@ class LocalTarget(Target):
                 continue
             if info["pid"] == own or info["status"] in _GONE or info["create_time"] is None:
                 continue  # the checker's own command line names what it looks for
-            basic = ProcessInfo(info["pid"], info["ppid"] or 0, info["name"] or "", tuple(info["cmdline"] or ()),
+            basic = ProcessInfo(info["pid"], None, info["name"] or "", tuple(info["cmdline"] or ()),
                                 info["status"], info["create_time"])
             if select is not None and not select(basic):
                 continue
@@ -213,6 +213,7 @@ def _with_fields(proc: psutil.Process, basic: ProcessInfo, fields: Collection[st
     values: dict = {}
     unreadable = set()
     readers = {
+        "ppid": lambda: {"ppid": proc.ppid()},
         "user": lambda: {"uid": proc.uids().real, "user": proc.username()},
         "exe": lambda: {"exe": proc.exe()},
         "cwd": lambda: {"cwd": proc.cwd()},

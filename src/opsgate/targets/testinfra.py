@@ -247,14 +247,12 @@ case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/nul
         sample = max(0.0, min(interval, timeout / 2))
         script = r"""
 cd /proc || exit 3
-s=$1; shift
+s=$1; n=$2; shift 2
 snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null; }
-printf 'clock:%s 0 0\0' "$(getconf CLK_TCK)"
-snap "$@"; sleep "$s"; snap "$@"
-exit 0  # a process that ended has no stat file: grep failing for it is no error
+{ printf 'clock:%s 0 0\0' "$(getconf CLK_TCK)"; snap "$@"; sleep "$s"; snap "$@"; } | head -c "$n"
 """
-        rc, out, err = self._sh(script, [f"{sample:.3f}", *(str(int(p.pid)) for p in procs)], timeout,
-                                "sampling CPU")
+        rc, out, err = self._sh(script, [f"{sample:.3f}", str(PROC_LIMIT), *(str(int(p.pid)) for p in procs)],
+                                timeout, "sampling CPU")
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot sample CPU: {err.decode('utf-8', 'replace').strip()}")
         uptimes, snaps = procfs.cpu_samples(out)
