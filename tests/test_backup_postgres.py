@@ -256,3 +256,47 @@ def test_take_writes_a_custom_dump_that_verifies(pg, tmp_path):
     with Scratch(timeout=60) as scratch, pytest.raises(RuntimeError, match="password authentication failed"):
         source.take(broken, tmp_path / "failed", scratch)
     assert list((tmp_path / "failed").iterdir()) == []
+
+
+def test_weekly_suite_verifies_a_dump_to_l4_and_names_a_cut_one(pg, dumps, run_suite, write_env, tmp_path):
+    """End to end: `pytest checks/weekly --env FILE` takes a fresh dump (take_first) and
+    verifies it to L4; another item whose newest dump is cut in half fails at L2."""
+    pg.sql("DROP ROLE IF EXISTS restorer; CREATE ROLE restorer LOGIN CREATEDB PASSWORD 'Restorer-pw-4417'", "postgres")
+    cut = tmp_path / "cut" / "app-2.dump"
+    cut.parent.mkdir()
+    cut.write_bytes(dumps["app.dump"].read_bytes()[: dumps["app.dump"].stat().st_size // 2])
+    env = write_env(f"""\
+name: pg-backups
+backup:
+  - name: app-db
+    source: postgres
+    path: fresh/app-*.dump
+    rpo: 1h
+    level: 4
+    take_first: true
+    postgres:
+      live_dsn: "postgresql://app:${{APP_DB_PASSWORD}}@127.0.0.1:{pg.port}/app"
+      scratch_dsn: "postgresql://restorer:${{RESTORE_PASSWORD}}@127.0.0.1:{pg.port}/postgres"
+      row_tolerance: 0.5%
+  - name: app-db-cut
+    source: postgres
+    path: cut/app-*.dump
+    level: 4
+    postgres:
+      live_dsn: "postgresql://app:${{APP_DB_PASSWORD}}@127.0.0.1:{pg.port}/app"
+""")
+    run = run_suite("--env", str(env), paths=("checks/weekly",), timeout=300,
+                    env={"APP_DB_PASSWORD": APP_PASSWORD, "RESTORE_PASSWORD": "Restorer-pw-4417"})
+    assert run.returncode == 1, run.output
+    assert "1 pass, 1 fail" in run.output
+    report = json.loads((run.reports / "weekly-latest.json").read_text())
+    by_name = {t["nodeid"].rsplit("[", 1)[1].rstrip("]"): t for t in report["tests"]}
+    healthy = by_name["app-db"]["metadata"]["opsgate"]
+    assert healthy["status"] == "pass"
+    assert healthy["evidence"]["observed"]["checked"] == \
+        f"L4 reached (asked L4): 2 tables, {ROWS + 3:,} rows; every table within 0.5% of live"
+    assert healthy["evidence"]["observed"]["rto_s"] > 0
+    broken = by_name["app-db-cut"]["metadata"]["opsgate"]
+    assert broken["status"] == "fail" and "cannot be read to its end" in broken["message"]
+    text = run.output + json.dumps(report)
+    assert APP_PASSWORD not in text and "Restorer-pw-4417" not in text

@@ -196,3 +196,31 @@ def test_take_waits_for_a_newer_save(live, tmp_path):
     second = snapshot(live, tmp_path / "two")
     assert live.client().info("persistence")["rdb_saves"] == before + 2
     assert first.read_bytes() != second.read_bytes() and b"late" in second.read_bytes()
+
+
+def test_weekly_suite_takes_and_verifies_an_rdb_to_l4(live, run_suite, write_env, tmp_path):
+    """End to end: `pytest checks/weekly --env FILE` takes an RDB (BGSAVE and copy) and
+    verifies it to L4 with the counts in the evidence."""
+    env = write_env(f"""\
+name: redis-backups
+backup:
+  - name: cache
+    source: redis
+    path: backups/dump-*.rdb
+    rpo: 1h
+    level: 4
+    take_first: true
+    redis:
+      live_url: "redis://:${{REDIS_PASSWORD}}@127.0.0.1:{live.port}/0"
+      sample_keys: 50
+      seed: 3
+""")
+    run = run_suite("--env", str(env), paths=("checks/weekly",), timeout=300, env={"REDIS_PASSWORD": PASSWORD})
+    assert run.returncode == 0, run.output
+    report = json.loads((run.reports / "weekly-latest.json").read_text())
+    (test,) = report["tests"]
+    observed = test["metadata"]["opsgate"]["evidence"]["observed"]
+    assert observed["checked"] == (f"L4 reached (asked L4): {KEYS + 2:,} keys restored vs {KEYS + 2:,} live, within 0 "
+                                   f"of live; 50 sampled keys (seed 3) in both with the same type")
+    assert observed["levels"]["L2"]["message"].endswith("keys, checksum OK")
+    assert PASSWORD not in run.output + json.dumps(report)

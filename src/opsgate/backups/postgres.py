@@ -43,12 +43,12 @@ from psycopg import sql
 from pydantic import Field
 
 from ..conditions import Condition
-from ..model import Strict
+from ..schema import Strict
 from ..redact import REDACTOR
 from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
 from .pgconn import PgTarget, cause, pg_bin
 from .scratch_server import landing
-from .tolerance import TOLERANCE, Tolerance
+from .tolerance import TOLERANCE, Tolerance, counted
 
 SCRATCH_PREFIX = "opsgate_scratch_"
 TRAILERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")
@@ -160,9 +160,9 @@ def _integrity_archive(path: Path, fmt: str, scratch: Scratch) -> Outcome:
     read = run_bounded([restore, "-f", os.devnull, str(path)], scratch)
     if read.returncode != 0:
         return Outcome(2, False, f"the {fmt} dump cannot be read to its end ({size:,} bytes; its table of contents "
-                                 f"lists {tables} tables' data): {describe_failure(read)}",
+                                 f"lists the data of {counted(tables, 'table')}): {describe_failure(read)}",
                        items_total=tables, unit="tables", details={"format": fmt, "toc_entries": len(entries)})
-    return Outcome(2, True, f"read {size:,} of {size:,} bytes: the data of all {tables} tables decompressed "
+    return Outcome(2, True, f"read {size:,} of {size:,} bytes: the data of {_all(tables)} decompressed "
                             f"(pg_restore -f /dev/null); {len(entries)} entries in the table of contents",
                    items=tables, items_total=tables, unit="tables", bytes=size,
                    details={"format": fmt, "toc_entries": len(entries), "command": "pg_restore -f /dev/null"})
@@ -268,8 +268,8 @@ def _integrity_plain(path: Path, scratch: Scratch) -> Outcome:
     if scan.after_trailer:
         return Outcome(2, False, f"statements follow the completion trailer ({scan.after_trailer!r}): not one "
                                  f"pg_dump's output", bytes=size, details=details)
-    return Outcome(2, True, f"read {size:,} of {size:,} bytes to pg_dump's completion trailer: {scan.tables} tables, "
-                            f"{scan.copy_blocks} COPY blocks all closed",
+    return Outcome(2, True, f"read {size:,} of {size:,} bytes to pg_dump's completion trailer: {counted(scan.tables, 'table')}, "
+                            f"{counted(scan.copy_blocks, 'COPY block')}, all closed",
                    items=scan.tables, items_total=scan.tables, unit="tables", bytes=size, details=details)
 
 
@@ -351,7 +351,7 @@ def _restore_dump(path: Path, fmt: str, options: Options, scratch: Scratch) -> t
         return Outcome(3, False, f"the restore into {target.label} succeeded but holds no tables",
                        duration_s=duration, details=details), None
     return Outcome(3, True, f"restored into a scratch database ({target.label}) in {duration:.1f}s with {shown}: "
-                            f"{tables} tables", items=tables, items_total=tables, unit="tables", bytes=size,
+                            f"{counted(tables, 'table')}", items=tables, items_total=tables, unit="tables", bytes=size,
                    duration_s=duration, details=details), target
 
 
@@ -454,11 +454,11 @@ def _compare(restored: PgTarget, live: PgTarget, options: Options, scratch: Scra
     if off:
         described = "; ".join(f"{_name(t)} {ours[t]:,} restored vs {theirs_counts[t]:,} live "
                               f"({ours[t] - theirs_counts[t]:+,})" for t in off[:5])
-        problems.append(f"{len(off)} of {len(both)} tables outside the tolerance ({tolerance}) of live: {described}")
+        problems.append(f"{len(off)} of {counted(len(both), 'table')} outside the tolerance ({tolerance}) of live: {described}")
     problems += [why for _, why in query_results if why]
     if not both and not problems:
         problems.append(f"no table to compare (the restore has {len(ours_tables)}, live {len(live_tables)})")
-    summary = f"{len(both)} tables, {rows:,} rows"
+    summary = f"{counted(len(both), 'table')}, {counted(rows, 'row')}"
     if problems:
         return Outcome(4, False, f"{summary}: " + "; ".join(problems), items=len(both) - len(off),
                        items_total=len(wanted), unit="tables", details=details)
@@ -485,6 +485,10 @@ def _count_rows(conn: psycopg.Connection, tables: list[tuple], scratch: Scratch)
         query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         counts[(schema, table)] = conn.execute(query).fetchone()[0]
     return counts
+
+
+def _all(tables: int) -> str:
+    return "the one table" if tables == 1 else f"all {tables:,} tables"
 
 
 def _name(table: tuple) -> str:

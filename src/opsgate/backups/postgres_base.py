@@ -28,8 +28,9 @@ from typing import Any
 
 import psycopg
 
-from .base import Outcome, Scratch, describe_failure, run_bounded
+from .base import PREFIX, Outcome, Scratch, describe_failure, run_bounded
 from .pgconn import PgTarget, cause, pg_bin
+from .tolerance import counted
 from .scratch_server import free_port, log_tail, start_server
 
 STOP_GRACE_S = 15.0  # fast shutdown, then SIGKILL to the group
@@ -108,8 +109,8 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
     place = scratch.dir / f"pg-{port}"
     data, sockets = place / "data", place / "sock"
     place.mkdir()
-    if owner:  # the server's user must reach its folder inside the private scratch dir
-        os.chmod(scratch.dir, 0o711)
+    if owner:  # the server's user must reach its folder through our private scratch dirs
+        _traversable(scratch.dir)
     if (base / "PG_VERSION").exists():
         data.mkdir()
         done = run_bounded(["cp", "-a", f"{base}/.", str(data)], scratch)
@@ -153,9 +154,18 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
         return Outcome(3, False, f"the scratch server started but has no database {database!r} "
                                  f"(it has {', '.join(databases)})", duration_s=duration, details=details), None
     return Outcome(3, True, f"a scratch server started from a copy of the base backup and finished recovery in "
-                            f"{duration:.1f}s (port {port}, socket only): {len(databases)} databases",
+                            f"{duration:.1f}s (port {port}, socket only): {counted(len(databases), 'database')}",
                    items=len(databases), items_total=len(databases), unit="databases", duration_s=duration,
                    details=details), target
+
+
+def _traversable(folder: Path) -> None:
+    """Let other users pass through (not list) ``folder`` and the enclosing scratch folders
+    (a point's scratch sits inside its item's)."""
+    for place in (folder, *folder.parents):
+        if not place.name.startswith(PREFIX) or place.stat().st_uid != os.getuid():
+            break
+        os.chmod(place, 0o711)
 
 
 def _wait_ready(server: subprocess.Popen, target: PgTarget, log: Path, scratch: Scratch) -> str | None:

@@ -33,7 +33,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import redis
@@ -41,11 +41,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from pydantic import Field
 
-from ..model import Strict
+from ..schema import Strict
 from ..redact import REDACTOR
 from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
 from .scratch_server import free_port, landing, log_tail, start_server
-from .tolerance import TOLERANCE, Tolerance
+from .tolerance import TOLERANCE, Tolerance, counted
 
 STOP_GRACE_S = 5.0
 SCAN_LIMIT = 200_000  # keys looked at to draw the sample (SCAN order is the hash table's)
@@ -64,6 +64,8 @@ class Options(Strict):
     seed: int | None = Field(None, description="the sample's seed (default random; recorded in the evidence)")
     compare_values: bool = Field(False, description="sampled strings and hashes must hold the same value in live")
     rdb_path: str | None = Field(None, description="take: live's RDB file, when CONFIG GET is disabled")
+
+    path_fields: ClassVar[tuple[str, ...]] = ("rdb_path",)  # resolved against base_dir by the kind
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _check_rdb(path: Path, scratch: Scratch) -> Outcome:
         return Outcome(2, False, f"redis-check-rdb found {path.name} damaged: {REDACTOR.excerpt(where, 200)} "
                                  f"(after {read:,} keys)", items=read, unit="keys", details={"layout": "rdb"})
     checksum = "checksum OK" if "Checksum OK" in output else "no checksum in the file"
-    return Outcome(2, True, f"redis-check-rdb read {size:,} of {size:,} bytes: {read:,} keys, {checksum}",
+    return Outcome(2, True, f"redis-check-rdb read {size:,} of {size:,} bytes: {counted(read, 'key')}, {checksum}",
                    items=read, items_total=read, unit="keys", bytes=size, details={"layout": "rdb"})
 
 
@@ -328,11 +330,11 @@ def _compare(restored: RestoredRedis, live: LiveRedis, options: Options, scratch
                         f"beyond the tolerance ({tolerance})")
     if problems:
         failures.append(f"{len(problems)} of {len(sample)} sampled keys (seed {seed}) differ: " + "; ".join(problems[:3]))
-    summary = f"{ours_keys:,} keys restored vs {live_keys:,} live"
+    summary = f"{counted(ours_keys, 'key')} restored vs {live_keys:,} live"
     if failures:
         return Outcome(4, False, f"{summary}: " + "; ".join(failures), items=len(sample) - len(problems),
                        items_total=len(sample), unit="keys", details=details)
-    checked = f"{len(sample) - expired} sampled keys (seed {seed}) in both with the same type"
+    checked = f"{counted(len(sample) - expired, 'sampled key')} (seed {seed}) in both with the same type"
     if options.compare_values:
         checked += f" ({values_compared} values equal)"
     if expired:

@@ -1,4 +1,4 @@
-"""How far a restored count may be from live's: an absolute number (``10``) or a percent of
+"""Counts as L4 states them: how far a restored count may be from live's: an absolute number (``10``) or a percent of
 live's (``"0.5%"``). Live keeps changing after a backup is taken, so an exact match is rarely
 the right test; the tolerance is stated in every L4 message.
 
@@ -73,3 +73,12 @@ TOLERANCE = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?%?$"}],
                     "description": "an absolute count (10) or a percent of live's (0.5%)"}),
 ]
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 table``, ``1,000,000 rows``: a count and its noun, plural when it is not one.
+
+    >>> counted(1, "table"), counted(1000000, "row"), counted(0, "key")
+    ('1 table', '1,000,000 rows', '0 keys')
+    """
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
