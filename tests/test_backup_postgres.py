@@ -65,7 +65,8 @@ def point(path: Path) -> RecoveryPoint:
 def verify(path: Path, opts: source.Options) -> list:
     """L2, L3 and L4 as the framework runs them, each level only after the one below passed."""
     outcomes = []
-    with Scratch(timeout=120, label="test") as scratch:
+    with Scratch(timeout=120, label="item") as item, \
+            Scratch(timeout=60, label="point", parent=item.dir) as scratch:  # nested, as the kind runs it
         outcomes.append(source.integrity(point(path), opts, scratch))
         if outcomes[-1].ok:
             outcome, restored = source.restore(point(path), opts, scratch)

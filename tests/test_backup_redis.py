@@ -60,7 +60,8 @@ def verify(path: Path, opts: source.Options) -> list:
     """L2, L3 and L4 in order, each only after the one below passed; the scratch server's
     pid is kept to prove it is gone afterwards."""
     outcomes = []
-    with Scratch(timeout=60, label="test") as scratch:
+    with Scratch(timeout=60, label="item") as item, \
+            Scratch(timeout=60, label="point", parent=item.dir) as scratch:  # nested, as the kind runs it
         outcomes.append(source.integrity(point(path), opts, scratch))
         if outcomes[-1].ok:
             outcome, restored = source.restore(point(path), opts, scratch)
