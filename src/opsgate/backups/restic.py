@@ -2,8 +2,8 @@
 
 - recovery points are ``restic snapshots --json`` (optionally of one host, tag or path);
 - L2 ``restic check --read-data`` (or ``--read-data-subset``, stated in the message): the
-  repository is checked once per verification, so an older snapshot reuses that result and
-  is itself read in full by its L3 restore;
+  repository is checked once per verification, so an older snapshot of the same verification
+  reuses that result and is itself read in full by its L3 restore;
 - L3 ``restic restore --verify`` of the snapshot into scratch;
 - L4 the restored tree against the live one, as :mod:`opsgate.backups.files` compares;
 - ``take`` is ``restic backup`` of the live tree (tagged ``opsgate``).
@@ -32,9 +32,12 @@ from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
 from .files import compare_trees
 from .points import tree_size
 
-# results of repository checks this process made recently: {(repository, subset): (monotonic, outcome)}
-_CHECKED: dict[tuple[str, str | None], tuple[float, Outcome]] = {}
+# repository checks of the verifications running: {(repository, subset, verification): (monotonic, outcome)}
+_CHECKED: dict[tuple[str, str | None, str], tuple[float, Outcome]] = {}
 REUSE_CHECK_S = 600.0
+# lines of restic's output that say what is wrong
+_TELLING = re.compile(r"error|fatal|wrong|corrupt|invalid|fail|does not match|mismatch|damaged|missing|unable|"
+                      r"cannot|no such", re.IGNORECASE)
 
 
 class Options(Strict):
@@ -113,7 +116,11 @@ def points(options: Options, scratch: Scratch) -> list[RecoveryPoint]:
 
 def integrity(point: RecoveryPoint, options: Options, scratch: Scratch) -> Outcome:
     """L2: ``restic check --read-data`` (or the stated subset), once per verification."""
-    key = (options.repository, options.read_data_subset)
+    # one verification: the points' scratch places share their parent (the kind's own scratch);
+    # a result is never reused by another verification, which must see the repository as it is now
+    key = (options.repository, options.read_data_subset, str(scratch.dir.parent))
+    for old in [k for k, (when, _) in _CHECKED.items() if time.monotonic() - when > REUSE_CHECK_S]:
+        _CHECKED.pop(old, None)
     recent = _CHECKED.get(key)
     if recent and time.monotonic() - recent[0] < REUSE_CHECK_S and recent[1].ok:
         reused = recent[1]
@@ -126,9 +133,10 @@ def integrity(point: RecoveryPoint, options: Options, scratch: Scratch) -> Outco
     text = done.stdout + done.stderr
     clean = done.returncode == 0 and "no errors were found" in text
     if not clean:
-        lines = [ln.strip() for ln in text.splitlines() if re.search(r"error|fatal|wrong|corrupt|invalid|fail", ln,
-                                                                      re.IGNORECASE)]
-        cause = " | ".join(lines[:3]) if lines else describe_failure(done)
+        lines = [ln.strip() for ln in text.splitlines()
+                 if _TELLING.search(ln) and not ln.startswith("[")]  # "[0:00] 100.00%" is progress
+        lines.sort(key=lambda ln: ln.startswith("Fatal"))  # the specific cause first, restic's summary last
+        cause = " | ".join(ln[:200] for ln in lines[:3]) if lines else describe_failure(done)
         if done.returncode == 0:
             cause = f"restic exited 0 without saying 'no errors were found': {cause}"
         return Outcome(2, False, f"L2 integrity: restic check {what} of {options.repository}: {cause}",

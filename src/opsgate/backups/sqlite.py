@@ -119,7 +119,9 @@ def integrity(point: RecoveryPoint, options: Options, scratch: Scratch) -> Outco
     try:
         conn = _open_ro(copy, scratch)
         try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
+            # one row may hold several problems, one a line, under a "*** in database main ***" header
+            rows = [line for r in conn.execute("PRAGMA integrity_check(20)") for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("*** ")]
         finally:
             conn.close()
     except sqlite3.Error as exc:
