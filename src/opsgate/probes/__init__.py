@@ -1,10 +1,11 @@
-"""Probes observe; one module per check kind, each with ``observe(item, ctx)`` and ``limits(item)``.
+"""Probes observe; one module per check kind (its schema, ``observe(item, ctx)``, ``limits(item)``
+and its ``KIND``, registered in :mod:`opsgate.kinds`).
 
 ``observe`` returns an Observation and never hangs: every probe is bounded by the
 item's ``timeout``. ``limits`` turns the item's built-in settings (status, latency,
 counts, levels) into conditions held against ``Observation.values``.
 
->>> from opsgate.model import FileCheck
+>>> from opsgate.probes.file import FileCheck
 >>> observe(FileCheck(name="h", path="/etc/hostname"), ProbeContext()).values["exists"]
 True
 """
@@ -14,13 +15,12 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from ..conditions import Condition
-from ..model import CheckItem
+from ..schema import CheckItem
 from ..results import Observation
 from ..targets import Target, local as local_target
 
@@ -129,15 +129,15 @@ def target_name(label: str, url: str, default_port: int, default_path: str = "")
     return f"{label} {parts.hostname or 'localhost'}:{parts.port or default_port}{path}"
 
 
-def _module(kind: str):
-    return import_module(f"{__name__}.{kind}")
-
-
 def observe(item: CheckItem, ctx: ProbeContext) -> Observation:
     """Run the probe for ``item``'s kind."""
-    return _module(item.kind).observe(item, ctx)
+    from .. import kinds  # the registry imports the kind modules, which import this package
+
+    return kinds.get(item.kind).observe(item, ctx)
 
 
 def limits(item: CheckItem) -> list[Condition]:
     """The built-in conditions for ``item``'s kind."""
-    return _module(item.kind).limits(item)
+    from .. import kinds
+
+    return kinds.get(item.kind).limits(item)

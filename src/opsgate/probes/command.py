@@ -27,7 +27,6 @@ The command runs in its own session (process group):
   it holds our pipes.
 - it does not: the whole group gets SIGTERM, then SIGKILL 0.5 s later, grandchildren too.
 
->>> from opsgate.model import CommandCheck
 >>> from opsgate.probes import ProbeContext
 >>> obs = observe(CommandCheck(name="t", shell="echo 9/9 passed", stdout_regex="9/9 passed"), ProbeContext())
 >>> obs.values["exit_code"], obs.values["stdout_regex_found"]
@@ -39,13 +38,42 @@ from __future__ import annotations
 import codecs
 import re
 import time
+from typing import ClassVar
+
+from pydantic import Field, model_validator
 
 from ..conditions import Condition
 from ..jsondoc import TooDeep, loads_bounded
-from ..model import CommandCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
+from ..schema import CheckItem, Regex, SecretValue
 from ..targets import Command
+
+
+class CommandCheck(CheckItem):
+    """A command: exit code, stdout/stderr regex, conditions on JSON stdout."""
+
+    kind: ClassVar[str] = "command"
+    argv: list[str] | None = None
+    shell: str | None = None
+    cwd: str | None = None
+    env: dict[str, str | SecretValue] = {}
+    exit_code: int | list[int] = 0
+    stdout_regex: Regex | None = None
+    stderr_regex: Regex | None = None
+    stdout_not_regex: Regex | None = None
+    json_stdout: bool = Field(False, description="parse stdout as JSON for expect/warn (implied by expect/warn)")
+
+    @model_validator(mode="after")
+    def _argv_or_shell(self) -> "CommandCheck":
+        if bool(self.argv) == bool(self.shell):
+            raise ValueError("expected exactly one of argv or shell")
+        return self
+
+    def env_values(self) -> dict[str, str]:
+        return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.env.items()}
+
 
 KEEP = 64 << 10  # bytes kept of each stream's head and of its tail
 JSON_LIMIT = 16 << 20  # stdout parsed as JSON is read whole up to this size
@@ -330,3 +358,8 @@ def limits(item: CommandCheck) -> list[Condition]:
     if item.stdout_not_regex:
         out.append(Condition.compare("stdout_not_regex_found", "==", False, label=f"stdout has no /{item.stdout_not_regex}/"))
     return out
+
+
+KIND = Kind(name="command", schema=CommandCheck, observe=observe, limits=limits,
+            summary="a command: exit code, stdout/stderr regex, conditions on JSON stdout",
+            secret_fields=("env",), host_level=True)

@@ -15,7 +15,6 @@ A compose project (``compose_project``) — every container labelled
 The engine is ``engine``, else ``$DOCKER_HOST``, else the local Docker socket; one client per
 engine per run; every API call is bounded by the item's timeout.
 
->>> from opsgate.model import ContainerCheck
 >>> from opsgate.probes import ProbeContext
 >>> observe(ContainerCheck(name="c", container="web", engine="unix:///nonexistent.sock", timeout=1), ProbeContext()).error
 'container web: cannot reach the container engine at unix:///nonexistent.sock (no such socket)'
@@ -29,16 +28,52 @@ import socket
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-import docker
-import requests
+from pydantic import Field, model_validator
 
 from ..conditions import Condition
-from ..model import ContainerCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
+from ..schema import CheckItem, Duration, LogPattern, Regex
 from .log import count_patterns, pattern_limits
+
+
+class ContainerCheck(CheckItem):
+    """Containers through the Docker Engine API (Docker, or podman's compatible service): one
+    container, or every service of a compose project (``com.docker.compose.project`` label):
+    running, healthy, restart count, uptime (crash loops), a command run inside, error lines
+    in its recent logs."""
+
+    kind: ClassVar[str] = "container"
+    engine: str | None = Field(None, description="DOCKER_HOST-style address (default $DOCKER_HOST, else the local socket)")
+    container: str | None = Field(None, description="container name or id")
+    compose_project: str | None = Field(None, description="every container with this com.docker.compose.project label")
+    services: list[str] = Field([], description="compose services that must exist (default: those found)")
+    running: bool = True
+    healthy: bool = Field(False, description="health status must be 'healthy'; in a compose project only services that "
+                                             "define a healthcheck are judged (the others are listed as 'no healthcheck')")
+    require_healthcheck: bool = Field(False, description="with healthy in a compose project: a service without a "
+                                                         "healthcheck fails too")
+    max_restarts: int | None = Field(None, ge=0)
+    min_uptime: Duration | None = Field(None, description="running at least this long (a crash loop restarts it sooner)")
+    exec: list[str] | None = Field(None, description="argv run inside the container, e.g. [pg_isready, -U, app]")
+    exec_exit_code: int = 0
+    exec_stdout_regex: Regex | None = None
+    log_minutes: float = Field(10, gt=0, description="how far back log_patterns look")
+    log_patterns: list[LogPattern] = Field([], description="regexes counted in the container's recent log lines")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ContainerCheck":
+        if bool(self.container) == bool(self.compose_project):
+            raise ValueError("expected exactly one of container or compose_project")
+        if self.compose_project and (self.exec or self.log_patterns):
+            raise ValueError("expected exec and log_patterns with container, not compose_project")
+        if self.services and not self.compose_project:
+            raise ValueError("expected services with compose_project")
+        return self
+
 
 PROJECT = "com.docker.compose.project"
 _MAX_EXEC_OUTPUT = 64 * 1024  # the tail of an exec's output kept for its regex and evidence
@@ -51,10 +86,15 @@ def engine_of(item: ContainerCheck) -> str:
 
 
 def _client(item: ContainerCheck) -> docker.DockerClient:
+    import docker  # docker and requests: paid by runs that check containers
+
     return docker.DockerClient(base_url=engine_of(item), timeout=max(1, round(item.timeout)))
 
 
 def _cause(exc: Exception, item: ContainerCheck) -> str:
+    import docker
+    import requests
+
     text = " ".join(str(exc).split())
     engine = engine_of(item)
     if isinstance(exc, docker.errors.NotFound):
@@ -92,6 +132,9 @@ def _state(container: Any) -> dict[str, Any]:
 
 
 def observe(item: ContainerCheck, ctx) -> Observation:
+    import docker
+    import requests
+
     shown = f"container {item.container}" if item.container else f"compose project {item.compose_project}"
     try:
         with ctx.shared.use(("docker", engine_of(item)), lambda: _client(item), item.timeout) as client:
@@ -276,3 +319,8 @@ def limits(item: ContainerCheck) -> list[Condition]:
     out += pattern_limits(item.log_patterns, f"last {item.log_minutes:g} min of logs")
     # one line names the container that broke the limit
     return [replace(c, label=f"container {item.container}: {c.label or c.expression}") for c in out]
+
+
+KIND = Kind(name="container", schema=ContainerCheck, observe=observe, limits=limits,
+            summary="containers through the Docker Engine API: running, healthy, restarts, uptime, a command inside, log lines",
+            secret_fields=("engine",), host_level=False)

@@ -1,6 +1,5 @@
 """``file``: a file exists (or must not), is fresh enough, within size bounds, not world-writable.
 
->>> from opsgate.model import FileCheck
 >>> from opsgate.probes import ProbeContext
 >>> obs = observe(FileCheck(name="h", path="/etc/hostname", max_age="100000d"), ProbeContext())
 >>> obs.values["exists"], obs.error
@@ -13,10 +12,26 @@ import errno
 import stat
 from dataclasses import replace
 import time
+from typing import ClassVar
 
 from ..conditions import Condition
-from ..model import FileCheck
+from ..kinds import Kind
 from ..results import Observation
+from ..schema import CheckItem, Duration, Size
+
+
+class FileCheck(CheckItem):
+    """A file: exists (or not), maximum age, size bounds, not world-writable."""
+
+    kind: ClassVar[str] = "file"
+    path: str
+    exists: bool = True
+    max_age: Duration | None = None
+    warn_age: Duration | None = None
+    min_size: Size | None = None
+    max_size: Size | None = None
+    allow_world_writable: bool = False
+
 
 #: what Path.exists() takes for "no such file" (a dangling link, a file where a directory should be, a loop)
 _ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP}
@@ -67,3 +82,8 @@ def limits(item: FileCheck) -> list[Condition]:
     if not item.allow_world_writable:
         out.append(Condition.compare("world_writable", "==", False, label=f"{item.path} is not world-writable"))
     return out
+
+
+KIND = Kind(name="file", schema=FileCheck, observe=observe, limits=limits,
+            summary="a file: exists (or not), maximum age, size bounds, not world-writable",
+            host_level=True)

@@ -1,6 +1,5 @@
 """``host``: the target's (this machine by default) CPU %, memory %, load per core, and disk and inode use per path.
 
->>> from opsgate.model import HostCheck
 >>> from opsgate.probes import ProbeContext
 >>> obs = observe(HostCheck(name="local", disks=[{"path": "/"}], cpu_sample=0.1), ProbeContext())
 >>> sorted(obs.values)
@@ -10,10 +9,23 @@
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 from ..conditions import Condition
-from ..model import HostCheck
+from ..kinds import Kind
 from ..results import Observation
+from ..schema import CheckItem, DiskLimits, Duration, Limit
+
+
+class HostCheck(CheckItem):
+    """Local host resources: CPU %, memory %, load per core, disk and inode use per path."""
+
+    kind: ClassVar[str] = "host"
+    cpu_percent: Limit | None = None
+    memory_percent: Limit | None = None
+    load_per_core: Limit | None = None
+    disks: list[DiskLimits] = []
+    cpu_sample: Duration = 0.5
 
 
 def observe(item: HostCheck, ctx) -> Observation:
@@ -53,3 +65,8 @@ def limits(item: HostCheck) -> list[Condition]:
             if limit:
                 out += limit.conditions(f'disks."{quoted}".{metric}')
     return out
+
+
+KIND = Kind(name="host", schema=HostCheck, observe=observe, limits=limits,
+            summary="the host's resources: CPU %, memory %, load per core, disk and inode use per path",
+            host_level=True)

@@ -39,7 +39,6 @@ cheap to know (its file's start is read forward up to 32 MiB) and ``app.log byte
 ``bytes_read`` in the values says how much was read.
 
 >>> import pathlib, tempfile
->>> from opsgate.model import LogCheck
 >>> from opsgate.probes import ProbeContext
 >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "app.log").write_text("ok\\nERROR disk full\\n")
 >>> obs = observe(LogCheck(name="app", path="app.log", patterns=[{"regex": "ERROR"}]), ProbeContext(d))
@@ -60,13 +59,49 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import ClassVar, Iterable, Iterator
+
+from pydantic import Field, field_validator, model_validator
 
 from ..conditions import Condition
-from ..model import LogCheck, LogPattern
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
+from ..schema import CheckItem, LogPattern, Regex
 from ..targets import FileStat, local as local_target
+
+
+class LogCheck(CheckItem):
+    """Log files by glob (rotated ones too): pattern counts over the last N lines or T minutes."""
+
+    kind: ClassVar[str] = "log"
+    path: str = Field(description="file or glob; relative to the environment's base_dir")
+    rotated: bool = Field(True, description="also read PATH.1, PATH.2.gz ...")
+    last_lines: int | None = Field(None, ge=1)
+    last_minutes: float | None = Field(None, gt=0)
+    patterns: list[LogPattern] = Field(min_length=1)
+    missing_ok: bool = False
+    max_evidence_lines: int = 20
+    timestamp_format: str | None = Field(None, description='strptime format of the time in each line, e.g. '
+                                         '"%d.%m.%Y %H:%M:%S" (for last_minutes; replaces the built-in formats)')
+    timestamp_regex: Regex | None = Field(None, description="where the time is in a line: the first group (or the "
+                                          "whole match) is read with timestamp_format")
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_format_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            strptime_regex(value)
+        return value
+
+    @model_validator(mode="after")
+    def _timestamp_fields(self) -> "LogCheck":
+        if self.timestamp_regex and not self.timestamp_format:
+            raise ValueError("timestamp_regex needs timestamp_format (how to read what it finds)")
+        if self.timestamp_format and not self.last_minutes:
+            raise ValueError("timestamp_format is read only with last_minutes")
+        return self
+
 
 BLOCK = 1 << 20  # bytes read at a time
 LINE_CAP = 1 << 20  # a line up to this long is searched whole; a longer one in windows
@@ -661,3 +696,8 @@ def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
             out.append(Condition.compare(path, "<=", pattern.warn_max, "warn",
                                          label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.warn_max}"))
     return out
+
+
+KIND = Kind(name="log", schema=LogCheck, observe=observe, limits=limits,
+            summary="log files by glob (rotated ones too): pattern counts over the last N lines or T minutes",
+            host_level=True)

@@ -6,7 +6,6 @@ chosen as ``NAME_bucket``) and by exact label values. Observed (``values``): ``s
 ``min``, ``sum`` of their values; ``document`` for ``expect``/``warn`` is
 ``{samples: [{name, labels, value}], max, min, sum, count}``.
 
->>> from opsgate.model import MetricsCheck
 >>> from opsgate.probes import ProbeContext
 >>> observe(MetricsCheck(name="m", url="http://127.0.0.1:1/metrics", metric="up", timeout=1), ProbeContext()).error
 'GET http://127.0.0.1:1/metrics: connection refused'
@@ -15,17 +14,35 @@ chosen as ``NAME_bucket``) and by exact label values. Observed (``values``): ``s
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-from prometheus_client.parser import text_string_to_metric_families
+from pydantic import Field
 
 from ..conditions import Condition
-from ..model import MetricsCheck
+from ..kinds import Kind
 from ..results import NO_DOCUMENT, Observation
-from .http import FetchError, fetch
+from ..schema import CheckItem, Limit, Size
+
+
+class MetricsCheck(CheckItem):
+    """Scrape a plain /metrics exposition and hold one metric's samples to limits."""
+
+    kind: ClassVar[str] = "metrics"
+    url: str = Field(pattern=r"^https?://", description="the exposition, e.g. http://127.0.0.1:5002/metrics/prometheus")
+    metric: str = Field(description="sample or family name, e.g. http_request_duration_seconds")
+    labels: dict[str, str] = Field({}, description="only samples with these label values")
+    max_value: Limit | None = Field(None, description="every matching sample below critical (and warn)")
+    min_value: Limit | None = Field(None, description="every matching sample above critical (and warn)")
+    min_samples: int = Field(1, ge=0)
+    tls_verify: bool = True
+    max_body_bytes: Size = 16 * 1024 * 1024
 
 
 def observe(item: MetricsCheck, ctx) -> Observation:
+    from prometheus_client.parser import text_string_to_metric_families  # paid by runs that scrape
+
+    from ..httpclient import FetchError, fetch
+
     try:
         status, body = fetch(item.url, item.timeout, item.tls_verify, item.max_body_bytes)
     except FetchError as exc:
@@ -68,3 +85,8 @@ def limits(item: MetricsCheck) -> list[Condition]:
     if item.min_value:
         out += item.min_value.conditions("min", ">")
     return out
+
+
+KIND = Kind(name="metrics", schema=MetricsCheck, observe=observe, limits=limits,
+            summary="a plain /metrics exposition: one metric's samples held to limits",
+            secret_fields=("url",), host_level=False)

@@ -16,7 +16,6 @@ a client-side cut one second later for a server that went silent), connecting by
 The password is registered with the redactor when the environment loads; messages name
 host, port and database only.
 
->>> from opsgate.model import PostgresCheck
 >>> from opsgate.probes import ProbeContext
 >>> observe(PostgresCheck(name="db", dsn="postgresql://app:pw@127.0.0.1:1/app", timeout=2), ProbeContext()).error
 'postgres 127.0.0.1:1/app: cannot connect: connection refused (is the server running?)'
@@ -31,16 +30,45 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator, Literal
 
-import psycopg
-from psycopg.rows import dict_row
+from pydantic import Field, field_validator
 
 from ..conditions import Condition
-from ..model import PostgresCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import NO_DOCUMENT, Observation
+from ..schema import CheckItem, Limit
+from ..units import parse_size
 from . import QueueTimeout, target_name
+
+
+class PostgresCheck(CheckItem):
+    """PostgreSQL: accepting connections, SELECT 1 latency, role, replication lag, connection
+    use, oldest transactions, database size, and a custom query with conditions on its rows.
+    Every postgres check on the same DSN shares one connection per run."""
+
+    kind: ClassVar[str] = "postgres"
+    dsn: str = Field(pattern=r"^postgres(ql)?://", description="postgresql://user:password@host:port/db (password redacted)")
+    max_latency_ms: float | None = Field(None, description="SELECT 1 round trip")
+    role: Literal["primary", "replica"] | None = None
+    replication_lag_s: Limit | None = Field(None, description="replica: seconds behind; primary: worst replica's replay lag")
+    min_replicas: int | None = Field(None, ge=0, description="primary: streaming replicas connected")
+    connections_percent: Limit | None = Field(None, description="client connections as % of max_connections")
+    oldest_transaction_s: Limit | None = Field(None, description="age of the oldest running transaction")
+    oldest_idle_in_transaction_s: Limit | None = Field(None, description="age of the oldest idle-in-transaction session")
+    database_size: Limit | None = Field(None, description="bytes (or text like 10GB) for critical/warn")
+    query: str | None = Field(None, description="custom SQL; expect/warn read {rows, row, count}")
+
+    @field_validator("database_size", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = {"critical": value}
+        if isinstance(value, dict):
+            return {k: parse_size(v) if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
 
 _STATS = """
 SELECT pg_is_in_recovery() AS in_recovery,
@@ -83,6 +111,8 @@ def _cause(exc: Exception, item: PostgresCheck) -> str:
 
 
 def _connect(item: PostgresCheck) -> psycopg.Connection:
+    import psycopg  # paid by runs that check PostgreSQL
+
     return psycopg.connect(item.dsn, connect_timeout=max(1, round(item.timeout)), autocommit=True,
                            application_name="opsgate")
 
@@ -106,6 +136,8 @@ def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
     """Past ``seconds``, shut the connection's socket: statement_timeout is the server's to
     enforce, and a wedged server enforces nothing. The blocked call then fails, the
     connection is broken, and the next check reconnects."""
+    import psycopg
+
     def cut() -> None:
         try:
             with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
@@ -123,6 +155,9 @@ def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
 
 
 def observe(item: PostgresCheck, ctx) -> Observation:
+    import psycopg
+    from psycopg.rows import dict_row
+
     shown = target_name("postgres", item.dsn, 5432, "/")
     values: dict[str, Any] = {"target": shown}
     document = NO_DOCUMENT
@@ -185,3 +220,8 @@ def limits(item: PostgresCheck) -> list[Condition]:
     if item.database_size:
         out += item.database_size.conditions("database_size_bytes")
     return out
+
+
+KIND = Kind(name="postgres", schema=PostgresCheck, observe=observe, limits=limits,
+            summary="PostgreSQL: connection, SELECT 1 latency, role, replication lag, connection use, old transactions, size, a query",
+            secret_fields=("dsn",), host_level=False)

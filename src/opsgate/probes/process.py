@@ -35,10 +35,13 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
+
+from pydantic import Field, model_validator
 
 from ..conditions import Condition
-from ..model import ProcessCheck, ProcessScope
+from ..kinds import Kind
+from ..schema import CheckItem, Duration, Limit, ProcessScope, Regex
 from ..redact import REDACTOR
 from ..results import Observation
 from ..targets import NotRegularFile, ProcessInfo, get as get_target
@@ -47,6 +50,30 @@ _ROWS = 20  # processes listed in the evidence
 # a 64-hex container id as a cgroup path component: docker/<id>, docker-<id>.scope, libpod-<id>,
 # libpod-payload-<id>, cri-containerd-<id>.scope, crio-<id>.scope
 _CONTAINER_ID = re.compile(r"(?:^|[/-])([0-9a-f]{64})(?:\.scope)?(?=/|$)")
+
+
+class ProcessCheck(ProcessScope, CheckItem):
+    """Processes by name or command-line regex, or the one whose PID is in a file (and, with
+    ``children``, its descendants), or the one listening on a local ``port``: count within
+    bounds, RSS and CPU limits. Scopes (pid_file, port, user, exe, cwd, container,
+    systemd_unit) narrow the match, so other copies of the same program on the host (another
+    deployment, a test run) are neither counted nor mistaken for it."""
+
+    kind: ClassVar[str] = "process"
+    process_name: str | None = Field(None, description="exact process name")
+    cmdline: Regex | None = Field(None, description="regex searched in the joined command line")
+    port: int | None = Field(None, ge=1, le=65535, description="only the process(es) listening on this local port")
+    min_count: int = Field(1, ge=0)
+    max_count: int | None = Field(None, ge=0)
+    rss_mb: Limit | None = None
+    cpu_percent: Limit | None = None
+    cpu_sample: Duration = 0.5
+
+    @model_validator(mode="after")
+    def _needs_a_matcher(self) -> "ProcessCheck":
+        if not (self.process_name or self.cmdline or self.pid_file or self.port):
+            raise ValueError("expected process_name, cmdline, pid_file or port, seen none of them")
+        return self
 
 
 class NotObservable(Exception):
@@ -369,3 +396,8 @@ def _scope_labels(item: ProcessCheck) -> list[str]:
     """The scopes as configured, for condition labels (``limits`` must not read the machine)."""
     return [f"{key}={getattr(item, key)}" for key in ("port", "user", "exe", "cwd", "container", "systemd_unit")
             if getattr(item, key) is not None]
+
+
+KIND = Kind(name="process", schema=ProcessCheck, observe=observe, limits=limits,
+            summary="processes by name, command line, pid file or port, scoped: count, RSS and CPU limits",
+            host_level=True)

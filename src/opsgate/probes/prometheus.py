@@ -11,7 +11,6 @@ Observed (``values``):
 
 All API calls of a check together are bounded by its timeout.
 
->>> from opsgate.model import PrometheusCheck
 >>> from opsgate.probes import ProbeContext
 >>> observe(PrometheusCheck(name="p", url="http://127.0.0.1:1", targets_up=True, timeout=1), ProbeContext()).error
 'prometheus 127.0.0.1:1: GET http://127.0.0.1:1/api/v1/targets: connection refused'
@@ -22,14 +21,49 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator, model_validator
 
 from ..conditions import Condition
-from ..model import PrometheusCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
+from ..schema import CheckItem
 from . import target_name
-from .http import FetchError, fetch
+
+
+class PrometheusCheck(CheckItem):
+    """A Prometheus server's view: no firing alerts (optionally only at some severities, with
+    an allow-list), an instant query whose every series meets a condition, all scrape
+    targets up."""
+
+    kind: ClassVar[str] = "prometheus"
+    url: str = Field(pattern=r"^https?://", description="the Prometheus server, e.g. http://127.0.0.1:9090")
+    no_firing_alerts: bool = Field(False, description="fail on any firing alert (after the filters below)")
+    alert_severities: list[str] = Field([], description="only firing alerts with one of these severity labels count")
+    allow_alerts: list[str] = Field([], description="alert names that never count")
+    query: str | None = Field(None, description="PromQL instant query, e.g. up{job=\"api\"}")
+    series_condition: str | None = Field(None, description="held for every series of query: 'value == 1'")
+    min_series: int = Field(1, ge=0, description="fewest series query must return")
+    targets_up: bool = Field(False, description="every active scrape target is up")
+    jobs: list[str] = Field([], description="with targets_up: only these jobs (default: all)")
+    tls_verify: bool = True
+
+    @field_validator("series_condition")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            Condition.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> "PrometheusCheck":
+        if not (self.no_firing_alerts or self.alert_severities or self.query or self.targets_up):
+            raise ValueError("expected at least one of no_firing_alerts, alert_severities, query, targets_up")
+        if self.series_condition and not self.query:
+            raise ValueError("expected query with series_condition")
+        return self
 
 
 class ApiError(Exception):
@@ -42,7 +76,12 @@ def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None 
     left = deadline - time.monotonic()
     if left <= 0:
         raise ApiError(f"no time left within {item.timeout:g}s for GET {url}")
-    status, body = fetch(url, left, item.tls_verify, params=params)
+    from ..httpclient import FetchError, fetch  # requests: paid by runs that ask Prometheus
+
+    try:
+        status, body = fetch(url, left, item.tls_verify, params=params)
+    except FetchError as exc:
+        raise ApiError(str(exc)) from None
     try:
         answer = json.loads(body)
     except (ValueError, RecursionError):
@@ -127,7 +166,7 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                                       f"{t.get('health')} ({t.get('lastError') or 'not scraped yet'})" for t in down]
             if down:
                 explain.append("down: " + "; ".join(values["targets_down"][:5]))
-    except (FetchError, ApiError) as exc:
+    except ApiError as exc:
         return Observation(values, error=f"{shown}: {exc}")
     return Observation(values, details=details, explain="; ".join(explain) or None)
 
@@ -154,3 +193,8 @@ def limits(item: PrometheusCheck) -> list[Condition]:
         out.append(Condition.compare("targets", ">=", 1, label=f"at least one active scrape target{scope}"))
         out.append(Condition.compare("length(targets_down)", "==", 0, label="every scrape target up"))
     return out
+
+
+KIND = Kind(name="prometheus", schema=PrometheusCheck, observe=observe, limits=limits,
+            summary="a Prometheus server: no firing alerts, an instant query's every series, all scrape targets up",
+            secret_fields=("url",), host_level=False)

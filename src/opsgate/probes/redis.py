@@ -10,7 +10,6 @@ lose, an RPO signal), ``aof_enabled`` with ``aof_last_write_status`` and
 Checks on the same URL share one client for the run; every call is bounded by the item's
 timeout. The password is registered with the redactor when the environment loads.
 
->>> from opsgate.model import RedisCheck
 >>> from opsgate.probes import ProbeContext
 >>> observe(RedisCheck(name="cache", url="redis://127.0.0.1:1/0", timeout=1), ProbeContext()).error
 'redis 127.0.0.1:1/0: connection refused (is the server running?)'
@@ -19,18 +18,38 @@ timeout. The password is registered with the redactor when the environment loads
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import redis
+from pydantic import Field
 
 from ..conditions import Condition
-from ..model import RedisCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
+from ..schema import CheckItem, Limit
 from . import target_name
 
 
+class RedisCheck(CheckItem):
+    """Redis: PING latency, role and replicas, persistence (last save ok and its age as an RPO
+    signal, AOF status), memory use against maxmemory, evictions, blocked clients."""
+
+    kind: ClassVar[str] = "redis"
+    url: str = Field(pattern=r"^rediss?://", description="redis://[:password@]host:port/db (password redacted)")
+    max_latency_ms: float | None = Field(None, description="PING round trip")
+    role: Literal["master", "replica"] | None = None
+    min_replicas: int | None = Field(None, ge=0, description="master: connected replicas")
+    rdb_status_ok: bool = Field(True, description="rdb_last_bgsave_status must be ok")
+    last_save_age_s: Limit | None = Field(None, description="seconds since the last successful save (RPO)")
+    aof_status_ok: bool = Field(True, description="when AOF is on: last write and rewrite must be ok")
+    memory_percent: Limit | None = Field(None, description="used_memory as % of maxmemory (needs maxmemory set)")
+    max_evicted_keys: int | None = Field(None, ge=0)
+    max_blocked_clients: int | None = Field(None, ge=0)
+
+
 def _cause(exc: Exception, item: RedisCheck) -> str:
+    import redis
+
     text = " ".join(str(exc).split())
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
         return "authentication failed (wrong or missing password)"
@@ -42,11 +61,15 @@ def _cause(exc: Exception, item: RedisCheck) -> str:
 
 
 def _client(item: RedisCheck) -> redis.Redis:
+    import redis  # paid by runs that check Redis
+
     return redis.Redis.from_url(item.url, socket_timeout=item.timeout, socket_connect_timeout=item.timeout,
                                 retry_on_timeout=False, client_name="opsgate")
 
 
 def observe(item: RedisCheck, ctx) -> Observation:
+    import redis
+
     shown = target_name("redis", item.url, 6379, "/0")
     values: dict[str, Any] = {"target": shown}
     try:
@@ -103,3 +126,8 @@ def limits(item: RedisCheck) -> list[Condition]:
     if item.max_blocked_clients is not None:
         out.append(Condition.compare("blocked_clients", "<=", item.max_blocked_clients))
     return out
+
+
+KIND = Kind(name="redis", schema=RedisCheck, observe=observe, limits=limits,
+            summary="Redis: PING latency, role and replicas, persistence (last save, AOF), memory use, evictions, blocked clients",
+            secret_fields=("url",), host_level=False)

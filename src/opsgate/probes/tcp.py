@@ -19,13 +19,33 @@ import errno
 import re
 import socket
 import time
+from typing import ClassVar
+
+from pydantic import Field
 
 from . import process
 from ..conditions import Condition
-from ..model import TcpCheck
+from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
+from ..schema import CheckItem, ProcessScope, Regex
 from .process import listening_pids
+
+
+class TcpCheck(CheckItem):
+    """A host:port accepts a connection; optionally the local port is owned by the right process:
+    ``listening_process`` (regex on its name or command line) and/or ``listening`` (scopes:
+    pid_file, user, exe, cwd, container, systemd_unit). Every process listening on the port
+    must match."""
+
+    kind: ClassVar[str] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    connect: bool = True
+    max_connect_ms: float | None = None
+    listening_process: Regex | None = Field(None, description="regex on the owning process's name or command line")
+    listening: ProcessScope | None = Field(None, description="the owning process's scopes (pid_file, user, exe, "
+                                                             "cwd, container, systemd_unit)")
 
 
 def connect_error(host: str, port: int, exc: OSError, timeout: float) -> str:
@@ -134,3 +154,8 @@ def limits(item: TcpCheck) -> list[Condition]:
     if item.max_connect_ms is not None and item.connect:
         out.append(Condition.compare("connect_ms", "<=", item.max_connect_ms))
     return out
+
+
+KIND = Kind(name="tcp", schema=TcpCheck, observe=observe, limits=limits,
+            summary="a host:port accepts a connection in time; a local port is owned by the right process",
+            host_level=True)

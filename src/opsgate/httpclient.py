@@ -1,0 +1,628 @@
+"""An HTTP(S) client for probes (the ``http``, ``prometheus`` and ``metrics`` kinds): one exchange
+in bounded time and memory, redirects that never carry a secret to another origin.
+
+One deadline, the caller's ``timeout``, covers the whole exchange: connecting, sending,
+the response headers, the body and every redirect hop. A socket timeout alone cannot
+give that (it restarts with every byte, so a server trickling one byte a second would
+hold a 2 s check for minutes): a watchdog shuts the exchange's sockets down when the
+deadline passes, and the failure names the phase that stalled.
+
+Redirects are followed here, hop by hop, so that a hop to another origin (scheme, host
+or port) never carries a header with a secret (Authorization, Cookie, any header marked
+``secret: true``, named like a key/token/secret, or holding a registered secret value).
+
+The body is read up to ``max_bytes`` of DECODED bytes (a gzip bomb stops at the limit,
+never inflated whole); it must decode in its declared charset and, for conditions, parse
+as JSON of bounded depth. For https the days left on the server's certificate are
+observed from the same connection; when verification fails they are still measured.
+
+Importing it costs requests and urllib3, so the kind modules import it when they probe.
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+import http.client
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .jsondoc import TooDeep, loads_bounded
+from .redact import REDACTOR
+
+
+# tls_verify: false is the user's explicit choice; the per-request warning would only add noise
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+# looked up before asking urllib for proxies: scanning the whole environment costs more than
+# the rest of a failed probe, and a thousand probes start at once
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+#: deeper JSON than this is refused: no health document needs it, and deeper values break
+#: recursive consumers further down (conditions, evidence, the report's serialiser)
+MAX_JSON_DEPTH = 128
+#: header names whose value is a credential whatever the words in them
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_SECRET_HEADER_WORD = re.compile(r"key|token|secret|auth|session|password|passwd|credential", re.IGNORECASE)
+# codecs that are no charset a server can mean, and decode in quadratic time
+_REFUSED_CODECS = frozenset({"punycode", "idna"})
+_PHASES = {"resolve": ("host name not resolved", "resolving the host name"),
+           "connect": ("no connection", "connecting: connect timed out"),
+           "tls": ("TLS handshake not completed", "in the TLS handshake"),
+           "request": ("request not sent", "sending the request"),
+           "headers": ("no response headers", "waiting for the response headers: read timed out"),
+           "body": ("body not received", "reading the body{progress}: read timed out")}
+
+
+def is_secret_header(name: str) -> bool:
+    """True when a header's name says it carries a credential.
+
+    >>> [is_secret_header(h) for h in ("Authorization", "X-Api-Key", "X-Auth-Token", "Accept", "X-Request-Id")]
+    [True, True, True, False, False]
+    """
+    return name.lower() in SECRET_HEADERS or bool(_SECRET_HEADER_WORD.search(name))
+
+
+class Failed(Exception):
+    """The exchange did not give a usable answer; the message is the cause in the operator's words
+    (``cert_days_left``: measured although the TLS handshake failed)."""
+
+    def __init__(self, message: str, cert_days_left: float | None = None):
+        super().__init__(message)
+        self.cert_days_left = cert_days_left
+
+
+class TooLarge(Exception):
+    pass
+
+
+# --- one deadline for the whole exchange -------------------------------------------------
+
+class _Exchange:
+    """The state of one exchange: its deadline, the phase it is in, its open connections."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.phase = "connect"
+        self.hop = 0
+        self.received = 0  # body bytes received so far (for the stall message)
+        self.expired = False
+        self.done = False
+        self.peer_cert: bytes | None = None  # DER of the first hop's certificate
+        self._lock = threading.Lock()
+        # a duplicate of each open socket: shutting a duplicate down ends reads on the original
+        # even while TLS owns it (a handshake in progress), and it is never closed under us
+        self._open: dict = {}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def over(self) -> bool:
+        return self.expired or time.monotonic() >= self.deadline
+
+    def watch(self, key, sock: socket.socket) -> None:
+        dup = sock.dup()
+        with self._lock:
+            self._open[key] = dup
+            if self.expired:  # connected just as the deadline passed
+                _shut(dup)
+
+    def forget(self, key) -> None:
+        with self._lock:
+            dup = self._open.pop(key, None)
+        if dup is not None:
+            dup.close()
+
+    def expire(self) -> None:
+        """Called by the watchdog at the deadline: every socket of the exchange is shut down,
+        so a blocked read returns at once whatever the server trickles."""
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            for dup in self._open.values():
+                _shut(dup)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            dups, self._open = list(self._open.values()), {}
+        for dup in dups:
+            dup.close()
+
+    def stalled(self) -> Failed:
+        what, how = _PHASES[self.phase]
+        progress = f" after {self.received} bytes" if self.received else ""
+        where = f"redirect hop {self.hop}: " if self.hop else ""
+        return Failed(f"{where}{what} within {self.timeout:g}s (stalled {how.format(progress=progress)})")
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the peer is gone already
+
+
+class _Watchdog:
+    """One daemon thread that expires exchanges at their deadlines (a heap, not a timer
+    thread per probe: a thousand probes waiting at once cost one thread here)."""
+
+    def __init__(self) -> None:
+        self._heap: list = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    def add(self, exchange: _Exchange) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (exchange.deadline, self._seq, exchange))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="opsgate-http-watchdog", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is exchange:  # only an earlier deadline than it waits for wakes it
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, exchange = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            exchange.expire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()  # the exchange the calling thread is running
+
+
+class _Watched:
+    """urllib3 connections that join the calling thread's exchange, so its watchdog can shut
+    them down, and that mark the phases (connect -> request -> headers)."""
+
+    def _new_conn(self):
+        exchange = getattr(_CURRENT, "exchange", None)
+        if exchange is not None:
+            _resolvable(self._dns_host, self.port, exchange)
+        sock = super()._new_conn()
+        if exchange is not None:
+            exchange.watch(self, sock)
+            if isinstance(self, HTTPSConnection):
+                exchange.phase = "tls"
+        return sock
+
+    def connect(self):
+        exchange = getattr(_CURRENT, "exchange", None)
+        if exchange is not None:
+            exchange.phase = "connect"
+        super().connect()
+        if exchange is not None:
+            exchange.phase = "request"
+            if exchange.hop == 0 and exchange.peer_cert is None and isinstance(self.sock, ssl.SSLSocket):
+                exchange.peer_cert = self.sock.getpeercert(binary_form=True)
+
+    def getresponse(self, *args, **kwargs):
+        exchange = getattr(_CURRENT, "exchange", None)
+        if exchange is not None:
+            exchange.phase = "headers"
+        return super().getresponse(*args, **kwargs)
+
+    def close(self):
+        exchange = getattr(_CURRENT, "exchange", None)
+        if exchange is not None:
+            exchange.forget(self)
+        super().close()
+
+
+def _resolvable(host: str, port: int, exchange: _Exchange) -> None:
+    """Resolve ``host`` on a helper thread within the exchange's deadline (getaddrinfo cannot
+    be interrupted, and a silent DNS server holds it for 5 s per attempt); the connection then
+    resolves it again, from the answer just fetched. Literal addresses and failures pass
+    through: the connection reports those itself."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return
+    except ValueError:
+        pass
+    exchange.phase = "resolve"
+    done = threading.Event()
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            pass
+        done.set()
+
+    threading.Thread(target=resolve, name="opsgate-resolve", daemon=True).start()
+    if not done.wait(max(0.0, exchange.left())):
+        raise exchange.stalled()
+    exchange.phase = "connect"
+
+
+class _Conn(_Watched, HTTPConnection):
+    pass
+
+
+class _TlsConn(_Watched, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Conn
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _TlsConn
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with watched connections (direct and through a proxy)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
+        return manager
+
+
+# --- the body: decoded within max_bytes --------------------------------------------------
+
+class _Decoder:
+    """Content-Encoding undone incrementally; the output never exceeds the limit by more than
+    one byte, however far the input would inflate."""
+
+    def __init__(self, content_encoding: str):
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip().lower() not in ("", "identity")]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise Failed(f"body uses an unsupported Content-Encoding {REDACTOR.excerpt(content_encoding, 60)!r}")
+        self.coding = codings[0] if codings else ""
+        self.wbits = 31 if self.coding in ("gzip", "x-gzip") else 15
+        self.z = zlib.decompressobj(self.wbits) if self.coding else None
+        self.started = False
+
+    def feed(self, data: bytes, out: bytearray, limit: int) -> None:
+        if self.z is None:
+            out += data
+        else:
+            try:
+                try:
+                    self._inflate(data, out, limit)
+                except zlib.error:
+                    if self.coding != "deflate" or self.started:
+                        raise
+                    self.wbits, self.z = -15, zlib.decompressobj(-15)  # raw deflate, as some servers send it
+                    del out[:]
+                    self._inflate(data, out, limit)
+            except zlib.error as exc:
+                raise Failed(f"body is not valid {self.coding} data ({exc})") from None
+            self.started = True
+        if len(out) > limit:
+            raise TooLarge
+
+    def _inflate(self, data: bytes, out: bytearray, limit: int) -> None:
+        while data:
+            out += self.z.decompress(data, max(1, limit + 1 - len(out)))
+            if len(out) > limit:
+                raise TooLarge
+            if self.z.eof:  # another gzip member may follow
+                data = self.z.unused_data
+                if data:
+                    self.z = zlib.decompressobj(self.wbits)
+            else:
+                data = self.z.unconsumed_tail
+
+    def finish(self) -> None:
+        if self.z is not None and self.started and not self.z.eof:
+            raise Failed(f"body's {self.coding} stream ends early (truncated)")
+
+
+def _read_body(response: requests.Response, max_bytes: int, exchange: _Exchange) -> bytes:
+    """The decoded body, or TooLarge past ``max_bytes``; a stall past the deadline is a Failed."""
+    exchange.phase = "body"
+    decoder = _Decoder(response.headers.get("Content-Encoding", ""))
+    raw = response.raw
+    body = bytearray()
+    errors = urllib3.exceptions
+    try:
+        while chunk := raw.read1(65536, decode_content=False):
+            exchange.received += len(chunk)
+            decoder.feed(chunk, body, max_bytes)
+            if exchange.received > max_bytes:  # the wire bytes count too (identity or not)
+                raise TooLarge
+            if exchange.over():
+                raise exchange.stalled()
+    except (errors.HTTPError, OSError, http.client.HTTPException) as exc:
+        if exchange.over() or isinstance(exc, errors.ReadTimeoutError):
+            raise exchange.stalled() from None
+        raise Failed(_broken_body(exc)) from None
+    if exchange.over():  # the watchdog's shutdown reads as a clean end of a close-delimited body
+        raise exchange.stalled()
+    decoder.finish()
+    return bytes(body)
+
+
+def _broken_body(exc: BaseException) -> str:
+    text = repr(exc)
+    if "reset" in text.lower():
+        return "the server reset the connection while sending the body"
+    if "IncompleteRead" in text or "Connection broken" in text or "InvalidChunkLength" in text:
+        return f"the server closed the connection without a complete response ({REDACTOR.excerpt(str(exc), 160)})"
+    return f"the body could not be read: {type(exc).__name__}: {REDACTOR.excerpt(str(exc), 160)}"
+
+
+# --- the exchange: hops, headers, failures ------------------------------------------------
+
+@dataclass
+class Answer:
+    """What one exchange got: the final response's status, headers and decoded body."""
+
+    status: int
+    headers: dict
+    body: bytes
+    url: str
+    redirects: int = 0
+    peer_cert: bytes | None = None
+    dropped_headers: list = field(default_factory=list)
+
+
+def _origin(url: str) -> tuple:
+    """(scheme, host, port); a URL whose port cannot be read is an origin of its own.
+
+    >>> _origin("HTTP://Example.com/x") == _origin("http://example.com:80/y"), _origin("http://h:99999/")
+    (True, ('invalid', 'http://h:99999/'))
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return "invalid", url
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _secret_headers(headers: dict[str, str], marked: set[str]) -> list[str]:
+    """Names of the headers that must not leave the configured origin."""
+    return [name for name, value in headers.items()
+            if name in marked or is_secret_header(name) or REDACTOR.text(value) != value]
+
+
+def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] | None = None, body: str | None = None,
+             verify: bool | str = True, max_bytes: int = 1024 * 1024, follow_redirects: bool = True,
+             max_redirects: int = 10, secret_headers: set[str] = frozenset()) -> Answer:
+    """One HTTP exchange within ``timeout`` seconds in all (every hop, headers and body);
+    raises Failed with the cause. ``secret_headers`` names headers marked secret: they, and
+    every header that looks secret, are sent to the configured origin only.
+
+    >>> exchange("GET", "http://127.0.0.1:1/health", 1)
+    Traceback (most recent call last):
+    opsgate.httpclient.Failed: connection refused
+    """
+    state = _Exchange(timeout)
+    if verify is True:  # the CA bundle requests' sessions take from the environment, as before
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    sent_headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
+    secret = _secret_headers(sent_headers, set(secret_headers))
+    origin = _origin(url)
+    current, current_method, current_body = url, method, body
+    dropped: list[str] = []
+    previous = getattr(_CURRENT, "exchange", None)
+    _CURRENT.exchange = state
+    _WATCHDOG.add(state)
+    adapter = _Adapter()
+    try:
+        while True:
+            state.phase = "connect"
+            hop_headers = sent_headers
+            if _origin(current) != origin:  # Host too: it names the configured origin, not this one
+                hop_headers = {k: v for k, v in sent_headers.items() if k not in secret and k.lower() != "host"}
+                dropped = sorted(set(secret) & set(sent_headers))
+            response = _send(adapter, state, current_method, current, hop_headers, current_body, verify)
+            location = response.headers.get("Location")
+            if follow_redirects and response.status_code in REDIRECT_CODES and location:
+                response.close()
+                if state.hop >= max_redirects:
+                    raise Failed(f"redirect loop: more than {max_redirects} redirects")
+                try:
+                    current = urljoin(current, location.strip())
+                    usable = urlsplit(current).scheme.lower() in ("http", "https") and _origin(current)[0] != "invalid"
+                except ValueError:
+                    usable = False
+                if not usable:
+                    raise Failed(f"redirect hop {state.hop + 1} leads to an unusable URL "
+                                  f"{REDACTOR.excerpt(location.strip(), 120)!r}")
+                if response.status_code == 303 and current_method != "HEAD" or \
+                        response.status_code in (301, 302) and current_method == "POST":
+                    current_method, current_body = "GET", None  # as browsers and requests do
+                state.hop += 1
+                continue
+            try:
+                data = _read_body(response, max_bytes, state)
+            finally:
+                response.close()
+            return Answer(response.status_code, dict(response.headers), data, current, state.hop,
+                          state.peer_cert, dropped)
+    finally:
+        adapter.close()
+        state.finish()
+        _CURRENT.exchange = previous
+
+
+def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: dict, body, verify) -> requests.Response:
+    left = state.left()
+    if left <= 0:
+        raise state.stalled()
+    try:
+        prepared = requests.Request(method, url, headers=headers, data=body).prepare()
+        proxies = requests.utils.get_environ_proxies(url) if any(map(os.environ.get, _PROXY_VARS)) else {}
+        response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
+    except requests.exceptions.SSLError as exc:
+        raise _tls_failure(exc, url, state) from None
+    except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
+        raise state.stalled() from None
+    except requests.RequestException as exc:
+        if state.over():
+            raise state.stalled() from None
+        raise Failed(_cause(exc, url)) from None
+    except Failed:
+        raise
+    except (ValueError, UnicodeError) as exc:  # a URL requests cannot prepare (e.g. from a Location)
+        raise Failed(f"cannot request {REDACTOR.excerpt(url, 120)!r}: {exc}") from None
+    # the watchdog's shutdown mid-headers reads as their end: http.client returns what it had
+    if state.over():
+        response.close()
+        raise state.stalled()
+    original = getattr(response.raw, "_original_response", None)
+    defects = getattr(getattr(original, "msg", None), "defects", [])
+    if any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in defects):
+        response.close()
+        raise Failed("the response headers are cut short or malformed (a line that is not a header)")
+    return response
+
+
+def _tls_failure(exc: Exception, url: str, state: _Exchange) -> Failed:
+    """The TLS error, and the certificate's days left measured anyway (within the deadline)."""
+    if state.over():
+        return state.stalled()
+    text = str(exc)
+    reason = re.search(r"certificate verify failed[^\(\)'\"]*|\[SSL[^\]]*\][^\(\)'\"]*", text)
+    message = f"TLS error: {(reason.group(0) if reason else REDACTOR.excerpt(text, 200)).strip()}"
+    parts = urlsplit(url)
+    if "verify failed" not in message or state.left() <= 0:
+        return Failed(message)
+    try:
+        days = cert_days_left(parts.hostname, parts.port or 443, state.left(), state)
+    except (OSError, ValueError):
+        return Failed(message)
+    message += f"; expires in {days:.1f} days" if days >= 0 else f"; expired {-days:.1f} days ago"
+    return Failed(message, cert_days_left=days)
+
+
+def _cause(exc: requests.RequestException, url: str) -> str:
+    """Turn a requests exception into the operator's words."""
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+        return f"cannot resolve host {urlsplit(url).hostname!r}"
+    if "BadStatusLine" in text or "LineTooLong" in text or "HeaderParsingError" in text:
+        return f"the server did not answer with valid HTTP ({REDACTOR.excerpt(text, 160)})"
+    if "reset" in text.lower():
+        return "the server reset the connection before answering"
+    if "RemoteDisconnected" in text or isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the server closed the connection without a complete response"
+    return f"{type(exc).__name__}: {REDACTOR.excerpt(text, 200)}"
+
+
+class FetchError(Exception):
+    """A GET that did not complete; the message names the cause in the operator's words."""
+
+
+def fetch(url: str, timeout: float, verify: bool | str = True, max_bytes: int = 16 * 1024 * 1024,
+          params: dict | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (status, body), the whole exchange within ``timeout`` and ``max_bytes``; for
+    probes that read an API (Prometheus, /metrics) rather than judge an endpoint.
+
+    >>> fetch("http://127.0.0.1:1/metrics", 1)
+    Traceback (most recent call last):
+    opsgate.httpclient.FetchError: GET http://127.0.0.1:1/metrics: connection refused
+    """
+    full = requests.Request("GET", url, params=params).prepare().url if params else url
+    try:
+        answer = exchange("GET", full, timeout, verify=verify, max_bytes=max_bytes,
+                          max_redirects=requests.models.DEFAULT_REDIRECT_LIMIT)
+    except TooLarge:
+        raise FetchError(f"GET {url}: response body exceeds {max_bytes} bytes") from None
+    except Failed as exc:
+        raise FetchError(f"GET {url}: {exc}") from None
+    return answer.status, answer.body
+
+
+def cert_days_left(host: str, port: int, timeout: float, state: _Exchange | None = None) -> float:
+    """Days until the certificate served at host:port expires (negative once expired); the
+    handshake is not verified, so an untrusted certificate is measured too."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        if state is not None:
+            state.watch(raw, raw)
+        try:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+        finally:
+            if state is not None:
+                state.forget(raw)
+    return days_left(der)
+
+
+def days_left(der: bytes) -> float:
+    from cryptography import x509  # only https checks pay for importing it
+
+    expires = x509.load_der_x509_certificate(der).not_valid_after_utc
+    return round((expires - datetime.now(timezone.utc)).total_seconds() / 86400, 3)
+
+
+# --- reading the body as text and JSON ----------------------------------------------------
+
+def body_text(body: bytes, content_type: str) -> str:
+    """The body decoded in its declared charset (UTF-8 when none); Failed names what is wrong.
+
+    >>> body_text(b'{"a": 1}', "application/json; charset=x-bogus")
+    Traceback (most recent call last):
+    opsgate.httpclient.Failed: body declares an unknown charset 'x-bogus'
+    """
+    _, params = requests.utils._parse_content_type_header(content_type or "")
+    declared = str(params.get("charset", "")).strip("'\" ")
+    name = declared or "utf-8"
+    try:
+        codec = codecs.lookup(name)
+        if codec.name in _REFUSED_CODECS or not getattr(codec, "_is_text_encoding", True):
+            raise LookupError(name)
+        encoding = "utf-8-sig" if codec.name == "utf-8" else codec.name
+        return body.decode(encoding)
+    except LookupError:
+        raise Failed(f"body declares an unknown charset {REDACTOR.excerpt(declared, 60)!r}") from None
+    except UnicodeDecodeError as exc:
+        raise Failed(f"body is not valid {name} (byte {exc.start}: {exc.reason})") from None
+
+
+def body_json(text: str):
+    """The body parsed as JSON, nested at most MAX_JSON_DEPTH levels; Failed otherwise.
+
+    >>> body_json("null") is None
+    True
+    >>> body_json("[" * 100000)
+    Traceback (most recent call last):
+    opsgate.httpclient.Failed: body is JSON nested too deeply to read (more than 128 levels)
+    """
+    try:
+        return loads_bounded(text, MAX_JSON_DEPTH)
+    except TooDeep:
+        raise Failed(f"body is JSON nested too deeply to read (more than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:
+        raise Failed(f"body is not valid JSON ({exc})") from None
