@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -301,3 +302,44 @@ backup:
     assert broken["status"] == "fail" and "cannot be read to its end" in broken["message"]
     text = run.output + json.dumps(report)
     assert APP_PASSWORD not in text and "Restorer-pw-4417" not in text
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from opsgate.backups import postgres
+from opsgate.backups.base import RecoveryPoint, Scratch
+dump, live, server = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+with Scratch(timeout=120, label="interrupted") as scratch:
+    print(scratch.dir, flush=True)
+    postgres.restore(RecoveryPoint(str(dump), 0, 1, dump), postgres.Options(live_dsn=live, scratch_dsn=server), scratch)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_interrupted_restore_leaves_no_scratch_database_or_process(pg, dumps, tmp_path, signal_name):
+    """A restore stopped by SIGTERM or SIGINT (Ctrl-C) while psql runs: the scratch database
+    is dropped, psql ended and the scratch folder removed."""
+    import signal
+
+    text = dumps["app.sql"].read_text()
+    slow = tmp_path / "slow.sql"
+    slow.write_text(text.replace("SET lock_timeout = 0;", "SET lock_timeout = 0;\nSELECT pg_sleep(60);", 1))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(slow), pg.dsn(),
+                              pg.dsn(user="postgres", password=ADMIN_PASSWORD, db="postgres")],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    try:
+        scratch_dir = Path(child.stdout.readline().strip())
+        deadline = time.monotonic() + 30
+        while not pg.sql("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'", "postgres"):
+            assert time.monotonic() < deadline and child.poll() is None, "the restore never reached psql"
+            time.sleep(0.05)
+        assert len(_scratch_databases(pg)) == 1
+        child.send_signal(getattr(signal, signal_name))
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert _scratch_databases(pg) == []
+    assert not scratch_dir.exists()
+    assert pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'", "postgres") == [(0,)]

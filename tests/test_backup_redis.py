@@ -225,3 +225,36 @@ backup:
                                    f"of live; 50 sampled keys (seed 3) in both with the same type")
     assert observed["levels"]["L2"]["message"].endswith("keys, checksum OK")
     assert PASSWORD not in run.output + json.dumps(report)
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from opsgate.backups import redis
+from opsgate.backups.base import RecoveryPoint, Scratch
+rdb = Path(sys.argv[1])
+with Scratch(timeout=120, label="interrupted") as scratch:
+    outcome, restored = redis.restore(RecoveryPoint(str(rdb), 0, 1, rdb), redis.Options(), scratch)
+    print(restored.pid, scratch.dir, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_interrupted_verification_leaves_no_scratch_redis_server(live, tmp_path, signal_name):
+    import signal
+    import sys
+
+    rdb = snapshot(live, tmp_path / "backups")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(rdb)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).parents[1])
+    try:
+        pid, folder = child.stdout.readline().split()
+        assert psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).name() == "redis-server"
+        child.send_signal(getattr(signal, signal_name))
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    assert not Path(folder).exists()
