@@ -9,6 +9,7 @@ when only ``pg_restore --list`` looks at it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -45,6 +46,8 @@ def dumps(pg, tmp_path_factory) -> dict[str, Path]:
         made[name] = folder / name
         subprocess.run(["pg_dump", f"-F{fmt}", "-f", str(made[name]), "-d", f"host=127.0.0.1 port={pg.port} user=app dbname=app"],
                        env=dict(os.environ, PGPASSWORD=APP_PASSWORD), check=True, timeout=60)
+    made["app.sql.gz"] = folder / "app.sql.gz"
+    made["app.sql.gz"].write_bytes(gzip.compress(made["app.sql"].read_bytes()))
     for layout, name in (("p", "base"), ("t", "base-tar")):
         made[name] = folder / name
         subprocess.run(["pg_basebackup", "-D", str(made[name]), f"-F{layout}", "-h", "127.0.0.1", "-p", str(pg.port),
@@ -104,7 +107,7 @@ def _no_secret(outcomes) -> None:
     assert APP_PASSWORD not in text and ADMIN_PASSWORD not in text
 
 
-@pytest.mark.parametrize("name", ["app.dump", "app.dir", "app.sql"])
+@pytest.mark.parametrize("name", ["app.dump", "app.dir", "app.sql", "app.sql.gz"])
 def test_healthy_dump_passes_l4_with_the_counts(pg, dumps, name):
     outcomes = verify(dumps[name], options(pg, row_tolerance="0.5%"))
     assert [o.ok for o in outcomes] == [True, True, True], [o.message for o in outcomes]
@@ -157,6 +160,11 @@ def test_plain_dump_without_its_trailer_fails_l2(pg, dumps, tmp_path):
     inside.write_text(text[: text.index("COPY public.items") + 2000])
     outcome = verify(inside, options(pg))[0]
     assert not outcome.ok and "cut inside the data of public.items" in outcome.message
+    cut_gz = tmp_path / "cut.sql.gz"
+    packed = dumps["app.sql.gz"].read_bytes()
+    cut_gz.write_bytes(packed[: len(packed) // 2])
+    outcome = verify(cut_gz, options(pg))[0]
+    assert not outcome.ok and "the compressed dump cannot be read to its end" in outcome.message
 
 
 def test_plain_dump_that_switches_databases_is_refused_at_l3(pg, tmp_path):

@@ -305,6 +305,8 @@ def restore(point: RecoveryPoint, options: Options, scratch: Scratch) -> tuple[O
             from . import postgres_base
             return postgres_base.restore(path, options, scratch)
         return _restore_dump(path, fmt, options, scratch)
+    except EOFError as exc:  # a cut .sql.gz
+        return Outcome(3, False, f"the compressed dump ends early: {exc}"), None
     except (OSError, ValueError, TimeoutError, psycopg.Error) as exc:
         text = cause(exc) if isinstance(exc, psycopg.Error) else REDACTOR.text(str(exc))
         return Outcome(3, False, text), None

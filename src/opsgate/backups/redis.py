@@ -346,6 +346,8 @@ def _compare(restored: RestoredRedis, live: LiveRedis, options: Options, scratch
 def _sample(client: redis.Redis, size: int, seed: int, scratch: Scratch) -> tuple[list[bytes], int]:
     """``size`` keys drawn with ``seed`` from the sorted keys SCAN returns (at most SCAN_LIMIT
     of them: up to that many keys, the same seed draws the same sample again)."""
+    if size == 0:
+        return [], 0
     keys: set[bytes] = set()
     cursor = 0
     while True:
