@@ -5,7 +5,7 @@ Parts (each a function taking ``quick``; a part returns its rows and whether it 
 
   postgres   L3+L4 of a 1,000,000-row database (100,000 with --quick): opsgate's
              ``postgres.restore`` (scratch database created, ``pg_restore --no-owner
-             --no-privileges --exit-on-error``) + ``postgres.compare`` (exact row counts of
+             --no-privileges --no-subscriptions --exit-on-error``) + ``postgres.compare`` (exact row counts of
              every table in the restore and in live) against a bare ``createdb && pg_restore``
              of the same dump with the same flags. Goal: opsgate's overhead <= 10 %.
              Dropping the scratch database is left out of both timings.
@@ -78,7 +78,7 @@ def bench_postgres(quick: bool, repeat: int = 3) -> bool:
             name = f"bench_bare_{next(count)}"
             started = time.perf_counter()
             subprocess.run([pg_bin("createdb"), *admin, name], env=admin_env, check=True, timeout=600)
-            subprocess.run([pg_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", *admin, "-d", name,
+            subprocess.run([pg_bin("pg_restore"), "--no-owner", "--no-privileges", "--no-subscriptions", "--exit-on-error", *admin, "-d", name,
                             str(dump)], env=admin_env, check=True, timeout=600)
             took = time.perf_counter() - started
             subprocess.run([pg_bin("dropdb"), *admin, name], env=admin_env, check=True, timeout=600)

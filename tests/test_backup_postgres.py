@@ -10,6 +10,7 @@ when only ``pg_restore --list`` looks at it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -66,8 +67,15 @@ def point(path: Path) -> RecoveryPoint:
     return RecoveryPoint(str(path), path.stat().st_mtime, path.stat().st_size if path.is_file() else -1, path)
 
 
+def fingerprint(path: Path) -> list:
+    """Every file's name, bytes' hash, mode and mtime: a backup is never modified."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [(str(p), hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode, p.stat().st_mtime_ns) for p in files]
+
+
 def verify(path: Path, opts: source.Options) -> list:
     """L2, L3 and L4 as the framework runs them, each level only after the one below passed."""
+    before = fingerprint(path)
     outcomes = []
     with Scratch(timeout=120, label="item") as item, \
             Scratch(timeout=60, label="point", parent=item.dir) as scratch:  # nested, as the kind runs it
@@ -77,6 +85,7 @@ def verify(path: Path, opts: source.Options) -> list:
             outcomes.append(outcome)
             if outcome.ok:
                 outcomes.append(source.compare(restored, opts, scratch))
+    assert fingerprint(path) == before, "the backup was modified"
     return outcomes
 
 

@@ -56,9 +56,16 @@ def point(path: Path) -> RecoveryPoint:
     return RecoveryPoint(str(path), path.stat().st_mtime, path.stat().st_size if path.is_file() else -1, path)
 
 
+def fingerprint(path: Path) -> list:
+    """Every file's name, bytes' hash, mode and mtime: a backup is never modified."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [(str(p), hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode, p.stat().st_mtime_ns) for p in files]
+
+
 def verify(path: Path, opts: source.Options) -> list:
     """L2, L3 and L4 in order, each only after the one below passed; the scratch server's
     pid is kept to prove it is gone afterwards."""
+    before = fingerprint(path)
     outcomes = []
     with Scratch(timeout=60, label="item") as item, \
             Scratch(timeout=60, label="point", parent=item.dir) as scratch:  # nested, as the kind runs it
@@ -69,6 +76,7 @@ def verify(path: Path, opts: source.Options) -> list:
             if restored is not None:
                 verify.pids.append(restored.pid)
                 outcomes.append(source.compare(restored, opts, scratch))
+    assert fingerprint(path) == before, "the backup was modified"
     for pid in verify.pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, \
             "the scratch redis-server was left running"

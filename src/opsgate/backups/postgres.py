@@ -9,7 +9,8 @@ plain ``.sql.gz``) and physical base backups with a ``backup_manifest``
   is checked by ``pg_verifybackup``.
 - L3 creates ``opsgate_scratch_<random>`` on ``scratch_dsn``'s server (default: the live
   server), its DROP registered before it is created, and restores with ``pg_restore
-  --no-owner --no-privileges --exit-on-error`` (plain: ``psql -v ON_ERROR_STOP=1``); the
+  --no-owner --no-privileges --no-subscriptions --exit-on-error`` (plain: ``psql -v
+  ON_ERROR_STOP=1``; pg_dump writes its subscriptions disabled, ``connect = false``); the
   duration is the RTO evidence. A plain dump that switches databases (``\\connect``,
   ``CREATE/DROP DATABASE``: made with ``-C`` or ``pg_dumpall``) or runs other psql
   meta-commands is refused: restoring it could touch other databases.
@@ -336,10 +337,12 @@ def _restore_dump(path: Path, fmt: str, options: Options, scratch: Scratch) -> t
         argv = [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(source), "-d", target.conninfo()]
         shown = "psql -v ON_ERROR_STOP=1"
     else:
-        argv = [pg_bin("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "-d", target.conninfo()]
+        # no subscriptions: a restored one could take over live's replication slot
+        argv = [pg_bin("pg_restore"), "--no-owner", "--no-privileges", "--no-subscriptions", "--exit-on-error",
+                "-d", target.conninfo()]
         argv += [f"--jobs={options.jobs}"] if options.jobs > 1 else []
         argv.append(str(path))
-        shown = "pg_restore --no-owner --no-privileges --exit-on-error"
+        shown = "pg_restore --no-owner --no-privileges --no-subscriptions --exit-on-error"
     done = run_bounded(argv, scratch, env=target.tool_env())
     duration = time.monotonic() - started
     details = {"format": fmt, "server": server.label, "scratch_database": name, "command": shown,

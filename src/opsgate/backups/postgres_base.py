@@ -7,7 +7,8 @@ for the ``postgres`` source.
 - L3: a copy in scratch is started as a scratch server: its own data directory, socket
   directory and port, no TCP listener (``listen_addresses=''``), trust only on that private
   socket (its own hba file), archiving, replication and SSL off, standby/recovery signal
-  files removed so it can never follow the live primary. It runs as ``os_user`` when
+  files removed so it can never follow the live primary, no logical replication workers
+  (a subscription would take over live's slot) and no pg_cron jobs. It runs as ``os_user`` when
   opsgate is root (PostgreSQL refuses root), in its own process group, and is stopped
   (fast shutdown, then SIGKILL) in cleanup. Accepted: it finishes recovery and answers.
 
@@ -137,7 +138,10 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
             "-c", f"ident_file={place / 'ident.conf'}", "-c", "ssl=off", "-c", "archive_mode=off",
             "-c", "restore_command=", "-c", "primary_conninfo=", "-c", "external_pid_file=",
             "-c", "logging_collector=off", "-c", "fsync=off", "-c", "shared_buffers=128MB", "-c", "huge_pages=off",
-            "-c", "cluster_name=opsgate-scratch"]
+            "-c", "cluster_name=opsgate-scratch",
+            # a copy of production must not act on the world: no logical replication workers
+            # (a subscription would take over live's slot), no pg_cron jobs
+            "-c", "max_logical_replication_workers=0", "-c", "cron.launch_active_jobs=off"]
     server = start_server(argv, scratch, what=f"scratch postgres on port {port}", output=log,
                           stop_signal=signal.SIGINT, grace=STOP_GRACE_S, owner=owner)  # SIGINT: fast shutdown
     target = PgTarget.parse(f"host={sockets} port={port} dbname={database} user={user}")
