@@ -360,3 +360,16 @@ def test_interrupted_restore_leaves_no_scratch_database_or_process(pg, dumps, tm
     assert _scratch_databases(pg) == []
     assert not scratch_dir.exists()
     assert pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'", "postgres") == [(0,)]
+
+
+def test_a_live_server_that_never_answers_fails_l4_within_the_deadline(pg, dumps):
+    from tests.support.servers import SilentPostgres
+
+    with SilentPostgres() as silent, Scratch(timeout=60) as scratch:
+        outcome, restored = source.restore(point(dumps["app.dump"]), options(pg), scratch)
+        assert outcome.ok, outcome.message
+        wedged = options(pg, live_dsn=f"postgresql://app:{APP_PASSWORD}@127.0.0.1:{silent.port}/app")
+        with Scratch(timeout=3) as short:  # the L4 step's own (short) budget
+            compared = source.compare(restored, wedged, short)
+    assert not compared.ok
+    assert f"postgres 127.0.0.1:{silent.port}/app did not answer within the verification's timeout" in compared.message

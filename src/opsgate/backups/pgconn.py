@@ -17,7 +17,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -92,17 +96,45 @@ class PgTarget:
     def same_database(self, other: "PgTarget") -> bool:
         return self.same_server(other) and self.dbname == other.dbname
 
-    def connect(self, timeout: float, read_only: bool = False) -> psycopg.Connection:
-        """An autocommit connection: connecting and every statement bounded by ``timeout``
-        seconds (the scratch's remaining time)."""
+    @contextmanager
+    def connect(self, timeout: float, read_only: bool = False) -> Iterator[psycopg.Connection]:
+        """An autocommit connection, closed on leaving: connecting and every statement bounded
+        by ``timeout`` seconds (the scratch's remaining time) - on the server by
+        statement_timeout and, for a server that went silent, by cutting the socket a second
+        later (then a TimeoutError)."""
         options = f"-c statement_timeout={max(1, int(timeout * 1000))}"
         if read_only:
             options += " -c default_transaction_read_only=on"
         extra = dict(self.params)
         if extra.get("options"):
             options = f"{extra.pop('options')} {options}"
-        return psycopg.connect(**extra, password=self.password, options=options, autocommit=True,
+        conn = psycopg.connect(**extra, password=self.password, options=options, autocommit=True,
                                connect_timeout=max(1, min(int(timeout), 30)), application_name="opsgate-backup")
+        cut = threading.Event()
+        timer = threading.Timer(timeout + 1, _cut, (conn, cut))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            if cut.is_set():
+                raise TimeoutError(f"postgres {self.label} did not answer within the verification's timeout "
+                                   f"({timeout:.0f}s); the connection was cut") from None
+            raise
+        finally:
+            timer.cancel()
+            conn.close()
+
+
+def _cut(conn: psycopg.Connection, flag: threading.Event) -> None:
+    """Shut a connection's socket: statement_timeout is the server's to enforce, and a
+    wedged server enforces nothing."""
+    flag.set()
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass
 
 
 def _param_order(item: tuple[str, str]) -> tuple[int, str]:
