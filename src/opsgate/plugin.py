@@ -1,141 +1,38 @@
-"""The pytest plugin: environment -> parametrized checks -> concurrent probes -> JSON report.
+"""opsgate's pytest entry point (``pytest11``): light, so a pytest run that is not an opsgate run pays nothing.
 
-Registered through the ``pytest11`` entry point, so any pytest run has it. It becomes
-active when the run targets a cadence folder (``checks/daily`` ...) or ``--env`` is
-given; otherwise it only registers its markers and fixtures.
+Every pytest run in an environment where opsgate is installed imports this module. It holds
+only the standard library and pytest: it declares opsgate's options, markers and fixtures
+and decides whether the run is an opsgate run. Only then does it import the real plugin
+(:mod:`opsgate.pytest_run`: the environment model, the engine, the gate ...) and register
+its parts. A run is an opsgate run when
 
-- ``--env NAME_OR_PATH`` (or ``OPSGATE_ENV``) picks the environment; with neither the
-  embedded default is used and its demo target started and stopped around the run.
-- Every configured item of a cadence becomes a test item of that cadence's folder
-  (``checks/daily::test_http[api-health]``), with no stub file: the plugin collects them
-  itself (:class:`ConfiguredCheck`). A test asking for ``<kind>_check`` (``http_check`` ...)
-  is still parametrized with that kind's items, for hand-written variants; such a stub
-  takes the place of the collected items of its kind.
-- A configured item of the run's cadence that did not run (not collected, dropped by a
-  plugin, never reached by a pytest-xdist worker, the run stopped early) is listed in the
-  report's ``opsgate.not_run``, which a gate reads as ERROR. ``-k``/``-m`` deselection is
-  recorded as ``deselected`` and makes the run partial instead.
-- Before the first test runs every selected check is submitted to the engine; each
-  test waits for its own result through the ``verify`` fixture.
-- The report goes to ``reports/<environment>/<cadence>-<UTC timestamp>.json`` and
-  ``reports/<environment>/<cadence>-latest.json`` with no flags needed (the embedded
-  environment is ``default``); older timestamped reports beyond ``--keep-reports`` (50)
-  are pruned. Before the first check,
-  ``-latest`` is replaced by a "run started" marker, so a run that is killed leaves
-  a gate ERROR, never the previous verdict. A report that cannot be built or written
-  makes the run's exit status 2 with the reason, with or without ``--gate``.
+- a path argument is, or lies in, a cadence folder (``checks/daily``, ``checks/weekly/test_x.py``),
+- ``--env`` or ``--gate`` is given, or
+- a test asks for ``verify``, ``opsgate_env`` or a ``<kind>_check`` fixture (``http_check``).
+
+``-p no:opsgate`` disables all of it (the entry point's name). What an opsgate run does is
+described in :mod:`opsgate.pytest_run`.
+
+>>> is_cadence_dir(Path("checks/daily")), is_cadence_dir(Path("tests/daily"))
+(True, False)
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-import re
-import socket
-import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import __version__, envfile, severity as sev
-from .engine import Engine
-from .progress import Progress
-from .model import CADENCES, KINDS, CheckItem
-from .probes import ProbeContext
-from .redact import REDACTOR
-from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
-from .results import CheckResult
-from .runner import run_check
-from .summary import write_summary
+from . import severity as sev
 
-WAIT_SLICE_S = 0.25  # a test waits for its check in slices this long, drawing progress between them
-GRACE_S = 30.0  # how long a test waits for its check beyond the check's own budget
-BACKSTOP_S = GRACE_S + 10  # pytest-timeout fires later still, so the engine's own message wins
+#: the cadence folders; a test proves this is ``opsgate.model.CADENCES`` (the entry point
+#: must not import the model to know them)
+CADENCES = ("daily", "weekly", "monthly", "quarterly")
 
-
-@dataclass
-class RunState:
-    """Everything one opsgate run holds between pytest's hooks."""
-
-    loaded: envfile.LoadedEnvironment
-    cadence: str
-    reports_dir: Path  # this environment's folder: <reports root>/<environment>
-    write_reports: bool
-    concurrency: int
-    keep_reports: int = 50
-    demo: Any = None  # a DemoProcess when the embedded default's target was started
-    engine: Engine | None = None
-    progress: Progress | None = None  # the live line while tests wait for their checks
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    report_path: Path | None = None
-    results: dict[str, CheckResult] = field(default_factory=dict)
-    gate_name: str | None = None  # --gate: the run's exit status is this gate's
-    policy: Any = None  # the LoadedPolicy --gate reads
-    gate: Any = None  # the GateResult decided at the end of the run
-    deselected: list[str] = field(default_factory=list)
-    session: pytest.Session | None = None
-    # outcome of each hand-written check so far, by test id and function name (for depends_on)
-    python_outcomes: dict[str, str] = field(default_factory=dict)
-    seal_key: bytes | None = None  # HMAC key for the report's seal (never printed)
-    not_written: str | None = None  # why the report (or its started marker) could not be written
-    checks_of_nodes: dict[str, str] = field(default_factory=dict)  # nodeid -> configured check name (this process)
-
-    _ctx: ProbeContext | None = None
-
-    @property
-    def ctx(self) -> ProbeContext:
-        """One context per run: its checks share their database connections through it."""
-        if self._ctx is None:
-            self._ctx = ProbeContext(self.loaded.base_dir)
-        return self._ctx
-
-    _inline: dict[str, CheckResult] = field(default_factory=dict)
-
-    def result_for(self, item: CheckItem) -> CheckResult:
-        """Wait for the engine's result, or run the check here when no engine runs it (a
-        pytest-xdist worker, whose checks arrive one by one)."""
-        if self.engine and item.name in self.engine.futures:
-            deadline = time.monotonic() + item.budget() + GRACE_S
-            try:
-                while True:
-                    try:
-                        return self.engine.result(item.name, timeout=min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic())))
-                    except TimeoutError:
-                        if time.monotonic() >= deadline:
-                            return CheckResult(item.name, item.kind, item.severity, "error",
-                                               f"did not finish within its budget of {item.budget():g}s")
-                        if self.progress:
-                            self.progress.tick()
-            finally:
-                if self.progress:
-                    self.progress.clear()
-        return self._run_inline(item)
-
-    def _run_inline(self, item: CheckItem) -> CheckResult:
-        """Run a check and, first, its configured prerequisites (each once per process)."""
-        if item.name in self._inline:
-            return self._inline[item.name]
-        configured = {c.name: c for c in self.loaded.env.items()}
-        failed = [d for d in item.depends_on if d in configured
-                  and self._run_inline(configured[d]).status not in ("pass", "warn")]
-        if failed:
-            result = CheckResult(item.name, item.kind, item.severity, "blocked",
-                                 f"not run: blocked by {', '.join(failed)} ({self._inline[failed[0]].status})",
-                                 blocked_by=failed)
-        else:
-            result = run_check(item, self.ctx)
-        self._inline[item.name] = result
-        return result
-
-
-STATE = pytest.StashKey[RunState]()
-RESULT = pytest.StashKey[CheckResult]()
-ITEM = pytest.StashKey[CheckItem]()
+#: the run's state (an ``opsgate.pytest_run.RunState``), once the run is an opsgate run
+STATE = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -168,144 +65,70 @@ def pytest_configure(config: pytest.Config) -> None:
         "cadence(name): daily, weekly, monthly or quarterly",
         *(f"{level}: severity {level} (on the environment's own scale)" for level in sev.MARKERS),
         *(f"{name}: {name} cadence" for name in CADENCES),
-        *(f"{kind}: an opsgate {kind} check" for kind in KINDS),
         "depends_on(*names): run only when these checks passed",
     ):
         config.addinivalue_line("markers", line)
-    # tls_verify: false is the user's explicit choice; pytest re-enables warnings per test
-    config.addinivalue_line("filterwarnings", "ignore::urllib3.exceptions.InsecureRequestWarning")
-    config.pluginmanager.register(_CheckReports(), "opsgate-check-reports")
-    cadences = _cadences_in_args(config)
-    missing = [a for a, p in _arg_paths(config).items() if _is_cadence_dir(p) and not p.exists()]
+    if config.option.markers or config.option.strict_markers:
+        add_kind_markers(config)  # the kinds come from the registry: only a run that lists or enforces markers pays
+    cadences = cadences_in_args(config)
+    missing = [a for a, p in arg_paths(config).items() if is_cadence_dir(p) and not p.exists()]
     if missing:  # before any report: a run that cannot start must not leave one (outside the checkout, even)
         raise pytest.UsageError(f"opsgate: {', '.join(missing)} does not exist; no check was run. Create the folder "
                                 "(a README in it is enough: opsgate collects the configured checks itself)")
     if cadences or config.getoption("opsgate_env") or config.getoption("opsgate_gate"):
-        # pytest-json-report builds the report in memory; opsgate writes it (atomically,
-        # redacted). Only for opsgate runs: a plain pytest run in the same venv pays nothing.
+        # pytest-json-report builds the report's test entries in memory; opsgate writes it
         if not hasattr(config.option, "json_report"):
             raise pytest.UsageError("opsgate: pytest-json-report is needed for opsgate runs (was it disabled with -p no:...?)")
         if not config.option.json_report:
             config.option.json_report = True
             config.option.json_report_file = None
             config.option.json_report_verbosity = 0
-        _activate(config, "+".join(sorted(cadences)) if cadences else "adhoc")
+        activate(config, "+".join(sorted(cadences)) if cadences else "adhoc")
 
 
-def _arg_paths(config: pytest.Config) -> dict[str, Path]:
+def add_kind_markers(config: pytest.Config) -> None:
+    from .model import KINDS
+
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{kind}: an opsgate {kind} check")
+
+
+def activate(config: pytest.Config, cadence: str = "adhoc") -> Any:
+    """Make this run an opsgate run (once): import the real plugin, load the environment, register."""
+    if STATE in config.stash:
+        return config.stash[STATE]
+    from .pytest_run import activate as activate_run
+
+    return activate_run(config, cadence)
+
+
+def arg_paths(config: pytest.Config) -> dict[str, Path]:
     """Each path argument of the run (``checks/daily/test_http.py::test_http``) -> its resolved file or folder."""
     base = Path(config.invocation_params.dir)
     return {str(arg): (base / str(arg).split("::")[0]).resolve() for arg in config.args}
 
 
-def _is_cadence_dir(path: Path) -> bool:
+def is_cadence_dir(path: Path) -> bool:
+    """``checks/<cadence>``."""
     return path.name in CADENCES and path.parent.name == "checks"
 
 
-def _cadences_in_args(config: pytest.Config) -> set[str]:
+def cadences_in_args(config: pytest.Config) -> set[str]:
     """Cadence folders named by the run's paths (``checks/daily``, ``checks/daily/test_http.py``)."""
     found = set()
-    for path in _arg_paths(config).values():
-        cadence = next((part.name for part in [path, *path.parents] if _is_cadence_dir(part)), None)
+    for path in arg_paths(config).values():
+        cadence = next((part.name for part in [path, *path.parents] if is_cadence_dir(part)), None)
         if cadence:
             found.add(cadence)
     return found
 
 
-def _activate(config: pytest.Config, cadence: str) -> RunState:
-    """Load the environment (starting the demo for the embedded default) before any check runs."""
-    if STATE in config.stash:
-        return config.stash[STATE]
-    wanted = config.getoption("opsgate_env") or os.environ.get("OPSGATE_ENV")
-    from .demo.launcher import DemoError, DemoProcess  # only a run of the embedded default needs it
+def cadence_of(path: Path, markers: list[pytest.Mark]) -> str:
+    """A test's cadence: its ``cadence`` marker, else the cadence folder it lies in, else daily.
 
-    demo = None
-    try:
-        _, embedded = envfile.resolve(wanted, _search(config))
-        if embedded and wanted in (None, "", "default") and not hasattr(config, "workerinput"):
-            demo = DemoProcess.start()
-            os.environ.update(demo.environ())
-        loaded = envfile.load(wanted, _search(config))
-    except (envfile.EnvFileError, DemoError) as exc:
-        if demo:
-            demo.stop()
-        raise pytest.UsageError(f"opsgate: the environment cannot be used; no check was run:\n{exc}") from None
-    for item in loaded.env.items():
-        for tag in item.tags:
-            config.addinivalue_line("markers", f"{tag}: tag from the environment file")
-    reports = config.getoption("opsgate_reports_dir") or Path(config.rootpath) / "reports"
-    try:
-        keep = _keep_reports(config)
-    except ValueError as exc:
-        if demo:
-            demo.stop()
-        raise pytest.UsageError(f"opsgate: {exc}; no check was run") from None
-    state = RunState(loaded, cadence, report_folder(Path(reports), loaded.env.name),
-                     not config.getoption("opsgate_no_report"),
-                     config.getoption("opsgate_concurrency") or loaded.env.concurrency, keep, demo)
-    state.gate_name = config.getoption("opsgate_gate")
-    state.policy = _policy(config, state.gate_name, demo)
-    try:
-        key_file = config.getoption("opsgate_seal_key_file")
-        state.seal_key = read_key_file(key_file, "--seal-key-file") if key_file else seal_key_from_environment()
-    except ReportError as exc:
-        if demo:
-            demo.stop()
-        raise pytest.UsageError(f"opsgate: {exc}; no check was run") from None
-    if state.seal_key:
-        REDACTOR.add(state.seal_key.decode("utf-8", "replace"))
-    config.stash[STATE] = state
-    return state
-
-
-def _keep_reports(config: pytest.Config) -> int:
-    """--keep-reports, else $OPSGATE_KEEP_REPORTS, else 50; 0 keeps every report."""
-    value = config.getoption("opsgate_keep_reports")
-    source = "--keep-reports"
-    if value is None:
-        text = os.environ.get("OPSGATE_KEEP_REPORTS", "").strip()
-        source = "OPSGATE_KEEP_REPORTS"
-        try:
-            value = int(text) if text else 50
-        except ValueError:
-            raise ValueError(f"{source}: expected a whole number of reports to keep, seen {text[:40]!r}") from None
-    if value < 0:
-        raise ValueError(f"{source}: expected 0 (keep all) or more reports to keep, seen {value}")
-    return value
-
-
-def _policy(config: pytest.Config, gate_name: str | None, demo: Any) -> Any:
-    """The gates file --gate reads, checked now: a bad policy stops the run before any check."""
-    from .gate import PolicyError, find_policy, load_policy
-
-    try:
-        policy = load_policy(find_policy(config.getoption("opsgate_policy"), _search(config)) if gate_name else None)
-        policy.gate(gate_name)
-    except PolicyError as exc:
-        if demo:
-            demo.stop()
-        # the gate's ERROR, with its exit code 2, as `opsgate gate` gives for the same policy
-        pytest.exit(f"opsgate: the gate policy cannot be used; no check was run:\n{exc}\nverdict: ERROR (exit 2)",
-                    returncode=2)
-    return policy
-
-
-def _search(config: pytest.Config) -> list[Path]:
-    return [Path(config.invocation_params.dir), Path(config.rootpath)]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state:
-        if state.engine:
-            state.engine.shutdown()
-        if state._ctx is not None:
-            state._ctx.shared.close()
-        if state.demo:
-            state.demo.stop()
-
-
-def _cadence_of(path: Path, markers: list[pytest.Mark]) -> str:
+    >>> cadence_of(Path("checks/weekly/test_backup.py"), [])
+    'weekly'
+    """
     for mark in markers:
         if mark.name == "cadence" and (mark.args or "name" in mark.kwargs):
             return str(mark.args[0] if mark.args else mark.kwargs["name"])
@@ -315,208 +138,55 @@ def _cadence_of(path: Path, markers: list[pytest.Mark]) -> str:
     return "daily"
 
 
+def scale(config: pytest.Config | None) -> str:
+    """The run's severity scale (the environment's), P0-P3 before or without one."""
+    state = config.stash.get(STATE, None) if config is not None else None
+    return state.loaded.env.severity_scale if state is not None else "P0-P3"
+
+
+def marker_severity(mark: pytest.Mark | None, on_scale: str = "P0-P3") -> str:
+    """A hand-written check's severity, its marker read on the environment's scale (P2 without one).
+
+    >>> marker_severity(pytest.mark.severity("critical").mark), marker_severity(None)
+    ('P0', 'P2')
+    """
+    value = (mark.args[0] if mark.args else mark.kwargs.get("level")) if mark else None
+    try:
+        return sev.normalise(value, on_scale) if value is not None else "P2"
+    except ValueError:
+        return "P2"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for fixture in metafunc.fixturenames:
-        kind = fixture[: -len("_check")] if fixture.endswith("_check") else None
+    """A test asking for ``<kind>_check`` is parametrized with that kind's configured checks."""
+    wanted = [f for f in metafunc.fixturenames if f.endswith("_check")]
+    if not wanted:
+        return
+    from .model import KINDS  # only a test with a *_check argument pays for the registry
+
+    for fixture in wanted:
+        kind = fixture[: -len("_check")]
         if kind not in KINDS:
             continue
-        state = _activate(metafunc.config, "adhoc")
-        cadence = _cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
-        params = [pytest.param(item, id=item.name, marks=_marks(item, cadence, state.loaded.env.severity_scale))
-                  for item in state.loaded.env.items(kind, cadence)]
-        metafunc.parametrize(fixture, params)
-
-
-def _marks(item: CheckItem, cadence: str, scale: str = "P0-P3") -> list[pytest.MarkDecorator]:
-    """A configured check's markers: ``-m P0``, ``-m http``, ``-m weekly``, its tags; the
-    severity in the environment's own labels (``-m P1`` on a P1-P4 scale is its P1)."""
-    shown = sev.label(item.severity, scale)
-    return [
-        # positional for readers, keyword for `-m "severity(level='P0')"` selection
-        pytest.mark.severity(shown, level=shown), getattr(pytest.mark, sev.marker(item.severity, scale)),
-        pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, item.kind),
-        *(getattr(pytest.mark, tag) for tag in item.tags),
-    ]
-
-
-class ConfiguredCheck(pytest.Item):
-    """One configured check as a test item, ``test_<kind>[<name>]``, collected from the
-    environment by the cadence folder itself (pytest's non-Python collection): no stub file,
-    no fixtures to set up, and its failure report is the check's message. Much cheaper per
-    check than a parametrized function, which matters for runs of thousands of checks."""
-
-    def __init__(self, *, check: CheckItem, cadence: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.check, self.cadence = check, cadence
-        state = self.config.stash.get(STATE, None)
-        for mark in _marks(check, cadence, state.loaded.env.severity_scale if state else "P0-P3"):
-            self.add_marker(mark)
-        self.stash[ITEM] = check
-
-    def runtest(self) -> None:
-        _conclude(self, self.config.stash[STATE], self.check)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.check.kind} check {self.check.name} ({self.cadence})"
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
-            return str(excinfo.value.msg)
-        return super().repr_failure(excinfo, style)
-
-
-class _WithConfigured:
-    """A cadence folder's collector: what pytest finds in it, then its configured checks."""
-
-    def collect(self):  # type: ignore[override]
-        state = self.config.stash.get(STATE, None)
-        if state is not None:
-            for check in state.loaded.env.items(cadence=self.path.name):
-                yield ConfiguredCheck.from_parent(self, name=f"test_{check.kind}[{check.name}]", check=check,
-                                                  cadence=self.path.name)
-        yield from super().collect()
-
-
-class _CadenceDir(_WithConfigured, pytest.Dir):
-    pass
-
-
-class _CadencePackage(_WithConfigured, pytest.Package):
-    pass
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """``checks/<cadence>`` collects its configured checks, whatever files it holds."""
-    if not _is_cadence_dir(path) or STATE not in parent.config.stash:
-        return None
-    cls = _CadencePackage if (path / "__init__.py").is_file() else _CadenceDir
-    return cls.from_parent(parent, path=path)
-
-
-class StubDeprecationWarning(pytest.PytestWarning):
-    """A per-kind stub file parametrizes checks the cadence folder now collects by itself."""
-
-
-def _check_of(item: pytest.Item) -> CheckItem | None:
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return None
-    for value in callspec.params.values():
-        if isinstance(value, CheckItem):
-            return value
-    return None
+        state = activate(metafunc.config)
+        cadence = cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
+        metafunc.parametrize(fixture, state.params(kind, cadence))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop kinds with no configured item (not a test, not a skip); a check a user's stub file
-    parametrizes is run by the stub, not twice; give every check a timeout backstop."""
-    items[:] = [i for i in items if not _is_empty_param(i)]
-    _drop_stubbed(items)
-    state = config.stash.get(STATE, None)
+    """A hand-written check with a severity marker is selected by ``-m P1`` too (on the
+    environment's scale); the alias a configured check carries already is added once more, harmlessly."""
+    on_scale = scale(config)
     for item in items:
-        check = item.check if isinstance(item, ConfiguredCheck) else _check_of(item)
-        if check is not None and state is not None:
-            state.checks_of_nodes[item.nodeid] = check.name
-        if check is None:
-            mark = item.get_closest_marker("severity")
-            if mark is not None:  # a hand-written check: `-m P1` selects it too
-                item.add_marker(getattr(pytest.mark, sev.marker(_marker_severity(mark), _scale(config))))
-            continue
-        item.stash[ITEM] = check
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(check.budget() + BACKSTOP_S))
+        mark = item.get_closest_marker("severity")
+        if mark is not None:
+            item.add_marker(getattr(pytest.mark, sev.marker(marker_severity(mark, on_scale), on_scale)))
 
 
-def _drop_stubbed(items: list[pytest.Item]) -> None:
-    """A hand-written ``def test_http(http_check, verify)`` stub (the old per-kind files) runs
-    the checks it is parametrized with; the collected item of the same check and cadence
-    steps aside, and the user is told the stub is no longer needed."""
-    stubbed: dict[tuple[str, str], str] = {}
-    for item in items:
-        check = None if isinstance(item, ConfiguredCheck) else _check_of(item)
-        if check is not None:
-            mark = item.get_closest_marker("cadence")
-            stubbed[(check.name, _cadence_of(Path(item.path), [mark] if mark else []))] = str(item.path)
-    if not stubbed:
-        return
-    files = sorted({stubbed[k] for i in items if isinstance(i, ConfiguredCheck) and (k := (i.check.name, i.cadence)) in stubbed})
-    items[:] = [i for i in items if not (isinstance(i, ConfiguredCheck) and (i.check.name, i.cadence) in stubbed)]
-    for path in files:
-        warnings.warn(StubDeprecationWarning(
-            f"{path}: opsgate collects every configured check of a cadence folder by itself; this per-kind "
-            "stub is no longer needed (its checks run once, through it). Delete it to use the built-in item."))
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    """Remember what -m/-k left out: a gate that requires one of them says so."""
-    if items:
-        state = items[0].config.stash.get(STATE, None)
-        if state is not None:
-            state.deselected.extend(i.nodeid for i in items)
-
-
-def _is_empty_param(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    return bool(callspec) and "NOTSET" in item.name and not any(isinstance(v, CheckItem) for v in callspec.params.values())
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> None:
-    """Start every selected check before the first test: wall time follows the slowest probe."""
-    state = session.config.stash.get(STATE, None)
-    if state is None or session.config.option.collectonly:
-        return
-    checks = {i.stash[ITEM].name: i.stash[ITEM] for i in session.items if ITEM in i.stash}
-    if hasattr(session.config, "workerinput"):
-        # a pytest-xdist worker collects every item but runs only those sent to it: starting
-        # them all here would run each probe once per worker
-        return
-    _mark_started(session, state)
-    if checks:
-        # Start-up's objects (modules, models, test items) live until exit: move them out of
-        # the collector's reach so the probes' garbage is collected without re-walking them.
-        gc.freeze()
-        state.engine = Engine(checks.values(), state.ctx, state.concurrency)
-        state.engine.start()
-        state.progress = _progress(session.config, state.engine)
-
-
-def _progress(config: pytest.Config, engine: Engine) -> Progress | None:
-    """The progress line, written through pytest's terminal with output capture suspended (as
-    pytest's live logging does); none without a terminal reporter (``-p no:terminal``)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    writer = getattr(reporter, "_tw", None)
-    stream = getattr(writer, "_file", None)
-    if writer is None or stream is None:
-        return None
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    delay, interval = (_seconds(name, default) for name, default in
-                       (("OPSGATE_PROGRESS_DELAY", 2.0), ("OPSGATE_PROGRESS_INTERVAL", 10.0)))
-
-    def write(text: str) -> None:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            stream.write(text)
-            stream.flush()
-
-    try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    return Progress(engine.waiting, len(engine.futures), write, tty, writer.fullwidth,
-                    lambda: getattr(writer, "_current_line", ""), delay, interval)
-
-
-def _seconds(name: str, default: float) -> float:
-    """A duration in seconds from the environment (tests shorten the progress intervals)."""
-    text = os.environ.get(name, "").strip()
-    try:
-        value = float(text) if text else default
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise pytest.UsageError(f"opsgate: {name}: expected a number of seconds (0 or more), seen {text[:40]!r}")
-    return value
+@pytest.fixture
+def opsgate_env(request: pytest.FixtureRequest) -> Any:
+    """The loaded environment, for hand-written checks (``opsgate_env.env.http`` ...)."""
+    return activate(request.config).loaded
 
 
 @pytest.fixture
@@ -528,362 +198,15 @@ def verify(request: pytest.FixtureRequest):
         def test_http(http_check, verify):
             verify(http_check)
     """
-    state = _activate(request.config, "adhoc")
+    state = activate(request.config)
+    from .pytest_run import conclude
 
-    def _verify(item: CheckItem) -> CheckResult:
-        return _conclude(request.node, state, item)
+    def _verify(item: Any) -> Any:
+        return conclude(request.node, state, item)
 
     return _verify
 
 
-def _conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult:
-    """The test's outcome from its check's result: fail with the cause, skip when blocked."""
-    result = state.result_for(item)
-    node.stash[RESULT] = result
-    state.results[node.nodeid] = result
-    where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
-    if result.status == "blocked":
-        pytest.skip(f"{where}: {result.message}")
-    if result.failed:
-        pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
-    return result
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``@pytest.mark.depends_on("db-port", "test_schema")``: a hand-written check runs only when
-    those checks (configured ones by name, hand-written ones by test name) passed; otherwise it
-    is reported as blocked by them, and the gate counts the one root cause."""
-    mark = item.get_closest_marker("depends_on")
-    state = item.config.stash.get(STATE, None)
-    if mark is None or state is None or ITEM in item.stash:
-        return
-    configured = {c.name: c for c in state.loaded.env.items()}
-    failed = []
-    for name in mark.args:
-        if name in configured:
-            status = state.result_for(configured[name]).status
-        else:
-            status = state.python_outcomes.get(name, "not run before it" + (
-                " in this pytest-xdist worker; keep both in one file and use --dist loadfile"
-                if hasattr(item.config, "workerinput") else ""))
-        if status not in ("pass", "warn"):
-            failed.append(f"{name} ({status})")
-    if failed:
-        result = CheckResult(item.name, "python", _marker_severity(item.get_closest_marker("severity")), "blocked",
-                             f"not run: blocked by {', '.join(failed)}", blocked_by=[f.split(" (")[0] for f in failed])
-        item.stash[RESULT] = result
-        state.results[item.nodeid] = result
-        pytest.skip(result.message)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = _CONFIG.get("config")
-    state = config.stash.get(STATE, None) if config else None
-    if state is None or state.results.get(report.nodeid) is not None:
-        return
-    if report.when == "call" or report.failed or report.skipped:
-        status = "fail" if report.failed else "skipped" if report.skipped else "pass"
-        name = report.nodeid.rsplit("::", 1)[-1]
-        for key in (name, name.split("[", 1)[0]):
-            if state.python_outcomes.get(key) not in ("fail", "skipped"):
-                state.python_outcomes[key] = status
-
-
-@pytest.fixture
-def opsgate_env(request: pytest.FixtureRequest) -> envfile.LoadedEnvironment:
-    """The loaded environment, for hand-written checks (``opsgate_env.env.http`` ...)."""
-    return _activate(request.config, "adhoc").loaded
-
-
-class _CheckReports:
-    """A configured check's failure is its message: its report is built without formatting a
-    traceback (pytest would filter the frames of ``verify``, ~2-6 ms per failed check, which
-    is most of a 1,000-failure run's time after its probes ended)."""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
-        excinfo = call.excinfo
-        if call.when != "call" or excinfo is None or ITEM not in item.stash:
-            return None
-        if not isinstance(excinfo.value, pytest.fail.Exception) or excinfo.value.pytrace:
-            return None  # anything but verify()'s own pytest.fail: pytest's full report
-        sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
-        return pytest.TestReport(item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "failed",
-                                 str(excinfo.value.msg), "call", sections, call.duration, call.start, call.stop,
-                                 user_properties=item.user_properties)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    result = item.stash.get(RESULT, None)
-    if result is not None and report.when == "call":
-        report.opsgate_status = result.status
-
-
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    if report.when == "call" and report.passed and getattr(report, "opsgate_status", None) == "warn":
-        return "warned", "W", ("WARN", {"yellow": True})
-    return None
-
-
-@pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
-def pytest_json_runtest_metadata(item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
-    result = item.stash.get(RESULT, None)
-    blocked_at_setup = call.when == "setup" and result is not None and result.status == "blocked"
-    failure = _handwritten_failure(item, call) if result is None and ITEM not in item.stash else None
-    if call.when != "call" and not blocked_at_setup and failure is None:
-        return None
-    level = item.get_closest_marker("severity")
-    cadence = item.get_closest_marker("cadence")
-    meta: dict[str, Any] = {
-        "severity": result.severity if result else _marker_severity(level),
-        "cadence": _cadence_of(Path(item.path), [cadence] if cadence else []),
-    }
-    check = item.stash.get(ITEM, None)
-    if check is not None:
-        meta["tags"] = check.tags
-        meta["depends_on"] = check.depends_on
-    if result is not None:
-        meta.update(result.to_json())
-    else:
-        meta["kind"] = "python"
-        if failure:
-            meta["message"] = failure
-    # gates read the P0-P3 "severity"; people read the environment's own name for it
-    meta["severity_label"] = sev.label(meta["severity"], _scale(item.config))
-    return {"opsgate": meta}
-
-
-def _handwritten_failure(item: pytest.Item, call: pytest.CallInfo) -> str | None:
-    """A hand-written check's failure as the gate shows it: where, the exception and its message
-    (``AssertionError: assert 503 == 200``), not just ``test_x.py:16: AssertionError``."""
-    excinfo = call.excinfo
-    if excinfo is None or excinfo.errisinstance((pytest.skip.Exception, pytest.xfail.Exception)):
-        return None
-    if item.get_closest_marker("xfail") is not None:
-        return None  # an expected failure is not the check's failure
-    from .gate.reports import failure_line
-
-    entries = list(excinfo.traceback)
-    own = [e for e in entries if Path(e.path) == Path(item.path)]  # the check's own line, not a library's
-    entry = (own or entries or [None])[-1]
-    where = ""
-    if entry is not None:
-        path = Path(entry.path)
-        try:
-            path = path.relative_to(item.config.invocation_params.dir)
-        except ValueError:
-            pass
-        where = f"{path}:{entry.lineno + 1}"
-    return failure_line(excinfo.exconly(tryshort=True), excinfo.typename, where)
-
-
-def _marker_severity(mark: pytest.Mark | None) -> str:
-    """A hand-written check's severity, its marker read on the environment's scale."""
-    value = (mark.args[0] if mark.args else mark.kwargs.get("level")) if mark else None
-    try:
-        return sev.normalise(value, _scale(_CONFIG.get("config"))) if value is not None else "P2"
-    except ValueError:
-        return "P2"
-
-
-def _scale(config: pytest.Config | None) -> str:
-    state = config.stash.get(STATE, None) if config is not None else None
-    return state.loaded.env.severity_scale if state is not None else "P0-P3"
-
-
-@pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
-def pytest_json_modifyreport(json_report: dict[str, Any]) -> None:
-    """Add the run's metadata; redact the whole document as the last step before writing."""
-    config = _CONFIG.get("config")
-    state = config.stash.get(STATE, None) if config else None
-    if state is None:
-        return
-    state.finished = time.time()
-    json_report["opsgate"] = {
-        "format": 1,
-        "version": __version__,
-        "environment": state.loaded.env.name,
-        "environment_file": state.loaded.source,
-        "cadence": state.cadence,
-        "host": socket.gethostname(),
-        "started_at": _iso(state.started),
-        "finished_at": _iso(state.finished),
-        "concurrency": state.concurrency,
-        "demo": {"fault": state.demo.fault} if state.demo else None,
-        "deselected": state.deselected,
-        "stopped_early": _stopped_early(state, json_report),
-        "partial": _partial(config, state),
-        "not_run": _not_run(config, state, json_report),
-    }
-    from .gate import evaluate, from_document, load_policy
-
-    # the report's own counts and verdict: the built-in default gate over this very document
-    plain = evaluate([from_document(json_report, "this run")], load_policy(None))
-    json_report["opsgate"]["counts"] = plain.counts
-    json_report["opsgate"]["verdict"] = plain.verdict
-    redacted = REDACTOR.data(json_report)
-    json_report.clear()
-    json_report.update(redacted)
-
-
-def _latest_name(config: pytest.Config, state: RunState) -> str:
-    return "partial-latest" if _partial(config, state) else "latest"
-
-
-def _mark_started(session: pytest.Session, state: RunState) -> None:
-    """Before the first check: replace ``-latest`` with a "run started" marker, so a run killed
-    from here on (SIGKILL, SIGTERM, out of memory) leaves the gate an ERROR, not the last verdict."""
-    if not state.write_reports:
-        return
-    try:
-        write_marker(state.reports_dir, state.cadence.replace("+", "-"), _latest_name(session.config, state),
-                     state.loaded.env.name, state.started, state.seal_key)
-    except (OSError, ReportError) as exc:
-        # the final write will most likely fail too; if it does not, its report replaces this
-        state.not_written = f"the run could not mark itself started in {state.reports_dir}: {_reason(exc)}"
-
-
-def _reason(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
-
-
-def _partial(config: pytest.Config, state: RunState) -> str | None:
-    """Why this run covers less than its cadence folders (a file or test named, -k/-m), or None.
-    A partial run's report does not replace ``<cadence>-latest.json``."""
-    paths = _arg_paths(config)
-    whole = [p for a, p in paths.items() if "::" not in a and p.is_dir() and _is_cadence_dir(p)]
-    narrowed = [a for a, p in paths.items() if p not in whole and not any(w in p.parents for w in whole)]
-    reasons = [f"only {', '.join(narrowed)}"] if narrowed else []
-    if state.deselected:
-        reasons.append(f"{len(state.deselected)} deselected (-k/-m/--deselect)")
-    elif (config.option.keyword or config.option.markexpr) and getattr(config.option, "numprocesses", None):
-        reasons.append("selected with -k/-m (pytest-xdist: the controller cannot count what was left out)")
-    return "; ".join(reasons) or None
-
-
-_TEST_ID = re.compile(r"test_(?P<kind>[a-z]+)\[(?P<name>[^\[\]]+)\]$")
-
-
-def _not_run(config: pytest.Config, state: RunState, json_report: dict[str, Any]) -> list[dict[str, str]]:
-    """Configured checks of the cadence folders this run was pointed at (whole) that have no
-    result in the report and were not deselected by the user: each one a gate ERROR."""
-    paths = _arg_paths(config)
-    cadences = sorted({p.name for a, p in paths.items() if "::" not in a and p.is_dir() and _is_cadence_dir(p)})
-    if not cadences:
-        return []
-    controller = hasattr(config, "workerinput") is False and bool(getattr(config.option, "numprocesses", None))
-    if controller and (config.option.keyword or config.option.markexpr):
-        # pytest-xdist's controller does not see what its workers' -k/-m left out: the run is
-        # partial (it keeps -latest as it was), and what did not run cannot be told apart
-        return []
-    ran, deselected = set(), set()
-    for test in json_report.get("tests") or ():
-        nodeid = str(test.get("nodeid", ""))
-        meta = (test.get("metadata") or {}).get("opsgate") or {}
-        ran.update(n for n in (meta.get("name"), state.checks_of_nodes.get(nodeid)) if n)
-        match = _TEST_ID.search(nodeid)
-        if match:
-            ran.add(match["name"])
-    for nodeid in state.deselected:
-        match = _TEST_ID.search(nodeid)
-        deselected.update(n for n in (state.checks_of_nodes.get(nodeid), match and match["name"]) if n)
-    collected = set(state.checks_of_nodes.values())
-    stopped = _stopped_early(state, json_report)
-    out = []
-    for cadence in cadences:
-        for check in state.loaded.env.items(cadence=cadence):
-            if check.name in ran or check.name in deselected:
-                continue
-            if stopped and check.name in collected:
-                reason = f"the run stopped early ({stopped})"
-            elif check.name in collected:
-                reason = "collected but never run (a pytest-xdist worker that never got it, or a crashed worker)"
-            elif controller:
-                reason = "no pytest-xdist worker reported it (a worker crashed or collected something else)"
-            else:
-                reason = (f"not collected from checks/{cadence} (a conftest or plugin removed it without "
-                          "deselecting it, or the folder's collector was replaced)")
-            out.append({"name": check.name, "kind": check.kind, "severity": check.severity,
-                        "cadence": cadence, "reason": reason})
-    return out
-
-
-def _stopped_early(state: RunState, json_report: dict[str, Any]) -> str | None:
-    """Why selected checks did not run (-x, --maxfail, pytest.exit), or None."""
-    session = state.session
-    if session is None:
-        return None
-    missing = len(session.items) - len(json_report.get("tests") or ())
-    if missing <= 0:
-        return None
-    reason = session.shouldstop or session.shouldfail or "the session ended early"
-    return f"{reason}; {missing} of {len(session.items)} selected checks did not run"
-
-
-_CONFIG: dict[str, pytest.Config] = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
-    state = session.config.stash.get(STATE, None)
-    if state:
-        state.started = time.time()
-        state.session = session
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """pytest-json-report has built the report (tryfirst); write it where the gate reads it."""
-    state = session.config.stash.get(STATE, None)
-    plugin = getattr(session.config, "_json_report", None)
-    if state is None or plugin is None or getattr(plugin, "report", None) is None:
-        return
-    if hasattr(session.config, "workerinput"):
-        return
-    if session.config.option.collectonly:
-        return  # nothing ran: no report, no verdict
-    not_written = None
-    if state.write_reports:
-        latest = "partial-latest" if (plugin.report.get("opsgate") or {}).get("partial") else "latest"
-        try:
-            state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"),
-                                             state.started, latest, state.seal_key)
-            # only reports older than this run's start: a concurrent run's report is never ours to delete
-            prune_reports(state.reports_dir, state.cadence.replace("+", "-"), state.keep_reports,
-                          state.report_path, state.started)
-        except ReportError as exc:
-            not_written = f"{exc}; no report was written to {state.reports_dir}"
-        except OSError as exc:
-            not_written = f"the report could not be written to {state.reports_dir}: {_reason(exc)}"
-        except Exception as exc:  # any other failure still must not leave a pass behind
-            not_written = f"the report could not be written to {state.reports_dir}: {type(exc).__name__}: {exc}"[:300]
-    state.not_written = not_written
-    from .gate import evaluate, from_document
-
-    label = str(state.report_path) if state.report_path else "this run"
-    state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
-    if not_written:  # nothing downstream can gate on this run: never a pass, with or without --gate
-        state.gate.errors.insert(0, not_written)
-        state.gate.verdict, state.gate.exit_code = "ERROR", 2
-        session.exitstatus = 2
-    if state.gate_name:
-        # one code path decides: the same evaluate() as `opsgate gate`, and its exit code
-        session.exitstatus = state.gate.exit_code
-
-
-def _iso(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state is not None and not hasattr(config, "workerinput") and not config.option.collectonly:
-        write_summary(terminalreporter, state)
+def environment_wanted(config: pytest.Config) -> str | None:
+    """--env, else $OPSGATE_ENV, else None (the embedded default)."""
+    return config.getoption("opsgate_env") or os.environ.get("OPSGATE_ENV")
