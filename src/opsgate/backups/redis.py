@@ -247,15 +247,15 @@ def _restore(kind: str, path: Path, options: Options, scratch: Scratch, started:
         handle.write(f"requirepass {password}\n")
     server = start_server(argv, scratch, what=f"scratch redis-server on port {port}", grace=STOP_GRACE_S)
     restored = RestoredRedis(port, db, password, server.pid)
-    details = {"layout": kind, "port": port, "db": db}
+    details = {"layout": kind, "port": port, "db": db, "backup_bytes": size}  # L2 counted the bytes verified
     problem, keys, keyspace = _wait_loaded(server, restored, place / "redis.log", scratch)
     duration = time.monotonic() - started
     details.update(restore_s=round(duration, 3), keyspace=keyspace)
     if problem:
-        return Outcome(3, False, problem, bytes=size, duration_s=duration, details=details), None
+        return Outcome(3, False, problem, duration_s=duration, details=details), None
     return Outcome(3, True, f"a scratch redis-server (127.0.0.1:{port}) loaded a copy of the {kind.upper()} in "
                             f"{duration:.2f}s: PING answered, loading:0, DBSIZE {keys:,} in db {db}",
-                   items=keys, items_total=keys, unit="keys", bytes=size, duration_s=duration, details=details), restored
+                   items=keys, items_total=keys, unit="keys", duration_s=duration, details=details), restored
 
 
 def _copy(source: Path, target: Path, scratch: Scratch) -> None:
