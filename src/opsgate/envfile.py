@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
-from .model import KINDS, Environment, SecretValue
+from .kinds import REGISTRY
+from .model import Environment, SecretValue
 from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
 from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
 
@@ -315,7 +317,23 @@ class _Substitution:
                 self.hidden.add(("command", index, "env", alias))
 
 
-_ADDRESSES = ("url", "dsn", "engine")  # fields holding an address whose password is registered
+def _address_fields() -> frozenset[str]:
+    """Fields a kind declares secret (``Kind.secret_fields``) that hold one address (``url``,
+    ``dsn``, ``engine``): the password in it is secret, and a value substituted there is
+    percent-encoded where it would break the address.
+
+    >>> sorted(_address_fields())
+    ['dsn', 'engine', 'url']
+    """
+    def text(annotation: Any) -> bool:  # str, or str | None
+        return annotation is str or (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                                     and str in typing.get_args(annotation))
+
+    return frozenset(field for kind in REGISTRY.values() for field in kind.secret_fields
+                     if text(kind.schema.model_fields[field].annotation))
+
+
+_ADDRESSES = _address_fields()
 
 
 def _plain(value: Any) -> Any:
@@ -438,7 +456,7 @@ def _apply_defaults(data: dict, lines: dict[Path_, int] | None = None, shown: st
     problems: list[Problem] = []
     lines = {} if lines is None else lines
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
-    for kind in KINDS:
+    for kind in REGISTRY:
         items = data.get(kind)
         section_cadence = None
         if isinstance(items, dict):
@@ -470,7 +488,7 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
     """Names are unique; depends_on names exist and form no cycle."""
     problems: list[Problem] = []
     where: dict[str, Path_] = {}
-    for kind in KINDS:
+    for kind in REGISTRY:
         for index, item in enumerate(getattr(env, kind)):
             at = (kind, index, "name")
             if item.name in where:
@@ -478,7 +496,7 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
                                         f"expected a unique name, seen {item.name!r} again (first at line {line_of(lines, where[item.name])})"))
             where.setdefault(item.name, at)
     graph = {i.name: i.depends_on for i in env.items()}
-    for kind in KINDS:
+    for kind in REGISTRY:
         for index, item in enumerate(getattr(env, kind)):
             for d_index, dep in enumerate(item.depends_on):
                 if dep not in graph:
@@ -540,30 +558,40 @@ def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str,
         if not register_secret(value, whole):
             too_short.append(f"{shown}:{line_of(lines, at)}: {dotted(at)}")
 
-    for index, item in enumerate(env.http):
-        for name, value in item.headers.items():
-            if getattr(value, "secret", False) or is_secret_name(name):
-                text = value.value if isinstance(value, SecretValue) else value
-                register(text, ("http", index, "headers", name), whole=True)
-                scheme, _, token = text.partition(" ")
-                if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme) and not (skip and skip(token)):  # "Bearer <token>", "Basic <base64>"
-                    REDACTOR.add(token.strip())
-                    if scheme.lower() == "basic":
-                        REDACTOR.add(_basic_password(token))
-    for kind in KINDS:
-        for index, item in enumerate(getattr(env, kind)):
-            for field in _ADDRESSES:
-                address = getattr(item, field, None)
-                password = _password(address) if isinstance(address, str) else None
-                if password:
-                    register(password, (kind, index, field), whole=True)
-                    register(unquote(password), (kind, index, field), whole=True)
-    for index, item in enumerate(env.command):
-        for name, value in item.env.items():
-            marked = getattr(value, "secret", False)
-            if marked or is_secret_variable(name) or name in env.secrets:
-                register(value.value if isinstance(value, SecretValue) else value, ("command", index, "env", name), whole=marked)
+    for kind_name, kind in REGISTRY.items():
+        for index, item in enumerate(getattr(env, kind_name)):
+            for field in kind.secret_fields:  # what its kind module declares secret
+                value, at = getattr(item, field), (kind_name, index, field)
+                if isinstance(value, str):  # an address: the password in it
+                    password = _password(value)
+                    if password:
+                        register(password, at, whole=True)
+                        register(unquote(password), at, whole=True)
+                elif isinstance(value, dict):
+                    for name, entry in value.items():
+                        _register_entry(name, entry, at + (name,), field == "env", env.secrets, register, skip)
     return too_short
+
+
+def _register_entry(name: str, entry: Any, at: Path_, variable: bool, listed: list[str],
+                    register: typing.Callable[..., None], skip: typing.Callable[[str], bool] | None) -> None:
+    """One entry of a secret mapping field: a command's ``env`` (names read as variable names:
+    secret-named or listed in ``secrets``) or a request's ``headers`` (names read as header
+    names, and the token after a scheme - ``Bearer <token>``, the password inside ``Basic``
+    credentials - is secret too); any entry written ``{value: ..., secret: true}``."""
+    marked = getattr(entry, "secret", False)
+    text = entry.value if isinstance(entry, SecretValue) else entry
+    if variable:
+        if marked or is_secret_variable(name) or name in listed:
+            register(text, at, whole=marked)
+        return
+    if marked or is_secret_name(name):
+        register(text, at, whole=True)
+        scheme, _, token = text.partition(" ")
+        if token and re.fullmatch(r"[A-Za-z][\w-]*", scheme) and not (skip and skip(token)):  # "Bearer <token>", "Basic <base64>"
+            REDACTOR.add(token.strip())
+            if scheme.lower() == "basic":
+                REDACTOR.add(_basic_password(token))
 
 
 def _password(address: str) -> str | None:

@@ -75,7 +75,8 @@ def load(module_name: str) -> Kind:
     kind = getattr(module, "KIND", None)
     if not isinstance(kind, Kind):
         raise KindError(f"{path}: expected KIND = Kind(name=..., schema=..., observe=observe, limits=limits, "
-                        f"summary=...) at the end of the module, seen {kind!r}")
+                        f"summary=...) at the end of the module, seen {kind!r} (a kind module imports its building "
+                        "blocks from opsgate.schema, never opsgate.model, which imports every kind module)")
     return kind
 
 
@@ -89,13 +90,22 @@ def _registry() -> dict[str, Kind]:
     return registry
 
 
-#: every check kind, by name, in the order of :data:`MODULES`
-REGISTRY: dict[str, Kind] = _registry()
+def __getattr__(name: str) -> Any:
+    """``REGISTRY``, built on first use: a kind module imports this module for :class:`Kind`, so
+    building it at import would import that kind module again before its ``KIND`` exists."""
+    if name == "REGISTRY":
+        registry = globals()["REGISTRY"] = _registry()
+        return registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+REGISTRY: dict[str, Kind]  # every check kind, by name, in the order of MODULES (see __getattr__)
 
 
 def get(name: str) -> Kind:
     """The kind called ``name``; KeyError naming the known kinds otherwise."""
+    registry = __getattr__("REGISTRY") if "REGISTRY" not in globals() else REGISTRY
     try:
-        return REGISTRY[name]
+        return registry[name]
     except KeyError:
-        raise KeyError(f"no check kind {name!r}; the kinds are: {', '.join(REGISTRY)}") from None
+        raise KeyError(f"no check kind {name!r}; the kinds are: {', '.join(registry)}") from None

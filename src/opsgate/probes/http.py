@@ -133,7 +133,7 @@ def limits(item: HttpCheck) -> list[Condition]:
 
 KIND = Kind(name="http", schema=HttpCheck, observe=observe, limits=limits,
             summary="an HTTP(S) request: status, latency, body regex, JSON body conditions, certificate days left",
-            secret_fields=("url", "headers"), host_level=False)
+            secret_fields=("headers", "url"), host_level=False)
 
 
 def __getattr__(name: str):
