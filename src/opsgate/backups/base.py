@@ -7,10 +7,10 @@ short): a source exports ``Options``, ``integrity`` (L2), ``restore`` (L3), ``co
 registers its removal with :meth:`Scratch.on_cleanup` before it is created.
 
 Cleanups run on every way out: the ``with`` block's end (success, failure, exception,
-timeout), SIGTERM (a handler installed from the main thread closes every live scratch,
-then the process dies of SIGTERM as it would have) and SIGINT/interpreter exit (pytest
-turns SIGINT into KeyboardInterrupt; an ``atexit`` hook closes what a probe thread still
-holds, since probe threads are daemons that are frozen at exit). A scratch left by a
+timeout); SIGTERM and SIGINT (handlers installed from the main thread close every live
+scratch, then the process dies of SIGTERM, or gets its KeyboardInterrupt, as it would have);
+and interpreter exit (an ``atexit`` hook closes what a probe thread still holds, since probe
+threads are daemons that are frozen at exit). A scratch left by a
 process killed with SIGKILL is removed by the next scratch made: its directory name
 carries the owner's pid.
 
@@ -105,6 +105,7 @@ class Scratch:
         self._cleanups: list[tuple[Callable[[], None], str]] = []
         self._processes: set[subprocess.Popen] = set()
         self.closed = False
+        self._owner = threading.get_ident()
         self.on_cleanup(lambda: _remove_tree(self.dir), f"remove {self.dir}")
         _LIVE.add(self)
 
@@ -140,6 +141,13 @@ class Scratch:
             problem = _run_cleanup(fn, what)
             if problem:
                 problems.append(problem)
+        if threading.get_ident() != self._owner:
+            # closed under a thread still working in it (a signal, exit): that thread stops at its
+            # next step, but one write in flight could recreate the folder - remove it again
+            for _ in range(10):
+                time.sleep(0.1)
+                if os.path.lexists(self.dir):
+                    problem = _run_cleanup(lambda: _remove_tree(self.dir), f"remove {self.dir}")
         _LIVE.discard(self)
         return problems
 
@@ -362,7 +370,9 @@ def close_all() -> list[str]:
     return problems
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM or SIGINT: clean up every scratch place now, then do what was done before
+    (pytest's KeyboardInterrupt for SIGINT; dying of the signal for SIGTERM)."""
     close_all()
     previous = _PREVIOUS.get(signum)
     if callable(previous):
@@ -377,8 +387,8 @@ _PREVIOUS: dict[int, Any] = {}
 
 
 def _install_signal_handlers() -> None:
-    """Hook SIGTERM (from the main thread only, where Python allows it) and interpreter exit
-    (SIGINT reaches us as KeyboardInterrupt, then exit). Idempotent."""
+    """Hook SIGTERM and SIGINT (from the main thread only, where Python allows it) and
+    interpreter exit. Idempotent."""
     global _INSTALLED, _AT_EXIT
     with _INSTALL_LOCK:
         if not _AT_EXIT:
@@ -386,14 +396,16 @@ def _install_signal_handlers() -> None:
             _AT_EXIT = True
         if _INSTALLED or threading.current_thread() is not threading.main_thread():
             return  # off the main thread: retried by the next scratch made on it
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not signal.SIG_IGN and current is not _on_sigterm:
-            _PREVIOUS[signal.SIGTERM] = current
-            signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_IGN, None) or current is _on_signal:
+                continue
+            _PREVIOUS[signum] = current
+            signal.signal(signum, _on_signal)
         _INSTALLED = True
 
 
 def install_signal_handlers() -> None:
     """Public hook for the kind's import (made on the main thread at collection), so that a
-    SIGTERM arriving while a probe thread restores still cleans up."""
+    SIGTERM or SIGINT arriving while a probe thread restores still cleans up."""
     _install_signal_handlers()

@@ -321,6 +321,7 @@ def restore(point: RecoveryPoint, options: Options, scratch: Scratch) -> tuple[O
     counts = {"files": 0, "bytes": 0, "skipped": 0}
 
     def extract(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        scratch.remaining()  # stop before writing once the scratch place is closed (an interrupt)
         _refuse_unsafe(member, target)
         if member.isdev() or member.isfifo():
             counts["skipped"] += 1

@@ -43,7 +43,8 @@ from .. import backups
 from ..backups import points as pointsmod
 from ..backups.base import Outcome, RecoveryPoint, Scratch, install_signal_handlers
 from ..conditions import Condition
-from ..model import CheckItem, Duration, Size, Strict
+from ..kinds import Kind
+from ..schema import CheckItem, Duration, Size, Strict
 from ..redact import REDACTOR
 from ..results import Observation
 
@@ -320,3 +321,9 @@ def limits(item: BackupCheck) -> list[Condition]:
     """
     return [Condition.compare("level_reached", ">=", item.level,
                               label=f"{item.name}: level {item.level} ({LEVEL_NAMES[item.level]}) reached")]
+
+
+KIND = Kind(name="backup", schema=BackupCheck, observe=observe, limits=limits,
+            summary="a backup set verified up to a level: exists, fresh within the RPO, read end to end, restored "
+                    "into scratch, compared with live (files, postgres, redis, sqlite, restic)",
+            host_level=False)
