@@ -266,3 +266,18 @@ def test_interrupted_verification_leaves_no_scratch_redis_server(live, tmp_path,
             child.kill()
     assert not psutil.pid_exists(int(pid)) or psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
     assert not Path(folder).exists()
+
+
+def test_scratch_port_taken_by_someone_else_is_named(live, tmp_path):
+    """A fixed scratch_port another process holds: L3 fails naming the bind error (a free
+    port chosen by opsgate would be retried with another)."""
+    import socket
+
+    rdb = snapshot(live, tmp_path / "backups")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        outcomes = verify(rdb, options(live, scratch_port=taken))
+    assert [o.ok for o in outcomes] == [True, False]
+    assert "exited while loading" in outcomes[1].message and "Address already in use" in outcomes[1].message

@@ -136,6 +136,9 @@ def _layout(path: Path) -> tuple[str, Path]:
     if not head:
         raise ValueError(f"{path.name} is empty (0 bytes)")
     if head != b"REDIS":
+        if head.startswith(b"*"):
+            raise ValueError(f"{path.name} is a single-file AOF (Redis before 7): not supported; verify an RDB "
+                             f"or a Redis 7 appendonlydir")
         raise ValueError(f"{path.name} is not an RDB file (it does not start with REDIS)")
     return "rdb", path
 
@@ -219,15 +222,12 @@ def restore(point: RecoveryPoint, options: Options, scratch: Scratch) -> tuple[O
 
 def _restore(kind: str, path: Path, options: Options, scratch: Scratch, started: float) -> tuple[Outcome, Any]:
     db = LiveRedis.parse(options.live_url).db if options.live_url else 0
-    port = options.scratch_port or free_port()
-    place = scratch.dir / f"redis-{port}"
+    place = scratch.dir / "redis"
     place.mkdir(mode=0o700)
-    argv = [_tool("redis-server"), str(place / "secret.conf"), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(place), "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-            "--logfile", str(place / "redis.log"), "--pidfile", ""]
+    settings = ["--dir", str(place), "--save", "", "--daemonize", "no", "--protected-mode", "yes", "--pidfile", ""]
     if kind == "rdb":
         _copy(path, place / "dump.rdb", scratch)
-        argv += ["--dbfilename", "dump.rdb", "--appendonly", "no"]
+        settings += ["--dbfilename", "dump.rdb", "--appendonly", "no"]
         size = path.stat().st_size
     else:
         folder = place / "appendonlydir"
@@ -237,20 +237,28 @@ def _restore(kind: str, path: Path, options: Options, scratch: Scratch, started:
             if item.is_file():
                 _copy(item, folder / item.name, scratch)
                 size += item.stat().st_size
-        argv += ["--appendonly", "yes", "--appenddirname", "appendonlydir",
-                 "--appendfilename", path.name[: -len(".manifest")], "--dbfilename", "dump.rdb"]
+        settings += ["--appendonly", "yes", "--appenddirname", "appendonlydir",
+                     "--appendfilename", path.name[: -len(".manifest")], "--dbfilename", "dump.rdb"]
     password = secrets.token_urlsafe(24)
     REDACTOR.add(password)
     secret = place / "secret.conf"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:  # the password stays out of argv (and ps)
         handle.write(f"requirepass {password}\n")
-    server = start_server(argv, scratch, what=f"scratch redis-server on port {port}", grace=STOP_GRACE_S)
-    restored = RestoredRedis(port, db, password, server.pid)
-    details = {"layout": kind, "port": port, "db": db, "backup_bytes": size}  # L2 counted the bytes verified
-    problem, keys, keyspace = _wait_loaded(server, restored, place / "redis.log", scratch)
+    for _attempt in range(3):  # a free port can be taken before redis binds it: try another
+        port = options.scratch_port or free_port()
+        log = place / f"redis-{port}.log"
+        argv = [_tool("redis-server"), str(secret), "--port", str(port), "--bind", "127.0.0.1",
+                "--logfile", str(log), *settings]
+        server = start_server(argv, scratch, what=f"scratch redis-server on port {port}", grace=STOP_GRACE_S)
+        restored = RestoredRedis(port, db, password, server.pid)
+        problem, keys, keyspace = _wait_loaded(server, restored, log, scratch)
+        if not (problem and "Address already in use" in problem and not options.scratch_port):
+            break
     duration = time.monotonic() - started
-    details.update(restore_s=round(duration, 3), keyspace=keyspace)
+    # the backup's size is evidence here, not bytes verified again (L2 counted them)
+    details = {"layout": kind, "port": port, "db": db, "backup_bytes": size, "restore_s": round(duration, 3),
+               "keyspace": keyspace}
     if problem:
         return Outcome(3, False, problem, duration_s=duration, details=details), None
     return Outcome(3, True, f"a scratch redis-server (127.0.0.1:{port}) loaded a copy of the {kind.upper()} in "
@@ -268,7 +276,8 @@ def _copy(source: Path, target: Path, scratch: Scratch) -> None:
 
 def _wait_loaded(server: subprocess.Popen, restored: RestoredRedis, log: Path,
                  scratch: Scratch) -> tuple[str | None, int, dict]:
-    """(None, DBSIZE, keyspace) once loaded; else (why not, 0, {})."""
+    """(None, DBSIZE, keyspace) once loaded; else (why not, 0, {}). Only our server counts:
+    whatever else answers on its port (it lost the port race) is not taken for it."""
     client = None
     while True:
         if server.poll() is not None:
@@ -278,16 +287,20 @@ def _wait_loaded(server: subprocess.Popen, restored: RestoredRedis, log: Path,
         except TimeoutError as exc:
             return f"{exc}: the scratch redis-server was still loading ({log_tail(log)})", 0, {}
         try:
-            client = client or restored.client(remaining)
+            client = client or restored.client(min(remaining, 2))  # a loading redis answers LOADING at once
             if client.ping() and int(client.info("persistence").get("loading", 1)) == 0:
+                answering = int(client.info("server").get("process_id", -1))
+                if answering != server.pid:
+                    return (f"port {restored.port} is answered by another process (pid {answering}), not the "
+                            f"scratch redis-server (pid {server.pid})"), 0, {}
                 keys = int(client.dbsize())
                 keyspace = {name: value.get("keys", 0) for name, value in client.info("keyspace").items()}
                 client.close()
                 return None, keys, keyspace
         except redis.BusyLoadingError:
             pass
-        except redis.ConnectionError:
-            client = None  # not listening yet
+        except (redis.ConnectionError, redis.TimeoutError):
+            client = None  # not listening yet, or someone else holds the port: the server's exit will tell
         time.sleep(0.02)
 
 
