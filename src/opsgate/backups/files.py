@@ -245,18 +245,29 @@ def _walk_tar(point: RecoveryPoint, fmt: str, scratch: Scratch, visit=None) -> t
     stream, counter, closers = _open_stream(path, fmt, scratch)
     members = unpacked = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                members += 1
-                unpacked += member.size if member.isfile() else 0
-                if visit is not None:
-                    visit(tar, member)
-        while stream.read(CHUNK):  # the zero blocks and trailer after the end-of-archive marker
-            pass
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    members += 1
+                    unpacked += member.size if member.isfile() else 0
+                    if visit is not None:
+                        visit(tar, member)
+        except (tarfile.ReadError, tarfile.HeaderError, EOFError) as exc:
+            if fmt in ("tar.gz", "tar.zst"):
+                # a damaged tar header inside a compressed stream: the compression's own checksum
+                # (read to the end) names the real cause - the archive's bytes changed
+                _drain(stream)
+            raise exc
+        _drain(stream)  # the zero blocks and trailer after the end-of-archive marker
     finally:
         for closer in reversed(closers):
             closer.close()
     return members, unpacked, counter.pos if counter is not None else path.stat().st_size
+
+
+def _drain(stream: io.BufferedReader) -> None:
+    while stream.read(CHUNK):
+        pass
 
 
 # ---- the source's functions -----------------------------------------------------------------
