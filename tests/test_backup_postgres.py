@@ -373,3 +373,15 @@ def test_a_live_server_that_never_answers_fails_l4_within_the_deadline(pg, dumps
             compared = source.compare(restored, wedged, short)
     assert not compared.ok
     assert f"postgres 127.0.0.1:{silent.port}/app did not answer within the verification's timeout" in compared.message
+
+
+@pytest.mark.parametrize("fmt", ["c", "p"])
+def test_schema_only_dump_fails_l2_unless_allowed(pg, tmp_path, fmt):
+    dump = tmp_path / f"schema.{fmt}"
+    subprocess.run(["pg_dump", f"-F{fmt}", "--schema-only", "-f", str(dump), "-d",
+                    f"host=127.0.0.1 port={pg.port} user=app dbname=app"],
+                   env=dict(os.environ, PGPASSWORD=APP_PASSWORD), check=True, timeout=60)
+    outcome = verify(dump, options(pg))[0]
+    assert not outcome.ok and "the dump holds no table data (pg_dump --schema-only" in outcome.message
+    with Scratch(timeout=60) as scratch:
+        assert source.integrity(point(dump), options(pg, allow_empty=True), scratch).ok

@@ -281,3 +281,11 @@ def test_scratch_port_taken_by_someone_else_is_named(live, tmp_path):
         outcomes = verify(rdb, options(live, scratch_port=taken))
     assert [o.ok for o in outcomes] == [True, False]
     assert "exited while loading" in outcomes[1].message and "Address already in use" in outcomes[1].message
+
+
+def test_rdb_without_keys_fails_l2_unless_allowed(tmp_path):
+    with RedisServer(tmp_path) as empty:
+        rdb = snapshot(empty, tmp_path / "backups")
+        outcome = verify(rdb, options(empty))[0]
+        assert not outcome.ok and "the RDB holds no keys" in outcome.message
+        assert [o.ok for o in verify(rdb, options(empty, allow_empty=True))] == [True, True, True]

@@ -87,6 +87,8 @@ class Options(Strict):
     row_tolerance: TOLERANCE = Tolerance(0)
     queries: list[Query] = Field(default_factory=list)
     jobs: int = Field(1, ge=1, le=64, description="pg_restore --jobs for custom and directory dumps")
+    allow_empty: bool = Field(False, description="a dump without table data (schema only, an empty database) "
+                                                 "passes L2; by default reading no data is a failure")
 
 
 # ---------------------------------------------------------------- formats
@@ -141,6 +143,10 @@ def integrity(point: RecoveryPoint, options: Options, scratch: Scratch) -> Outco
             outcome = _integrity_plain(path, scratch)
         else:
             outcome = _integrity_archive(path, fmt, scratch)
+        if outcome.ok and fmt != "base" and outcome.items == 0 and not options.allow_empty:
+            outcome = Outcome(2, False, f"{outcome.message}: the dump holds no table data (pg_dump --schema-only, or "
+                                        f"an empty database?); set allow_empty if that is expected",
+                              bytes=outcome.bytes, details=outcome.details)
     except (OSError, ValueError, TimeoutError) as exc:
         outcome = Outcome(2, False, REDACTOR.text(str(exc)))
     outcome.duration_s = time.monotonic() - started
@@ -176,6 +182,7 @@ class PlainScan:
     bytes_read: int = 0
     lines: int = 0
     tables: int = 0  # CREATE TABLE statements
+    inserts: int = 0  # INSERT statements (pg_dump --inserts writes data so)
     copy_blocks: int = 0  # COPY ... FROM stdin blocks, closed by \.
     open_copy: str | None = None  # a COPY block never closed: the dump was cut inside it
     trailer: bool = False  # pg_dump's completion line, with nothing but comments after it
@@ -231,6 +238,8 @@ def scan_plain(path: Path, scratch: Scratch | None = None) -> PlainScan:
                 copying = _shown(line.split(b" (")[0][5:].split(b" FROM")[0])
             elif line.startswith(b"CREATE TABLE "):
                 scan.tables += 1
+            elif line.startswith(b"INSERT INTO "):
+                scan.inserts += 1
             elif re.match(rb"(CREATE|DROP|ALTER) DATABASE ", line):
                 scan.database_statements.append(_shown(line))
             # periodically: the deadline (a huge dump must not outlive the verification)
@@ -258,7 +267,7 @@ def _integrity_plain(path: Path, scratch: Scratch) -> Outcome:
     except (EOFError, gzip.BadGzipFile, OSError) as exc:  # a cut or damaged .sql.gz
         return Outcome(2, False, f"the compressed dump cannot be read to its end: {type(exc).__name__}: {exc}")
     details = {"format": "plain", "lines": scan.lines, "sql_bytes": scan.bytes_read, "copy_blocks": scan.copy_blocks,
-               "tables": scan.tables, "gzip": _is_gzip(path)}
+               "inserts": scan.inserts, "tables": scan.tables, "gzip": _is_gzip(path)}
     if scan.open_copy:
         return Outcome(2, False, f"the dump was cut inside the data of {scan.open_copy} (its COPY block has no "
                                  f"closing \\.; read {size:,} bytes)", bytes=size, details=details)
@@ -269,9 +278,14 @@ def _integrity_plain(path: Path, scratch: Scratch) -> Outcome:
     if scan.after_trailer:
         return Outcome(2, False, f"statements follow the completion trailer ({scan.after_trailer!r}): not one "
                                  f"pg_dump's output", bytes=size, details=details)
-    return Outcome(2, True, f"read {size:,} of {size:,} bytes to pg_dump's completion trailer: {counted(scan.tables, 'table')}, "
-                            f"{counted(scan.copy_blocks, 'COPY block')}, all closed",
-                   items=scan.tables, items_total=scan.tables, unit="tables", bytes=size, details=details)
+    data = f"{counted(scan.copy_blocks, 'COPY block')}, all closed"
+    if scan.inserts:
+        data += f", {counted(scan.inserts, 'INSERT')}"
+    # tables whose data the dump holds: one COPY block each (pg_dump --inserts: count the tables)
+    with_data = scan.copy_blocks or (scan.tables if scan.inserts else 0)
+    return Outcome(2, True, f"read {size:,} of {size:,} bytes to pg_dump's completion trailer: "
+                            f"{counted(scan.tables, 'table')}, {data}",
+                   items=with_data, items_total=scan.tables, unit="tables", bytes=size, details=details)
 
 
 # ---------------------------------------------------------------- L3

@@ -64,6 +64,7 @@ class Options(Strict):
     seed: int | None = Field(None, description="the sample's seed (default random; recorded in the evidence)")
     compare_values: bool = Field(False, description="sampled strings and hashes must hold the same value in live")
     rdb_path: str | None = Field(None, description="take: live's RDB file, when CONFIG GET is disabled")
+    allow_empty: bool = Field(False, description="an RDB without keys passes L2; by default reading no key is a failure")
 
     path_fields: ClassVar[tuple[str, ...]] = ("rdb_path",)  # resolved against base_dir by the kind
 
@@ -158,6 +159,10 @@ def integrity(point: RecoveryPoint, options: Options, scratch: Scratch) -> Outco
     try:
         kind, path = _layout(_point_path(point))
         outcome = _check_rdb(path, scratch) if kind == "rdb" else _check_aof(path, scratch)
+        if outcome.ok and kind == "rdb" and outcome.items == 0 and not options.allow_empty:
+            outcome = Outcome(2, False, f"{outcome.message}: the RDB holds no keys (saved from an empty or flushed "
+                                        f"server?); set allow_empty if that is expected",
+                              bytes=outcome.bytes, details=outcome.details)
     except (OSError, ValueError, TimeoutError) as exc:
         outcome = Outcome(2, False, REDACTOR.text(str(exc)))
     outcome.duration_s = time.monotonic() - started
