@@ -385,3 +385,14 @@ def test_schema_only_dump_fails_l2_unless_allowed(pg, tmp_path, fmt):
     assert not outcome.ok and "the dump holds no table data (pg_dump --schema-only" in outcome.message
     with Scratch(timeout=60) as scratch:
         assert source.integrity(point(dump), options(pg, allow_empty=True), scratch).ok
+
+
+def test_take_names_the_dump_by_its_pattern_and_never_overwrites(pg, tmp_path):
+    opts = options(pg, name="nightly-{db}-%Y.dump")
+    with Scratch(timeout=60) as scratch:
+        taken = source.take(opts, tmp_path, scratch)
+    assert taken.name == f"nightly-app-{time.gmtime().tm_year}.dump"
+    before = taken.read_bytes()
+    with Scratch(timeout=60) as scratch, pytest.raises(FileExistsError, match="a backup is never overwritten"):
+        source.take(opts, tmp_path, scratch)
+    assert taken.read_bytes() == before

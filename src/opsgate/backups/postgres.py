@@ -87,6 +87,8 @@ class Options(Strict):
     row_tolerance: TOLERANCE = Tolerance(0)
     queries: list[Query] = Field(default_factory=list)
     jobs: int = Field(1, ge=1, le=64, description="pg_restore --jobs for custom and directory dumps")
+    name: str = Field("{db}-%Y%m%dT%H%M%SZ.dump", description="name of a dump `opsgate backup` takes (pg_dump -Fc): "
+                      "strftime in UTC; {db} is the live database's name")
     allow_empty: bool = Field(False, description="a dump without table data (schema only, an empty database) "
                                                  "passes L2; by default reading no data is a failure")
 
@@ -566,7 +568,7 @@ def take(options: Options, destination: Path, scratch: Scratch) -> Path:
     if not options.live_dsn:
         raise ValueError("no live_dsn: nothing to dump")
     live = PgTarget.parse(options.live_dsn)
-    final, partial = landing(destination, f"{live.dbname}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.dump", scratch)
+    final, partial = landing(destination, time.strftime(options.name.replace("{db}", live.dbname), time.gmtime()), scratch)
     done = run_bounded([pg_bin("pg_dump"), "-Fc", "-f", str(partial), "-d", live.conninfo()], scratch, env=live.tool_env())
     if done.returncode != 0:
         raise RuntimeError(f"pg_dump of {live.label} failed: {describe_failure(done)}")

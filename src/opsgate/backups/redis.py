@@ -64,6 +64,7 @@ class Options(Strict):
     seed: int | None = Field(None, description="the sample's seed (default random; recorded in the evidence)")
     compare_values: bool = Field(False, description="sampled strings and hashes must hold the same value in live")
     rdb_path: str | None = Field(None, description="take: live's RDB file, when CONFIG GET is disabled")
+    name: str = Field("dump-%Y%m%dT%H%M%SZ.rdb", description="name of an RDB `opsgate backup` takes: strftime in UTC")
     allow_empty: bool = Field(False, description="an RDB without keys passes L2; by default reading no key is a failure")
 
     path_fields: ClassVar[tuple[str, ...]] = ("rdb_path",)  # resolved against base_dir by the kind
@@ -446,7 +447,7 @@ def take(options: Options, destination: Path, scratch: Scratch) -> Path:
         _wait_saved(client, live, before, scratch)
     finally:
         client.close()
-    final, partial = landing(destination, f"dump-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.rdb", scratch)
+    final, partial = landing(destination, time.strftime(options.name, time.gmtime()), scratch)
     _copy(source, partial, scratch)  # redis renames a finished RDB into place: the open file stays whole
     with open(partial, "rb") as handle:
         if handle.read(5) != b"REDIS":

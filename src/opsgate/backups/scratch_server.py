@@ -87,7 +87,7 @@ def log_tail(log: Path, lines: int = 4, limit: int = 400) -> str:
 def landing(destination: Path, name: str, scratch: Scratch) -> tuple[Path, Path]:
     """(final, partial) paths for a backup taken into ``destination``: written to the
     partial one (removed at cleanup if still there) and renamed when whole, so a failed
-    backup never looks like one.
+    backup never looks like one; an existing backup of that name is never overwritten.
 
     >>> import tempfile
     >>> with Scratch(timeout=5) as s:
@@ -95,7 +95,11 @@ def landing(destination: Path, name: str, scratch: Scratch) -> tuple[Path, Path]
     >>> final.name, partial.name
     ('x.dump', '.x.dump.partial')
     """
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"a backup's name is a file name, not a path: {name!r}")
     destination.mkdir(parents=True, exist_ok=True)
     final, partial = destination / name, destination / f".{name}.partial"
+    if final.exists():
+        raise FileExistsError(f"{final} exists already; a backup is never overwritten")
     scratch.on_cleanup(lambda: partial.unlink(missing_ok=True), f"remove {partial}")
     return final, partial
