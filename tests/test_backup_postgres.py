@@ -396,3 +396,16 @@ def test_take_names_the_dump_by_its_pattern_and_never_overwrites(pg, tmp_path):
     with Scratch(timeout=60) as scratch, pytest.raises(FileExistsError, match="a backup is never overwritten"):
         source.take(opts, tmp_path, scratch)
     assert taken.read_bytes() == before
+
+
+def test_plain_dump_reaching_beyond_its_database_is_refused_naming_the_lines(pg, dumps, tmp_path):
+    text = dumps["app.sql"].read_text()
+    edited = tmp_path / "edited.sql"
+    marker = tmp_path / "ran"
+    edited.write_text(text.replace("SET lock_timeout = 0;", "SET lock_timeout = 0;\nALTER ROLE app SUPERUSER;\n"
+                                   f"COPY public.orders TO PROGRAM 'touch {marker}';", 1))
+    l2, l3 = verify(edited, options(pg))
+    assert l2.ok and not l3.ok
+    assert "ALTER ROLE app SUPERUSER;" in l3.message and "TO PROGRAM" in l3.message and "opsgate refuses" in l3.message
+    assert not marker.exists()
+    assert pg.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'", "postgres") == [(False,)]

@@ -11,9 +11,11 @@ plain ``.sql.gz``) and physical base backups with a ``backup_manifest``
   server), its DROP registered before it is created, and restores with ``pg_restore
   --no-owner --no-privileges --no-subscriptions --exit-on-error`` (plain: ``psql -v
   ON_ERROR_STOP=1``; pg_dump writes its subscriptions disabled, ``connect = false``); the
-  duration is the RTO evidence. A plain dump that switches databases (``\\connect``,
-  ``CREATE/DROP DATABASE``: made with ``-C`` or ``pg_dumpall``) or runs other psql
-  meta-commands is refused: restoring it could touch other databases.
+  duration is the RTO evidence. A plain dump that reaches beyond the database it is
+  restored into is refused: psql meta-commands (``\\connect``: made with ``-C`` or
+  ``pg_dumpall``), statements on databases, roles, tablespaces or the system, and a
+  server-side ``COPY`` (files or programs). Any other SQL in it runs as the scratch
+  server's user: restore dumps of unknown origin with a role that is not a superuser.
 - L4 counts the rows of every user table (or ``tables``) in the restore and in live, each
   within ``row_tolerance``, and runs ``queries`` (conditions on the restore's rows, or the
   same rows as live).
@@ -57,6 +59,8 @@ _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 _SHOWN_TABLES = 200  # evidence keeps at most this many tables' counts
 # psql meta-commands pg_dump itself writes outside COPY data (15.14+: \restrict / \unrestrict)
 _SAFE_META = {b"\\restrict", b"\\unrestrict"}
+_CLUSTER = re.compile(rb"(CREATE|DROP|ALTER) (DATABASE|ROLE|USER|GROUP|TABLESPACE|SYSTEM)\b|(COMMENT|SECURITY LABEL) ON "
+                      rb"DATABASE\b|(GRANT|REVOKE)\b.*\bON DATABASE\b", re.IGNORECASE)
 
 
 class Query(Strict):
@@ -190,16 +194,19 @@ class PlainScan:
     trailer: bool = False  # pg_dump's completion line, with nothing but comments after it
     after_trailer: str | None = None  # the first statement after the last trailer
     meta_commands: list[str] = field(default_factory=list)  # psql meta-commands besides \restrict
-    database_statements: list[str] = field(default_factory=list)  # CREATE/DROP/ALTER DATABASE
+    # statements that reach beyond the database restored into (pg_dump -C, pg_dumpall, an edited
+    # file): databases, roles, tablespaces, ALTER SYSTEM, a server-side COPY (files, programs)
+    cluster_statements: list[str] = field(default_factory=list)
 
     @property
     def unsafe(self) -> str | None:
         """Why restoring it into a scratch database could reach other databases, or None."""
-        found = self.meta_commands[:3] + self.database_statements[:3]
+        found = self.meta_commands[:3] + self.cluster_statements[:3]
         if not found:
             return None
-        return ("the dump switches or changes databases or runs psql meta-commands (" + "; ".join(found) +
-                "): made with pg_dump -C or pg_dumpall? Restoring it could touch other databases, so opsgate refuses")
+        return ("the dump reaches beyond the database it is restored into (" + "; ".join(found) +
+                "): made with pg_dump -C or pg_dumpall, or edited? Restoring it could change other databases, roles "
+                "or the server, so opsgate refuses")
 
 
 def scan_plain(path: Path, scratch: Scratch | None = None) -> PlainScan:
@@ -218,13 +225,13 @@ def scan_plain(path: Path, scratch: Scratch | None = None) -> PlainScan:
         for line in handle:
             scan.lines += 1
             scan.bytes_read += len(line)
+            if scan.lines & 0xFFFF == 0 and scratch is not None:
+                scratch.remaining()  # a huge dump must not outlive the verification
             if copying is not None:
                 if line == b"\\.\n" or line == b"\\.\r\n" or line == b"\\.":
                     copying = None
                     scan.copy_blocks += 1
                 continue
-            if scan.lines % 65536 == 0 and scratch is not None:
-                scratch.remaining()
             if not line.strip() or line.startswith(b"--"):
                 if line.startswith(TRAILERS):
                     scan.trailer, scan.after_trailer = True, None
@@ -238,13 +245,12 @@ def scan_plain(path: Path, scratch: Scratch | None = None) -> PlainScan:
                 scan.after_trailer = _shown(line)
             if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
                 copying = _shown(line.split(b" (")[0][5:].split(b" FROM")[0])
+            elif line.startswith(b"COPY ") or _CLUSTER.match(line):
+                scan.cluster_statements.append(_shown(line))
             elif line.startswith(b"CREATE TABLE "):
                 scan.tables += 1
             elif line.startswith(b"INSERT INTO "):
                 scan.inserts += 1
-            elif re.match(rb"(CREATE|DROP|ALTER) DATABASE ", line):
-                scan.database_statements.append(_shown(line))
-            # periodically: the deadline (a huge dump must not outlive the verification)
         scan.open_copy = copying
     if scratch is not None:
         scratch.remaining()
