@@ -10,6 +10,10 @@ for the common case. Two functions are added to JMESPath: ``all(array)`` and
 Every evaluation returns the observed value next to the limit, which is what the
 evidence in the report shows (``metrics.cpu_percent=91.2, limit < 80``).
 
+JMESPath is for the user's ``expect``/``warn`` text. A check kind's built-in limits are
+built with :meth:`Condition.compare` from a key path (``("disks", "/", "used_percent")``),
+read directly - no expression text is built to be parsed again.
+
 >>> c = Condition.parse("metrics.cpu_percent < 80")
 >>> r = c.evaluate({"metrics": {"cpu_percent": 91.2}})
 >>> r.ok, r.observed, r.describe()
@@ -117,6 +121,9 @@ class Condition:
     op: str | None = None
     limit: Any = None
     label: str | None = None
+    keys: tuple[str | int, ...] | None = None  # a built-in limit's key path (lhs is then unused)
+    length: bool = False  # compare the number of elements at ``keys``
+    default: Any = None  # what a missing value at ``keys`` counts as (None: missing is a failure)
 
     @classmethod
     def parse(cls, expression: str, level: str = "fail") -> "Condition":
@@ -136,14 +143,32 @@ class Condition:
             raise ValueError(f"expected a JMESPath condition like \"status == 'healthy'\", seen {text!r}: {exc}") from None
 
     @classmethod
-    def compare(cls, path: str, op: str, limit: Any, level: str = "fail", label: str | None = None) -> "Condition":
-        """Build a condition from parts (used by check kinds for their built-in limits).
+    def compare(cls, path: str | tuple[str | int, ...], op: str, limit: Any, level: str = "fail",
+                label: str | None = None, *, length: bool = False, default: Any = None) -> "Condition":
+        """A built-in limit: the value at ``path`` (a field name, or a tuple of keys into nested
+        objects) compared with ``limit``; ``length`` compares how many elements it holds, and
+        ``default`` is what a missing value counts as. The path is read as keys, never parsed,
+        so any key works (a disk's path, a log pattern).
 
         >>> Condition.compare("elapsed_ms", "<=", 500).expression
         'elapsed_ms <= 500'
+        >>> c = Condition.compare(("disks", "/", "used_percent"), "<", 95.0)
+        >>> r = c.evaluate({"disks": {"/": {"used_percent": 97.5}}})
+        >>> r.ok, r.describe()
+        (False, 'disks."/".used_percent < 95.0: observed 97.5')
+        >>> Condition.compare("firing_alerts", "==", 0, length=True).evaluate({"firing_alerts": ["Down"]}).describe()
+        'length(firing_alerts) == 0: observed 1'
+        >>> Condition.compare("aof_status", "==", "ok", default="ok").evaluate({}).ok
+        True
         """
-        shown = json.dumps(limit) if not isinstance(limit, str) else repr(limit)
-        return cls(f"{path} {op} {shown}", level, jmespath.compile(path), op, limit, label)
+        keys = (path,) if isinstance(path, (str, int)) else tuple(path)
+        text = ".".join(k if isinstance(k, str) and _IDENTIFIER.fullmatch(k) else json.dumps(k, ensure_ascii=False)
+                        for k in keys)
+        if length:
+            text = f"length({text})"
+        if default is not None:
+            text = f"{text} || {_shown(default)}"
+        return cls(f"{text} {op} {_shown(limit)}", level, None, op, limit, label, keys, length, default)
 
     def evaluate(self, document: Any) -> ConditionResult:
         """Hold the condition against ``document`` (parsed JSON or an observation's values)."""
@@ -155,11 +180,14 @@ class Condition:
         return result
 
     def _evaluate(self, document: Any) -> ConditionResult:
-        try:
-            observed = self.lhs.search(document, options=_OPTIONS)
-        except JMESPathError as exc:
-            return ConditionResult(self.expression, False, None, self.op, self.limit, self.level,
-                                   _why_not(self.lhs.parsed, document, exc))
+        if self.keys is not None:
+            observed = self._read(document)
+        else:
+            try:
+                observed = self.lhs.search(document, options=_OPTIONS)
+            except JMESPathError as exc:
+                return ConditionResult(self.expression, False, None, self.op, self.limit, self.level,
+                                       _why_not(self.lhs.parsed, document, exc))
         if self.op is None:
             return ConditionResult(
                 self.expression, _jmespath_truthy(observed), observed, level=self.level,
@@ -178,6 +206,21 @@ class Condition:
             return ConditionResult(self.expression, False, observed, self.op, self.limit, self.level, str(exc))
         return ConditionResult(self.expression, ok, observed, self.op, self.limit, self.level)
 
+    def _read(self, document: Any) -> Any:
+        """The value at the key path (None when any key is missing), its length if asked."""
+        value = document
+        for key in self.keys:
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and isinstance(key, int) and -len(value) <= key < len(value):
+                value = value[key]
+            else:
+                value = None
+                break
+        if self.length:
+            value = len(value) if isinstance(value, (list, dict, str)) else None
+        return self.default if value is None and self.default is not None else value
+
     def _context(self, document: Any) -> dict[str, Any]:
         """For ``f(g(x))`` also show ``x``: ``all(values(checks))`` is explained by ``checks``."""
         node = self.lhs.parsed
@@ -192,6 +235,14 @@ class Condition:
         except JMESPathError:
             return {}
         return {_render(node): value}
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _shown(value: Any) -> str:
+    """A literal as conditions write it: ``'text'``, ``95.0``, ``true``, ``[200, 204]``."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
 _MAX_NESTING = 50  # an expression nested deeper is a mistake, and would exhaust the recursive parser or evaluator

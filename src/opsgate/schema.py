@@ -114,8 +114,9 @@ class Limit(Strict):
             return {"critical": value}
         return value
 
-    def conditions(self, path: str, op: str = "<") -> list[Condition]:
-        """``cpu_percent`` with warn 80 / critical 95 -> ``cpu_percent < 95`` (fail), ``< 80`` (warn)."""
+    def conditions(self, path: str | tuple[str | int, ...], op: str = "<") -> list[Condition]:
+        """``cpu_percent`` with warn 80 / critical 95 -> ``cpu_percent < 95`` (fail), ``< 80`` (warn);
+        ``path`` is a field name or a key path, ``("disks", "/", "used_percent")``."""
         out = []
         if self.critical is not None:
             out.append(Condition.compare(path, op, self.critical, "fail"))

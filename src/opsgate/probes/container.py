@@ -289,16 +289,16 @@ def limits(item: ContainerCheck) -> list[Condition]:
     if item.compose_project:
         out.append(Condition.compare("containers", ">=", 1, label=f"project {item.compose_project} has containers"))
         if item.services:
-            out.append(Condition.compare("length(missing_services)", "==", 0, label="every expected service exists"))
+            out.append(Condition.compare("missing_services", "==", 0, length=True, label="every expected service exists"))
         if item.running:
-            out.append(Condition.compare("length(not_running)", "==", 0, label="every service running"))
+            out.append(Condition.compare("not_running", "==", 0, length=True, label="every service running"))
         if item.healthy:
             if item.require_healthcheck:
-                out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service healthy (healthcheck required)"))
+                out.append(Condition.compare("unhealthy", "==", 0, length=True, label="every service healthy (healthcheck required)"))
             else:
                 # healthy: true over services none of which has a healthcheck would judge nothing
                 out.append(Condition.compare("with_healthcheck", ">=", 1, label="at least one service defines a healthcheck"))
-                out.append(Condition.compare("length(unhealthy)", "==", 0, label="every service with a healthcheck healthy"))
+                out.append(Condition.compare("unhealthy", "==", 0, length=True, label="every service with a healthcheck healthy"))
         if item.max_restarts is not None:
             out.append(Condition.compare("max_restart_count", "<=", item.max_restarts))
         if item.min_uptime is not None:

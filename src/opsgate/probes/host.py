@@ -59,11 +59,10 @@ def limits(item: HostCheck) -> list[Condition]:
         if limit:
             out += limit.conditions(metric)
     for disk in item.disks:
-        quoted = disk.path.replace('"', '\\"')
         for metric in ("used_percent", "inodes_percent"):
             limit = getattr(disk, metric)
             if limit:
-                out += limit.conditions(f'disks."{quoted}".{metric}')
+                out += limit.conditions(("disks", disk.path, metric))
     return out
 
 

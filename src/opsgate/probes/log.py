@@ -690,7 +690,7 @@ def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
     """
     out = []
     for pattern in patterns:
-        path = 'matches."{}"'.format(pattern.regex.replace("\\", "\\\\").replace('"', '\\"'))
+        path = ("matches", pattern.regex)
         out.append(Condition.compare(path, "<=", pattern.max, label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.max}"))
         if pattern.warn_max is not None:
             out.append(Condition.compare(path, "<=", pattern.warn_max, "warn",

@@ -181,17 +181,17 @@ def limits(item: PrometheusCheck) -> list[Condition]:
     if item.no_firing_alerts or item.alert_severities:
         scope = f" at severity {', '.join(item.alert_severities)}" if item.alert_severities else ""
         allowed = f" (allowed: {', '.join(item.allow_alerts)})" if item.allow_alerts else ""
-        out.append(Condition.compare("length(firing_alerts)", "==", 0, label=f"no firing alerts{scope}{allowed}"))
+        out.append(Condition.compare("firing_alerts", "==", 0, length=True, label=f"no firing alerts{scope}{allowed}"))
     if item.query:
         out.append(Condition.compare("series", ">=", item.min_series, label=f"query {item.query} returns >= {item.min_series} series"))
         if item.series_condition:
-            out.append(Condition.compare("length(series_failing)", "==", 0,
+            out.append(Condition.compare("series_failing", "==", 0, length=True,
                                          label=f"every series of {item.query}: {item.series_condition}"))
     if item.targets_up:
         # an empty target list is reading nothing, not "every target up"
         scope = f" of jobs {', '.join(item.jobs)}" if item.jobs else ""
         out.append(Condition.compare("targets", ">=", 1, label=f"at least one active scrape target{scope}"))
-        out.append(Condition.compare("length(targets_down)", "==", 0, label="every scrape target up"))
+        out.append(Condition.compare("targets_down", "==", 0, length=True, label="every scrape target up"))
     return out
 
 

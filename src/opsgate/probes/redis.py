@@ -117,8 +117,8 @@ def limits(item: RedisCheck) -> list[Condition]:
     if item.last_save_age_s:
         out += item.last_save_age_s.conditions("last_save_age_s")
     if item.aof_status_ok:
-        out.append(Condition.compare("aof_last_write_status || 'ok'", "==", "ok", label="AOF last write ok (when AOF is on)"))
-        out.append(Condition.compare("aof_last_bgrewrite_status || 'ok'", "==", "ok", label="AOF last rewrite ok (when AOF is on)"))
+        out.append(Condition.compare("aof_last_write_status", "==", "ok", default="ok", label="AOF last write ok (when AOF is on)"))
+        out.append(Condition.compare("aof_last_bgrewrite_status", "==", "ok", default="ok", label="AOF last rewrite ok (when AOF is on)"))
     if item.memory_percent:
         out += item.memory_percent.conditions("memory_percent")
     if item.max_evicted_keys is not None:
