@@ -110,7 +110,7 @@ def test_healthy_rdb_passes_l4_with_the_counts(live, tmp_path):
     l2, l3, l4 = outcomes
     assert l2.message == f"redis-check-rdb read {rdb.stat().st_size:,} of {rdb.stat().st_size:,} bytes: {KEYS + 2:,} keys, checksum OK"
     assert f"DBSIZE {KEYS + 2:,} in db 0" in l3.message and "loading:0" in l3.message
-    assert l4.message == (f"{KEYS + 2:,} keys restored vs {KEYS + 2:,} live, within 0 of live; 100 sampled keys (seed 11) "
+    assert l4.message == (f"{KEYS + 2:,} keys restored vs {KEYS + 2:,} live, within 0 keys of live; 100 sampled keys (seed 11) "
                           f"in both with the same type (99 values equal)")
     assert l4.details["seed"] == 11 and l4.details["sampled"] == 100
     _no_secret(outcomes)
@@ -229,7 +229,7 @@ backup:
     report = json.loads((run.reports / "weekly-latest.json").read_text())
     (test,) = report["tests"]
     observed = test["metadata"]["opsgate"]["evidence"]["observed"]
-    assert observed["checked"] == (f"L4 reached (asked L4): {KEYS + 2:,} keys restored vs {KEYS + 2:,} live, within 0 "
+    assert observed["checked"] == (f"L4 reached (asked L4): {KEYS + 2:,} keys restored vs {KEYS + 2:,} live, within 0 keys "
                                    f"of live; 50 sampled keys (seed 3) in both with the same type")
     assert observed["levels"]["L2"]["message"].endswith("keys, checksum OK")
     assert PASSWORD not in run.output + json.dumps(report)

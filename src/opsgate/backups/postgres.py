@@ -482,7 +482,7 @@ def _compare(restored: PgTarget, live: PgTarget, options: Options, scratch: Scra
     if off:
         described = "; ".join(f"{_name(t)} {ours[t]:,} restored vs {theirs_counts[t]:,} live "
                               f"({ours[t] - theirs_counts[t]:+,})" for t in off[:5])
-        problems.append(f"{len(off)} of {counted(len(both), 'table')} outside the tolerance ({tolerance}) of live: {described}")
+        problems.append(f"{len(off)} of {counted(len(both), 'table')} outside the tolerance ({tolerance.of('row')}) of live: {described}")
     problems += [why for _, why in query_results if why]
     if not both and not problems:
         problems.append(f"no table to compare (the restore has {len(ours_tables)}, live {len(live_tables)})")
@@ -490,7 +490,7 @@ def _compare(restored: PgTarget, live: PgTarget, options: Options, scratch: Scra
     if problems:
         return Outcome(4, False, f"{summary}: " + "; ".join(problems), items=len(both) - len(off),
                        items_total=len(wanted), unit="tables", details=details)
-    text = f"{summary}; every table within {tolerance} of live"
+    text = f"{summary}; every table within {tolerance.of('row')} of live"
     if options.queries:
         text += f"; {len(options.queries)} quer{'y holds' if len(options.queries) == 1 else 'ies hold'}"
     return Outcome(4, True, text, items=len(both), items_total=len(wanted), unit="tables", details=details)

@@ -346,7 +346,7 @@ def _compare(restored: RestoredRedis, live: LiveRedis, options: Options, scratch
     failures = []
     if not tolerance.allows(ours_keys, live_keys):
         failures.append(f"key count {ours_keys:,} restored vs {live_keys:,} live ({ours_keys - live_keys:+,}), "
-                        f"beyond the tolerance ({tolerance})")
+                        f"beyond the tolerance ({tolerance.of('key')})")
     if problems:
         failures.append(f"{len(problems)} of {len(sample)} sampled keys (seed {seed}) differ: " + "; ".join(problems[:3]))
     summary = f"{counted(ours_keys, 'key')} restored vs {live_keys:,} live"
@@ -358,7 +358,7 @@ def _compare(restored: RestoredRedis, live: LiveRedis, options: Options, scratch
         checked += f" ({values_compared} values equal)"
     if expired:
         checked += f"; {expired} sampled keys with a TTL have expired in live"
-    return Outcome(4, True, f"{summary}, within {tolerance} of live; {checked}", items=len(sample),
+    return Outcome(4, True, f"{summary}, within {tolerance.of('key')} of live; {checked}", items=len(sample),
                    items_total=len(sample), unit="keys", details=details)
 
 

@@ -61,6 +61,14 @@ class Tolerance:
         """
         return abs(restored - live) <= self.allowed(live)
 
+    def of(self, noun: str) -> str:
+        """How a message states it: ``0.5%``, ``10 rows``, ``1 key``.
+
+        >>> Tolerance.parse("0.5%").of("row"), Tolerance.parse(10).of("row"), Tolerance.parse(1).of("key")
+        ('0.5%', '10 rows', '1 key')
+        """
+        return str(self) if self.percent else f"{self.amount:g} {noun}{'' if self.amount == 1 else 's'}"
+
     def __str__(self) -> str:
         return f"{self.amount:g}%" if self.percent else f"{self.amount:g}"
 
