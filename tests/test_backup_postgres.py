@@ -409,3 +409,36 @@ def test_plain_dump_reaching_beyond_its_database_is_refused_naming_the_lines(pg,
     assert "ALTER ROLE app SUPERUSER;" in l3.message and "TO PROGRAM" in l3.message and "opsgate refuses" in l3.message
     assert not marker.exists()
     assert pg.sql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'", "postgres") == [(False,)]
+
+
+BASE_CHILD = """
+import sys, time
+from pathlib import Path
+from opsgate.backups import postgres
+from opsgate.backups.base import RecoveryPoint, Scratch
+base, live = Path(sys.argv[1]), sys.argv[2]
+with Scratch(timeout=120, label="interrupted") as scratch:
+    outcome, restored = postgres.restore(RecoveryPoint(str(base), 0, 1, base), postgres.Options(live_dsn=live), scratch)
+    print(outcome.details.get("pid"), scratch.dir, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_sigterm_while_a_scratch_server_runs_stops_it(pg, dumps):
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-c", BASE_CHILD, str(dumps["base"]), pg.dsn()], stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).parents[1])
+    try:
+        pid, folder = child.stdout.readline().split()
+        assert psutil.Process(int(pid)).name() == "postgres"
+        child.send_signal(signal.SIGTERM)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    deadline = time.monotonic() + 10  # the server's fast shutdown is asynchronous to the child's exit
+    while psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the scratch postgres outlived its verification"
+        time.sleep(0.05)
+    assert not Path(folder).exists()
