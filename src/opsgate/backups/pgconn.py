@@ -89,6 +89,11 @@ class PgTarget:
         """What a libpq tool needs in its environment: the password."""
         return {"PGPASSWORD": self.password} if self.password else {}
 
+    @property
+    def local(self) -> bool:
+        """On this machine (a loopback name or a Unix socket)."""
+        return _host_key(self.host) == "local"
+
     def same_server(self, other: "PgTarget") -> bool:
         """Same host (loopback names and Unix sockets count as one) and port."""
         return _host_key(self.host) == _host_key(other.host) and self.port == other.port

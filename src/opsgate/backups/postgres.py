@@ -309,7 +309,7 @@ def refusal(options: Options) -> str | None:
         scratch_db = server.with_database(options.scratch_database)
         if scratch_db.same_database(live):
             return f"refused: the scratch database {scratch_db.label} would be the live database {live.label}"
-    if options.scratch_port is not None and options.scratch_port == live.port and server.same_server(live):
+    if options.scratch_port is not None and options.scratch_port == live.port and live.local:  # the base backup's server
         return (f"refused: the scratch server's port {options.scratch_port} is the live server's "
                 f"({live.host}:{live.port}); choose another scratch_port or leave it out")
     return None
