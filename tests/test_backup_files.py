@@ -13,18 +13,9 @@ import tarfile
 
 import pytest
 
-from support.backups import backup_check, flip_byte, live_tree, negative, scratch_leftovers, tar_of
+from support.backups import backup_check, flip_byte, live_tree, negative, scratch_home, tar_of  # noqa: F401 (fixture)
 
 needs_zstd = pytest.mark.skipif(not shutil.which("zstd"), reason="zstd is not installed")
-
-
-@pytest.fixture(autouse=True)
-def scratch_home(tmp_path, monkeypatch):
-    home = tmp_path / "scratch"
-    home.mkdir()
-    monkeypatch.setenv("OPSGATE_SCRATCH_DIR", str(home))
-    yield home
-    assert scratch_leftovers(home) == []
 
 
 def verify(base, path, level=4, **files):

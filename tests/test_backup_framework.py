@@ -22,18 +22,9 @@ import pytest
 
 from opsgate.backups.base import Scratch, run_bounded
 from opsgate.cli import main as opsgate_main
-from support.backups import DAY, age, backup_check, live_tree, manifest, negative, scratch_leftovers, tar_of
+from support.backups import (DAY, age, backup_check, live_tree, manifest, negative, scratch_home,  # noqa: F401
+                             scratch_leftovers, tar_of)
 from support.project import start_pytest
-
-
-@pytest.fixture(autouse=True)
-def scratch_home(tmp_path, monkeypatch):
-    """Every scratch place of a test goes under tmp_path/scratch, so leftovers can be counted."""
-    home = tmp_path / "scratch"
-    home.mkdir()
-    monkeypatch.setenv("OPSGATE_SCRATCH_DIR", str(home))
-    yield home
-    assert scratch_leftovers(home) == [], "a verification left its scratch place behind"
 
 
 def dated_set(base: Path, days: list[int]) -> list[Path]:
@@ -190,6 +181,15 @@ def test_opsgate_backup_takes_a_backup_with_its_manifest_line(tmp_path, monkeypa
     assert result.status == "pass", result.message
     assert opsgate_main(["backup", "nope", "--env", "env.yaml"]) == 1
     assert "no backup item named 'nope'" in capsys.readouterr().err
+
+
+@negative
+def test_take_first_without_its_live_data_fails_naming_it(tmp_path):
+    result = backup_check(tmp_path, source="files", path="backups/*.tar.gz", take_first=True, level=2,
+                          files={"live": "gone"})
+    assert result.status == "fail"
+    assert result.message == (f"take_first: no backup could be taken: FileNotFoundError: the live tree "
+                              f"{tmp_path / 'gone'} is not a folder")
 
 
 def test_scratch_cleanups_run_last_first_even_after_an_exception(scratch_home):

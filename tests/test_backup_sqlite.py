@@ -17,19 +17,8 @@ import textwrap
 import threading
 from pathlib import Path
 
-import pytest
-
 from opsgate.cli import main as opsgate_main
-from support.backups import backup_check, manifest, negative, scratch_leftovers, sqlite_db
-
-
-@pytest.fixture(autouse=True)
-def scratch_home(tmp_path, monkeypatch):
-    home = tmp_path / "scratch"
-    home.mkdir()
-    monkeypatch.setenv("OPSGATE_SCRATCH_DIR", str(home))
-    yield home
-    assert scratch_leftovers(home) == []
+from support.backups import backup_check, negative, scratch_home, sqlite_db  # noqa: F401 (fixture)
 
 
 def verify(base, level=4, **sqlite):

@@ -10,6 +10,8 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
+
 from opsgate.backups.points import sha256_file
 from opsgate.model import KINDS
 from opsgate.probes import ProbeContext
@@ -22,6 +24,17 @@ def negative(test):
     """Marks a test that breaks a backup in one way and expects the failure to name it
     (``@pytest.mark.negative("backup")`` once tests/conftest.py registers that marker)."""
     return test
+
+
+@pytest.fixture(autouse=True)
+def scratch_home(tmp_path, monkeypatch):
+    """Every scratch place of a test goes under tmp_path/scratch, so that leftovers are seen:
+    a test fails when its verifications left one behind. (Imported by the backup tests.)"""
+    home = tmp_path / "scratch"
+    home.mkdir()
+    monkeypatch.setenv("OPSGATE_SCRATCH_DIR", str(home))
+    yield home
+    assert scratch_leftovers(home) == [], "a verification left its scratch place behind"
 
 
 def backup_check(base: Path, **fields):

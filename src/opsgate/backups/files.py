@@ -43,7 +43,7 @@ from pydantic import Field
 
 from ..schema import Strict
 from .base import Outcome, RecoveryPoint, Scratch
-from .points import CHUNK, human_size, sha256_file
+from .points import CHUNK, human_size, new_backup, sha256_file
 
 
 class Options(Strict):
@@ -499,13 +499,8 @@ def take(options: Options, destination: Path, scratch: Scratch) -> Path:
     live = Path(options.live)
     if not live.is_dir():
         raise FileNotFoundError(f"the live tree {live} is not a folder")
-    name = time.strftime(options.name.replace("{live}", live.name), time.gmtime())
-    final = destination / name
-    if final.exists():
-        raise FileExistsError(f"{final} exists already; a backup is never overwritten")
-    partial = destination / (name + ".partial")
-    destination.mkdir(parents=True, exist_ok=True)
-    scratch.on_cleanup(lambda: partial.unlink(missing_ok=True), f"remove {partial}")
+    final, partial = new_backup(destination, options.name, live.name, scratch)
+    name = final.name
     if name.endswith((".zst", ".tzst")):
         with open(partial, "xb") as out:
             proc = subprocess.Popen(["zstd", "-q", "-c", "-"], stdin=subprocess.PIPE, stdout=out,

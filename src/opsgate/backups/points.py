@@ -154,6 +154,27 @@ def fixed_folder(pattern: str, base_dir: Path) -> Path:
     return folder if folder.is_absolute() else base_dir / folder
 
 
+def new_backup(destination: Path, pattern: str, live_name: str, scratch: Scratch) -> tuple[Path, Path]:
+    """(final, partial) paths of a backup ``take`` is about to write: ``pattern`` is strftime
+    in UTC with ``{live}`` for the live data's name; the partial file (not a backup: the glob
+    skips ``.partial``) is removed with the scratch unless renamed to final. An existing
+    backup is never overwritten.
+
+    >>> with Scratch(timeout=5) as s:
+    ...     final, partial = new_backup(s.dir, "{live}-2026.tar", "app", s)
+    ...     final.name, partial.name
+    ('app-2026.tar', 'app-2026.tar.partial')
+    """
+    name = time.strftime(pattern.replace("{live}", live_name), time.gmtime())
+    final = destination / name
+    if final.exists():
+        raise FileExistsError(f"{final} exists already; a backup is never overwritten")
+    partial = destination / (name + ".partial")
+    destination.mkdir(parents=True, exist_ok=True)
+    scratch.on_cleanup(lambda: partial.unlink(missing_ok=True), f"remove {partial}")
+    return final, partial
+
+
 @dataclass
 class Plausibility:
     """L1 settings: RPO, sizes, drop, retention (None: not checked)."""

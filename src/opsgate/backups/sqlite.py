@@ -34,7 +34,7 @@ from pydantic import Field
 
 from ..schema import Strict
 from .base import Outcome, RecoveryPoint, Scratch
-from .points import CHUNK, human_size
+from .points import CHUNK, human_size, new_backup
 from .tolerance import TOLERANCE, Tolerance
 
 MAGIC = b"SQLite format 3\x00"
@@ -229,13 +229,7 @@ def take(options: Options, destination: Path, scratch: Scratch) -> Path:
     live = Path(options.live)
     if not live.is_file():
         raise FileNotFoundError(f"the live database {live} does not exist")
-    name = time.strftime(options.name.replace("{live}", live.stem), time.gmtime())
-    final = destination / name
-    if final.exists():
-        raise FileExistsError(f"{final} exists already; a backup is never overwritten")
-    partial = destination / (name + ".partial")
-    destination.mkdir(parents=True, exist_ok=True)
-    scratch.on_cleanup(lambda: partial.unlink(missing_ok=True), f"remove {partial}")
+    final, partial = new_backup(destination, options.name, live.stem, scratch)
     source = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=min(10.0, scratch.remaining()))
     target = sqlite3.connect(partial)
     try:

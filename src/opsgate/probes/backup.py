@@ -33,7 +33,6 @@ import random
 import re
 import time
 from dataclasses import asdict
-from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -203,7 +202,9 @@ def observe(item: BackupCheck, ctx) -> Observation:
         try:
             error = _verify(item, ctx, module, options, scratch, values)
         except TimeoutError as exc:
-            error = f"L{values['level_reached'] + 1} {LEVEL_NAMES.get(values['level_reached'] + 1, '')}: {exc}"
+            error = f"{_next_level(values)}: {exc}"
+        except Exception as exc:  # a source that cannot go on (a tool missing, a folder unreadable): its cause
+            error = f"{_next_level(values)}: {type(exc).__name__}: {exc}"
         problems = scratch.close()
     if problems:
         values["cleanup_problems"] = problems
@@ -212,18 +213,31 @@ def observe(item: BackupCheck, ctx) -> Observation:
     return Observation(values, error=REDACTOR.text(error) if error else None)
 
 
+def _next_level(values: dict[str, Any]) -> str:
+    """The level being verified when something stopped it: "L3 restore"."""
+    level = min(values["level_reached"] + 1, 4)
+    return f"L{level} {LEVEL_NAMES[level]}"
+
+
 def _verify(item: BackupCheck, ctx, module, options, scratch: Scratch, values: dict[str, Any]) -> str | None:
     """Fill ``values`` with the evidence; return the failure's message (None when it passed)."""
     if item.take_first:
-        taken = take_backup(item, ctx, scratch, options)
-        values["taken"] = str(taken)
-    if hasattr(module, "points"):
-        found = module.points(options, scratch)
-    else:
-        exclude = ()
-        if item.manifest and "{backup}" not in item.manifest:
-            exclude = (ctx.path(item.manifest),)
-        found = pointsmod.find(item.path, ctx.base_dir, item.name_time, item.name_time_utc, exclude)
+        try:
+            values["taken"] = str(take_backup(item, ctx, scratch, options))
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            return f"take_first: no backup could be taken: {type(exc).__name__}: {exc}"
+    try:
+        if hasattr(module, "points"):
+            found = module.points(options, scratch)
+        else:
+            exclude = ()
+            if item.manifest and "{backup}" not in item.manifest:
+                exclude = (ctx.path(item.manifest),)
+            found = pointsmod.find(item.path, ctx.base_dir, item.name_time, item.name_time_utc, exclude)
+    except (OSError, ValueError) as exc:
+        return f"L0 exists: cannot list the backups: {exc}"
     values["points"] = len(found)
     rules = pointsmod.Plausibility(
         rpo_s=item.rpo, min_size=item.min_size, max_drop_percent=item.max_drop_percent,
