@@ -7,6 +7,7 @@ Runbook step protected here: weekly backup verification of teams that back up wi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -110,3 +111,18 @@ def test_take_first_backs_up_live_then_verifies(tmp_path):
         restic={"repository": "repo", "live": "live", "password_env": "OPSGATE_TEST_RESTIC_PW"})
     assert result.status == "pass", result.message
     assert result.evidence["observed"]["points"] == 1
+
+
+def test_opsgate_backup_takes_a_restic_snapshot(tmp_path, monkeypatch, capsys):
+    from opsgate.cli import main as opsgate_main
+
+    restic(tmp_path / "repo", "init")
+    live_tree(tmp_path, files=3)
+    (tmp_path / "env.yaml").write_text(
+        "name: t\nbackup:\n  - name: files\n    source: restic\n    level: 4\n"
+        "    restic: {repository: repo, live: live, password_env: OPSGATE_TEST_RESTIC_PW}\n")
+    monkeypatch.chdir(tmp_path)
+    assert opsgate_main(["backup", "files", "--env", "env.yaml"]) == 0
+    out = capsys.readouterr().out
+    (snapshot,) = json.loads(restic(tmp_path / "repo", "snapshots", "--json").stdout)
+    assert f"snapshot {snapshot['short_id']}" in out and PASSWORD not in out

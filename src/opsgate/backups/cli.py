@@ -58,6 +58,10 @@ def backup_main(args: argparse.Namespace) -> int:
         print(REDACTOR.text(f"backup {item.name}: failed: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
     size = f", {new.stat().st_size:,} bytes" if new.is_file() else ""
+    if item.source == "restic":
+        from .restic import LAST_TAKEN
+
+        size = f", snapshot {LAST_TAKEN.get(str(new), '?')}"
     manifest = f"; its sha256 line added to {item.manifest}" if item.manifest and new.is_file() else ""
     print(REDACTOR.text(f"backup {item.name} ({item.source}): {new}{size}{manifest}"))
     return 0

@@ -231,6 +231,8 @@ def _open_stream(path: Path, fmt: str, scratch: Scratch) -> tuple[io.BufferedRea
 def _tar_errors(exc: BaseException, name: str) -> str:
     if isinstance(exc, ArchiveCorrupt):
         return f"{name}: {exc}"
+    if isinstance(exc, tarfile.ReadError) and "unexpected end of data" in str(exc):
+        return f"{name}: truncated: the tar stream ends inside a member (unexpected end of data)"
     if isinstance(exc, tarfile.ReadError):
         return f"{name}: not a readable tar archive ({exc})"
     if isinstance(exc, (tarfile.TarError, EOFError)):

@@ -198,7 +198,7 @@ def take(options: Options, destination: Path, scratch: Scratch) -> Path:
     if done.returncode != 0:
         raise OSError(f"restic backup failed: {describe_failure(done)}")
     match = re.search(r"snapshot ([0-9a-f]+) saved", done.stdout)
-    LAST_TAKEN[options.repository] = match.group(1) if match else ""
+    LAST_TAKEN[str(Path(options.repository))] = match.group(1) if match else ""
     return Path(options.repository)
 
 

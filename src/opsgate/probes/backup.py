@@ -314,9 +314,9 @@ def take_backup(item: BackupCheck, ctx, scratch: Scratch, options: Any = None) -
     options = options if options is not None else _resolved(item, ctx)
     if item.path:
         destination = pointsmod.fixed_folder(item.path, ctx.base_dir)
-    else:  # a repository-based source writes into its repository
+        destination.mkdir(parents=True, exist_ok=True)
+    else:  # a repository-based source writes into its repository (maybe remote: nothing made here)
         destination = Path(getattr(options, "repository", "") or ".")
-    destination.mkdir(parents=True, exist_ok=True)
     new = Path(module.take(options, destination, scratch))
     if item.manifest and new.is_file():
         point = RecoveryPoint(str(new), time.time(), new.stat().st_size, new)
