@@ -20,10 +20,8 @@ from opsgate.runner import run_check
 DAY = 86400.0
 
 
-def negative(test):
-    """Marks a test that breaks a backup in one way and expects the failure to name it
-    (``@pytest.mark.negative("backup")`` once tests/conftest.py registers that marker)."""
-    return test
+#: marks a test that breaks a backup in one way and expects the failure to name it
+negative = pytest.mark.negative("backup")
 
 
 @pytest.fixture(autouse=True)
