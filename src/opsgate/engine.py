@@ -3,7 +3,7 @@
 The pytest plugin starts an Engine with every selected check before the first test
 runs; each test then waits for its own result. A run's wall time follows its slowest
 probe, not the sum. A check whose prerequisite failed is not run: its result is
-``blocked`` and names the prerequisite.
+``blocked`` and names the prerequisite (decided and worded by :mod:`opsgate.scheduler`).
 
 Scheduling: ``concurrency`` is a soft limit. A check takes one of ``concurrency`` slots
 when it starts. A probe still running after ``STALL_S`` (or its own timeout, if shorter)
@@ -41,8 +41,9 @@ from typing import Iterable
 
 from .model import CheckItem
 from .probes import ProbeContext
-from .results import CheckResult
+from .results import CheckResult, Status
 from .runner import run_check
+from .scheduler import blocked
 
 #: a probe running longer than this (or than its own timeout) no longer holds a slot
 STALL_S = 0.5
@@ -122,7 +123,7 @@ class Engine:
             self._tasks.put(None)
         for name in left:
             item = self.items[name]
-            self._finish(name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped"))
+            self._finish(name, CheckResult(item.name, item.kind, item.severity, Status.ERROR, "not run: the run was stopped"))
 
     def _maybe_submit(self, name: str) -> tuple[str, CheckResult] | None:
         """Queue ``name`` once its prerequisites are done; return its result instead when it
@@ -133,12 +134,9 @@ class Engine:
             if name in self._submitted or not all(self.futures[d].done() for d in deps):
                 return
             self._submitted.add(name)
-        failed = [d for d in deps if self.futures[d].result().status not in ("pass", "warn")]
-        if failed:
-            return name, CheckResult(
-                item.name, item.kind, item.severity, "blocked",
-                f"not run: blocked by {', '.join(failed)} ({self.futures[failed[0]].result().status})",
-                blocked_by=failed)
+        result = blocked(item.name, item.kind, item.severity, [(d, self.futures[d].result().status) for d in deps])
+        if result is not None:
+            return name, result
         with self._cond:
             if self._stopping:
                 stopped = True
@@ -147,7 +145,7 @@ class Engine:
                 self._ready.append(name)
                 self._cond.notify_all()
         if stopped:
-            return name, CheckResult(item.name, item.kind, item.severity, "error", "not run: the run was stopped")
+            return name, CheckResult(item.name, item.kind, item.severity, Status.ERROR, "not run: the run was stopped")
         return None
 
     def _schedule(self) -> None:
@@ -192,7 +190,7 @@ class Engine:
         try:
             result = run_check(item, self.ctx, lambda text: self.notes.__setitem__(name, text))
         except BaseException as exc:  # run_check never raises; if it does, the check says so
-            result = CheckResult(item.name, item.kind, item.severity, "error", f"internal error: {type(exc).__name__}: {exc}")
+            result = CheckResult(item.name, item.kind, item.severity, Status.ERROR, f"internal error: {type(exc).__name__}: {exc}")
         with self._cond:
             self._slotted.pop(name, None)
             self._stalled.discard(name)

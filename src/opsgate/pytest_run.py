@@ -49,8 +49,9 @@ from .probes import ProbeContext
 from .progress import Progress
 from .redact import REDACTOR
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
-from .results import CheckResult
+from .results import CheckResult, Status
 from .runner import run_check
+from .scheduler import blocked, prerequisites_first
 from .summary import write_summary
 
 WAIT_SLICE_S = 0.25  # a test waits for its check in slices this long, drawing progress between them
@@ -116,7 +117,7 @@ class RunState:
                         return self.engine.result(item.name, timeout=min(WAIT_SLICE_S, max(0.0, deadline - time.monotonic())))
                     except TimeoutError:
                         if time.monotonic() >= deadline:
-                            return CheckResult(item.name, item.kind, item.severity, "error",
+                            return CheckResult(item.name, item.kind, item.severity, Status.ERROR,
                                                f"did not finish within its budget of {item.budget():g}s")
                         if self.progress:
                             self.progress.tick()
@@ -126,20 +127,28 @@ class RunState:
         return self._run_inline(item)
 
     def _run_inline(self, item: CheckItem) -> CheckResult:
-        """Run a check and, first, its configured prerequisites (each once per process)."""
+        """Run a check and, first, its configured prerequisites (each once per process), in an
+        explicit order (prerequisites first), not by recursion: a long chain cannot overflow."""
         if item.name in self._inline:
             return self._inline[item.name]
-        configured = {c.name: c for c in self.loaded.env.items()}
-        failed = [d for d in item.depends_on if d in configured
-                  and self._run_inline(configured[d]).status not in ("pass", "warn")]
-        if failed:
-            result = CheckResult(item.name, item.kind, item.severity, "blocked",
-                                 f"not run: blocked by {', '.join(failed)} ({self._inline[failed[0]].status})",
-                                 blocked_by=failed)
-        else:
-            result = run_check(item, self.ctx)
-        self._inline[item.name] = result
-        return result
+        configured = self._configured()
+        configured.setdefault(item.name, item)
+        order = prerequisites_first(item.name, lambda n: [d for d in configured[n].depends_on if d in configured])
+        for name in order:
+            if name in self._inline:
+                continue
+            check = configured[name]
+            deps = [(d, self._inline[d].status) for d in check.depends_on if d in configured]
+            self._inline[name] = blocked(check.name, check.kind, check.severity, deps) or run_check(check, self.ctx)
+        return self._inline[item.name]
+
+    _by_name: dict[str, CheckItem] | None = None
+
+    def _configured(self) -> dict[str, CheckItem]:
+        """Every configured check by name (any cadence: a prerequisite may be of another)."""
+        if self._by_name is None:
+            self._by_name = {c.name: c for c in self.loaded.env.items()}
+        return dict(self._by_name)
 
     def close(self) -> None:
         if self.engine:
@@ -386,7 +395,7 @@ def conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult
     node.stash[RESULT] = result
     state.results[node.nodeid] = result
     where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
-    if result.status == "blocked":
+    if result.status == Status.BLOCKED:
         pytest.skip(f"{where}: {result.message}")
     if result.failed:
         pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
@@ -433,8 +442,8 @@ class CheckRun:
         state = self.state
         if mark is None or ITEM in item.stash:
             return
-        configured = {c.name: c for c in state.loaded.env.items()}
-        failed = []
+        configured = state._configured()
+        prerequisites = []
         for name in mark.args:
             if name in configured:
                 status = state.result_for(configured[name]).status
@@ -442,12 +451,10 @@ class CheckRun:
                 status = state.python_outcomes.get(name, "not run before it" + (
                     " in this pytest-xdist worker; keep both in one file and use --dist loadfile"
                     if hasattr(item.config, "workerinput") else ""))
-            if status not in ("pass", "warn"):
-                failed.append(f"{name} ({status})")
-        if failed:
-            result = CheckResult(item.name, "python", marker_severity(item.get_closest_marker("severity"), scale(item.config)),
-                                 "blocked", f"not run: blocked by {', '.join(failed)}",
-                                 blocked_by=[f.split(" (")[0] for f in failed])
+            prerequisites.append((name, status))
+        severity = marker_severity(item.get_closest_marker("severity"), scale(item.config))
+        result = blocked(item.name, "python", severity, prerequisites)
+        if result is not None:
             item.stash[RESULT] = result
             state.results[item.nodeid] = result
             pytest.skip(result.message)
@@ -458,10 +465,10 @@ class CheckRun:
         report = outcome.get_result()
         result = item.stash.get(RESULT, None)
         if result is not None and report.when == "call":
-            report.opsgate_status = result.status
+            report.opsgate_status = str(result.status)  # a plain str: pytest-xdist sends reports through execnet
 
     def pytest_report_teststatus(self, report: pytest.TestReport):
-        if report.when == "call" and report.passed and getattr(report, "opsgate_status", None) == "warn":
+        if report.when == "call" and report.passed and getattr(report, "opsgate_status", None) == Status.WARN:
             return "warned", "W", ("WARN", {"yellow": True})
         return None
 
@@ -471,10 +478,10 @@ class CheckRun:
         if state.results.get(report.nodeid) is not None:
             return
         if report.when == "call" or report.failed or report.skipped:
-            status = "fail" if report.failed else "skipped" if report.skipped else "pass"
+            status = Status.FAIL if report.failed else Status.SKIPPED if report.skipped else Status.PASS
             name = report.nodeid.rsplit("::", 1)[-1]
             for key in (name, name.split("[", 1)[0]):
-                if state.python_outcomes.get(key) not in ("fail", "skipped"):
+                if state.python_outcomes.get(key) not in (Status.FAIL, Status.SKIPPED):
                     state.python_outcomes[key] = status
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -674,7 +681,7 @@ class RunRecorder:
     @pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
     def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo) -> dict[str, Any] | None:
         result = item.stash.get(RESULT, None)
-        blocked_at_setup = call.when == "setup" and result is not None and result.status == "blocked"
+        blocked_at_setup = call.when == "setup" and result is not None and result.status == Status.BLOCKED
         failure = _handwritten_failure(item, call) if result is None and ITEM not in item.stash else None
         if call.when != "call" and not blocked_at_setup and failure is None:
             return None
@@ -757,13 +764,13 @@ class RunRecorder:
             except Exception as exc:  # any other failure still must not leave a pass behind
                 not_written = f"the report could not be written to {state.reports_dir}: {type(exc).__name__}: {exc}"[:300]
         state.not_written = not_written
-        from .gate import evaluate, from_document
+        from .gate import Verdict, evaluate, from_document
 
         label = str(state.report_path) if state.report_path else "this run"
         state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
         if not_written:  # nothing downstream can gate on this run: never a pass, with or without --gate
             state.gate.errors.insert(0, not_written)
-            state.gate.verdict, state.gate.exit_code = "ERROR", 2
+            state.gate.verdict, state.gate.exit_code = Verdict.ERROR, 2
             session.exitstatus = 2
         if state.gate_name:
             # one code path decides: the same evaluate() as `opsgate gate`, and its exit code

@@ -13,10 +13,33 @@ so the check was not run).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
-STATUSES = ("pass", "warn", "fail", "error", "blocked")
+class Status(StrEnum):
+    """A check's status; str-valued, so reports and comparisons keep the plain words.
+
+    >>> Status("warn") == "warn", f"{Status.BLOCKED}", Status.FAIL.failed
+    (True, 'blocked', True)
+    """
+
+    PASS = "pass"
+    WARN = "warn"  # passed, but a warn level was crossed
+    FAIL = "fail"
+    ERROR = "error"  # opsgate itself could not run the check
+    BLOCKED = "blocked"  # a prerequisite failed: not run
+    SKIPPED = "skipped"  # a hand-written check pytest skipped (a report's status, never a probe's)
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.FAIL, Status.ERROR)
+
+    def __repr__(self) -> str:  # as the plain word: messages and doctests read 'pass', not <Status.PASS>
+        return repr(self.value)
+
+
+STATUSES = tuple(Status)
 
 
 class _NoDocument:
@@ -61,9 +84,12 @@ class CheckResult:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("fail", "error")
+        return self.status in (Status.FAIL, Status.ERROR)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict. Its texts were redacted where they were made (run_check), and the
-        report is redacted whole before it is written, so no third pass here."""
-        return asdict(self)
+        report is redacted whole before it is written, so no third pass here. The status is the
+        plain word (pytest-xdist's execnet serialises only built-in types)."""
+        out = asdict(self)
+        out["status"] = str(self.status)
+        return out

@@ -24,14 +24,14 @@ from . import probes
 from .conditions import ConditionResult
 from .model import CheckItem
 from .redact import REDACTOR
-from .results import NO_DOCUMENT, CheckResult, Observation
+from .results import NO_DOCUMENT, CheckResult, Observation, Status
 
 
 @dataclass
 class Attempt:
     """One probe plus the verdict of its conditions."""
 
-    status: str
+    status: Status
     message: str
     observation: Observation
     conditions: list[ConditionResult]
@@ -50,7 +50,7 @@ class Attempt:
 
     def sample(self, t0: float) -> dict[str, Any]:
         """A compact record for a window's sample list."""
-        out = {"t": round(self.at - t0, 3), "status": self.status, "observed": _scalars(self.observation.values)}
+        out = {"t": round(self.at - t0, 3), "status": str(self.status), "observed": _scalars(self.observation.values)}
         if self.message:
             out["message"] = self.message
         return out
@@ -63,18 +63,18 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
         observation = probes.observe(item, ctx)
     except Exception as exc:  # a probe bug must not pass nor crash the run: it is an error with its cause
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Attempt("error", REDACTOR.text(f"probe crashed: {tb}"), Observation(), [], started, time.time() - started)
+        return Attempt(Status.ERROR, REDACTOR.text(f"probe crashed: {tb}"), Observation(), [], started, time.time() - started)
     duration = time.time() - started
     if observation.error:
         message = observation.error + (f" -- {observation.explain}" if observation.explain else "")
-        return Attempt("fail", REDACTOR.text(message), observation, [], started, duration)
+        return Attempt(Status.FAIL, REDACTOR.text(message), observation, [], started, duration)
     # a parsed document is what user conditions read, even null/[]/0: never opsgate's own fields
     user_root = observation.values if observation.document is NO_DOCUMENT else observation.document
     results = [c.evaluate(observation.values) for c in probes.limits(item)]
     results += [c.evaluate(user_root) for c in item.conditions()]
     failures = [r for r in results if not r.ok and r.level == "fail"]
     warnings = [r for r in results if not r.ok and r.level == "warn"]
-    status = "fail" if failures else "warn" if warnings else "pass"
+    status = Status.FAIL if failures else Status.WARN if warnings else Status.PASS
     message = "; ".join(r.describe() for r in failures or warnings)
     if message and observation.explain:
         message += f" -- {observation.explain}"
@@ -93,9 +93,9 @@ def run_check(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str],
     evidence = last.evidence()
     message = last.message
     status = last.status
-    if item.retry and status in ("fail", "error"):
+    if item.retry and status in (Status.FAIL, Status.ERROR):
         message = f"not healthy within {item.retry.timeout:g}s ({attempts} attempts); last: {message}"
-    if item.window and status in ("pass", "warn"):
+    if item.window and status in (Status.PASS, Status.WARN):
         status, message, samples = _watch(item, ctx, last, t0, note)
         attempts += len(samples) - 1
         evidence["samples"] = samples
@@ -166,7 +166,7 @@ def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[
         count += 1
         note(f"retry until healthy, attempt {count}")
         last = attempt(item, ctx)
-        if last.status in ("pass", "warn") or time.monotonic() + item.retry.interval > deadline:
+        if last.status in (Status.PASS, Status.WARN) or time.monotonic() + item.retry.interval > deadline:
             last.count = count  # type: ignore[attr-defined]
             return last
         time.sleep(item.retry.interval)
@@ -187,12 +187,12 @@ def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: floa
         time.sleep(max(0.0, next_at - time.monotonic()))
         current = attempt(item, ctx)
         samples.append(current.sample(t0))
-        if current.status in ("fail", "error"):
+        if current.status in (Status.FAIL, Status.ERROR):
             return current.status, (f"unstable: sample {len(samples)}/{expected} at "
                                     f"t={samples[-1]['t']:g}s failed: {current.message}"), samples
         if current.status == "warn":
-            status = "warn"
-    message = "" if status == "pass" else "; ".join(s.get("message", "") for s in samples if s["status"] == "warn")[:500]
+            status = Status.WARN
+    message = "" if status == Status.PASS else "; ".join(s.get("message", "") for s in samples if s["status"] == Status.WARN)[:500]
     return status, message, samples
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily
 
-from ..gate.decide import GateResult
+from ..gate.decide import GateResult, Verdict
 from ..gate.reports import CheckRecord
+from ..results import Status
 
-VERDICTS = ("PASS", "WARN", "FAIL", "ERROR")
-STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
+VERDICTS = tuple(Verdict)
+STATUSES = tuple(Status)
 
 
 class _GateCollector:

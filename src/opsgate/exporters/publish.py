@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..gate.decide import GateResult
+from ..gate.decide import GateResult, Verdict
 from ..report import atomic_write
 from . import junit as junit_format
 from . import markdown as markdown_format
@@ -59,7 +59,7 @@ def publish(result: GateResult, markdown: str | Path | None = None, junit: str |
     failures, written = _try_each(result, wanted, step_summary)
     if failures:
         result.errors[:0] = failures
-        result.verdict, result.exit_code = "ERROR", 2
+        result.verdict, result.exit_code = Verdict.ERROR, 2
         _try_each(result, {k: v for k, v in wanted.items() if k in written}, None)
     return failures
 

@@ -11,7 +11,7 @@ colour them through its terminal writer and ``opsgate gate`` through ANSI codes.
 
 from __future__ import annotations
 
-from ..gate.decide import Finding, GateResult
+from ..gate.decide import Effect, Finding, GateResult
 
 TONE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red"}
 _ANSI = {"red": "\033[31;1m", "yellow": "\033[33m", "green": "\033[32;1m"}
@@ -38,7 +38,7 @@ def lines(result: GateResult) -> list[tuple[str, str | None]]:
                         f"{_evidence(finding)}{why}", "red"))
     for finding in result.effect("warn", "tolerated"):
         if not finding.is_root_cause:
-            label = "WARN" if finding.effect == "warn" else "TOLERATED"
+            label = "WARN" if finding.effect == Effect.WARN else "TOLERATED"
             out.append((f"{finding.check.shown(finding.severity)}  {label}  {finding.check.test_id} [{finding.check.source}]: "
                         f"{_evidence(finding)} ({finding.reason})", "yellow"))
     for finding in result.effect("waived"):

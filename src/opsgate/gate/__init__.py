@@ -6,11 +6,11 @@
 ('ERROR', 2)
 """
 
-from .decide import EXIT_CODES, Finding, GateResult, SourceVerdict, evaluate
+from .decide import EFFECTS, EXIT_CODES, Effect, Finding, GateResult, SourceVerdict, Verdict, evaluate
 from .policy import DEFAULT_GATE, Gate, LoadedPolicy, Policy, PolicyError, find_policy, load_policy
 from .reports import CheckRecord, Report, from_document, read_report
 
 __all__ = [
-    "EXIT_CODES", "DEFAULT_GATE", "CheckRecord", "Finding", "Gate", "GateResult", "LoadedPolicy", "Policy",
+    "EFFECTS", "EXIT_CODES", "DEFAULT_GATE", "Effect", "Verdict", "CheckRecord", "Finding", "Gate", "GateResult", "LoadedPolicy", "Policy",
     "PolicyError", "Report", "SourceVerdict", "evaluate", "find_policy", "from_document", "load_policy", "read_report",
 ]

@@ -32,15 +32,45 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 
 from .. import severity as sev
+from ..results import Status
 from .policy import DEFAULT_GATE, Gate, LoadedPolicy, Waiver
 from .reports import EXECUTED, CheckRecord, Report
 
-EXIT_CODES = {"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 2}
+class Verdict(StrEnum):
+    """A gate's answer; str-valued, so reports, JSON and comparisons keep the plain words."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Effect(StrEnum):
+    """What a gate made of one check, in the order an operator reads them."""
+
+    BLOCK = "block"
+    WARN = "warn"
+    TOLERATED = "tolerated"  # a blocking failure within the gate's tolerance
+    WAIVED = "waived"
+    IGNORED = "ignored"  # a severity the gate does not look at
+    BLOCKED = "blocked"  # not run behind a failed prerequisite, counted at that one
+    SKIPPED = "skipped"
+    OK = "ok"
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+EXIT_CODES = {Verdict.PASS: 0, Verdict.WARN: 0, Verdict.FAIL: 1, Verdict.ERROR: 2}
 CLOCK_SKEW_S = 300  # a report may seem this far in the future before its age is distrusted
 #: effects, in the order an operator reads them
-EFFECTS = ("block", "warn", "tolerated", "waived", "ignored", "blocked", "skipped", "ok")
+EFFECTS = tuple(Effect)
 
 
 @dataclass
@@ -48,7 +78,7 @@ class Finding:
     """One check as the gate judged it."""
 
     check: CheckRecord
-    effect: str  # one of EFFECTS
+    effect: Effect | str  # "" until judged
     reason: str
     severity: str  # effective severity: a root cause takes the highest of what it blocks
     blocks: list[CheckRecord] = field(default_factory=list)  # checks it blocked (root causes)
@@ -65,7 +95,7 @@ class SourceVerdict:
 
     source: str
     reports: list[str]
-    verdict: str
+    verdict: Verdict
     counts: dict[str, int]
 
 
@@ -73,7 +103,7 @@ class SourceVerdict:
 class GateResult:
     gate: str
     policy: str
-    verdict: str
+    verdict: Verdict
     exit_code: int
     warn_blocks: bool
     errors: list[str]
@@ -100,17 +130,17 @@ class GateResult:
         parts = []
         if self.errors:
             parts.append(f"{len(self.errors)} reason{'s' * (len(self.errors) != 1)} the gate cannot trust the result")
-        roots = [f for f in self.root_causes if f.effect == "block"]
+        roots = [f for f in self.root_causes if f.effect == Effect.BLOCK]
         if roots:
             names = ", ".join(f"{f.check.name} blocks {len(f.blocks)}" for f in roots[:3])
             parts.append(f"{len(roots)} root cause{'s' * (len(roots) != 1)} ({names})")
-        plain = [f for f in self.effect("block") if not f.is_root_cause]
+        plain = [f for f in self.effect(Effect.BLOCK) if not f.is_root_cause]
         if plain:
             parts.append(f"{len(plain)} blocking failure{'s' * (len(plain) != 1)}")
-        warnings = self.effect("warn", "tolerated")
+        warnings = self.effect(Effect.WARN, Effect.TOLERATED)
         if warnings:
             parts.append(f"{len(warnings)} warning{'s' * (len(warnings) != 1)}")
-        waived = self.effect("waived")
+        waived = self.effect(Effect.WAIVED)
         if waived:
             parts.append(f"{len(waived)} waived")
         executed = sum(1 for f in self.findings if f.check.status in EXECUTED)
@@ -159,26 +189,26 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
     for source, group in by_source.items():
         mine = [f for f in findings if f.check.source == source]
         sources.append(SourceVerdict(source, [r.path for r in group], _verdict(report_errors[source], mine), _counts(mine)))
-    code = EXIT_CODES[verdict] if not (verdict == "WARN" and gate.warn_blocks) else 1
+    code = EXIT_CODES[verdict] if not (verdict == Verdict.WARN and gate.warn_blocks) else 1
     return GateResult(name, policy.source, verdict, code, gate.warn_blocks, errors, findings, notes, sources,
                       list(reports), now)
 
 
-def _verdict(errors: list[str], findings: list[Finding]) -> str:
+def _verdict(errors: list[str], findings: list[Finding]) -> Verdict:
     if errors:
-        return "ERROR"
+        return Verdict.ERROR
     effects = {f.effect for f in findings}
-    if "block" in effects:
-        return "FAIL"
-    if effects & {"warn", "tolerated"}:
-        return "WARN"
-    return "PASS"
+    if Effect.BLOCK in effects:
+        return Verdict.FAIL
+    if effects & {Effect.WARN, Effect.TOLERATED}:
+        return Verdict.WARN
+    return Verdict.PASS
 
 
 def _counts(findings: list[Finding]) -> dict[str, int]:
     statuses = Counter(f.check.status for f in findings)
-    out = {s: statuses.get(s, 0) for s in ("pass", "warn", "fail", "error", "blocked", "skipped")}
-    out["waived"] = sum(1 for f in findings if f.effect == "waived")
+    out = {str(s): statuses.get(s, 0) for s in Status}
+    out["waived"] = sum(1 for f in findings if f.effect == Effect.WAIVED)
     return out
 
 
@@ -212,7 +242,7 @@ def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], dict[int, list
     roots: dict[str, list[CheckRecord]] = defaultdict(list)
     causes_of: dict[int, list[str]] = {}
     for check in report.checks:
-        if check.status != "blocked":
+        if check.status != Status.BLOCKED:
             continue
         found, seen, todo = set(), set(), list(check.blocked_by)
         while todo:
@@ -223,9 +253,9 @@ def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], dict[int, list
             prerequisite = by_name.get(name)
             if prerequisite is None:
                 continue
-            if prerequisite.status == "blocked":
+            if prerequisite.status == Status.BLOCKED:
                 todo.extend(prerequisite.blocked_by)
-            elif prerequisite.status in ("fail", "error"):
+            elif prerequisite.status in (Status.FAIL, Status.ERROR):
                 found.add(name)
         for name in found:
             roots[name].append(check)
@@ -240,15 +270,15 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
     out = []
     for check in report.checks:
         status = check.status
-        if status == "pass":
-            out.append(Finding(check, "ok", "passed", check.severity))
+        if status == Status.PASS:
+            out.append(Finding(check, Effect.OK, "passed", check.severity))
             _mark_waivers(check, waivers, now, usage, out[-1])
             continue
-        if status == "skipped":
-            out.append(Finding(check, "skipped", check.message or "skipped", check.severity))
+        if status == Status.SKIPPED:
+            out.append(Finding(check, Effect.SKIPPED, check.message or "skipped", check.severity))
             continue
-        if status == "blocked" and causes_of.get(id(check)):
-            out.append(Finding(check, "blocked", f"not run: blocked by {', '.join(causes_of[id(check)])} (counted there)",
+        if status == Status.BLOCKED and causes_of.get(id(check)):
+            out.append(Finding(check, Effect.BLOCKED, f"not run: blocked by {', '.join(causes_of[id(check)])} (counted there)",
                                check.severity))
             continue
         blocks = roots.get(check.name, [])
@@ -260,10 +290,10 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
             finding.reason = f"waiver ignored: it excuses a {check.severity} failure, but this blocks {level} checks; "
             waiver = None
         if waiver is not None:
-            finding.effect, finding.waiver = "waived", waiver
+            finding.effect, finding.waiver = Effect.WAIVED, waiver
             finding.reason = f"waived until {waiver.expires.isoformat()}: {waiver.justification}"
-        elif status == "warn":
-            finding.effect, finding.reason = "warn", "a warn-level limit was breached"
+        elif status == Status.WARN:
+            finding.effect, finding.reason = Effect.WARN, "a warn-level limit was breached"
         else:
             prefix = finding.reason  # "waiver ignored: ..." when one matched but could not apply
             raised = f" (raised from {check.severity}: it blocks {level} checks)" if level != check.severity else ""
@@ -274,14 +304,14 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
                 failures[level] += 1
                 allowed = gate.tolerate.get(level, 0)
                 if failures[level] <= allowed:
-                    finding.effect = "tolerated"
+                    finding.effect = Effect.TOLERATED
                     finding.reason = f"{what}; {level} failure {failures[level]} of {allowed} tolerated{raised}"
                 else:
-                    finding.effect, finding.reason = "block", f"{what}; {level} blocks this gate{raised}"
+                    finding.effect, finding.reason = Effect.BLOCK, f"{what}; {level} blocks this gate{raised}"
             elif action == "warn":
-                finding.effect, finding.reason = "warn", f"{what}; {level} only warns in this gate{raised}"
+                finding.effect, finding.reason = Effect.WARN, f"{what}; {level} only warns in this gate{raised}"
             else:
-                finding.effect, finding.reason = "ignored", f"{what}; {level} is not gated here{raised}"
+                finding.effect, finding.reason = Effect.IGNORED, f"{what}; {level} is not gated here{raised}"
             finding.reason = prefix + finding.reason
         out.append(finding)
     return out
@@ -310,14 +340,14 @@ def _required(reports: list[Report], gate: Gate, findings: list[Finding]) -> lis
             continue
         for finding in matched:
             check = finding.check
-            if check.status in ("skipped", "blocked"):
+            if check.status in (Status.SKIPPED, Status.BLOCKED):
                 errors.append(f"required check {check.test_id} ({check.source}) did not run: {check.status}"
                               + (f": {check.message}" if check.message else ""))
-            elif check.status in ("fail", "error") and finding.effect in ("warn", "tolerated", "ignored", "waived"):
-                if finding.effect == "waived":
+            elif check.status in (Status.FAIL, Status.ERROR) and finding.effect in (Effect.WARN, Effect.TOLERATED, Effect.IGNORED, Effect.WAIVED):
+                if finding.effect == Effect.WAIVED:
                     finding.reason = f"failed; {finding.waiver.check!r} waiver does not apply to a required check"
                     finding.waiver = None
-                finding.effect = "block"
+                finding.effect = Effect.BLOCK
                 finding.reason += f"; required by the gate ({requirement.describe()}), so it blocks"
     return errors
 

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from ..redact import REDACTOR
+from ..results import Status
 from ..report import unseal
 from ..severity import LEVELS
 from ..severity import label as sev_label
@@ -39,7 +40,7 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
 
 #: statuses of a check that actually ran (blocked and skipped checks did not)
 EXECUTED = frozenset({"pass", "warn", "fail", "error"})
-STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
+STATUSES = tuple(Status)
 
 # pytest exit codes a report can carry that mean the run itself went wrong
 _EXIT_PROBLEMS = {
