@@ -22,6 +22,7 @@ import pytest
 
 from opsgate.backups.base import Scratch, run_bounded
 from opsgate.cli import main as opsgate_main
+from opsgate.model import KINDS
 from support.backups import (DAY, age, backup_check, live_tree, manifest, negative, scratch_home,  # noqa: F401
                              scratch_leftovers, tar_of)
 from support.project import start_pytest
@@ -190,6 +191,13 @@ def test_take_first_without_its_live_data_fails_naming_it(tmp_path):
     assert result.status == "fail"
     assert result.message == (f"take_first: no backup could be taken: FileNotFoundError: the live tree "
                               f"{tmp_path / 'gone'} is not a folder")
+
+
+def test_level_4_without_live_data_is_a_load_error():
+    with pytest.raises(ValueError, match="level 4 compares with the live data: set files.live"):
+        KINDS["backup"].model_validate({"name": "x", "source": "files", "path": "b/*.tar", "level": 4})
+    with pytest.raises(ValueError, match="sqlite: settings given, but this item's source is files"):
+        KINDS["backup"].model_validate({"name": "x", "source": "files", "path": "b/*.tar", "sqlite": {}})
 
 
 def test_scratch_cleanups_run_last_first_even_after_an_exception(scratch_home):

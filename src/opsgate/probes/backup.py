@@ -118,6 +118,10 @@ class BackupCheck(CheckItem):
             setattr(self, self.source, module.Options.model_validate(given or {}))
         if self.path is None and not hasattr(module, "points"):
             raise ValueError(f"path (a glob of the {self.source} backups) is required")
+        options = getattr(self, self.source)
+        if (self.level >= 4 or self.take_first) and "live" in type(options).model_fields and not options.live:
+            need = "level 4 compares with the live data" if self.level >= 4 else "take_first backs up the live data"
+            raise ValueError(f"{need}: set {self.source}.live")
         return self
 
     def options(self) -> Any:
