@@ -14,6 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # a check kind's negative test: its target broken in one way, the failure naming the cause
+    # (tests/test_kind_registry.py proves every registered kind has one)
+    config.addinivalue_line("markers", "negative(kind): a negative test of that check kind")
+
+
 @dataclass
 class SuiteRun:
     returncode: int

@@ -40,6 +40,7 @@ def test_passing_tally_passes(tmp_path):
     assert result.evidence["details"]["stdout_tail"] == "9/9 passed\n"
 
 
+@pytest.mark.negative("command")
 def test_failing_test_script_fails_naming_exit_code_and_regex(tmp_path, run_tests_sh):
     """Runbook: 8/9 and exit 1 is a failure; the message says both and shows the output."""
     result = check(tmp_path, argv=["./run_tests.sh"], stdout_regex=r"^9/9 passed$")

@@ -43,6 +43,7 @@ def test_running_healthy_container_passes(engine):
     assert (seen["status"], seen["health"], seen["restart_count"], seen["exec_exit_code"]) == ("running", "healthy", 0, 0)
 
 
+@pytest.mark.negative("container")
 def test_exited_container_fails_with_its_exit_code(engine):
     ct = engine.run("exit 3")
     time.sleep(0.5)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from opsgate.model import FileCheck
 from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
@@ -39,6 +41,7 @@ def test_fresh_file_passes(tmp_path):
     assert observed["exists"] is True and observed["size_bytes"] == 2048 and observed["age_s"] < 60
 
 
+@pytest.mark.negative("file")
 def test_missing_file_fails_naming_does_not_exist(tmp_path):
     result = check(tmp_path, path="backup.sql")
     assert result.status == "fail"

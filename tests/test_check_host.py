@@ -57,6 +57,7 @@ def test_cpu_over_critical_fails_naming_cpu_percent(tmp_path, busy_cpu):
     assert "cpu_percent < 0.0001" in result.message
 
 
+@pytest.mark.negative("host")
 def test_disk_over_critical_fails_naming_the_disk_path(tmp_path):
     """Runbook: disk > 20 % free -- the message names which mount is full."""
     result = check(tmp_path, disks=[{"path": "/", "used_percent": 0.01}])

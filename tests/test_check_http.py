@@ -95,6 +95,7 @@ def test_healthy_body_with_conditions_passes(target, tmp_path):
     assert held["metrics.cpu_percent < 80"] is True
 
 
+@pytest.mark.negative("http")
 def test_degraded_status_fails_naming_condition_and_observed_value(target, tmp_path):
     """Runbook: /health .status must be "healthy" -- "degraded" is a failure."""
     result = check(tmp_path, url=target.url + "/degraded", expect=["status == 'healthy'"])

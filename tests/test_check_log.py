@@ -12,6 +12,8 @@ import os
 import time
 from datetime import datetime, timedelta
 
+import pytest
+
 from opsgate.model import LogCheck
 from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
@@ -56,6 +58,7 @@ def test_clean_log_passes(tmp_path):
     assert result.evidence["observed"]["matches"] == {"ERROR|CRITICAL": 0}
 
 
+@pytest.mark.negative("log")
 def test_error_in_last_lines_fails_and_shows_the_line(tmp_path):
     """Runbook: no ERROR in the last 100 lines -- the failing line is the evidence."""
     write(tmp_path / "app.log", info_lines(150) + ["ERROR database connection lost"] + info_lines(10, 150))

@@ -45,6 +45,7 @@ def test_healthy_primary_passes_with_evidence(pg):
     assert result.evidence["details"]["query_rows"] == [{"n": 3, "revenue": 36.75}]
 
 
+@pytest.mark.negative("postgres")
 def test_stopped_server_fails_naming_connection_refused():
     with PostgresServer() as server:
         dsn = server.dsn()

@@ -86,6 +86,7 @@ def test_too_few_instances_fails(tmp_path, spawn, unique_sleep):
     assert "count >= 2" in result.message and "observed 1" in result.message
 
 
+@pytest.mark.negative("process")
 def test_process_not_running_fails_with_count_zero(tmp_path, unique_sleep):
     """Runbook: the server is running -- nothing matching is a failure, not a pass on nothing."""
     _, pattern = unique_sleep

@@ -45,6 +45,7 @@ def check(kind, **fields):
     return run_check(kind(**fields), ProbeContext())
 
 
+@pytest.mark.negative("prometheus")
 def test_firing_alert_fails_naming_it(prom):
     result = check(PrometheusCheck, url=prom.url, no_firing_alerts=True)
     assert result.status == "fail"
@@ -111,6 +112,7 @@ def test_metric_under_its_limit_passes(api):
     assert result.evidence["observed"]["max"] == 0.012
 
 
+@pytest.mark.negative("metrics")
 def test_metric_over_its_limit_fails_naming_the_sample(api):
     result = check(MetricsCheck, url=api.url, metric="http_request_duration_seconds", max_value=1.0)
     assert result.status == "fail"

@@ -56,6 +56,7 @@ def test_healthy_master_passes_with_evidence(server):
     assert seen["role"] == "master" and seen["rdb_last_bgsave_status"] == "ok" and seen["latency_ms"] > 0
 
 
+@pytest.mark.negative("redis")
 def test_stopped_server_fails_naming_connection_refused(tmp_path):
     port = free_port()
     result = check(f"redis://127.0.0.1:{port}/0")

@@ -45,6 +45,7 @@ def test_open_port_passes(tmp_path):
     assert result.evidence["observed"]["connect_ms"] >= 0
 
 
+@pytest.mark.negative("tcp")
 def test_closed_port_fails_naming_connection_refused(tmp_path):
     port = free_port()
     result = check(tmp_path, port=port)

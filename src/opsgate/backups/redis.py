@@ -48,7 +48,7 @@ from .scratch_server import free_port, landing, log_tail, start_server
 from .tolerance import TOLERANCE, Tolerance, counted
 
 STOP_GRACE_S = 5.0
-SCAN_LIMIT = 200_000  # keys looked at to draw the sample (SCAN order is the hash table's)
+SCAN_LIMIT = 200_000  # keys the sample is drawn from (beyond that, SCAN order - per server - decides which)
 MAX_VALUE_BYTES = 1 << 20  # compare_values skips bigger strings and hashes
 _LOCAL = {"localhost", "127.0.0.1", "::1"}
 _NO_RETRY = Retry(NoBackoff(), 0)  # one timeout is the answer: redis-py's default retries would triple it
