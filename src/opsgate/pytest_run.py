@@ -96,7 +96,7 @@ class RunState:
     def ctx(self) -> ProbeContext:
         """One context per run: its checks share their database connections through it."""
         if self._ctx is None:
-            self._ctx = ProbeContext(self.loaded.base_dir)
+            self._ctx = ProbeContext(self.loaded.base_dir, environment=self.loaded.env)
         return self._ctx
 
     _inline: dict[str, CheckResult] = field(default_factory=dict)

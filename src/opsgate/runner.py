@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,6 +26,14 @@ from .conditions import ConditionResult
 from .model import CheckItem
 from .redact import REDACTOR
 from .results import NO_DOCUMENT, CheckResult, Observation, Status
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+#: what the check being run may tell the progress line, for probes that take long (a drill's steps)
+current_note: ContextVar[Callable[[str], None]] = ContextVar("opsgate_current_note", default=_quiet)
 
 
 @dataclass
@@ -63,11 +72,11 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
         observation = probes.observe(item, ctx)
     except Exception as exc:  # a probe bug must not pass nor crash the run: it is an error with its cause
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Attempt(Status.ERROR, REDACTOR.text(f"probe crashed: {tb}"), Observation(), [], started, time.time() - started)
+        return Attempt(Status.ERROR, f"probe crashed: {tb}", Observation(), [], started, time.time() - started)
     duration = time.time() - started
     if observation.error:
         message = observation.error + (f" -- {observation.explain}" if observation.explain else "")
-        return Attempt(Status.FAIL, REDACTOR.text(message), observation, [], started, duration)
+        return Attempt(Status.FAIL, message, observation, [], started, duration)
     # a parsed document is what user conditions read, even null/[]/0: never opsgate's own fields
     user_root = observation.values if observation.document is NO_DOCUMENT else observation.document
     results = [c.evaluate(observation.values) for c in probes.limits(item)]
@@ -78,13 +87,23 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
     message = "; ".join(r.describe() for r in failures or warnings)
     if message and observation.explain:
         message += f" -- {observation.explain}"
-    return Attempt(status, REDACTOR.text(message), observation, results, started, duration)
+    return Attempt(status, message, observation, results, started, duration)
 
 
 def run_check(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str], None] | None = None) -> CheckResult:
     """Run ``item`` with its retry and window settings; never raises. ``note`` is told what
     the check is waiting for ("retry until healthy, attempt 3", "window sample 4/10"), for
-    the run's progress line."""
+    the run's progress line; a probe reaches it as :data:`current_note` (a drill names its step)."""
+    if note is None:  # a check run inside another (a drill's step): the outer check's note stays
+        return _run_check(item, ctx, current_note.get())
+    token = current_note.set(note)
+    try:
+        return _run_check(item, ctx, note)
+    finally:
+        current_note.reset(token)
+
+
+def _run_check(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str], None]) -> CheckResult:
     t0 = time.time()
     attempts = 0
     note = note or _quiet
@@ -102,7 +121,7 @@ def run_check(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str],
         evidence["window"] = {"duration_s": item.window.duration, "interval_s": item.window.interval}
     if item.retry:
         evidence["retry"] = {"timeout_s": item.retry.timeout, "interval_s": item.retry.interval, "attempts": attempts}
-    return CheckResult(item.name, item.kind, item.severity, status, message, REDACTOR.data(bound_evidence(evidence)),
+    return CheckResult(item.name, item.kind, item.severity, status, message, bound_evidence(evidence),
                        t0, round(time.time() - t0, 4), attempts)
 
 
@@ -134,6 +153,7 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
     budget[0] -= 1
     if isinstance(value, str):
         return value if len(value) <= MAX_TEXT else (
+            # redaction-aware cut: a secret cut in half could no longer be recognised at the sink
             REDACTOR.excerpt(value, MAX_TEXT) + f"… ({len(value)} characters, cut at {MAX_TEXT})")
     if not isinstance(value, (dict, list, tuple)):
         return value
@@ -155,8 +175,6 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
     return out
 
 
-def _quiet(text: str) -> None:
-    pass
 
 
 def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[str], None]) -> Attempt:
@@ -192,7 +210,9 @@ def _watch(item: CheckItem, ctx: "probes.ProbeContext", first: Attempt, t0: floa
                                     f"t={samples[-1]['t']:g}s failed: {current.message}"), samples
         if current.status == "warn":
             status = Status.WARN
-    message = "" if status == Status.PASS else "; ".join(s.get("message", "") for s in samples if s["status"] == Status.WARN)[:500]
+    # cut redaction-aware: the message is redacted at the sinks, where a secret cut here could no longer be recognised
+    message = "" if status == Status.PASS else REDACTOR.excerpt("; ".join(s.get("message", "") for s in samples
+                                                                          if s["status"] == Status.WARN), 500)
     return status, message, samples
 
 

@@ -1,7 +1,8 @@
 """A small real service in the spirit of the reference systems, for the embedded default.
 
 ``serve`` listens on loopback and answers ``/health`` (status, checks, metrics,
-alerts, like Aura's), ``/api/models`` (like Ollama's tags) and ``/metrics``; it
+alerts, like Aura's), ``/api/models`` (like Ollama's tags), ``/api/data`` (its database's row
+counts, which a DR drill reads from a restored copy) and ``/metrics``; it
 writes ``logs/demo.log`` and a ``logs/metrics.jsonl`` sample every second (also stored in
 its SQLite database ``data/app.sqlite``, what the weekly backup check backs up).
 ``selftest`` is its ``run_tests.sh``: nine checks, ``9/9 passed`` or JSON with
@@ -107,6 +108,9 @@ def _handler(state: _State, log: logging.Logger):
                 elif path == "/api/models":
                     models = [] if state.fault == "no-models" else [{"name": "demo-small", "size": 1234}]
                     self._json(200, {"models": models})
+                elif path == "/api/data":
+                    # what its database holds: a DR drill checks the restored copy serves the restored rows
+                    self._json(200, state.data.counts() if state.data else {})
                 elif path == "/metrics":
                     body = (f"# TYPE demo_uptime_seconds gauge\ndemo_uptime_seconds {time.time() - state.started:.1f}\n").encode()
                     self.send_response(200)

@@ -14,7 +14,6 @@ the one the drill started, so a live service on the same port can never pass it.
 
 from __future__ import annotations
 
-import contextvars
 import fnmatch
 import getpass
 import os
@@ -30,10 +29,6 @@ from typing import Any, Callable
 from ..backups.base import Scratch
 from ..redact import REDACTOR
 from . import placeholders
-
-#: set by the runner for the check being run: ``note(text)`` tells the progress line what it does
-progress_note: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
-    "opsgate_progress_note", default=None)
 
 START_LOG_TAIL = 2000  # characters of the started service's output kept as evidence
 STOP_GRACE_S = 5.0  # SIGTERM to SIGKILL for the started service's process group
@@ -84,7 +79,9 @@ class DrillRecord:
 
 def run_drill(item: Any, ctx: Any) -> DrillRecord:
     """Run ``item`` (a :class:`opsgate.probes.drill.DrillCheck`); never raises for a failed step."""
-    note = progress_note.get() or (lambda text: None)
+    from ..runner import current_note
+
+    note = current_note.get()
     record = DrillRecord(item.name, item.severity, time.time(), _user(), socket.gethostname(),
                          item.rto_target(), item.rpo_target())
     t0 = time.monotonic()

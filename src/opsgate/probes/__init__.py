@@ -104,11 +104,13 @@ def _close(conn: Any) -> None:
 @dataclass(frozen=True)
 class ProbeContext:
     """What probes need besides their item: where relative paths start, the run's shared
-    connections, and the machine host-level probes read (``opsgate.targets``; this one by default)."""
+    connections, the machine host-level probes read (``opsgate.targets``; this one by default)
+    and the environment being checked (a drill restores one of its ``backup`` items)."""
 
     base_dir: Path = field(default_factory=Path.cwd)
     shared: Shared = field(default_factory=Shared, compare=False, repr=False)
     target: Target = field(default_factory=local_target, compare=False, repr=False)
+    environment: Any = field(default=None, compare=False, repr=False)
 
     def path(self, value: str) -> Path:
         """Resolve ``value`` against the environment's base_dir (``~`` expanded)."""

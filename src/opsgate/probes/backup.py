@@ -345,3 +345,19 @@ KIND = Kind(name="backup", schema=BackupCheck, observe=observe, limits=limits,
             summary="a backup set verified up to a level: exists, fresh within the RPO, read end to end, restored "
                     "into scratch, compared with live (files, postgres, redis, sqlite, restic)",
             host_level=False)
+
+
+def resolved_options(item: BackupCheck, ctx) -> Any:
+    """The item's source options, path fields made absolute against base_dir (for a drill's restore)."""
+    return _resolved(item, ctx)
+
+
+def find_points(item: BackupCheck, ctx, module, options: Any, scratch: Scratch) -> list[RecoveryPoint]:
+    """The item's recovery points, oldest first: the source's own listing (restic snapshots)
+    or the item's glob (its manifest file left out)."""
+    if hasattr(module, "points"):
+        return module.points(options, scratch)
+    exclude = ()
+    if item.manifest and "{backup}" not in item.manifest:
+        exclude = (ctx.path(item.manifest),)
+    return pointsmod.find(item.path, ctx.base_dir, item.name_time, item.name_time_utc, exclude)
