@@ -10,12 +10,17 @@ Parts (each a function taking ``quick``; a part returns its rows and whether it 
              of the same dump with the same flags. Goal: opsgate's overhead <= 10 %.
              Dropping the scratch database is left out of both timings.
 
+  checksum   manifest verification of 1 GB (100 MB with --quick) against sha256sum -c;
+             goal >= 0.8x its throughput (bench_backup_files.py).
+  restic     L2 restic check --read-data through opsgate against restic alone; goal <= 5 %
+             overhead (bench_backup_files.py).
+
 Variants alternate (bare then opsgate, then opsgate then bare, ...) and the medians of
 ``--repeat`` runs are compared, because the machine is shared and noisy; opsgate's own L3
 and L4 durations are printed too, so the overhead can be attributed (L4 is the part a bare
 restore does not do).
 
-Usage: .venv/bin/python bench/bench_backup.py [--quick] [--repeat N] [--part postgres]
+Usage: .venv/bin/python bench/bench_backup.py [--quick] [--repeat N] [--part postgres|checksum|restic]
 """
 
 from __future__ import annotations
@@ -118,7 +123,9 @@ def bench_postgres(quick: bool, repeat: int = 5) -> bool:
     return ok
 
 
-PARTS = {"postgres": bench_postgres}
+from bench_backup_files import bench_checksum, bench_restic, printed  # noqa: E402 (the files and restic parts)
+
+PARTS = {"postgres": bench_postgres, "checksum": printed(bench_checksum), "restic": printed(bench_restic)}
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """Benchmark: backup verification of files and restic through opsgate against the bare tools,
-side by side in one run (issue 11; the postgres part is in bench_backup.py).
+side by side in one run (issue 11). bench_backup.py runs these parts beside its postgres one.
 
 Parts:
 
@@ -131,6 +131,15 @@ def bench_restic(quick: bool, repeat: int = 3) -> dict:
 
 
 PARTS = {"checksum": bench_checksum, "restic": bench_restic}
+
+
+def printed(part):
+    """``part`` as bench_backup.py runs its parts: prints its row, returns whether it met its goal."""
+    def run(quick: bool, repeat: int = 3) -> bool:
+        row = part(quick, repeat=repeat)
+        print("  ".join(f"{k}={v}" for k, v in row.items() if k != "runs"))
+        return row["met"] is not False
+    return run
 
 
 def main() -> int:
