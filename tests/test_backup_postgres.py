@@ -442,3 +442,11 @@ def test_sigterm_while_a_scratch_server_runs_stops_it(pg, dumps):
         assert time.monotonic() < deadline, "the scratch postgres outlived its verification"
         time.sleep(0.05)
     assert not Path(folder).exists()
+
+
+def test_tar_base_backup_restores_without_l2_too(pg, dumps):
+    """L3 alone (as a drill runs it) unpacks the tar backup itself."""
+    with Scratch(timeout=120) as scratch:
+        outcome, restored = source.restore(point(dumps["base-tar"]), options(pg), scratch)
+        assert outcome.ok, outcome.message
+        assert source.compare(restored, options(pg), scratch).ok

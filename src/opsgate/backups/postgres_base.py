@@ -18,6 +18,7 @@ a shell in between, and a process group opsgate owns and can always end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -72,6 +73,12 @@ def _extract(base: Path, target: Path, scratch: Scratch) -> None:
             raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
 
 
+def _unpacked(scratch: Scratch, base: Path) -> Path:
+    """Where L2 unpacks a tar-format backup; L3 in the same scratch starts from it rather
+    than unpacking the archives a second time (half the time and disk)."""
+    return scratch.dir / f"verified-{hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]}"
+
+
 def integrity(path: Path, options: Any, scratch: Scratch) -> Outcome:
     """L2: pg_verifybackup against the backup_manifest (files and WAL)."""
     base = _base_dir(path)
@@ -84,7 +91,7 @@ def integrity(path: Path, options: Any, scratch: Scratch) -> Outcome:
         argv.append(str(base))
         layout = "plain"
     else:  # PostgreSQL 15's verifier reads plain format only: unpack a copy
-        unpacked = scratch.dir / "verify"
+        unpacked = _unpacked(scratch, base)
         _extract(base, unpacked, scratch)
         argv += ["-m", str(base / "backup_manifest"), str(unpacked)]
         layout = "tar"
@@ -117,6 +124,8 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
         done = run_bounded(["cp", "-a", f"{base}/.", str(data)], scratch)
         if done.returncode != 0:
             return Outcome(3, False, f"the base backup cannot be copied into scratch: {describe_failure(done)}"), None
+    elif _unpacked(scratch, base).is_dir():  # L2 unpacked it in this scratch: restore those bytes
+        os.rename(_unpacked(scratch, base), data)
     else:
         _extract(base, data, scratch)
     for name in ("standby.signal", "recovery.signal", "postmaster.pid", "postmaster.opts", "backup_manifest"):
