@@ -22,6 +22,22 @@ plain ``.sql.gz``) and physical base backups with a ``backup_manifest``
 
 Passwords travel in ``PGPASSWORD`` only; messages name ``host:port/database``.
 
+In an environment file::
+
+    backup:
+      - name: app-db
+        source: postgres
+        path: /var/backups/pg/app-*.dump      # pg_dump -Fc; -Fd folders, .sql(.gz), base backups too
+        rpo: 26h
+        level: 4
+        postgres:
+          live_dsn: "postgresql://app:${APP_DB_PASSWORD}@db:5432/app"
+          scratch_dsn: "postgresql://restorer:${RESTORE_PASSWORD}@scratch-db:5432/postgres"  # CREATEDB
+          row_tolerance: 0.5%                 # or an absolute count: 10
+          queries:
+            - {name: recent-orders, sql: "SELECT count(*) AS n FROM orders WHERE created > now() - interval '2 days'",
+               expect: ["row.n > 0"]}
+
 >>> Options(live_dsn="postgresql://app:pw@db:5432/app", row_tolerance="0.5%").row_tolerance.percent
 True
 >>> refusal(Options(live_dsn="postgresql://app:pw@db:5432/app", scratch_database="app"))
@@ -78,8 +94,8 @@ class Options(Strict):
     """The ``postgres:`` settings of a backup item."""
 
     format: Literal["auto", "custom", "directory", "plain", "base"] = "auto"
-    live_dsn: str | None = Field(None, description="the live database: L4 compares with it; default restore server")
-    scratch_dsn: str | None = Field(None, description="the server dumps are restored on (its database is where "
+    live_dsn: str | None = Field(None, repr=False, description="the live database: L4 compares with it; default restore server")
+    scratch_dsn: str | None = Field(None, repr=False, description="the server dumps are restored on (its database is where "
                                                       "CREATE DATABASE is issued); default live_dsn's server")
     scratch_database: str | None = Field(None, pattern=_IDENTIFIER,
                                          description="a fixed scratch database name (default opsgate_scratch_<random>); "

@@ -18,6 +18,19 @@ with its ``*.manifest``).
 
 A scratch port equal to the live server's is refused before anything runs.
 
+In an environment file::
+
+    backup:
+      - name: cache
+        source: redis
+        path: /var/backups/redis/dump-*.rdb   # or an appendonlydir folder
+        rpo: 2h
+        level: 4
+        redis:
+          live_url: "redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0"
+          key_tolerance: 1%                   # the cache moves on after the save
+          sample_keys: 200
+
 >>> refusal(Options(live_url="redis://:pw@127.0.0.1:6379/0", scratch_port=6379))
 'refused: the scratch redis-server port 6379 is the live server (127.0.0.1:6379/0); choose another scratch_port or leave it out'
 """
@@ -57,7 +70,7 @@ _NO_RETRY = Retry(NoBackoff(), 0)  # one timeout is the answer: redis-py's defau
 class Options(Strict):
     """The ``redis:`` settings of a backup item."""
 
-    live_url: str | None = Field(None, pattern=r"^rediss?://", description="the live server: L4 compares with it, take saves it")
+    live_url: str | None = Field(None, repr=False, pattern=r"^rediss?://", description="the live server: L4 compares with it, take saves it")
     scratch_port: int | None = Field(None, ge=1, le=65535, description="the scratch redis-server's port (default a free one)")
     key_tolerance: TOLERANCE = Tolerance(0)
     sample_keys: int = Field(100, ge=0, le=100_000, description="keys drawn from the restore and looked up in live")
