@@ -6,9 +6,11 @@ itself (:mod:`opsgate.backups`), so a drill restores exactly as the weekly verif
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from ..backups.base import Scratch
+from ..redact import REDACTOR
 from .run import StepFailed
 
 
@@ -46,7 +48,32 @@ def restore_backup(name: str, ctx: Any, scratch: Scratch, take_first: bool = Fal
                 "taken_first": str(taken) if taken else None,
                 "integrity": integrity.message, "restore": outcome.message, "restore_s": round(outcome.duration_s, 3),
                 "bytes": outcome.bytes or integrity.bytes, "items": outcome.items}
-    return str(restored), used, evidence
+    return address(restored), used, evidence
+
+
+def address(restored: Any) -> str:
+    """What ``{{restored}}`` stands for: a URL a service can connect with (its password is a
+    registered secret, masked in every output), or the restored path.
+
+    >>> address(Path("/scratch/app.sqlite"))
+    '/scratch/app.sqlite'
+    """
+    from urllib.parse import quote
+
+    password = getattr(restored, "password", None)
+    if hasattr(restored, "params") and hasattr(restored, "dbname"):  # a PostgreSQL database (backups.pgconn)
+        if password:
+            REDACTOR.add(password)
+        auth = quote(restored.user, safe="") + (f":{quote(password, safe='')}" if password else "")
+        host = restored.host if not restored.host.startswith("/") else "localhost"
+        query = f"?host={quote(restored.host, safe='')}" if restored.host.startswith("/") else ""
+        return f"postgresql://{auth}@{host}:{restored.port}/{quote(restored.dbname, safe='')}{query}"
+    if hasattr(restored, "port") and hasattr(restored, "db"):  # a scratch redis-server (backups.redis)
+        if password:
+            REDACTOR.add(password)
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{restored.port}/{restored.db}"
+    return str(restored)
 
 
 def _backup_item(name: str, ctx: Any) -> Any:

@@ -43,7 +43,7 @@ from ..backups import points as pointsmod
 from ..backups.base import Outcome, RecoveryPoint, Scratch, install_signal_handlers
 from ..conditions import Condition
 from ..kinds import Kind
-from ..schema import CheckItem, Duration, Size, Strict
+from ..schema import Cadences, CheckItem, Duration, Size, Strict
 from ..redact import REDACTOR
 from ..results import Observation
 
@@ -77,8 +77,7 @@ class BackupCheck(CheckItem):
     verified to (0-4)."""
 
     kind: ClassVar[str] = "backup"
-    cadence: list[Literal["daily", "weekly", "monthly", "quarterly"]] = Field(
-        ["weekly"], description="checks/<cadence> runs it (default weekly)")
+    cadence: Cadences = Field(["weekly"], description="checks/<cadence> runs it (default weekly)")
     timeout: Duration = Field(1800.0, description="limit for the whole verification (restores take time)")
     source: Literal["files", "postgres", "redis", "sqlite", "restic"]
     path: str | None = Field(None, description="glob of the backups (relative to base_dir); the newest is the "

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ..conditions import Condition
 from ..kinds import Kind
-from ..schema import CheckItem, Duration, SecretValue, Strict
+from ..schema import Cadences, CheckItem, Duration, SecretValue, Strict
 from ..results import Observation
 from ..drills import placeholders
 
@@ -41,6 +41,8 @@ RTO_BY_SEVERITY = {"P0": 15 * 60.0, "P1": 3600.0, "P2": 4 * 3600.0, "P3": 24 * 3
 RPO_BY_DATA = {"user": 3600.0, "configuration": 24 * 3600.0, "logs": 24 * 3600.0}
 #: kinds a drill step may not use (they are drills or backups themselves)
 NOT_A_STEP = ("drill", "backup")
+#: stand-ins for ``{{restored}}`` when a step is checked at load time, by the step's kind
+RESTORED_SAMPLE = {"postgres": "postgresql://scratch@127.0.0.1:65535/restored", "redis": "redis://127.0.0.1:65535/0"}
 #: kinds that reach a service over the network: a step of them must point at the scratch instance
 NETWORK_FIELDS = {"http": ("url",), "tcp": ("port",), "postgres": ("dsn",), "redis": ("url",),
                   "prometheus": ("url",), "metrics": ("url",)}
@@ -94,8 +96,7 @@ class DrillCheck(CheckItem):
     """A DR drill: restore, install, start, healthy, verify, teardown; RTO and RPO measured."""
 
     kind: ClassVar[str] = "drill"
-    cadence: list[Literal["daily", "weekly", "monthly", "quarterly"]] = Field(
-        ["quarterly"], description="drills run quarterly unless said otherwise")
+    cadence: Cadences = Field(["quarterly"], description="drills run quarterly unless said otherwise")
     timeout: Duration = Field(3600.0, description="the whole drill's limit (teardown still runs after it)")
     rto: Duration | None = Field(None, description="recovery time objective (default by severity: P0 15m, P1 1h, "
                                                    "P2 4h, P3 24h)")
@@ -113,20 +114,12 @@ class DrillCheck(CheckItem):
     verify: list[dict[str, dict[str, Any]]] = Field([], description="checks of the restored instance, e.g. its test "
                                                     "suite ({command: ...}) or a request ({http: ...})")
 
-    @field_validator("cadence", mode="before")
-    @classmethod
-    def _cadence(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
     @model_validator(mode="after")
     def _steps_are_checks(self) -> "DrillCheck":
         for phase in ("healthy", "verify"):
             for index, _ in enumerate(getattr(self, phase)):
-                self.step(phase, index, placeholders.SAMPLE | self._sample_restored())
+                self.step(phase, index, placeholders.SAMPLE, sample=True)
         return self
-
-    def _sample_restored(self) -> dict[str, str]:
-        return {f"restored:{r.backup}": f"/scratch/restored/{r.backup}" for r in self.restore if r.backup}
 
     def rto_target(self) -> float:
         return self.rto if self.rto is not None else RTO_BY_SEVERITY.get(self.severity, RTO_BY_SEVERITY["P3"])
@@ -134,9 +127,10 @@ class DrillCheck(CheckItem):
     def rpo_target(self) -> float:
         return self.rpo if self.rpo is not None else RPO_BY_DATA[self.data]
 
-    def step(self, phase: str, index: int, values: dict[str, str]) -> CheckItem:
-        """Step ``index`` of ``phase`` as a check item, its placeholders filled with ``values``;
-        ValueError names the step and what is wrong."""
+    def step(self, phase: str, index: int, values: dict[str, str], sample: bool = False) -> CheckItem:
+        """Step ``index`` of ``phase`` as a check item, its placeholders filled with ``values``
+        (with ``sample``, stand-ins of the right shape for the step's kind, to check it when the
+        file is loaded); ValueError names the step and what is wrong."""
         from ..kinds import REGISTRY  # the registry imports this module: look it up when used
 
         KINDS = {name: kind.schema for name, kind in REGISTRY.items()}
@@ -156,6 +150,10 @@ class DrillCheck(CheckItem):
             if field in fields and not any(n in ("port", "url") or n.startswith("restored") for n in used):
                 raise ValueError(f"{where}.{kind}.{field}: {fields[field]!r} does not point at the restored instance: "
                                  "use {{port}}, {{url}} or {{restored}} (a drill never probes the live service)")
+        if sample:  # what a backup restores to is known at run time: a stand-in its kind accepts
+            stand_in = RESTORED_SAMPLE.get(kind, placeholders.SAMPLE["restored"])
+            values = {**values, "restored": stand_in,
+                      **{f"restored:{r.backup}": stand_in for r in self.restore if r.backup}}
         try:
             filled = placeholders.fill(fields, values)
         except ValueError as exc:
