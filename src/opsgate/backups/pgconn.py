@@ -152,13 +152,18 @@ def _host_key(host: str) -> str:
     return "local" if host in _LOCAL or host.startswith("/") or host.startswith("127.") else host
 
 
-def pg_bin(name: str) -> str:
-    """The newest installed PostgreSQL's ``name`` binary (pg_restore, pg_verifybackup, postgres),
-    else the one on PATH.
+def pg_bin(name: str, version: str | None = None) -> str:
+    """PostgreSQL ``version``'s ``name`` binary when it is installed (a server and pg_waldump
+    read only their own major version's files), else the newest installed one's, else the
+    one on PATH.
 
     >>> pg_bin("pg_restore").endswith("pg_restore")
     True
     """
+    if version:
+        candidate = f"/usr/lib/postgresql/{version}/bin/{name}"
+        if os.access(candidate, os.X_OK):
+            return candidate
     for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version, reverse=True):
         candidate = os.path.join(folder, name)
         if os.access(candidate, os.X_OK):

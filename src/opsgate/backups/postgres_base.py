@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import signal
 import subprocess
 import time
@@ -73,6 +74,15 @@ def _extract(base: Path, target: Path, scratch: Scratch) -> None:
             raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
 
 
+def _major(data: Path) -> str | None:
+    """The PostgreSQL major version a data directory (or backup) is for: its PG_VERSION."""
+    try:
+        text = (data / "PG_VERSION").read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return text if re.fullmatch(r"\d{1,3}(\.\d{1,3})?", text) else None  # it names a folder: digits only
+
+
 def _unpacked(scratch: Scratch, base: Path) -> Path:
     """Where L2 unpacks a tar-format backup; L3 in the same scratch starts from it rather
     than unpacking the archives a second time (half the time and disk)."""
@@ -86,14 +96,13 @@ def integrity(path: Path, options: Any, scratch: Scratch) -> Outcome:
         files, size = _manifest_files(base)
     except (OSError, ValueError) as exc:
         return Outcome(2, False, f"the backup_manifest cannot be read: {exc}")
-    argv = [pg_bin("pg_verifybackup")]
     if (base / "PG_VERSION").exists():
-        argv.append(str(base))
+        argv = [pg_bin("pg_verifybackup", _major(base)), str(base)]
         layout = "plain"
     else:  # PostgreSQL 15's verifier reads plain format only: unpack a copy
         unpacked = _unpacked(scratch, base)
         _extract(base, unpacked, scratch)
-        argv += ["-m", str(base / "backup_manifest"), str(unpacked)]
+        argv = [pg_bin("pg_verifybackup", _major(unpacked)), "-m", str(base / "backup_manifest"), str(unpacked)]
         layout = "tar"
     done = run_bounded(argv, scratch)
     details = {"format": "base", "layout": layout, "manifest_files": files, "manifest_bytes": size}
@@ -142,7 +151,7 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
     os.chmod(data, 0o700)
     os.chmod(place, 0o700)
     log = place / "server.log"
-    argv = [pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
+    argv = [pg_bin("postgres", _major(data)), "-D", str(data), "-p", str(port), "-k", str(sockets),
             "-c", f"data_directory={data}", "-c", "listen_addresses=", "-c", f"hba_file={place / 'hba.conf'}",
             "-c", f"ident_file={place / 'ident.conf'}", "-c", "ssl=off", "-c", "archive_mode=off",
             "-c", "restore_command=", "-c", "primary_conninfo=", "-c", "external_pid_file=",
