@@ -450,3 +450,13 @@ def test_tar_base_backup_restores_without_l2_too(pg, dumps):
         outcome, restored = source.restore(point(dumps["base-tar"]), options(pg), scratch)
         assert outcome.ok, outcome.message
         assert source.compare(restored, options(pg), scratch).ok
+
+
+def test_base_backup_with_a_tablespace_is_not_started(pg, dumps, tmp_path):
+    copy = tmp_path / "base"
+    subprocess.run(["cp", "-a", str(dumps["base"]), str(copy)], check=True)
+    (copy / "pg_tblspc" / "16999").symlink_to(tmp_path)  # a tablespace's link, pointing outside
+    with Scratch(timeout=60) as scratch:
+        outcome, restored = source.restore(point(copy), options(pg), scratch)
+    assert not outcome.ok and restored is None
+    assert "has tablespaces (pg_tblspc/16999)" in outcome.message

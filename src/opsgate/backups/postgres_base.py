@@ -74,6 +74,12 @@ def _extract(base: Path, target: Path, scratch: Scratch) -> None:
             raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
 
 
+def _tablespaces(base: Path) -> list[str]:
+    """A backup's tablespaces: pg_tblspc links (plain) or <oid>.tar archives (tar format)."""
+    found = [f"pg_tblspc/{p.name}" for p in (base / "pg_tblspc").iterdir()] if (base / "pg_tblspc").is_dir() else []
+    return found + [p.name for p in base.glob("*.tar*") if re.match(r"\d+\.tar", p.name)]
+
+
 def _major(data: Path) -> str | None:
     """The PostgreSQL major version a data directory (or backup) is for: its PG_VERSION."""
     try:
@@ -122,6 +128,10 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
     database = options.database or (live.dbname if live else "postgres")
     port = options.scratch_port or free_port()
     owner = pwd.getpwnam(options.os_user) if os.getuid() == 0 else None
+    tablespaces = _tablespaces(base)
+    if tablespaces:
+        return Outcome(3, False, f"the base backup has tablespaces ({', '.join(tablespaces[:3])}): a scratch server "
+                                 f"would write through their links outside scratch, so opsgate does not start one"), None
     started = time.monotonic()
     place = scratch.dir / f"pg-{port}"
     data, sockets = place / "data", place / "sock"
