@@ -460,3 +460,16 @@ def test_base_backup_with_a_tablespace_is_not_started(pg, dumps, tmp_path):
         outcome, restored = source.restore(point(copy), options(pg), scratch)
     assert not outcome.ok and restored is None
     assert "has tablespaces (pg_tblspc/16999)" in outcome.message
+
+
+def test_base_backup_whose_pg_wal_is_a_link_restores_from_a_copy_of_it(pg, tmp_path):
+    """pg_basebackup --waldir: the backup's pg_wal is a link; the scratch server gets its own copy
+    and the backup's WAL folder is not written to."""
+    base, wal = tmp_path / "base", tmp_path / "wal"
+    subprocess.run(["pg_basebackup", "-D", str(base), f"--waldir={wal}", "-h", "127.0.0.1", "-p", str(pg.port),
+                    "-U", "postgres", "-X", "stream", "--no-sync", "-c", "fast"],
+                   env=dict(os.environ, PGPASSWORD=ADMIN_PASSWORD), check=True, timeout=60)
+    before = fingerprint(wal)
+    outcomes = verify(base, options(pg))
+    assert [o.ok for o in outcomes] == [True, True, True], [o.message for o in outcomes]
+    assert fingerprint(wal) == before

@@ -74,6 +74,25 @@ def _extract(base: Path, target: Path, scratch: Scratch) -> None:
             raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
 
 
+def _links_out(data: Path, scratch: Scratch) -> list[str]:
+    """Symbolic links in the scratch copy, after a pg_wal link (pg_basebackup --waldir) is
+    replaced by a copy of what it points to: the server writes there."""
+    wal = data / "pg_wal"
+    if wal.is_symlink():
+        target = wal.resolve()
+        wal.unlink()
+        wal.mkdir()
+        done = run_bounded(["cp", "-a", f"{target}/.", str(wal)], scratch)
+        if done.returncode != 0:
+            raise ValueError(f"the backup's pg_wal ({target}) cannot be copied into scratch: {describe_failure(done)}")
+    found = []
+    for root, dirs, files in os.walk(data):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                found.append(os.path.relpath(os.path.join(root, name), data))
+    return found
+
+
 def _tablespaces(base: Path) -> list[str]:
     """A backup's tablespaces: pg_tblspc links (plain) or <oid>.tar archives (tar format)."""
     found = [f"pg_tblspc/{p.name}" for p in (base / "pg_tblspc").iterdir()] if (base / "pg_tblspc").is_dir() else []
@@ -147,6 +166,10 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
         os.rename(_unpacked(scratch, base), data)
     else:
         _extract(base, data, scratch)
+    links = _links_out(data, scratch)
+    if links:
+        return Outcome(3, False, f"the base backup links outside itself ({', '.join(links[:3])}): a scratch server "
+                                 f"would write through them, so opsgate does not start one"), None
     for name in ("standby.signal", "recovery.signal", "postmaster.pid", "postmaster.opts", "backup_manifest"):
         (data / name).unlink(missing_ok=True)  # never follow the live primary, never look running
     sockets.mkdir()
