@@ -8,6 +8,7 @@ the rows of its data file; the drill copies it, starts the copy on a free port a
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from opsgate.drills.record import write_records
 from opsgate.probes import ProbeContext
 from opsgate.probes.drill import DrillCheck
 from opsgate.runner import run_check
+from tests.support.project import start_pytest
 
 APP = textwrap.dedent('''
     import json, sys
@@ -199,3 +201,42 @@ def test_the_record_is_readable_without_opsgate(install, scratch_root, tmp_path)
     assert "sha256:abc123" in text
     assert "By: " in text and "| 1 | restore | copy " in text
     assert "<table>" in paths[1].read_text()
+
+
+@pytest.mark.negative("drill")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_drill_interrupted_mid_step_leaves_nothing_behind(install, tmp_path, sig):
+    """A real ``pytest checks/quarterly`` run signalled while the drill's service runs and an
+    install step waits: no scratch folder, no process, no port is left."""
+    marker = f"{600 + os.getpid() % 1000 + sig / 100:.2f}"  # a sleep only this test (in this process) runs
+    project = tmp_path / "proj"
+    (project / "checks" / "quarterly").mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "env.yaml").write_text(textwrap.dedent(f"""
+        name: interrupted
+        drill:
+          - name: app-dr
+            restore: [{{copy: {install}}}]
+            start: {{argv: ["{sys.executable}", app.py, --port, "{{{{port}}}}"]}}
+            healthy: [{{http: {{url: "{{{{url}}}}/health"}}}}]
+            verify: [{{command: {{argv: [sleep, "{marker}"], timeout: 5m}}}}]
+            timeout: 5m
+    """))
+    scratch = tmp_path / "scratch"
+    run = start_pytest(project, env={"OPSGATE_SCRATCH_DIR": str(scratch)}, suite="checks/quarterly")
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]:
+            assert run.poll() is None and time.monotonic() < deadline, run.stdout.read() if run.poll() is not None else "no sleep"
+            time.sleep(0.1)
+        port = next(int(p.info["cmdline"][-1]) for p in app_processes(install) if str(scratch) in p.info["cwd"])
+        run.send_signal(sig)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert list(scratch.iterdir()) == []
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"

@@ -381,7 +381,11 @@ _INSTALL_LOCK = threading.Lock()
 
 
 def close_all() -> list[str]:
-    """Close every scratch still open in this process (signal and exit hooks)."""
+    """End the process groups probes started (:mod:`opsgate.children`), then close every
+    scratch still open in this process (signal and exit hooks)."""
+    from .. import children
+
+    children.end_all()
     problems = []
     for scratch in list(_LIVE):
         problems += scratch.close()

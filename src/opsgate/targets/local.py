@@ -38,6 +38,8 @@ from typing import Callable, Collection
 
 import psutil
 
+from .. import children
+
 from . import (Command, DiskUsage, FileStat, Listeners, NotRegularFile, ProcessInfo, Ran, Resources, Sink,
                Target)
 
@@ -180,6 +182,7 @@ class LocalTarget(Target):
             shell=not command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
+        children.track(proc)  # ended by the run's SIGTERM/exit hooks if the run stops first
         streams = ((proc.stdout.fileno(), out), (proc.stderr.fileno(), err))
         ending = "timeout"
         try:
@@ -190,6 +193,7 @@ class LocalTarget(Target):
                 _drain(streams)
             proc.stdout.close()
             proc.stderr.close()
+            children.untrack(proc)
         note = (f"a background process kept the output open after the command exited; output was read for "
                 f"{DRAIN_S:g}s more, then its process group was ended") if ending == "held" else None
         return Ran(ending, None if ending == "timeout" else proc.returncode, note)
