@@ -109,6 +109,7 @@ def nothing_left_behind(pg):
     yield
     assert _scratch_databases(pg) == [], "a scratch database was left behind"
     assert _scratch_servers() == [], "a scratch postgres was left running"
+    assert not list(Path("/tmp").glob(f"opsgate-scratch-{os.getpid()}-sock-*")), "a socket folder was left"
 
 
 def _no_secret(outcomes) -> None:
@@ -279,7 +280,8 @@ def test_take_writes_a_custom_dump_that_verifies(pg, tmp_path):
 
 def test_weekly_suite_verifies_a_dump_to_l4_and_names_a_cut_one(pg, dumps, run_suite, write_env, tmp_path):
     """End to end: `pytest checks/weekly --env FILE` takes a fresh dump (take_first) and
-    verifies it to L4; another item whose newest dump is cut in half fails at L2."""
+    verifies it to L4; base backups (plain and tar: the newest to L4, the other as the older
+    point to L3) pass; an item whose newest dump is cut in half fails at L2."""
     pg.sql("DROP ROLE IF EXISTS restorer; CREATE ROLE restorer LOGIN CREATEDB PASSWORD 'Restorer-pw-4417'", "postgres")
     cut = tmp_path / "cut" / "app-2.dump"
     cut.parent.mkdir()
@@ -297,6 +299,13 @@ backup:
       live_dsn: "postgresql://app:${{APP_DB_PASSWORD}}@127.0.0.1:{pg.port}/app"
       scratch_dsn: "postgresql://restorer:${{RESTORE_PASSWORD}}@127.0.0.1:{pg.port}/postgres"
       row_tolerance: 0.5%
+  - name: app-base
+    source: postgres
+    path: {dumps["base"].parent}/base*
+    level: 4
+    older_points: 1
+    postgres:
+      live_dsn: "postgresql://app:${{APP_DB_PASSWORD}}@127.0.0.1:{pg.port}/app"
   - name: app-db-cut
     source: postgres
     path: cut/app-*.dump
@@ -307,7 +316,7 @@ backup:
     run = run_suite("--env", str(env), paths=("checks/weekly",), timeout=300,
                     env={"APP_DB_PASSWORD": APP_PASSWORD, "RESTORE_PASSWORD": "Restorer-pw-4417"})
     assert run.returncode == 1, run.output
-    assert "1 pass, 1 fail" in run.output
+    assert "2 pass, 1 fail" in run.output
     report = json.loads((run.reports / "weekly-latest.json").read_text())
     by_name = {t["nodeid"].rsplit("[", 1)[1].rstrip("]"): t for t in report["tests"]}
     healthy = by_name["app-db"]["metadata"]["opsgate"]
@@ -315,6 +324,9 @@ backup:
     assert healthy["evidence"]["observed"]["checked"] == \
         f"L4 reached (asked L4): 2 tables, {ROWS + 3:,} rows; every table within 0.5% of live"
     assert healthy["evidence"]["observed"]["rto_s"] > 0
+    base = by_name["app-base"]["metadata"]["opsgate"]["evidence"]["observed"]
+    assert base["level_reached"] == 4 and base["older"][0]["ok"] and base["older"][0]["level_reached"] == 3
+    assert base["levels"]["L2"]["message"].startswith("pg_verifybackup: all")
     broken = by_name["app-db-cut"]["metadata"]["opsgate"]
     assert broken["status"] == "fail" and "cannot be read to its end" in broken["message"]
     text = run.output + json.dumps(report)
@@ -442,6 +454,7 @@ def test_sigterm_while_a_scratch_server_runs_stops_it(pg, dumps):
         assert time.monotonic() < deadline, "the scratch postgres outlived its verification"
         time.sleep(0.05)
     assert not Path(folder).exists()
+    assert not list(Path("/tmp").glob(f"opsgate-scratch-{child.pid}-sock-*"))
 
 
 def test_tar_base_backup_restores_without_l2_too(pg, dumps):

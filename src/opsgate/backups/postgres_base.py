@@ -23,8 +23,10 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,18 @@ def _extract(base: Path, target: Path, scratch: Scratch) -> None:
         done = run_bounded(["tar", "--no-same-owner", "-xf", str(archive), "-C", str(into)], scratch)
         if done.returncode != 0:
             raise ValueError(f"{archive.name} cannot be extracted: {describe_failure(done)}")
+
+
+def _socket_dir(scratch: Scratch, owner: Any) -> Path:
+    """A private folder for the scratch server's socket, short enough for a Unix socket's
+    path (107 bytes: a point's scratch nested in its item's is too deep); removed at cleanup."""
+    made: dict[str, Path] = {}
+    scratch.on_cleanup(lambda: made and shutil.rmtree(made["dir"], ignore_errors=True), "remove the socket folder")
+    base = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    made["dir"] = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-sock-", dir=base))  # mode 0700
+    if owner:
+        os.chown(made["dir"], owner.pw_uid, owner.pw_gid)
+    return made["dir"]
 
 
 def _links_out(data: Path, scratch: Scratch) -> list[str]:
@@ -153,7 +167,7 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
                                  f"would write through their links outside scratch, so opsgate does not start one"), None
     started = time.monotonic()
     place = scratch.dir / f"pg-{port}"
-    data, sockets = place / "data", place / "sock"
+    data = place / "data"
     place.mkdir()
     if owner:  # the server's user must reach its folder through our private scratch dirs
         _traversable(scratch.dir)
@@ -172,7 +186,7 @@ def restore(path: Path, options: Any, scratch: Scratch) -> tuple[Outcome, Any]:
                                  f"would write through them, so opsgate does not start one"), None
     for name in ("standby.signal", "recovery.signal", "postmaster.pid", "postmaster.opts", "backup_manifest"):
         (data / name).unlink(missing_ok=True)  # never follow the live primary, never look running
-    sockets.mkdir()
+    sockets = _socket_dir(scratch, owner)
     (place / "hba.conf").write_text("local all all trust\n")  # the socket folder is private: trust is ours alone
     (place / "ident.conf").write_text("")
     if not (data / "postgresql.conf").exists():  # Debian keeps it in /etc: the backup has none
