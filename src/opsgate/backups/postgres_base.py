@@ -11,6 +11,14 @@ for the ``postgres`` source.
   (a subscription would take over live's slot) and no pg_cron jobs. It runs as ``os_user`` when
   opsgate is root (PostgreSQL refuses root), in its own process group, and is stopped
   (fast shutdown, then SIGKILL) in cleanup. Accepted: it finishes recovery and answers.
+  Not started: a backup with tablespaces or other links out of its folder (the server would
+  write through them); a ``pg_wal`` link (``--waldir``) is copied instead.
+
+Its binaries are those of the backup's major version (PG_VERSION) when installed. The
+unpacked tar backup L2 verified is the one L3 starts from (same scratch): unpacked once.
+
+>>> _major(Path("/nonexistent")) is None
+True
 
 The server is started directly (``postgres -D ...``), not through ``pg_ctl``: argv without
 a shell in between, and a process group opsgate owns and can always end.
