@@ -43,6 +43,7 @@ from ..redact import REDACTOR, is_secret_variable
 
 PREFIX = "opsgate-scratch-"
 KILL_GRACE_S = 2.0  # SIGTERM to SIGKILL, for a process group at a deadline or a cleanup
+CLOSE_WAIT_S = 30.0  # how long a second close waits for the first one's cleanups
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class Scratch:
         self._processes: set[subprocess.Popen] = set()
         self.closed = False
         self._owner = threading.get_ident()
+        self._closer: int | None = None
+        self._done = threading.Event()  # set when a close has run every cleanup
         self.on_cleanup(lambda: _remove_tree(self.dir), f"remove {self.dir}")
         _LIVE.add(self)
 
@@ -130,11 +133,17 @@ class Scratch:
 
     def close(self) -> list[str]:
         """Stop the processes still running, run the cleanups (LIFO); return the problems
-        (never raises). Safe to call twice and from another thread."""
+        (never raises). Safe to call twice and from another thread: a second call returns
+        once the first one is done."""
         with self._lock:
             if self.closed:
+                # another thread is closing: wait until it is done (a SIGTERM handler must not
+                # let the process die with the removal half done), unless that thread is this one
+                if self._closer != threading.get_ident():
+                    self._done.wait(timeout=CLOSE_WAIT_S)
                 return []
             self.closed = True
+            self._closer = threading.get_ident()
             processes, self._processes = list(self._processes), set()
             cleanups, self._cleanups = self._cleanups[::-1], []
         problems = [p for p in (_stop_group(proc) for proc in processes) if p]
@@ -150,6 +159,7 @@ class Scratch:
                 if os.path.lexists(self.dir):
                     problem = _run_cleanup(lambda: _remove_tree(self.dir), f"remove {self.dir}")
         _LIVE.discard(self)
+        self._done.set()
         return problems
 
     def track(self, proc: subprocess.Popen) -> None:

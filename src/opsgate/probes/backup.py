@@ -232,13 +232,7 @@ def _verify(item: BackupCheck, ctx, module, options, scratch: Scratch, values: d
         except Exception as exc:
             return f"take_first: no backup could be taken: {type(exc).__name__}: {exc}"
     try:
-        if hasattr(module, "points"):
-            found = module.points(options, scratch)
-        else:
-            exclude = ()
-            if item.manifest and "{backup}" not in item.manifest:
-                exclude = (ctx.path(item.manifest),)
-            found = pointsmod.find(item.path, ctx.base_dir, item.name_time, item.name_time_utc, exclude)
+        found = find_points(item, ctx, module, options, scratch)
     except (OSError, ValueError) as exc:
         return f"L0 exists: cannot list the backups: {exc}"
     values["points"] = len(found)
@@ -340,12 +334,6 @@ def limits(item: BackupCheck) -> list[Condition]:
                               label=f"{item.name}: level {item.level} ({LEVEL_NAMES[item.level]}) reached")]
 
 
-KIND = Kind(name="backup", schema=BackupCheck, observe=observe, limits=limits,
-            summary="a backup set verified up to a level: exists, fresh within the RPO, read end to end, restored "
-                    "into scratch, compared with live (files, postgres, redis, sqlite, restic)",
-            host_level=False)
-
-
 def resolved_options(item: BackupCheck, ctx) -> Any:
     """The item's source options, path fields made absolute against base_dir (for a drill's restore)."""
     return _resolved(item, ctx)
@@ -360,3 +348,9 @@ def find_points(item: BackupCheck, ctx, module, options: Any, scratch: Scratch) 
     if item.manifest and "{backup}" not in item.manifest:
         exclude = (ctx.path(item.manifest),)
     return pointsmod.find(item.path, ctx.base_dir, item.name_time, item.name_time_utc, exclude)
+
+
+KIND = Kind(name="backup", schema=BackupCheck, observe=observe, limits=limits,
+            summary="a backup set verified up to a level: exists, fresh within the RPO, read end to end, restored "
+                    "into scratch, compared with live (files, postgres, redis, sqlite, restic)",
+            host_level=False)
