@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 import sys
 import textwrap
 import time
@@ -209,6 +210,30 @@ def test_scratch_cleanups_run_last_first_even_after_an_exception(scratch_home):
             assert stat.S_IMODE(scratch.dir.stat().st_mode) == 0o700
             raise RuntimeError("boom")
     assert ran == ["second", "first"] and not scratch.dir.exists()
+
+
+def test_a_second_close_returns_only_when_the_first_is_done(scratch_home):
+    """A SIGTERM handler closing a scratch a probe thread is already closing must not let the
+    process die before the removal is done."""
+    import threading
+
+    scratch = Scratch(timeout=10)
+    scratch.on_cleanup(lambda: time.sleep(0.5), "a slow cleanup")
+    first = threading.Thread(target=scratch.close)
+    first.start()
+    time.sleep(0.1)
+    assert scratch.close() == [] and not scratch.dir.exists()
+    first.join(timeout=10)
+
+
+def test_a_scratch_left_by_a_killed_process_is_removed_by_the_next_one(scratch_home):
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    orphan = scratch_home / f"opsgate-scratch-{dead.pid}-app-abcd1234"
+    (orphan / "restore").mkdir(parents=True)
+    with Scratch(timeout=5):
+        pass
+    assert not orphan.exists()
 
 
 def test_run_bounded_ends_the_whole_group_at_the_deadline(scratch_home, tmp_path):
