@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .redact import REDACTOR
+from .redact import sink
 
 Snapshot = Callable[[], "tuple[int, list[tuple[str, str]]]"]
 
@@ -41,7 +41,7 @@ def render(done: int, total: int, waiting: list[tuple[str, str]], elapsed: float
     parts = [f"opsgate: {done}/{total} done, {clock}", *(f"{name}: {why}" for name, why in waiting[:SHOWN])]
     if len(waiting) > SHOWN:
         parts.append(f"+{len(waiting) - SHOWN} more")
-    return REDACTOR.text("; ".join(parts))
+    return sink("; ".join(parts))
 
 
 class Progress:

@@ -40,14 +40,15 @@ from typing import Any
 
 import pytest
 
-from . import __version__, envfile, severity as sev
+from . import envfile, severity as sev
 from .demo.plugin import DemoPlugin
 from .engine import Engine
 from .model import CheckItem
 from .plugin import STATE, arg_paths, cadence_of, environment_wanted, is_cadence_dir, marker_severity, scale
 from .probes import ProbeContext
 from .progress import Progress
-from .redact import REDACTOR
+from .record import RunRecord
+from .redact import REDACTOR, sink
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .results import CheckResult, Status
 from .runner import run_check
@@ -89,6 +90,8 @@ class RunState:
     seal_key: bytes | None = None  # HMAC key for the report's seal (never printed)
     not_written: str | None = None  # why the report (or its started marker) could not be written
     checks_of_nodes: dict[str, str] = field(default_factory=dict)  # nodeid -> configured check name (this process)
+    record: RunRecord | None = None  # the run's record, built once at the end of the run
+    checked: Any = None  # the gate's view of the record (a gate.Report), built once
 
     _ctx: ProbeContext | None = None
 
@@ -396,9 +399,9 @@ def conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult
     state.results[node.nodeid] = result
     where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
     if result.status == Status.BLOCKED:
-        pytest.skip(f"{where}: {result.message}")
+        pytest.skip(sink(f"{where}: {result.message}"))
     if result.failed:
-        pytest.fail(REDACTOR.text(f"{where}: {result.message}"), pytrace=False)
+        pytest.fail(sink(f"{where}: {result.message}"), pytrace=False)
     return result
 
 
@@ -665,12 +668,6 @@ def _handwritten_failure(item: pytest.Item, call: pytest.CallInfo) -> str | None
     return failure_line(excinfo.exconly(tryshort=True), excinfo.typename, where)
 
 
-def _iso(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
-
-
 class RunRecorder:
     """The run's record: each test's opsgate metadata, the ``opsgate`` block, the written
     report and the end-of-run gate."""
@@ -708,32 +705,26 @@ class RunRecorder:
 
     @pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
-        """Add the run's metadata; redact the whole document as the last step before writing."""
+        """Build the run's record once, gate it in memory (the report's own counts and verdict:
+        the built-in default gate), and put its block in the document, redacted at the sink
+        as the last step before the document is serialised (by write_report, or by
+        pytest-json-report for --json-report-file)."""
+        from .gate import evaluate, from_record, load_policy
+
         config, state = self.config, self.state
         state.finished = time.time()
-        json_report["opsgate"] = {
-            "format": 1,
-            "version": __version__,
-            "environment": state.loaded.env.name,
-            "environment_file": state.loaded.source,
-            "cadence": state.cadence,
-            "host": socket.gethostname(),
-            "started_at": _iso(state.started),
-            "finished_at": _iso(state.finished),
-            "concurrency": state.concurrency,
-            "demo": {"fault": state.demo.fault} if state.demo else None,
-            "deselected": state.deselected,
-            "stopped_early": _stopped_early(state, json_report),
-            "partial": _partial(config, state),
-            "not_run": _not_run(config, state, json_report),
-        }
-        from .gate import evaluate, from_document, load_policy
-
-        # the report's own counts and verdict: the built-in default gate over this very document
-        plain = evaluate([from_document(json_report, "this run")], load_policy(None))
-        json_report["opsgate"]["counts"] = plain.counts
-        json_report["opsgate"]["verdict"] = plain.verdict
-        redacted = REDACTOR.data(json_report)
+        record = RunRecord(
+            environment=state.loaded.env.name, environment_file=state.loaded.source, cadence=state.cadence,
+            host=socket.gethostname(), started=state.started, finished=state.finished, concurrency=state.concurrency,
+            demo_fault=state.demo.fault if state.demo else None, deselected=state.deselected,
+            stopped_early=_stopped_early(state, json_report), partial=_partial(config, state),
+            not_run=_not_run(config, state, json_report), results=state.results,
+            tests=json_report.get("tests") or [], exitcode=json_report.get("exitcode"),
+            collectors=json_report.get("collectors") or [])
+        state.record, state.checked = record, from_record(record)
+        plain = evaluate([state.checked], load_policy(None))
+        json_report["opsgate"] = record.opsgate_block(plain.counts, plain.verdict)
+        redacted = sink(json_report)
         json_report.clear()
         json_report.update(redacted)
 
@@ -750,7 +741,7 @@ class RunRecorder:
             return  # nothing ran: no report, no verdict
         not_written = None
         if state.write_reports:
-            latest = "partial-latest" if (plugin.report.get("opsgate") or {}).get("partial") else "latest"
+            latest = "partial-latest" if state.record is not None and state.record.partial else "latest"
             try:
                 state.report_path = write_report(plugin.report, state.reports_dir, state.cadence.replace("+", "-"),
                                                  state.started, latest, state.seal_key)
@@ -762,12 +753,16 @@ class RunRecorder:
             except OSError as exc:
                 not_written = f"the report could not be written to {state.reports_dir}: {_reason(exc)}"
             except Exception as exc:  # any other failure still must not leave a pass behind
-                not_written = f"the report could not be written to {state.reports_dir}: {type(exc).__name__}: {exc}"[:300]
+                not_written = REDACTOR.excerpt(f"the report could not be written to {state.reports_dir}: "
+                                               f"{type(exc).__name__}: {exc}", 300)  # cut redaction-aware
         state.not_written = not_written
-        from .gate import Verdict, evaluate, from_document
+        from .gate import Report, Verdict, evaluate
 
+        # the record the report was written from, gated in memory: not read back from the document
         label = str(state.report_path) if state.report_path else "this run"
-        state.gate = evaluate([from_document(plugin.report, label)], state.policy, state.gate_name)
+        checked = state.checked.relabel(label) if state.checked is not None else \
+            Report(label, problems=[f"{label}: the run's record was not built (pytest-json-report did not finish)"])
+        state.gate = evaluate([checked], state.policy, state.gate_name)
         if not_written:  # nothing downstream can gate on this run: never a pass, with or without --gate
             state.gate.errors.insert(0, not_written)
             state.gate.verdict, state.gate.exit_code = Verdict.ERROR, 2

@@ -319,3 +319,19 @@ def _trie_pattern(words: set[str]) -> str:
 #: The process-wide redactor: the environment loader registers secrets here and every
 #: output path (evidence, failure messages, reports, terminal summary) passes through it.
 REDACTOR = Redactor()
+
+
+def sink(value: Any) -> Any:
+    """What opsgate writes out, redacted: the one place the run's outputs lose their secrets.
+
+    Every sink passes through here: the report's document (as the last step before it is
+    serialised), the terminal summary and gate lines, a check's pytest failure message, the
+    exporters' files and the progress line. Code that *cuts* observed text (a probe's excerpt,
+    an evidence bound) uses ``REDACTOR.excerpt`` instead, because a secret cut in half can no
+    longer be recognised at the sink: cutting must be redaction-aware.
+
+    >>> _ = REDACTOR.add("sink-secret-42")
+    >>> sink("token sink-secret-42"), sink({"url": "https://u:sink-secret-42@h/"})
+    ('token ***', {'url': 'https://u:***@h/'})
+    """
+    return REDACTOR.text(value) if isinstance(value, str) else REDACTOR.data(value)

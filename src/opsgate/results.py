@@ -87,9 +87,9 @@ class CheckResult:
         return self.status in (Status.FAIL, Status.ERROR)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict. Its texts were redacted where they were made (run_check), and the
-        report is redacted whole before it is written, so no third pass here. The status is the
-        plain word (pytest-xdist's execnet serialises only built-in types)."""
+        """A JSON-ready dict, not redacted: redaction happens at the sinks (the report's document
+        is redacted whole before it is serialised; see :func:`opsgate.redact.sink`). The status
+        is the plain word (pytest-xdist's execnet serialises only built-in types)."""
         out = asdict(self)
         out["status"] = str(self.status)
         return out

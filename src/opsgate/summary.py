@@ -17,14 +17,28 @@ import socket
 from typing import Any
 
 from . import severity as sev
-from .redact import REDACTOR
+from .redact import REDACTOR, sink
 
 _ORDER = {"fail": 0, "error": 0, "blocked": 1, "warn": 2}
 
 
+class _Redacted:
+    """The terminal, with every line passed through the redaction sink first."""
+
+    def __init__(self, terminal: Any) -> None:
+        self.terminal = terminal
+
+    def write_sep(self, sep: str, title: str, **markup: Any) -> None:
+        self.terminal.write_sep(sep, sink(title), **markup)
+
+    def write_line(self, line: str, **markup: Any) -> None:
+        self.terminal.write_line(sink(line), **markup)
+
+
 def write_summary(terminal: Any, state: Any) -> None:
-    """Everything here comes from the run's report as the gate read it (also under xdist,
-    where the controller sees only the workers' reports)."""
+    """Everything here comes from the run's record as the gate read it (also under xdist,
+    where the controller sees only the workers' reports); every line passes the redaction sink."""
+    terminal = _Redacted(terminal)
     loaded = state.loaded
     terminal.write_sep("=", "opsgate summary", bold=True)
     terminal.write_line(f"environment {loaded.env.name} ({loaded.source}), cadence {state.cadence}, host {socket.gethostname()}")
@@ -37,8 +51,8 @@ def write_summary(terminal: Any, state: Any) -> None:
                          key=lambda c: (sev.rank(c.severity), _ORDER[c.status]))
         for check in notable:
             colour = {"red": True} if check.status in ("fail", "error") else {"yellow": True}
-            message = " ".join(REDACTOR.text(check.message).split())
-            terminal.write_line(f"{check.shown()}  {check.status.upper():7} {check.test_id}: {message[:300]}", **colour)
+            message = REDACTOR.excerpt(" ".join(check.message.split()), 300)  # cut redaction-aware
+            terminal.write_line(f"{check.shown()}  {check.status.upper():7} {check.test_id}: {message}", **colour)
     counts = {s: n for s, n in gate.counts.items() if s != "waived"}
     terminal.write_line("checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("pass", "fail")))
     if state.report_path:

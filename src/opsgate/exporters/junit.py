@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from ..gate.decide import Finding, GateResult
+from ..redact import REDACTOR
 
 # XML 1.0 forbids these (and ANSI colour codes from command output start with one): dropped
 _NOT_XML = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -42,13 +43,13 @@ def _case(parent: ET.Element, finding: Finding) -> None:
     for key, value in (("severity", finding.severity), ("cadence", check.cadence), ("kind", check.kind),
                        ("status", check.status), ("gate_effect", finding.effect), ("nodeid", check.nodeid)):
         ET.SubElement(props, "property", name=key, value=_clean(value))
-    message = " ".join(_clean(check.message or finding.reason).split())[:1000]
+    message = REDACTOR.excerpt(" ".join(_clean(check.message or finding.reason).split()), 1000)  # cut redaction-aware
     reason = _clean(finding.reason)
     if finding.effect == "block":
         tag = "error" if check.status == "error" else "failure"
         ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = reason
     elif finding.effect in ("waived", "blocked", "skipped"):
-        ET.SubElement(case, "skipped", message=f"{finding.effect}: {reason}"[:1000])
+        ET.SubElement(case, "skipped", message=REDACTOR.excerpt(f"{finding.effect}: {reason}", 1000))
     elif finding.effect in ("warn", "tolerated", "ignored"):
         ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({reason})"
 

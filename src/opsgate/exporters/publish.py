@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..gate.decide import GateResult, Verdict
+from ..redact import sink
 from ..report import atomic_write
 from . import junit as junit_format
 from . import markdown as markdown_format
@@ -30,14 +31,14 @@ def write_outputs(result: GateResult, markdown: str | Path | None = None, junit:
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY") or None
     written = []
     if markdown or step_summary:
-        text = markdown_format.render(result)
+        text = sink(markdown_format.render(result))
         if markdown:
             written.append(_write(markdown, text))
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as handle:
                 handle.write(text + "\n")
     if junit:
-        written.append(_write(junit, junit_format.render(result)))
+        written.append(_write(junit, sink(junit_format.render(result))))
     if prometheus:
         prometheus_format.write(result, prometheus)
         written.append(Path(prometheus))

@@ -109,6 +109,16 @@ class Report:
     def executed(self) -> int:
         return sum(1 for c in self.checks if c.status in EXECUTED)
 
+    def relabel(self, shown: str) -> "Report":
+        """The same report under another name (an in-memory run's, once its file is written).
+
+        >>> Report("this run", problems=["this run: zero checks ran"]).relabel("r.json").problems
+        ['r.json: zero checks ran']
+        """
+        old, self.path = f"{self.path}: ", shown
+        self.problems = [f"{shown}: {p[len(old):]}" if p.startswith(old) else p for p in self.problems]
+        return self
+
 
 def read_report(path: str | Path, key: bytes | None = None, limit: int = MAX_REPORT_BYTES) -> Report:
     """Read and verify one report file; never raises for a bad file, it records the problem.
@@ -210,25 +220,48 @@ def _from_document(document: Any, shown: str) -> Report:
     if not isinstance(tests, list):
         report.problems.append(f"{shown}: the report has no 'tests' list")
         return report
-    exitcode = document.get("exitcode")
+    return _fill(report, tests, document.get("exitcode"), document.get("collectors"), meta.get("not_run"),
+                 meta.get("stopped_early"))
+
+
+def from_record(record: Any, shown: str = "this run") -> Report:
+    """The gate's view of a run's in-memory record (:class:`opsgate.record.RunRecord`): the
+    same Report the written report gives, without writing or reading it.
+
+    >>> from opsgate.record import RunRecord
+    >>> from_record(RunRecord("demo", "e.yaml", "daily", "h", 0.0, 1.0, 5)).problems
+    ['this run: no pytest exit code in the report (seen None)', 'this run: zero checks ran (0 in the report, none executed)']
+    """
+    try:
+        report = Report(shown, record.environment or "?", record.host or "?", record.cadence or "?", record.finished_at,
+                        deselected=tuple(record.deselected), partial=record.partial or None)
+        return _fill(report, record.tests, record.exitcode, record.collectors, record.not_run, record.stopped_early)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        return Report(shown, problems=[f"{shown}: malformed report ({type(exc).__name__}: {exc})"[:300]])
+
+
+def _fill(report: Report, tests: list, exitcode: Any, collectors: Any, not_run: Any, stopped_early: Any) -> Report:
+    """A report's problems and checks, from its tests' entries and its run's bookkeeping
+    (shared by a loaded document and an in-memory record)."""
+    shown = report.path
     if not isinstance(exitcode, int):
         report.problems.append(f"{shown}: no pytest exit code in the report (seen {exitcode!r})")
     elif exitcode in _EXIT_PROBLEMS:
         report.problems.append(f"{shown}: {_EXIT_PROBLEMS[exitcode]}")
-    for collector in document.get("collectors") or ():
+    for collector in collectors or ():
         if isinstance(collector, dict) and collector.get("outcome") == "failed":
             cause = str(collector.get("longrepr") or "").strip().splitlines()
             report.problems.append(f"{shown}: collection error in {collector.get('nodeid') or 'the session'!s}"
                                    + (f": {cause[-1][:200]}" if cause else ""))
-    for missing in meta.get("not_run") or ():  # configured checks of the run's cadence that never ran
+    for missing in not_run or ():  # configured checks of the run's cadence that never ran
         if isinstance(missing, dict):
             report.problems.append(
                 f"{shown}: configured check {missing.get('name')} ({missing.get('severity', '?')} {missing.get('kind', '?')}, "
                 f"{missing.get('cadence', '?')}) did not run: {missing.get('reason') or 'no reason recorded'}"[:400])
         else:
             report.problems.append(f"{shown}: not_run holds {type(missing).__name__}, expected an object")
-    if meta.get("stopped_early"):
-        report.problems.append(f"{shown}: the run stopped early ({meta['stopped_early']}); later checks did not run")
+    if stopped_early:
+        report.problems.append(f"{shown}: the run stopped early ({stopped_early}); later checks did not run")
     for index, test in enumerate(tests):
         try:
             record = _record(test, report.source)
