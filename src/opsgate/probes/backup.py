@@ -156,29 +156,33 @@ def _outcome_json(outcome: Outcome) -> dict[str, Any]:
 def verify_point(module, point: RecoveryPoint, options: Any, up_to: int, item: BackupCheck, ctx,
                  parent: Scratch) -> list[Outcome]:
     """L2..``up_to`` of one recovery point, in its own scratch place (removed before the next
-    point's restore, so two restores never need the disk at once). Stops at the first failure."""
-    outcomes: list[Outcome] = []
+    point's restore, so two restores never need the disk at once). Stops at the first failure;
+    what its cleanup could not remove is a failure too."""
     with Scratch(timeout=parent.remaining(), label=f"{item.name}-point", parent=parent.dir) as scratch:
-        if up_to >= 2:
-            if item.manifest and point.path is not None:
-                manifest = pointsmod.manifest_path(item.manifest, point, ctx.base_dir)
-                outcomes.append(pointsmod.check_manifest(point, manifest, scratch))
-                if not outcomes[-1].ok:
-                    return outcomes
-            outcomes.append(module.integrity(point, options, scratch))
-            if not outcomes[-1].ok:
-                return outcomes
-        restored = None
-        if up_to >= 3:
-            outcome, restored = module.restore(point, options, scratch)
-            outcomes.append(outcome)
-            if not outcome.ok:
-                return outcomes
-        if up_to >= 4:
-            outcomes.append(module.compare(restored, options, scratch))
+        outcomes = _levels(module, point, options, up_to, item, ctx, scratch)
         problems = scratch.close()
     if problems:
         outcomes.append(Outcome(outcomes[-1].level if outcomes else 2, False, "cleanup: " + "; ".join(problems)))
+    return outcomes
+
+
+def _levels(module, point: RecoveryPoint, options: Any, up_to: int, item: BackupCheck, ctx,
+            scratch: Scratch) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    if up_to >= 2:
+        if item.manifest and point.path is not None:
+            manifest = pointsmod.manifest_path(item.manifest, point, ctx.base_dir)
+            outcomes.append(pointsmod.check_manifest(point, manifest, scratch))
+            if not outcomes[-1].ok:
+                return outcomes
+        outcomes.append(module.integrity(point, options, scratch))
+        if not outcomes[-1].ok:
+            return outcomes
+    if up_to >= 3:
+        outcome, restored = module.restore(point, options, scratch)
+        outcomes.append(outcome)
+        if outcome.ok and up_to >= 4:
+            outcomes.append(module.compare(restored, options, scratch))
     return outcomes
 
 
