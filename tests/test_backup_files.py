@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -79,30 +80,43 @@ def test_a_corrupt_zstd_archive_fails_at_L2(tmp_path):
 @pytest.mark.parametrize("member, cause", [
     ("../escape.txt", "member '../escape.txt' has '..' in its path"),
     ("/etc/escape.txt", "member '/etc/escape.txt' has an absolute path"),
-    ("link->/etc", "link 'link' -> '/etc' points outside the restored tree"),
-    ("up->../../..", "link 'up' -> '../../..' points outside the restored tree"),
 ])
 def test_an_archive_that_would_write_outside_scratch_is_refused_at_L3(tmp_path, member, cause):
+    backup = evil_tar(tmp_path, (member, None))
+    result = verify(tmp_path, "backups/*.tar", level=3, live=None)
+    assert result.status == "fail"
+    assert result.message == (f"L3 restore refused: {backup.name}: {cause}; nothing is written outside the "
+                              "scratch directory")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "scratch" / "escape.txt").exists()
+
+
+def test_links_leading_outside_are_left_out_and_nothing_is_written_through_them(tmp_path):
+    backup = evil_tar(tmp_path, ("etc", "/etc"), ("up", "../../.."), ("etc/escape.txt", None),
+                      ("inside", "ok.txt"))
+    result = verify(tmp_path, "backups/*.tar", level=3, live=None)
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["levels"]["L3"]["message"] == (
+        "extracted 5 members (2 files, 5 B) to scratch; 2 links leading outside the restored tree not created")
+    assert not Path("/etc/escape.txt").exists() and backup.exists()
+
+
+def evil_tar(tmp_path: Path, *members: tuple[str, str | None]) -> Path:
+    """backups/evil.tar: ok.txt, then each (name, link target or None for a file)."""
     backup = tmp_path / "backups" / "evil.tar"
-    backup.parent.mkdir()
+    backup.parent.mkdir(exist_ok=True)
     with tarfile.open(backup, "w") as tar:
         info = tarfile.TarInfo("ok.txt")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"ok"))
-        if "->" in member:
-            name, target = member.split("->")
+        for name, target in members:
             info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-        else:
-            info = tarfile.TarInfo(member)
-            info.size = 3
-            tar.addfile(info, io.BytesIO(b"bad"))
-    result = verify(tmp_path, "backups/*.tar", level=3, live=None)
-    assert result.status == "fail"
-    assert result.message == (f"L3 restore refused: evil.tar: {cause}; nothing is written outside the scratch "
-                              "directory")
-    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "scratch" / "escape.txt").exists()
+            if target is None:
+                info.size = 3
+                tar.addfile(info, io.BytesIO(b"bad"))
+            else:
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+    return backup
 
 
 @negative
