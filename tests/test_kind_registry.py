@@ -38,6 +38,7 @@ MINIMAL = {
     "container": {"container": "app"},
     "backup": {"source": "files", "path": "backups/*.tar.gz", "cadence": ["daily"]},  # weekly by default
     "drill": {"restore": [{"copy": "app"}], "cadence": ["daily"]},  # quarterly by default
+    "dns": {"host": "localhost"},
 }
 
 
