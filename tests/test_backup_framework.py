@@ -71,6 +71,16 @@ def test_no_backups_fails_at_L0(tmp_path):
 
 
 @negative
+def test_backups_without_the_time_their_name_should_carry_are_not_backups(tmp_path):
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "app-latest.tar.gz").write_bytes(b"x" * 100)
+    result = backup_check(tmp_path, source="files", path="backups/*.tar.gz", name_time="%Y-%m-%d", level=1)
+    assert result.status == "fail"
+    assert result.message == ("L0 exists: no backup found (backups/*.tar.gz); 1 file(s) match the glob but none "
+                              "has a %Y-%m-%d time in its name")
+
+
+@negative
 def test_stale_backup_fails_naming_its_age_and_the_rpo(tmp_path):
     dated_set(tmp_path, [9])
     result = backup_check(tmp_path, source="files", path="backups/*.tar.gz", name_time="%Y-%m-%d", rpo="1d",

@@ -247,7 +247,12 @@ def _verify(item: BackupCheck, ctx, module, options, scratch: Scratch, values: d
     plausible = pointsmod.plausible(found, rules if item.level >= 1 else pointsmod.Plausibility(min_size=0))
     if not found:
         where = item.path or getattr(options, "repository", "")
-        return f"L0 exists: no backup found ({where})"
+        unnamed = ""
+        if item.path and item.name_time:
+            matched = len(pointsmod.find(item.path, ctx.base_dir))
+            if matched:  # files are there, but none is named with a time: say so, it is the fix
+                unnamed = f"; {matched} file(s) match the glob but none has a {item.name_time} time in its name"
+        return f"L0 exists: no backup found ({where}){unnamed}"
     newest = found[-1]
     values.update(level_reached=0, recovery_point=newest.id, recovery_point_age_s=round(time.time() - newest.taken_at, 3),
                   recovery_point_size=newest.size, rpo_s=item.rpo)
