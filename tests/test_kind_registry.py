@@ -39,6 +39,7 @@ MINIMAL = {
     "backup": {"source": "files", "path": "backups/*.tar.gz", "cadence": ["daily"]},  # weekly by default
     "drill": {"restore": [{"copy": "app"}], "cadence": ["daily"]},  # quarterly by default
     "dns": {"host": "localhost"},
+    "systemd": {"unit": "app"},
 }
 
 
