@@ -68,3 +68,27 @@ def test_the_record_gated_in_memory_equals_the_gate_over_the_written_report(tmp_
                         "test_file[hostname]": "pass", "test_orders_total": "fail"}
     report = json.loads(latest_report(project).read_text())["opsgate"]
     assert report["counts"]["fail"] == 2 and report["verdict"] == "ERROR" and report["not_run"][0]["name"] == "dropped"
+
+
+LOST_CALL = '''
+import os
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    # a worker that cannot send its check's result (as an execnet DumpError once did)
+    if report.when == "call" and os.environ.get("PYTEST_XDIST_WORKER"):
+        raise RuntimeError("this worker cannot send its report")
+'''
+
+
+def test_a_check_whose_result_never_arrived_is_an_error_not_a_pass(tmp_path):
+    """Old: pytest-json-report's entry starts "passed" at setup; a worker that never sent the
+    call's report left that entry, and the gate said PASS with "no tests ran"."""
+    project = make_project(tmp_path, "name: shop\nfile:\n  - name: hostname\n    path: /etc/hostname\n")
+    (project / "conftest.py").write_text(LOST_CALL)
+    run = run_pytest(project, "-n", "2", "--gate", "daily")
+    assert run.returncode == 2 and "verdict: ERROR" in run.output, run.output
+    assert "test_file[hostname]: its result never arrived" in run.output
+    (test,) = run.report()["tests"]
+    assert "call" not in test and test["outcome"] == "passed"  # the document as pytest-json-report left it

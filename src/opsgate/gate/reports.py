@@ -42,6 +42,10 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
 EXECUTED = frozenset({"pass", "warn", "fail", "error"})
 STATUSES = tuple(Status)
 
+#: a test whose setup was reported but whose call never was
+NO_CALL = ("its result never arrived: the report has the test's setup but no call "
+           "(a pytest-xdist worker that crashed or could not send it)")
+
 # pytest exit codes a report can carry that mean the run itself went wrong
 _EXIT_PROBLEMS = {
     2: "the session was interrupted (pytest exit code 2): not every check ran",
@@ -275,6 +279,8 @@ def _fill(report: Report, tests: list, exitcode: Any, collectors: Any, not_run: 
             report.problems.append(f"{shown}: tests[{index}] ({record.test_id}) has severity {record.severity!r} and "
                                    f"status {record.status!r}; expected P0..P3 and one of {', '.join(STATUSES)}")
             continue
+        if record.message == NO_CALL:  # whatever its severity: the run cannot vouch for it
+            report.problems.append(f"{shown}: {record.test_id}: {NO_CALL}")
         report.checks.append(record)
     if not report.executed:
         report.problems.append(f"{shown}: zero checks ran ({len(report.checks)} in the report, none executed)")
@@ -309,9 +315,14 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         raise TypeError(f"metadata.opsgate is a {type(meta).__name__}, expected an object")
     outcome = test["outcome"]
     status = meta.get("status") or _status_of_outcome(outcome)
+    message = meta.get("message")
     if outcome in ("failed", "error") and status in ("pass", "warn"):
         status = "fail"  # the test failed after the check passed (setup/teardown): trust the failure
-    message = meta.get("message") or ("" if status == "pass" else _longrepr_line(test))
+    elif "setup" in test and "call" not in test and outcome in ("passed", "warned") and not meta.get("status"):
+        # pytest-json-report starts an entry "passed" at its setup: a call that was never reported
+        # (a pytest-xdist worker that crashed or could not send it) is no pass
+        status, message = "error", NO_CALL
+    message = message or ("" if status == "pass" else _longrepr_line(test))
     evidence = meta.get("evidence") or {}
     observed = evidence.get("observed") if isinstance(evidence, dict) else None
     nodeid = test["nodeid"]
