@@ -8,6 +8,7 @@ tests in the copy" (weekly).
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -141,3 +142,19 @@ def test_a_random_sample_is_stated_with_its_seed(tmp_path):
     assert result.status == "pass", result.message
     assert "counts of all 20 files; sizes and sha256 of a random sample of 5 (seed 42)" in \
         result.evidence["observed"]["checked"]
+
+
+@negative
+@needs_zstd
+def test_a_hanging_decompressor_is_ended_at_the_timeout(tmp_path, monkeypatch):
+    """A zstd that never answers (a stalled mount) must not hold the check past its timeout."""
+    tar_of(live_tree(tmp_path, files=2), tmp_path / "backups" / "app.tar.zst")
+    shim = tmp_path / "bin" / "zstd"
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\nexec sleep 300 # {tmp_path}\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}:{os.environ['PATH']}")
+    result = backup_check(tmp_path, source="files", path="backups/*.tar.zst", level=2, timeout="3s")
+    assert result.status == "fail"
+    assert result.message.startswith("L2 integrity: verification took longer than its timeout"), result.message
+    assert result.duration_s < 30

@@ -33,6 +33,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -186,6 +187,10 @@ class _Unzstd(io.RawIOBase):
         self.proc = subprocess.Popen(["zstd", "-dc", "--no-progress", str(path)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self.err, start_new_session=True)
         scratch.track(self.proc)
+        # a read from a zstd that hangs (a stalled mount) would block past the deadline: end it there
+        self.watchdog = threading.Timer(max(0.0, scratch.deadline - time.monotonic()), self.proc.kill)
+        self.watchdog.daemon = True
+        self.watchdog.start()
 
     def readable(self) -> bool:
         return True
@@ -194,6 +199,7 @@ class _Unzstd(io.RawIOBase):
         self.scratch.remaining()
         n = self.proc.stdout.readinto(buffer)
         if not n:
+            self.scratch.remaining()  # ended by the watchdog or an interrupt: a timeout, not corruption
             try:
                 code = self.proc.wait(timeout=max(0.1, self.scratch.remaining()))
             finally:
@@ -205,6 +211,7 @@ class _Unzstd(io.RawIOBase):
         return n or 0
 
     def close(self) -> None:
+        self.watchdog.cancel()
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=5)
