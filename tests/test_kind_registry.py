@@ -40,6 +40,7 @@ MINIMAL = {
     "drill": {"restore": [{"copy": "app"}], "cadence": ["daily"]},  # quarterly by default
     "dns": {"host": "localhost"},
     "systemd": {"unit": "app"},
+    "packages": {"requirements": ["pytest>=8"]},
 }
 
 
