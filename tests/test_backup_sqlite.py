@@ -45,6 +45,8 @@ def test_healthy_backup_passes_at_L4_with_counts_and_queries(tmp_path):
     assert seen["levels"]["L2"]["message"].startswith("integrity_check ok on a copy")
     assert seen["levels"]["L3"]["message"] == "opened the copy: 2 tables, 1,100 rows"
     assert seen["items_verified"] == 1100 and seen["items_unit"] == "rows"
+    size = (tmp_path / "backups" / "app-1.sqlite").stat().st_size
+    assert seen["bytes_verified"] == size  # read end to end once, not counted again per level
 
 
 @negative

@@ -187,14 +187,15 @@ def _levels(module, point: RecoveryPoint, options: Any, up_to: int, item: Backup
 
 
 def _merge(outcomes: list[Outcome]) -> dict[int, Outcome]:
-    """One outcome per level: the manifest and the source's own check are both L2."""
+    """One outcome per level: the manifest and the source's own check are both L2 (they read
+    the same bytes: the larger count is kept, not the sum)."""
     merged: dict[int, Outcome] = {}
     for o in outcomes:
         if o.level in merged:
             first = merged[o.level]
             merged[o.level] = Outcome(o.level, first.ok and o.ok, o.message if not o.ok else
                                       f"{first.message}; {o.message}", o.items, o.items_total, o.unit,
-                                      first.bytes + o.bytes, first.duration_s + o.duration_s,
+                                      max(first.bytes, o.bytes), first.duration_s + o.duration_s,
                                       {**first.details, **o.details})
         else:
             merged[o.level] = o
@@ -281,7 +282,9 @@ def _verify(item: BackupCheck, ctx, module, options, scratch: Scratch, values: d
 def _evidence(values: dict[str, Any], outcomes: dict[int, Outcome]) -> None:
     if 3 in outcomes:
         values["rto_s"] = round(outcomes[3].duration_s, 3)
-    values["bytes_verified"] = sum(o.bytes for o in outcomes.values())
+    # the most any level verified (the backup read end to end, the data restored, the data
+    # compared): levels read the same data again, so a sum would count it twice
+    values["bytes_verified"] = max((o.bytes for o in outcomes.values()), default=0)
     top = outcomes[max(outcomes)] if outcomes else None
     if top is not None:
         values.update(items_verified=top.items, items_total=top.items_total, items_unit=top.unit)
