@@ -34,6 +34,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, field_validator
 
+from ..capture import Capture
 from ..conditions import Condition
 from ..jsondoc import TooDeep, loads_bounded
 from ..kinds import Kind
@@ -107,28 +108,6 @@ def unmet(line: str, installed: dict[str, str]) -> str | None:
     return None if ok else f"{name} {version} is installed, not {requirement.specifier}"
 
 
-class _Collect:
-    """A command's output up to ``limit`` bytes; ``size`` counts all of it."""
-
-    def __init__(self, limit: int = _OUTPUT_LIMIT) -> None:
-        self.data = bytearray()
-        self.size = 0
-        self.limit = limit
-
-    def feed(self, data: bytes) -> None:
-        self.size += len(data)
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += data[:room]
-
-    @property
-    def whole(self) -> bool:
-        return self.size <= self.limit
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
 class _Failed(Exception):
     """One part could not be observed; the message says why."""
 
@@ -138,12 +117,12 @@ def _last_lines(text: str, count: int = 2) -> str:
     return " | ".join(line[:200] for line in lines[-count:]) or "no output"
 
 
-def _run(ctx, argv: list[str], deadline: float, env: dict[str, str] | None = None) -> tuple[int, _Collect, _Collect]:
+def _run(ctx, argv: list[str], deadline: float, env: dict[str, str] | None = None) -> tuple[int, Capture, Capture]:
     shown = " ".join(["python", *argv[1:4]] if argv[1:2] == ["-m"] else argv[:1])  # the message names the interpreter
     left = deadline - time.monotonic()
     if left <= 0:
         raise _Failed(f"no time left of the timeout to run `{shown}`")
-    out, err = _Collect(), _Collect(64 << 10)
+    out, err = Capture(_OUTPUT_LIMIT), Capture()
     try:
         ran = ctx.target.run(Command(argv=argv, env=env), out, err, left)
     except OSError as exc:
@@ -155,7 +134,7 @@ def _run(ctx, argv: list[str], deadline: float, env: dict[str, str] | None = Non
     return ran.exit_code, out, err
 
 
-def _json(out: _Collect, what: str):
+def _json(out: Capture, what: str):
     if not out.whole:
         raise _Failed(f"{what} printed {out.size} bytes, more than the {out.limit} parsed")
     try:

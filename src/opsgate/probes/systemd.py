@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from ..capture import Capture
 from ..conditions import Condition
 from ..kinds import Kind
 from ..results import Observation
@@ -65,24 +66,6 @@ class SystemdCheck(CheckItem):
         if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", value) or value.startswith("-"):
             raise ValueError(f"expected a systemd unit name such as app or app.service, seen {value!r}")
         return value if "." in value else value + ".service"
-
-
-class _Collect:
-    """A command's output up to ``limit`` bytes (the rest counted, not kept)."""
-
-    def __init__(self, limit: int = _SHOW_LIMIT) -> None:
-        self.data = bytearray()
-        self.size = 0
-        self.limit = limit
-
-    def feed(self, data: bytes) -> None:
-        self.size += len(data)
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += data[:room]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
 
 
 class _CountLines:
@@ -145,7 +128,7 @@ def observe(item: SystemdCheck, ctx) -> Observation:
         return Observation({"unit": item.unit},
                            error=f"systemd {item.unit}: cannot stat {SYSTEMD_RUNTIME}: {exc.strerror or exc}")
     argv = ["systemctl", "show", item.unit, "-p", ",".join(PROPERTIES), "--no-pager"]
-    out, err = _Collect(), _Collect()
+    out, err = Capture(_SHOW_LIMIT), Capture()
     try:
         ran = ctx.target.run(Command(argv=argv), out, err, max(deadline - time.monotonic(), 0.1))
     except OSError as exc:
@@ -185,7 +168,7 @@ def _journal(item: SystemdCheck, ctx, deadline: float, values: dict) -> str | No
     window = max(int(item.journal_window), 1)
     argv = ["journalctl", "-u", item.unit, f"--since=-{window}s", "-o", "cat", "--no-pager",
             "-n", str(item.journal_lines)]
-    counter, err = _CountLines(item.journal), _Collect()
+    counter, err = _CountLines(item.journal), Capture()
     left = deadline - time.monotonic()
     if left <= 0:
         return f"no time left of the {item.timeout:g}s timeout to read the journal"
