@@ -41,6 +41,7 @@ MINIMAL = {
     "dns": {"host": "localhost"},
     "systemd": {"unit": "app"},
     "packages": {"requirements": ["pytest>=8"]},
+    "series": {"path": "metrics.jsonl", "field": "cpu_percent", "last_samples": 100},
 }
 
 
