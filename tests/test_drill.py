@@ -240,3 +240,22 @@ def test_a_drill_interrupted_mid_step_leaves_nothing_behind(install, tmp_path, s
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+def test_the_readme_examples_of_backups_and_drills_load():
+    """The README's weekly/quarterly section shows items that validate as written."""
+    import re
+
+    import yaml
+
+    from opsgate.model import Environment
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Weekly backup verification"):readme.index("## Collection")]
+    document = {"name": "readme"}
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        document.update(yaml.safe_load(block.replace("${DB_PASSWORD}", "pw-0123456789").replace(
+            "${PG_ADMIN_PASSWORD}", "pw-9876543210")))
+    document["backup"][0]["name"] = "chat-db"  # the drill restores the backup item shown above it
+    env = Environment.model_validate(document)
+    assert [i.kind for i in env.items()] == ["backup", "drill"]

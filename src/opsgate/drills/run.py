@@ -308,16 +308,18 @@ class _Run:
             deadline = time.monotonic() + (retry.timeout if retry else max(1.0, self.scratch.remaining() - 1.0))
             interval = retry.interval if retry else 0.5
             check = check.model_copy(update={"retry": None})
-            attempts = 0
+            attempts, pause = 0, min(0.05, interval)
             while True:
                 attempts += 1
                 self._service_alive()
                 result = run_check(check, ctx)
-                if result.status in ("pass", "warn") or time.monotonic() + interval > deadline:
+                if result.status in ("pass", "warn") or time.monotonic() + pause > deadline:
                     break
                 self.note(f"healthy: {check.kind} {check.name}, attempt {attempts + 1} "
                           f"({_elapsed(self.t0)} of RTO {_clock(self.item.rto_target())})")
-                time.sleep(interval)
+                # a service just started is often up within a moment: ask soon, then every interval
+                time.sleep(pause)
+                pause = min(interval, pause * 2)
             self._service_alive()
             if result.status in ("fail", "error"):
                 raise StepFailed(f"not healthy after {attempts} attempts; last: {result.message}")
