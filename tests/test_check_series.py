@@ -238,3 +238,13 @@ def test_prometheus_unreachable_fails(tmp_path):
                                    last_samples=10, timeout=2), ProbeContext(tmp_path))
     assert result.status == "fail"
     assert "connection refused" in result.message
+
+
+@pytest.mark.negative("series")
+def test_prometheus_credentials_never_reach_the_message(tmp_path):
+    port = free_port()
+    result = run_check(SeriesCheck(name="p", prometheus={"url": f"http://ops:hunter2@127.0.0.1:{port}", "query": "up"},
+                                   last_samples=10, timeout=2), ProbeContext(tmp_path))
+    assert result.status == "fail"
+    assert result.evidence["observed"]["source"] == f"prometheus 127.0.0.1:{port}"
+    assert "hunter2" not in result.message and "hunter2" not in json.dumps(result.evidence["observed"])

@@ -32,6 +32,7 @@ import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -41,6 +42,7 @@ from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
 from ..schema import CheckItem, Duration, Limit, Strict
+from . import target_name
 from .prometheus import ApiError as PrometheusApiError, _api as prometheus_api, _field as prometheus_field
 
 BLOCK = 64 << 10  # bytes read at once from the file's end
@@ -334,6 +336,15 @@ def _read_file(item: SeriesCheck, ctx, window: _Window, deadline: float) -> dict
     return {"bytes_read": read}
 
 
+def _without_credentials(url: str) -> str:
+    """
+    >>> _without_credentials("http://ops:pw@prom.internal:9090/")
+    'http://prom.internal:9090/'
+    """
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def _read_prometheus(item: SeriesCheck, window: _Window, deadline: float, now: float) -> dict[str, Any]:
     prom = item.prometheus
     start = now - item.window_s()
@@ -342,8 +353,8 @@ def _read_prometheus(item: SeriesCheck, window: _Window, deadline: float, now: f
     try:  # the prometheus kind's API call: bounded body, the deadline, the server's own error named
         data = prometheus_api(server, deadline, "/api/v1/query_range", params)
         result = prometheus_field(data, "result", "/api/v1/query_range")
-    except PrometheusApiError as exc:
-        raise _Bad(str(exc)) from None
+    except PrometheusApiError as exc:  # its message names the URL: without the credentials in it
+        raise _Bad(str(exc).replace(prom.url.rstrip("/"), _without_credentials(prom.url).rstrip("/"))) from None
     if len(result) != 1:
         raise _Bad(f"the query returned {len(result)} series, expected exactly one"
                    + (" (aggregate it, e.g. avg(...))" if result else " (no data in the window)"))
@@ -372,7 +383,8 @@ def observe(item: SeriesCheck, ctx) -> Observation:
     now = time.time()
     window = _Window(item, now)
     shown = f"series {item.shown()}"
-    source = str(ctx.path(item.path)) if item.path else item.prometheus.url
+    # a URL's credentials never reach a message: the server is named by host, port and path
+    source = str(ctx.path(item.path)) if item.path else target_name("prometheus", item.prometheus.url, 9090)
     values: dict[str, Any] = {"source": source}
     try:
         if item.path:
