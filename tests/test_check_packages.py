@@ -9,11 +9,11 @@ Runbook steps protected here: "dependencies installed (pip list)", "pip check cl
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pip
@@ -131,3 +131,57 @@ def test_requirements_are_checked_at_load():
         PackagesCheck(name="x", requirements=["requests >>= 2"])
     with pytest.raises(ValueError, match="without an environment marker"):
         PackagesCheck(name="x", requirements=["requests; sys_platform == 'linux'"])
+
+
+# pip-audit asks a vulnerability service on the network, which this machine cannot reach: a
+# stand-in `pip-audit` on PATH prints what the real one prints (its --format json report, or
+# its error), so the probe's handling of each answer runs against a real process.
+AUDIT_REPORT = {"dependencies": [
+    {"name": "appcore", "version": "2.4.0", "vulns": [{"id": "PYSEC-2026-17", "fix_versions": ["2.4.1"],
+                                                       "description": "..."}]},
+    {"name": "helperlib", "version": "1.2.0", "vulns": []}], "fixes": []}
+
+
+@pytest.fixture
+def stand_in_pip_audit(tmp_path, monkeypatch, no_pip_audit):
+    bin_dir = tmp_path / "audit-bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def answer(stdout: str, code: int, stderr: str = "") -> Path:
+        seen = tmp_path / "audit-env"
+        (bin_dir / "stdout").write_text(stdout)
+        (bin_dir / "stderr").write_text(stderr)
+        script = bin_dir / "pip-audit"
+        script.write_text(f'#!/bin/sh\necho "$PIPAPI_PYTHON_LOCATION $*" > "{seen}"\n'
+                          f'cat "{bin_dir}/stdout"; cat "{bin_dir}/stderr" >&2; exit {code}\n')
+        script.chmod(0o755)
+        return seen
+
+    return answer
+
+
+@pytest.mark.negative("packages")
+def test_a_known_vulnerability_fails_naming_it(tmp_path, venvs, stand_in_pip_audit):
+    seen = stand_in_pip_audit(json.dumps(AUDIT_REPORT), 1)
+    result = check(tmp_path, python=str(venvs["healthy"]), vulnerabilities="required")
+    assert result.status == "fail"
+    assert 'pip-audit finds no known vulnerability: observed "vulnerable"' in result.message
+    assert "appcore 2.4.0: PYSEC-2026-17 (fixed in 2.4.1)" in result.message
+    assert seen.read_text().split()[0] == str(venvs["healthy"]), "pip-audit must read the checked interpreter"
+
+
+def test_a_clean_audit_passes(tmp_path, venvs, stand_in_pip_audit):
+    report = {"dependencies": [{**d, "vulns": []} for d in AUDIT_REPORT["dependencies"]]}
+    stand_in_pip_audit(json.dumps(report), 0)
+    result = check(tmp_path, python=str(venvs["healthy"]), vulnerabilities="required")
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["audit"] == "clean"
+
+
+@pytest.mark.negative("packages")
+def test_an_audit_that_cannot_reach_its_service_fails_in_its_words(tmp_path, venvs, stand_in_pip_audit):
+    stand_in_pip_audit("", 1, "ERROR:pip_audit._cli:Connection error: Max retries exceeded with url: /pypi/appcore\n")
+    result = check(tmp_path, python=str(venvs["healthy"]))
+    assert result.status == "fail"
+    assert "pip-audit exited 1 with no report: ERROR:pip_audit._cli:Connection error" in result.message

@@ -24,7 +24,6 @@ one opsgate runs in) through the target, within what is left of the item's timeo
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import ClassVar, Literal
