@@ -51,7 +51,8 @@ class FakeSystemd:
                          '[ -e "$here/not-booted" ] && { echo "System has not been booted with systemd as init '
                          'system (PID 1). Can\'t operate." >&2; exit 1; }\n'
                          'cat "$here/show-$unit"',
-            "journalctl": 'cat "$here/journal-$2"',
+            "journalctl": 'cat "$here/journal-$2"; [ -e "$here/journal-stderr" ] && cat "$here/journal-stderr" >&2; '
+                          'exit 0',
         }.items():
             script = self.bin / name
             script.write_text(f'#!/bin/sh\nhere="$(dirname "$0")"\necho "{name} $*" >> "{self.calls}"\n{body}\n')
@@ -142,6 +143,25 @@ def test_journal_errors_over_the_limit_fail(tmp_path, fake):
     result = check(tmp_path, unit="api", journal=[{"regex": "ERROR", "max": 0}, {"regex": "request ok", "warn_max": 1}])
     assert result.status == "fail"
     assert "journal of api.service, last 600s: lines matching /ERROR/ <= 0: observed 2" in result.message
+
+
+def test_an_empty_journal_window_counts_nothing(tmp_path, fake):
+    fake.unit("api.service", "active", "-- No entries --\n")
+    result = check(tmp_path, unit="api", journal=[{"regex": ".", "max": 0}])
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["journal_lines"] == 0
+
+
+@pytest.mark.negative("systemd")
+def test_a_journal_the_user_may_not_read_never_passes(tmp_path, fake):
+    """journalctl run by a user outside systemd-journal shows nothing and exits 0."""
+    fake.unit("api.service", "active", "-- No entries --\n")
+    (fake.bin / "journal-stderr").write_text(
+        "Hint: You are currently not seeing messages from other users and the system.\n"
+        "      Users in groups 'adm', 'systemd-journal' can see all messages.\n")
+    result = check(tmp_path, unit="api", journal=[{"regex": "ERROR", "max": 0}])
+    assert result.status == "fail"
+    assert "`journalctl -u api.service` could not read the journal" in result.message
 
 
 @pytest.mark.negative("systemd")

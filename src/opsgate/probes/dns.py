@@ -116,10 +116,14 @@ def _ask_server(item: DnsCheck, address: str, port: int, shown: str) -> list[str
     import dns.rdatatype
 
     query = dns.message.make_query(item.host, item.record)
+    deadline = time.monotonic() + item.timeout
     try:
         reply = dns.query.udp(query, address, timeout=item.timeout, port=port)
-        if reply.flags & dns.flags.TC:
-            reply = dns.query.tcp(query, address, timeout=item.timeout, port=port)
+        if reply.flags & dns.flags.TC:  # too big for UDP: asked again over TCP, in what is left of the timeout
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise dns.exception.Timeout
+            reply = dns.query.tcp(query, address, timeout=left, port=port)
     except dns.exception.Timeout:
         raise _Failed(f"no answer from {shown} within {item.timeout:g}s (timed out)") from None
     except OSError as exc:

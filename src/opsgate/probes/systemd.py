@@ -45,6 +45,8 @@ SYSTEMD_RUNTIME = "/run/systemd/system"
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "NRestarts")
 _SHOW_LIMIT = 64 << 10  # bytes of systemctl's answer kept (a few lines are expected)
 _NOT_BOOTED = "not been booted with systemd"
+#: what journalctl says (exiting 0) when the user may not read the unit's journal
+_UNREADABLE_JOURNAL = ("insufficient permissions", "not seeing messages from other users and the system")
 
 
 class SystemdCheck(CheckItem):
@@ -95,6 +97,8 @@ class _CountLines:
         self._partial = ""
 
     def _count(self, line: str) -> None:
+        if line == "-- No entries --":  # journalctl's own word that the window is empty
+            return
         self.lines += 1
         line = line[:self.LINE]
         for regex, compiled in self.patterns:
@@ -180,6 +184,9 @@ def _journal(item: SystemdCheck, ctx, deadline: float, values: dict) -> str | No
         return f"`journalctl -u {item.unit}` did not finish within the {item.timeout:g}s timeout (killed)"
     if ran.exit_code != 0:
         return f"`journalctl -u {item.unit}` exited {ran.exit_code}: {_last_line(err.text())}"
+    if any(hint in err.text() for hint in _UNREADABLE_JOURNAL):  # it exits 0 having shown nothing: not "no errors"
+        return (f"`journalctl -u {item.unit}` could not read the journal ({_last_line(err.text())}): run opsgate "
+                "as root or in the systemd-journal or adm group")
     if ran.ending == "truncated":
         return f"`journalctl -u {item.unit}`: {ran.note}: its patterns were not counted"
     counter.finish()
