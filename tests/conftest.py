@@ -52,7 +52,7 @@ def run_suite(tmp_path):
             cwd=REPO, env=environ, capture_output=True, text=True, timeout=timeout,
         )
         # reports/<environment>/: the one environment this run wrote, else the embedded default's
-        written = [d for d in reports.iterdir() if d.is_dir()] if reports.is_dir() else []
+        written = [d for d in reports.iterdir() if d.is_dir() and d.name != "drills"] if reports.is_dir() else []
         return SuiteRun(proc.returncode, proc.stdout + proc.stderr, written[0] if len(written) == 1 else reports / "default")
 
     return run

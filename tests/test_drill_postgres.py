@@ -135,6 +135,26 @@ def test_a_postgres_drill_restores_starts_answers_a_chat_request_and_leaves_noth
     assert APP_PASSWORD not in run.report_text and ADMIN_PASSWORD not in run.report_text
     # the live database was not touched by the chat request
     assert pg.sql("SELECT count(*) FROM messages", "app") == [(2,)]
+    # the auditor's record: beside the reports, naming the report's seal
+    records = sorted((root / "reports" / "drills" / "chat").iterdir())
+    assert [p.suffix for p in records] == [".html", ".md"]
+    text = records[1].read_text()
+    digest = run.report_text.rstrip().rsplit('"opsgate_digest": "', 1)[1].split('"')[0]
+    assert "# DR drill `chat-dr`: PASSED" in text and digest in text
+    assert "| RTO | 15m00s |" in text and "chat-20261130.dump" in text
+    assert APP_PASSWORD not in text and ADMIN_PASSWORD not in text
+
+
+def test_plan_mode_prints_the_steps_and_touches_nothing(tmp_path, pg):
+    root = project(tmp_path, pg)
+    before = scratch_databases(pg)
+    run = run_pytest(root, "--plan", suite="checks/quarterly", env={"OPSGATE_SCRATCH_DIR": str(tmp_path / "scratch")})
+    assert run.returncode == 0, run.output
+    assert "drill chat-dr (P0): RTO target 15m00s" in run.output
+    assert "1. restore: copy app ->" in run.output and "2. restore: backup chat-db" in run.output
+    assert "4. healthy: http chat-dr.healthy.1 -> http://127.0.0.1:" in run.output
+    assert not (root / "reports").exists() and not (tmp_path / "scratch").exists()
+    assert scratch_databases(pg) == before and not services(root)
 
 
 @pytest.mark.negative("drill")

@@ -48,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: $OPSGATE_KEEP_REPORTS, else 50; 0 keeps them all)")
     group.addoption("--concurrency", dest="opsgate_concurrency", type=int, default=None,
                     help="probes run at once (default: the environment's concurrency, 50)")
+    group.addoption("--plan", dest="opsgate_plan", action="store_true",
+                    help="print what each drill of the run would do, step by step (scratch place, port), and run "
+                         "nothing: no check, no report, no demo")
     group.addoption("--gate", dest="opsgate_gate", default=None,
                     help="decide this gate at the end of the run; the exit status is the gate's "
                          "(PASS 0, WARN 0 or 1, FAIL 1, ERROR 2)")

@@ -90,6 +90,7 @@ class RunState:
     seal_key: bytes | None = None  # HMAC key for the report's seal (never printed)
     not_written: str | None = None  # why the report (or its started marker) could not be written
     checks_of_nodes: dict[str, str] = field(default_factory=dict)  # nodeid -> configured check name (this process)
+    drill_records: list[Path] = field(default_factory=list)  # reports/drills/<environment>/*.md, *.html
     record: RunRecord | None = None  # the run's record, built once at the end of the run
     checked: Any = None  # the gate's view of the record (a gate.Report), built once
 
@@ -423,6 +424,9 @@ class CheckRun:
         if session.config.option.collectonly:
             return
         checks = {i.stash[ITEM].name: i.stash[ITEM] for i in session.items if ITEM in i.stash}
+        if session.config.getoption("opsgate_plan"):
+            _print_plans(session, checks.values())
+            return True  # nothing runs: pytest's own loop is skipped
         if hasattr(session.config, "workerinput"):
             # a pytest-xdist worker collects every item but runs only those sent to it: starting
             # them all here would run each probe once per worker
@@ -489,6 +493,23 @@ class CheckRun:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.state.close()
+
+
+def _print_plans(session: pytest.Session, checks) -> None:
+    """--plan: each drill's steps with the scratch place and port it would use; nothing is run."""
+    from .drills.plan import describe
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter is not None else print
+    drills = [c for c in checks if c.kind == "drill"]
+    write(f"opsgate plan: {len(drills)} drill(s) in this run; nothing is run, no report is written")
+    for drill in drills:
+        for line in describe(drill):
+            write(sink(line))
+    others = [c for c in checks if c.kind != "drill"]
+    if others:
+        write(f"and {len(others)} other check(s), not run: {', '.join(c.name for c in others[:20])}"
+              + (" ..." if len(others) > 20 else ""))
 
 
 def _progress(config: pytest.Config, engine: Engine) -> Progress | None:
@@ -737,7 +758,7 @@ class RunRecorder:
             return
         if hasattr(session.config, "workerinput"):
             return
-        if session.config.option.collectonly:
+        if session.config.option.collectonly or session.config.getoption("opsgate_plan"):
             return  # nothing ran: no report, no verdict
         not_written = None
         if state.write_reports:
@@ -748,6 +769,11 @@ class RunRecorder:
                 # only reports older than this run's start: a concurrent run's report is never ours to delete
                 prune_reports(state.reports_dir, state.cadence.replace("+", "-"), state.keep_reports,
                               state.report_path, state.started)
+                if any(r.kind == "drill" for r in state.results.values()):
+                    from .drills.record import write_records
+
+                    # the auditor's record of each drill, beside (never pruned with) the reports
+                    state.drill_records = write_records(plugin.report, state.report_path, state.reports_dir.parent)
             except ReportError as exc:
                 not_written = f"{exc}; no report was written to {state.reports_dir}"
             except OSError as exc:
@@ -780,5 +806,5 @@ class Summary:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
-        if not hasattr(config, "workerinput") and not config.option.collectonly:
+        if not hasattr(config, "workerinput") and not config.option.collectonly and not config.getoption("opsgate_plan"):
             write_summary(terminalreporter, self.state)

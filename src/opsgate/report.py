@@ -298,13 +298,20 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
 
 def report_folder(root: Path, environment: str) -> Path:
     """Where an environment's reports go: ``<root>/<environment>``, the name made safe as one
-    path component (anything but letters, digits, ``_.-`` becomes ``_``).
+    path component (anything but letters, digits, ``_.-`` becomes ``_``); the folders opsgate
+    keeps beside them (``drills``: the DR drill records) are never an environment's.
 
     >>> report_folder(Path("reports"), "default"), report_folder(Path("reports"), "../prod eu")
     (PosixPath('reports/default'), PosixPath('reports/.._prod_eu'))
+    >>> report_folder(Path("reports"), "drills")
+    PosixPath('reports/_drills')
     """
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", environment) or "_"
-    return root / ("_" + safe if safe in (".", "..") else safe)
+    return root / ("_" + safe if safe in (".", "..", *RESERVED) else safe)
+
+
+#: folders under the reports root that hold no environment's reports
+RESERVED = ("drills",)
 
 
 _TIMESTAMPED = re.compile(r"^(?P<cadence>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?\.json$")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from opsgate.model import CADENCES, KINDS
+from opsgate.report import RESERVED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +71,7 @@ def reports_of(project: Path, environment: str | None = None) -> Path:
     (default: the one environment that wrote reports there, else ``default``)."""
     root = project / "reports"
     if environment is None:
-        found = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+        found = [d for d in root.iterdir() if d.is_dir() and d.name not in RESERVED] if root.is_dir() else []
         return found[0] if len(found) == 1 else root / "default"
     return root / environment
 

@@ -42,8 +42,8 @@ class DemoPlugin:
             _, embedded = envfile.resolve(wanted, [Path(config.invocation_params.dir), Path(config.rootpath)])
         except envfile.EnvFileError:
             return None  # loading the environment says why, with the file's own message
-        if not cls.wanted(wanted, embedded, hasattr(config, "workerinput")):
-            return None
+        if not cls.wanted(wanted, embedded, hasattr(config, "workerinput")) or config.getoption("opsgate_plan"):
+            return None  # --plan touches nothing: the demo's own defaults stand in for its address
         try:
             process = DemoProcess.start()
         except DemoError as exc:

@@ -60,7 +60,7 @@ def describe(item: Any, port: int | None = None, scratch: str | None = None) -> 
         steps.append(f"start: {_command(item.start, values)}  (in {where})")
     for phase in ("healthy", "verify"):
         for index in range(len(getattr(item, phase))):
-            check = item.step(phase, index, values)
+            check = item.step(phase, index, values, sample=True)  # a backup restores to an address known only then
             aim = _aim(check)
             retry = " (retried until healthy)" if phase == "healthy" and check.retry is None else ""
             steps.append(f"{phase}: {check.kind} {check.name}{' -> ' + aim if aim else ''}{retry}")

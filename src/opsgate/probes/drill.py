@@ -42,7 +42,7 @@ RPO_BY_DATA = {"user": 3600.0, "configuration": 24 * 3600.0, "logs": 24 * 3600.0
 #: kinds a drill step may not use (they are drills or backups themselves)
 NOT_A_STEP = ("drill", "backup")
 #: stand-ins for ``{{restored}}`` when a step is checked at load time, by the step's kind
-RESTORED_SAMPLE = {"postgres": "postgresql://scratch@127.0.0.1:65535/restored", "redis": "redis://127.0.0.1:65535/0"}
+RESTORED_SAMPLE = {"postgres": "postgresql://restored-database/restored", "redis": "redis://restored-redis/0"}
 #: kinds that reach a service over the network: a step of them must point at the scratch instance
 NETWORK_FIELDS = {"http": ("url",), "tcp": ("port",), "postgres": ("dsn",), "redis": ("url",),
                   "prometheus": ("url",), "metrics": ("url",)}
