@@ -189,10 +189,11 @@ class _Bad(Exception):
 
 
 def _at(document: Any, path: str) -> Any:
+    """The value at a dotted key path; _Bad when it is missing."""
     value = document
     for key in path.split("."):
         if not isinstance(value, dict) or key not in value:
-            raise KeyError(key)
+            raise _Bad(f"{path} is missing")
         value = value[key]
     return value
 
@@ -279,23 +280,11 @@ class _Window:
         if not isinstance(document, dict):
             self.add_bad(where, f"a JSON {type(document).__name__}, not an object")
             return True
-        at = None
-        if item.time_field:
-            try:
-                at = timestamp(_at(document, item.time_field), item.time_field)
-            except KeyError:
-                self.add_bad(where, f"{item.time_field} is missing")
-                return True
-            except _Bad as exc:
-                self.add_bad(where, str(exc))
-                return True
-            if self.cutoff is not None and at < self.cutoff:
-                return False  # older than the window: everything before it is too
         try:
+            at = timestamp(_at(document, item.time_field), item.time_field) if item.time_field else None
+            if at is not None and self.cutoff is not None and at < self.cutoff:
+                return False  # older than the window: everything before it is too
             value = number(_at(document, item.field), item.field)
-        except KeyError:
-            self.add_bad(where, f"{item.field} is missing")
-            return True
         except _Bad as exc:
             self.add_bad(where, str(exc))
             return True
