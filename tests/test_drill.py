@@ -259,3 +259,22 @@ def test_the_readme_examples_of_backups_and_drills_load():
     document["backup"][0]["name"] = "chat-db"  # the drill restores the backup item shown above it
     env = Environment.model_validate(document)
     assert [i.kind for i in env.items()] == ["backup", "drill"]
+
+
+@pytest.mark.negative("drill")
+def test_a_drill_naming_a_backup_item_that_does_not_exist_is_a_load_error(tmp_path):
+    from opsgate import envfile
+
+    path = tmp_path / "env.yaml"
+    path.write_text(textwrap.dedent("""
+        name: typo
+        backup:
+          - {name: app-db, source: files, path: "backups/*.tar.gz"}
+        drill:
+          - name: dr
+            restore: [{backup: app-dbb}]
+    """))
+    with pytest.raises(envfile.EnvFileError) as caught:
+        envfile.load(str(path), [tmp_path])
+    assert "env.yaml:7: drill[0].restore[0].backup (dr): expected the name of a backup item (there: app-db), " \
+           "seen 'app-dbb'" in str(caught.value)

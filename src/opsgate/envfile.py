@@ -485,7 +485,8 @@ def _apply_defaults(data: dict, lines: dict[Path_, int] | None = None, shown: st
 
 
 def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[Problem]:
-    """Names are unique; depends_on names exist and form no cycle."""
+    """Names are unique; depends_on names, and the items an item names (a drill's backup), exist;
+    depends_on forms no cycle."""
     problems: list[Problem] = []
     where: dict[str, Path_] = {}
     for kind in REGISTRY:
@@ -503,6 +504,16 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
                     at = (kind, index, "depends_on", d_index)
                     problems.append(Problem(shown, line_of(lines, at), dotted(at) + f" ({item.name})",
                                             f"expected the name of another item, seen {dep!r}"))
+    by_kind = {kind: {i.name for i in getattr(env, kind)} for kind in REGISTRY}
+    for kind in REGISTRY:
+        for index, item in enumerate(getattr(env, kind)):
+            for place, wanted, name in item.references():
+                if name not in by_kind.get(wanted, ()):
+                    at = (kind, index, *place)
+                    known = ", ".join(sorted(by_kind.get(wanted, ()))) or "none"
+                    problems.append(Problem(shown, line_of(lines, at) or line_of(lines, (kind, index)),
+                                            dotted(at) + f" ({item.name})",
+                                            f"expected the name of a {wanted} item (there: {known}), seen {name!r}"))
     cycle = _find_cycle(graph)
     if cycle:
         first = where[cycle[0]]

@@ -159,6 +159,11 @@ class CheckItem(Strict):
         """The user's ``expect`` and ``warn`` conditions, compiled."""
         return [Condition.parse(t, "fail") for t in self.expect] + [Condition.parse(t, "warn") for t in self.warn]
 
+    def references(self) -> list[tuple[tuple, str, str]]:
+        """Other items this one names besides ``depends_on``: (where in the item, the kind named,
+        the name), checked when the file is loaded (a drill's ``restore: [{backup: NAME}]``)."""
+        return []
+
     def budget(self) -> float:
         """Longest this check may take in all: attempts, waiting and windows."""
         total = self.timeout

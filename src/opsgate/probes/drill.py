@@ -121,6 +121,9 @@ class DrillCheck(CheckItem):
                 self.step(phase, index, placeholders.SAMPLE, sample=True)
         return self
 
+    def references(self) -> list[tuple[tuple, str, str]]:
+        return [(("restore", i, "backup"), "backup", r.backup) for i, r in enumerate(self.restore) if r.backup]
+
     def rto_target(self) -> float:
         return self.rto if self.rto is not None else RTO_BY_SEVERITY.get(self.severity, RTO_BY_SEVERITY["P3"])
 
