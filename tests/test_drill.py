@@ -8,6 +8,7 @@ the rows of its data file; the drill copies it, starts the copy on a free port a
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from opsgate.drills.record import write_records
 from opsgate.probes import ProbeContext
 from opsgate.probes.drill import DrillCheck
 from opsgate.runner import run_check
-from tests.support.project import start_pytest
+from tests.support.project import run_pytest, start_pytest
 
 APP = textwrap.dedent('''
     import json, sys
@@ -278,3 +279,23 @@ def test_a_drill_naming_a_backup_item_that_does_not_exist_is_a_load_error(tmp_pa
         envfile.load(str(path), [tmp_path])
     assert "env.yaml:7: drill[0].restore[0].backup (dr): expected the name of a backup item (there: app-db), " \
            "seen 'app-dbb'" in str(caught.value)
+
+
+def test_a_running_drill_shows_its_step_and_time_against_its_rto(install, tmp_path):
+    """The progress line (a pipe: a plain line each interval) names the drill's current step."""
+    project = tmp_path / "proj"
+    (project / "checks" / "quarterly").mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "env.yaml").write_text(textwrap.dedent(f"""
+        name: slow
+        drill:
+          - name: app-dr
+            severity: P2
+            restore: [{{copy: {install}}}]
+            install: [{{argv: [sleep, "2"]}}]
+    """))
+    run = run_pytest(project, suite="checks/quarterly",
+                     env={"OPSGATE_PROGRESS_DELAY": "0.3", "OPSGATE_PROGRESS_INTERVAL": "0.3",
+                          "OPSGATE_SCRATCH_DIR": str(tmp_path / "scratch")})
+    assert run.returncode == 0, run.output
+    assert re.search(r"app-dr: install: sleep 2 \([0-9.]+s of RTO 4h00m00s\)", run.output), run.output
