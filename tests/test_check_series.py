@@ -9,6 +9,7 @@ slope.
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +19,7 @@ import requests
 from opsgate.probes import ProbeContext
 from opsgate.probes.series import BLOCK, SeriesCheck
 from opsgate.runner import run_check
-from tests.support.http_target import free_port
+from tests.support.http_target import HangingTarget, free_port
 from tests.support.servers import PrometheusServer
 
 NOW = datetime.now(timezone.utc)
@@ -172,6 +173,17 @@ def test_a_missing_file_fails_naming_it(tmp_path):
     assert f"series cpu_percent: {tmp_path / 'metrics.jsonl'} does not exist" in result.message
 
 
+@pytest.mark.negative("series")
+@pytest.mark.timeout(20)
+def test_a_fifo_or_a_folder_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "metrics.jsonl")
+    result = check(tmp_path, field="cpu_percent", last_samples=10, timeout=2)
+    assert result.status == "fail"
+    assert f"{tmp_path / 'metrics.jsonl'} is not a regular file" in result.message
+    result = check(tmp_path, path=".", field="cpu_percent", last_samples=10, timeout=2)
+    assert result.status == "fail" and "is not a regular file" in result.message
+
+
 def test_inconsistent_items_are_refused_at_load():
     with pytest.raises(ValueError, match="exactly one of last_samples or last_minutes"):
         SeriesCheck(name="x", path="m", field="v")
@@ -238,6 +250,18 @@ def test_prometheus_unreachable_fails(tmp_path):
                                    last_samples=10, timeout=2), ProbeContext(tmp_path))
     assert result.status == "fail"
     assert "connection refused" in result.message
+
+
+@pytest.mark.negative("series")
+@pytest.mark.timeout(20)
+def test_a_prometheus_that_never_answers_is_cut_at_the_timeout(tmp_path):
+    with HangingTarget() as hanging:
+        started = time.monotonic()
+        result = run_check(SeriesCheck(name="p", prometheus={"url": hanging.url, "query": "up"}, last_samples=10,
+                                       timeout=1), ProbeContext(tmp_path))
+    assert result.status == "fail"
+    assert "series up: GET" in result.message and "/api/v1/query_range" in result.message
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.negative("series")

@@ -296,6 +296,8 @@ def _read_file(item: SeriesCheck, ctx, window: _Window, deadline: float) -> dict
     """Feed the file's lines to ``window`` newest first, reading blocks from its end."""
     path = str(ctx.path(item.path))
     read = 0
+    if not ctx.target.stat(path, item.timeout).is_file:  # a FIFO or a device would hang the read
+        raise _Bad(f"{path} is not a regular file")
     with ctx.target.open(path, deadline) as handle:
         end = handle.seek(0, 2)
         position = end
