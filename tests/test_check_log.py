@@ -215,3 +215,93 @@ def test_ignore_case(tmp_path):
     write(tmp_path / "app.log", ["error: lower-case but still an error"])
     assert check(tmp_path, patterns=[{"regex": "ERROR"}]).status == "pass"
     assert check(tmp_path, patterns=[{"regex": "ERROR", "ignore_case": True}]).status == "fail"
+
+
+# --- lines that must be present, and rates ----------------------------------------------------
+
+STARTED = [{"regex": "InnerWorldModel initialised"}]
+
+
+def test_required_line_present_passes(tmp_path):
+    """Runbook (Aura): the log shows "InnerWorldModel initialised" after a start."""
+    write(tmp_path / "aura.log", [f"{stamp(timedelta(minutes=5))} INFO InnerWorldModel initialised"]
+          + [f"{stamp(timedelta(minutes=1))} INFO tick"])
+    result = check(tmp_path, path="aura.log", patterns=[], last_minutes=30, require=STARTED)
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["required"] == {"InnerWorldModel initialised": 1}
+    assert result.evidence["details"]["required_lines"]["InnerWorldModel initialised"][0].startswith("aura.log:1: ")
+
+
+@pytest.mark.negative("log")
+def test_required_line_absent_fails_naming_pattern_and_window(tmp_path):
+    write(tmp_path / "aura.log", [f"{stamp(timedelta(minutes=m))} INFO tick" for m in (3, 2, 1)])
+    result = check(tmp_path, path="aura.log", last_minutes=30, require=STARTED)
+    assert result.status == "fail"
+    assert "required: lines matching /InnerWorldModel initialised/ in last 30 min >= 1: observed 0" in result.message
+    assert "3 lines read in aura.log" in result.message
+
+
+@pytest.mark.negative("log")
+def test_required_line_only_before_its_window_fails(tmp_path):
+    """Initialised two hours ago, then restarted without initialising: the old line does not count."""
+    write(tmp_path / "aura.log", [f"{stamp(timedelta(hours=2))} INFO InnerWorldModel initialised",
+                                  f"{stamp(timedelta(minutes=2))} INFO server restarted"])
+    require = [{"regex": "InnerWorldModel initialised", "within_last_minutes": 30}]
+    result = check(tmp_path, path="aura.log", last_lines=100, require=require)
+    assert result.status == "fail"
+    assert "/InnerWorldModel initialised/ in last 30 min >= 1: observed 0" in result.message
+    # the check's own window (the last 100 lines) still reaches it for the counted patterns
+    assert result.evidence["observed"]["lines_read"] == 2
+    require = [{"regex": "InnerWorldModel initialised", "within_last_minutes": 180}]
+    assert check(tmp_path, path="aura.log", last_lines=100, require=require).status == "pass"
+
+
+@pytest.mark.negative("log")
+def test_required_line_in_last_lines_and_min_count(tmp_path):
+    write(tmp_path / "app.log", ["INFO worker ready"] + info_lines(50) + ["INFO worker ready"])
+    require = [{"regex": "worker ready", "min": 2, "within_last_lines": 20}]
+    result = check(tmp_path, require=require)
+    assert result.status == "fail"
+    assert "required: lines matching /worker ready/ in last 20 lines >= 2: observed 1" in result.message
+    assert check(tmp_path, require=[{"regex": "worker ready", "min": 2}]).status == "pass"  # whole file
+
+
+@pytest.mark.negative("log")
+def test_required_line_of_a_missing_log_fails_even_when_missing_ok(tmp_path):
+    """A line that must be present is absent when there is no log: never a pass."""
+    result = check(tmp_path, path="aura.log", missing_ok=True, require=STARTED)
+    assert result.status == "fail"
+    assert "/InnerWorldModel initialised/" in result.message and "observed 0" in result.message
+
+
+def errors_per_minute(per_minute: int, minutes: int) -> list[str]:
+    return [f"{stamp(timedelta(minutes=m, seconds=s))} ERROR upstream timeout"
+            for m in range(minutes, 0, -1) for s in range(0, 60, 60 // per_minute)]
+
+
+@pytest.mark.negative("log")
+def test_error_rate_over_max_per_minute_fails(tmp_path):
+    """Runbook: errors per minute, not just whether there are any."""
+    write(tmp_path / "app.log", errors_per_minute(6, 5))  # 30 errors within 10 minutes: 3 per minute
+    patterns = [{"regex": "ERROR", "max_per_minute": 2}]
+    result = check(tmp_path, last_minutes=10, patterns=patterns)
+    assert result.status == "fail"
+    assert result.evidence["observed"]["per_minute"] == {"ERROR": 3.0}
+    assert "lines matching /ERROR/ per minute over the last 10 min <= 2: observed 3.0" in result.message
+    # no count limit was asked for: 30 lines under the rate pass
+    assert check(tmp_path, last_minutes=10, patterns=[{"regex": "ERROR", "max_per_minute": 5}]).status == "pass"
+
+
+def test_error_rate_warns_between_levels(tmp_path):
+    write(tmp_path / "app.log", errors_per_minute(3, 4))  # 12 in 10 minutes: 1.2 per minute
+    patterns = [{"regex": "ERROR", "max_per_minute": 5, "warn_per_minute": 1}]
+    result = check(tmp_path, last_minutes=10, patterns=patterns)
+    assert result.status == "warn", result.message
+    assert "per minute" in result.message and "observed 1.2" in result.message
+
+
+def test_a_rate_needs_last_minutes():
+    with pytest.raises(ValueError, match="max_per_minute/warn_per_minute of /ERROR/ need last_minutes"):
+        LogCheck(name="x", path="a.log", last_lines=100, patterns=[{"regex": "ERROR", "max_per_minute": 1}])
+    with pytest.raises(ValueError, match="expected patterns .* or require"):
+        LogCheck(name="x", path="a.log", patterns=[])

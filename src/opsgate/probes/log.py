@@ -67,19 +67,60 @@ from ..conditions import Condition
 from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
-from ..schema import CheckItem, LogPattern, Regex
+from ..schema import CheckItem, LogPattern, Regex, Strict
 from ..targets import FileStat, local as local_target
 
 
+class RatedPattern(LogPattern):
+    """A pattern counted in the window: at most ``max`` lines (0 unless a per-minute limit is
+    given), and with ``last_minutes`` at most ``max_per_minute`` matches per minute of it."""
+
+    max: int | None = Field(None, ge=0, description="most matching lines allowed (0 unless max_per_minute or "
+                                                     "warn_per_minute is given)")
+    max_per_minute: float | None = Field(None, ge=0, description="most matching lines per minute of the window "
+                                                                 "(needs last_minutes): matches / last_minutes")
+    warn_per_minute: float | None = Field(None, ge=0, description="matching lines per minute above which it warns")
+
+    @model_validator(mode="after")
+    def _count_limit(self) -> "RatedPattern":
+        if self.max is None and self.max_per_minute is None and self.warn_per_minute is None:
+            self.max = 0
+        return self
+
+
+class RequiredLine(Strict):
+    """A line that must be present: at least ``min`` lines matching ``regex`` in its window (its
+    own ``within_last_lines``/``within_last_minutes``, else the check's)."""
+
+    regex: Regex
+    min: int = Field(1, ge=1, description="matching lines needed")
+    ignore_case: bool = False
+    within_last_lines: int | None = Field(None, ge=1, description="look in the last N lines (default: the "
+                                                                  "check's window)")
+    within_last_minutes: float | None = Field(None, gt=0, description="look in the last T minutes (default: the "
+                                                                      "check's window)")
+
+
 class LogCheck(CheckItem):
-    """Log files by glob (rotated ones too): pattern counts over the last N lines or T minutes."""
+    """Log files by glob (rotated ones too): pattern counts and rates, and lines that must be
+    present, over the last N lines or T minutes.
+
+    ``patterns`` limit how many lines match (``max``, ``warn_max``) and, with ``last_minutes``,
+    how many per minute of the window (``max_per_minute``, ``warn_per_minute``: the count divided
+    by ``last_minutes``; values ``per_minute``). ``require`` names lines that must be there
+    ("InnerWorldModel initialised" since the last start): fewer than ``min`` matching lines fails
+    naming the pattern and the window read (values ``required``); a missing or empty log has none.
+    """
 
     kind: ClassVar[str] = "log"
     path: str = Field(description="file or glob; relative to the environment's base_dir")
     rotated: bool = Field(True, description="also read PATH.1, PATH.2.gz ...")
     last_lines: int | None = Field(None, ge=1)
     last_minutes: float | None = Field(None, gt=0)
-    patterns: list[LogPattern] = Field(min_length=1)
+    patterns: list[RatedPattern] = Field([], description="regexes whose matching lines are counted and limited "
+                                                         "(count, and per minute with last_minutes)")
+    require: list[RequiredLine] = Field([], description='lines that must be present, e.g. [{regex: "InnerWorldModel '
+                                                        'initialised", within_last_minutes: 30}]')
     missing_ok: bool = False
     max_evidence_lines: int = 20
     timestamp_format: str | None = Field(None, description='strptime format of the time in each line, e.g. '
@@ -96,11 +137,42 @@ class LogCheck(CheckItem):
 
     @model_validator(mode="after")
     def _timestamp_fields(self) -> "LogCheck":
+        if not self.patterns and not self.require:
+            raise ValueError("expected patterns (lines counted) or require (lines that must be present)")
         if self.timestamp_regex and not self.timestamp_format:
             raise ValueError("timestamp_regex needs timestamp_format (how to read what it finds)")
-        if self.timestamp_format and not self.last_minutes:
+        timed = self.last_minutes or any(r.within_last_minutes for r in self.require)
+        if self.timestamp_format and not timed:
             raise ValueError("timestamp_format is read only with last_minutes")
+        rated = [p.regex for p in self.patterns if p.max_per_minute is not None or p.warn_per_minute is not None]
+        if rated and not self.last_minutes:
+            raise ValueError(f"max_per_minute/warn_per_minute of /{rated[0]}/ need last_minutes (a rate is the "
+                             "matches per minute of a time window)")
+        regexes = [r.regex for r in self.require]
+        if len(set(regexes)) < len(regexes):
+            raise ValueError("expected each require regex once")
         return self
+
+    def windows(self) -> dict[tuple[int | None, float | None], list]:
+        """The windows to read, ``(last_lines, last_minutes)``, each with what is looked for in it:
+        the patterns in the check's window, each requirement in its own (or the check's)."""
+        own = (self.last_lines, self.last_minutes)
+        out: dict[tuple[int | None, float | None], list] = {own: list(self.patterns)} if self.patterns else {}
+        for line in self.require:
+            key = (line.within_last_lines, line.within_last_minutes)
+            out.setdefault(key if key != (None, None) else own, []).append(line)
+        return out
+
+
+def window_name(last_lines: int | None, last_minutes: float | None) -> str:
+    """How a window is named in messages.
+
+    >>> window_name(100, None), window_name(None, 30), window_name(None, None)
+    ('last 100 lines', 'last 30 min', 'whole file')
+    """
+    parts = ([f"last {last_lines} lines"] if last_lines else []) + ([f"last {last_minutes:g} min"]
+                                                                    if last_minutes else [])
+    return " and ".join(parts) or "whole file"
 
 
 BLOCK = 1 << 20  # bytes read at a time
@@ -578,7 +650,7 @@ def _first_number(part: _Part, reader: _Reader) -> int | None:
     return count + 1
 
 
-def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, since: float | None,
+def _read(part: _Part, matcher: "Matcher | _Window", reader: _Reader, clock: Clock | None, since: float | None,
           current: float | None) -> float | None:
     """Match the part's lines (those in the window, if there is one); returns the time in force."""
     number = _first_number(part, reader)
@@ -610,6 +682,27 @@ def _read(part: _Part, matcher: Matcher, reader: _Reader, clock: Clock | None, s
 
 # --- the probe ------------------------------------------------------------------------------
 
+class _Window:
+    """One window read once for everything looked for in it: the counted patterns' matcher
+    and the requirements' matcher see the same lines."""
+
+    def __init__(self, last_lines: int | None, last_minutes: float | None, wanted: list, now: float,
+                 max_evidence: int) -> None:
+        self.last_lines, self.last_minutes = last_lines, last_minutes
+        self.since = now - last_minutes * 60 if last_minutes else None
+        counted = [p for p in wanted if isinstance(p, LogPattern)]
+        self.counted = Matcher(counted, max_evidence) if counted else None
+        required = [p for p in wanted if isinstance(p, RequiredLine)]
+        self.required = Matcher(required, max_evidence) if required else None
+        self.lines = 0
+
+    def piece(self, where: str, text: str, first: bool = True, last: bool = True, column: int = 0) -> None:
+        for matcher in (self.counted, self.required):
+            if matcher is not None:
+                matcher.piece(where, text, first, last, column)
+        self.lines += last
+
+
 def observe(item: LogCheck, ctx) -> Observation:
     reader = _Reader(time.monotonic() + item.timeout, item.timeout, ctx.target)
     try:
@@ -618,23 +711,22 @@ def observe(item: LogCheck, ctx) -> Observation:
         return Observation({"files": []}, error=f"cannot list {ctx.path(item.path)}: {exc}")
     files = list(stats)
     values: dict = {"files": [str(p) for p in files]}
-    if not files:
-        if item.missing_ok:
-            values.update(lines_read=0, matches={p.regex: 0 for p in item.patterns})
-            return Observation(values)
-        return Observation(values, error=f"no log file matches {ctx.path(item.path)}")
     now = time.time()
-    since = now - item.last_minutes * 60 if item.last_minutes else None
-    clock = Clock(now, item.timestamp_format, item.timestamp_regex) if since is not None else None
-    if since is not None:
-        values["since"] = datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="seconds")
-    matcher = Matcher(item.patterns, item.max_evidence_lines)
+    windows = [_Window(lines, minutes, wanted, now, item.max_evidence_lines)
+               for (lines, minutes), wanted in item.windows().items()]
+    if not files and not item.missing_ok:
+        return Observation(values, error=f"no log file matches {ctx.path(item.path)}")
+    if item.last_minutes:
+        values["since"] = datetime.fromtimestamp(now - item.last_minutes * 60, timezone.utc).isoformat(
+            timespec="seconds")
+    clock = Clock(now, item.timestamp_format, item.timestamp_regex)
     logs: dict[str, list[Path]] = {}
     for path in files:
         logs.setdefault(_base(path), []).append(path)
     try:
-        for log in logs.values():
-            _observe_log(item, log, stats, matcher, reader, clock, since)
+        for window in windows:
+            for log in logs.values():
+                _observe_log(log, stats, window, reader, clock if window.since is not None else None)
     except NoTimestamp as exc:
         expected = f"in the form of timestamp_format {item.timestamp_format!r}" if item.timestamp_format else ""
         hint = "check timestamp_format and timestamp_regex" if item.timestamp_format else "set timestamp_format"
@@ -645,19 +737,52 @@ def observe(item: LogCheck, ctx) -> Observation:
     except (OSError, TimeoutError) as exc:
         values.update(bytes_read=reader.bytes)
         return Observation(values, error=str(exc))
-    values.update(lines_read=matcher.lines, matches=matcher.matches, bytes_read=reader.bytes)
-    first = [line for found in matcher.found.values() for line in found][:3]
-    return Observation(values, details={"lines": matcher.found},
-                       explain=("first: " + " | ".join(first)) if first else None)
+    return _observation(item, values, windows, reader, [p.name for p in files])
 
 
-def _observe_log(item: LogCheck, log: list[Path], stats: dict[Path, FileStat], matcher: Matcher, reader: _Reader,
-                 clock: Clock | None, since: float | None) -> None:
+def _observation(item: LogCheck, values: dict, windows: list[_Window], reader: _Reader,
+                 names: list[str]) -> Observation:
+    """The values and evidence of the windows read: counts, rates, required lines."""
+    counted = next((w for w in windows if w.counted is not None), None)
+    values.update(lines_read=(counted or windows[0]).lines, matches=counted.counted.matches if counted else {},
+                  bytes_read=reader.bytes)
+    if counted and item.last_minutes and any(p.max_per_minute is not None or p.warn_per_minute is not None
+                                             for p in item.patterns):
+        values["per_minute"] = {regex: round(n / item.last_minutes, 3) for regex, n in counted.counted.matches.items()}
+    found = dict(counted.counted.found) if counted else {}
+    explain, absent = [], []
+    if item.require:
+        values["required"], details_required = {}, {}
+        needed = {line.regex: line.min for line in item.require}
+        for window in windows:
+            if window.required is None:
+                continue
+            values["required"].update(window.required.matches)
+            details_required.update(window.required.found)
+            for regex, count in window.required.matches.items():
+                if count < needed[regex]:
+                    absent.append(f"/{regex}/: {count} of {needed[regex]} in the "
+                                  f"{window_name(window.last_lines, window.last_minutes)} ({window.lines} lines read "
+                                  f"in {', '.join(names) or 'no file'})")
+    first = [line for lines in found.values() for line in lines][:3]
+    if absent:
+        explain.append("absent: " + "; ".join(absent))
+    if first:
+        explain.append("first: " + " | ".join(first))
+    details = {"lines": found}
+    if item.require:
+        details["required_lines"] = details_required
+    return Observation(values, details=details, explain=" -- ".join(explain) or None)
+
+
+def _observe_log(log: list[Path], stats: dict[Path, FileStat], window: _Window, reader: _Reader,
+                 clock: Clock | None) -> None:
     """One log (a file and its rotations, oldest first): find the window, then read it."""
+    since, last_lines = window.since, window.last_lines
     if since is None:
-        parts = _last_lines(log, item.last_lines, reader) if item.last_lines else {p: _Part(p, 0, None if _is_gz(p)
-                                                                                            else stats[p].size)
-                                                                                   for p in log}
+        parts = _last_lines(log, last_lines, reader) if last_lines else {p: _Part(p, 0, None if _is_gz(p)
+                                                                                  else stats[p].size)
+                                                                         for p in log}
     else:
         walk = _Walk(clock, since)
         try:
@@ -666,20 +791,30 @@ def _observe_log(item: LogCheck, log: list[Path], stats: dict[Path, FileStat], m
             raise NoTimestamp(exc.args[0], log[-1].name) from None
         if walk.lines and not walk.stamped:
             raise NoTimestamp(walk.lines, log[-1].name)
-        if item.last_lines:  # both: the later start of the two in each file
-            by_lines = _last_lines(log, item.last_lines, reader)
+        if last_lines:  # both: the later start of the two in each file
+            by_lines = _last_lines(log, last_lines, reader)
             parts = {p: _Part(p, max(part.start, by_lines[p].start), part.end)
                      for p, part in parts.items() if p in by_lines}
     current = None
     for path in log:
         if path in parts:
-            current = _read(parts[path], matcher, reader, clock, since, current)
+            current = _read(parts[path], window, reader, clock, since, current)
 
 
 def limits(item: LogCheck) -> list[Condition]:
-    scope = f"last {item.last_lines} lines" if item.last_lines else (
-        f"last {item.last_minutes:g} min" if item.last_minutes else "whole file")
-    return pattern_limits(item.patterns, scope)
+    out = pattern_limits(item.patterns, window_name(item.last_lines, item.last_minutes))
+    for pattern in item.patterns:
+        for level, rate in (("fail", pattern.max_per_minute), ("warn", pattern.warn_per_minute)):
+            if rate is not None:
+                out.append(Condition.compare(("per_minute", pattern.regex), "<=", rate, level,
+                                             label=f"lines matching /{pattern.regex}/ per minute over the last "
+                                                   f"{item.last_minutes:g} min <= {rate:g}"))
+    for line in item.require:
+        where = window_name(line.within_last_lines, line.within_last_minutes) if (
+            line.within_last_lines or line.within_last_minutes) else window_name(item.last_lines, item.last_minutes)
+        out.append(Condition.compare(("required", line.regex), ">=", line.min,
+                                     label=f"required: lines matching /{line.regex}/ in {where} >= {line.min}"))
+    return out
 
 
 def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
@@ -691,7 +826,8 @@ def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
     out = []
     for pattern in patterns:
         path = ("matches", pattern.regex)
-        out.append(Condition.compare(path, "<=", pattern.max, label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.max}"))
+        if pattern.max is not None:  # None: limited per minute only
+            out.append(Condition.compare(path, "<=", pattern.max, label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.max}"))
         if pattern.warn_max is not None:
             out.append(Condition.compare(path, "<=", pattern.warn_max, "warn",
                                          label=f"lines matching /{pattern.regex}/ in {scope} <= {pattern.warn_max}"))
@@ -699,5 +835,6 @@ def pattern_limits(patterns: list[LogPattern], scope: str) -> list[Condition]:
 
 
 KIND = Kind(name="log", schema=LogCheck, observe=observe, limits=limits,
-            summary="log files by glob (rotated ones too): pattern counts over the last N lines or T minutes",
+            summary="log files by glob (rotated ones too): pattern counts and rates per minute, lines that must be "
+                    "present, over the last N lines or T minutes",
             host_level=True)
