@@ -17,6 +17,7 @@ import pytest
 from opsgate.model import PostgresCheck
 from opsgate.probes import ProbeContext
 from opsgate.runner import run_check
+from opsgate.redact import REDACTOR
 from tests.support.http_target import HangingTarget
 from tests.support.project import make_project, run_pytest
 from tests.support.servers import APP_PASSWORD, PostgresServer, SilentPostgres
@@ -214,3 +215,14 @@ def test_server_that_goes_silent_after_connecting_fails_just_after_the_timeout()
     assert result.message == (f"postgres 127.0.0.1:{wedged.port}/app: query failed: no answer within 2s "
                               "(the server accepted the connection, then went silent)")
     assert took < 6
+
+
+def test_the_cause_of_a_refused_password_survives_a_secret_ending_in_password():
+    """A secret like 'db-password' must not swallow the word that starts the cause: the probe
+    redacts the whole server message first and cuts the redacted text."""
+    from opsgate.probes.postgres import PostgresCheck, _cause
+
+    REDACTOR.add("test-db-password")
+    item = PostgresCheck(name="db", dsn="postgresql://app@127.0.0.1:1/app")
+    cause = _cause(Exception('connection failed: FATAL:  password authentication failed for user "app"'), item)
+    assert cause == 'password authentication failed for user "app"'

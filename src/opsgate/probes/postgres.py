@@ -98,7 +98,10 @@ def _cause(exc: Exception, item: PostgresCheck) -> str:
     if "connection refused" in lowered:
         return "connection refused (is the server running?)"
     if "password authentication failed" in lowered:
-        return REDACTOR.excerpt(text[text.lower().index("password authentication failed"):], 160)
+        # redacted whole, then cut: cutting first would leave "password ..." at the text's edge,
+        # where the redactor must take it for the tail of a secret ending in "password"
+        shown = REDACTOR.text(text)
+        return shown[shown.lower().index("password authentication failed"):][:160]
     if "timeout expired" in lowered or "timed out" in lowered:
         return f"no connection within {item.timeout:g}s"
     if "too many clients" in lowered or "remaining connection slots are reserved" in lowered:
