@@ -105,6 +105,7 @@ class _Exchange:
         self.expired = False
         self.done = False
         self.peer_cert: bytes | None = None  # DER of the first hop's certificate
+        self.reused = False  # the current request went out on a kept-alive connection
         self._lock = threading.Lock()
         # a duplicate of each open socket: shutting a duplicate down ends reads on the original
         # even while TLS owns it (a handshake in progress), and it is never closed under us
@@ -117,7 +118,8 @@ class _Exchange:
         return self.expired or time.monotonic() >= self.deadline
 
     def watch(self, key, sock: socket.socket) -> None:
-        dup = sock.dup()
+        # the descriptor duplicated, not the object: a kept-alive TLS socket cannot be dup()ed
+        dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
         with self._lock:
             self._open[key] = dup
             if self.expired:  # connected just as the deadline passed
@@ -129,6 +131,20 @@ class _Exchange:
         if dup is not None:
             dup.close()
 
+    def watching(self, key) -> bool:
+        return key in self._open
+
+    def release(self, key) -> bool:
+        """A connection going back to the run's pool: True when it may be reused (the exchange
+        is within its deadline and the watchdog never shut it down); the watchdog stops
+        watching it either way, so it cannot shut a socket another exchange then uses."""
+        with self._lock:
+            dup = self._open.pop(key, None)
+            reusable = not self.expired and not self.done and time.monotonic() < self.deadline
+        if dup is not None:
+            dup.close()
+        return reusable
+
     def expire(self) -> None:
         """Called by the watchdog at the deadline: every socket of the exchange is shut down,
         so a blocked read returns at once whatever the server trickles."""
@@ -136,14 +152,18 @@ class _Exchange:
             if self.done:
                 return
             self.expired = True
-            for dup in self._open.values():
+            for key, dup in self._open.items():
+                if isinstance(key, _Watched):
+                    key.tainted = True  # its pool closes it instead of keeping it
                 _shut(dup)
 
     def finish(self) -> None:
         with self._lock:
             self.done = True
-            dups, self._open = list(self._open.values()), {}
-        for dup in dups:
+            dups, self._open = list(self._open.items()), {}
+        for key, dup in dups:
+            if isinstance(key, _Watched):  # still watched: not released whole, never reused
+                key.tainted = True
             dup.close()
 
     def stalled(self) -> Failed:
@@ -200,7 +220,22 @@ _CURRENT = threading.local()  # the exchange the calling thread is running
 
 class _Watched:
     """urllib3 connections that join the calling thread's exchange, so its watchdog can shut
-    them down, and that mark the phases (connect -> request -> headers)."""
+    them down, and that mark the phases (connect -> request -> headers). A kept-alive
+    connection taken from the run's pool joins the exchange when its request is sent; one
+    the watchdog shut down or an exchange left unfinished is ``tainted`` and never reused."""
+
+    tainted = False
+
+    def request(self, *args, **kwargs):
+        exchange = getattr(_CURRENT, "exchange", None)
+        sock = self.sock
+        if exchange is not None and sock is not None and not exchange.watching(self):
+            exchange.reused = True  # kept alive from an earlier exchange of the run
+            exchange.watch(self, sock)
+            exchange.phase = "request"
+            if exchange.hop == 0 and exchange.peer_cert is None and isinstance(sock, ssl.SSLSocket):
+                exchange.peer_cert = sock.getpeercert(binary_form=True)
+        return super().request(*args, **kwargs)
 
     def _new_conn(self):
         exchange = getattr(_CURRENT, "exchange", None)
@@ -234,6 +269,7 @@ class _Watched:
         if exchange is not None:
             exchange.forget(self)
         super().close()
+        self.tainted = False  # closed: its next use is a new socket
 
 
 def _resolvable(host: str, port: int, exchange: _Exchange) -> None:
@@ -270,11 +306,24 @@ class _TlsConn(_Watched, HTTPSConnection):
     pass
 
 
-class _Pool(HTTPConnectionPool):
+class _Reusing:
+    """A pool that keeps a connection for the next exchange only when the exchange that used
+    it read its answer whole within its deadline; any other is closed before it is put back."""
+
+    def _put_conn(self, conn) -> None:
+        if conn is not None:
+            exchange = getattr(_CURRENT, "exchange", None)
+            reusable = exchange.release(conn) if exchange is not None else True
+            if not reusable or conn.tainted:
+                conn.close()
+        super()._put_conn(conn)
+
+
+class _Pool(_Reusing, HTTPConnectionPool):
     ConnectionCls = _Conn
 
 
-class _TlsPool(HTTPSConnectionPool):
+class _TlsPool(_Reusing, HTTPSConnectionPool):
     ConnectionCls = _TlsConn
 
 
@@ -289,6 +338,48 @@ class _Adapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **kwargs)
         manager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
         return manager
+
+
+#: keep-alive connections each (scheme, host, port, TLS settings) keeps for the run's next exchanges
+POOL_SIZE = 10
+_pools: _Adapter | None = None
+_pools_lock = threading.Lock()
+
+
+def _adapter() -> _Adapter:
+    """The process's adapter: one urllib3 pool per origin and TLS settings (requests keys its
+    pools by scheme, host, port, verify and client certificate), shared by every exchange."""
+    global _pools
+    adapter = _pools
+    if adapter is None:
+        with _pools_lock:
+            if _pools is None:
+                _pools = _Adapter(pool_connections=max(10, POOL_SIZE), pool_maxsize=POOL_SIZE)
+            adapter = _pools
+    return adapter
+
+
+def size_pools(connections: int) -> None:
+    """Keep up to ``connections`` alive per origin (a run's concurrency); the pools open now
+    are closed (their connections are idle between runs).
+
+    >>> size_pools(100); POOL_SIZE, _pools is None
+    (100, True)
+    """
+    global POOL_SIZE, _pools
+    with _pools_lock:
+        POOL_SIZE, old, _pools = max(1, connections), _pools, None
+    if old is not None:
+        old.close()
+
+
+def close_pools() -> None:
+    """Close every kept-alive connection (the run's end)."""
+    global _pools
+    with _pools_lock:
+        old, _pools = _pools, None
+    if old is not None:
+        old.close()
 
 
 # --- the body: decoded within max_bytes --------------------------------------------------
@@ -433,7 +524,7 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
     previous = getattr(_CURRENT, "exchange", None)
     _CURRENT.exchange = state
     _WATCHDOG.add(state)
-    adapter = _Adapter()
+    adapter = _adapter()
     try:
         while True:
             state.phase = "connect"
@@ -467,7 +558,6 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
             return Answer(response.status_code, dict(response.headers), data, current, state.hop,
                           state.peer_cert, dropped)
     finally:
-        adapter.close()
         state.finish()
         _CURRENT.exchange = previous
 
@@ -479,7 +569,16 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
     try:
         prepared = requests.Request(method, url, headers=headers, data=body).prepare()
         proxies = requests.utils.get_environ_proxies(url) if any(map(os.environ.get, _PROXY_VARS)) else {}
-        response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
+        state.reused = False
+        try:
+            response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
+        except requests.exceptions.ConnectionError as exc:
+            # a kept-alive connection the server closed as it was taken: the request never
+            # reached it; an idempotent request goes once more, on a new connection
+            if not (state.reused and method in _IDEMPOTENT and _stale(exc)) or state.left() <= 0:
+                raise
+            left = state.left()
+            response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
     except requests.exceptions.SSLError as exc:
         raise _tls_failure(exc, url, state) from None
     except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
@@ -502,6 +601,17 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
         response.close()
         raise Failed("the response headers are cut short or malformed (a line that is not a header)")
     return response
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _stale(exc: Exception) -> bool:
+    """The error a kept-alive connection closed by the server gives before any answer."""
+    text = repr(exc)
+    return isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)) and \
+        ("RemoteDisconnected" in text or "reset by peer" in text.lower() or "Broken pipe" in text)
 
 
 def _tls_failure(exc: Exception, url: str, state: _Exchange) -> Failed:

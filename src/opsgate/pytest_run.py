@@ -32,6 +32,7 @@ import gc
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -159,6 +160,9 @@ class RunState:
             self.engine.shutdown()
         if self._ctx is not None:
             self._ctx.shared.close()
+        client = sys.modules.get("opsgate.httpclient")
+        if client is not None:  # the run's kept-alive HTTP connections
+            client.close_pools()
 
 
 def activate(config: pytest.Config, cadence: str) -> RunState:
@@ -436,6 +440,10 @@ class CheckRun:
             # Start-up's objects (modules, models, test items) live until exit: move them out of
             # the collector's reach so the probes' garbage is collected without re-walking them.
             gc.freeze()
+            if any(c.kind == "http" for c in checks.values()):
+                from . import httpclient
+
+                httpclient.size_pools(state.concurrency)  # a connection kept alive per concurrent check
             state.engine = Engine(checks.values(), state.ctx, state.concurrency)
             state.engine.start()
             state.progress = _progress(session.config, state.engine)
