@@ -17,6 +17,7 @@ every probe. Every operation takes a ``timeout`` (seconds) or a ``deadline``
 
 from __future__ import annotations
 
+import errno
 import io
 import time
 from abc import ABC, abstractmethod
@@ -190,6 +191,20 @@ class Target(ABC):
     @abstractmethod
     def realpath(self, path: str, timeout: float) -> str:
         """``path`` with its symlinks resolved, on the target (as ``os.path.realpath``: never fails)."""
+
+    def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
+        """The regular files in directory ``path`` (and its subdirectories if ``recursive``; links
+        are not followed), reading at most ``limit`` entries of any type: (files, entries read,
+        whether entries were left unread). NotADirectoryError when ``path`` is not a directory,
+        OSError when a part of it cannot be read, TimeoutError after ``timeout``.
+
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = [(d / f"{i}.log").write_text("x") for i in range(3)]
+        >>> files, read, more = local().list_dir(str(d), limit=2, timeout=5)
+        >>> len(files), read, more
+        (2, 2, True)
+        """
+        raise OSError(errno.ENOTSUP, f"{self.name} cannot list directories", path)
 
     def descendants(self, pid: int, timeout: float) -> list[int]:
         """The pids of ``pid``'s children, their children, and so on (none when it does not run).

@@ -119,6 +119,29 @@ class LocalTarget(Target):
                 found.append(full)
         return found
 
+    def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
+        deadline = time.monotonic() + timeout
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+        files, read, todo = [], 0, [path]
+        while todo:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    if read >= limit:
+                        return files, read, True
+                    read += 1
+                    if read % 1000 == 0 and time.monotonic() > deadline:
+                        raise TimeoutError(f"listing {path} took longer than {timeout:g}s ({read} entries read)")
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # removed meanwhile
+                        continue
+                    if statmod.S_ISREG(st.st_mode):
+                        files.append(_file_stat(entry.path, st))
+                    elif recursive and statmod.S_ISDIR(st.st_mode):
+                        todo.append(entry.path)
+        return files, read, False
+
     def realpath(self, path: str, timeout: float) -> str:
         return os.path.realpath(path)
 

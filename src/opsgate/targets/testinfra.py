@@ -150,6 +150,26 @@ class TestinfraTarget(Target):
             raise OSError(errno.E2BIG, f"more than {LIST_LIMIT} bytes of paths match", pattern)
         return [_stat_line(entry) for entry in out.decode("utf-8", "surrogateescape").split("\0") if entry]
 
+    def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
+        depth = "" if recursive else "-maxdepth 1 "
+        # one NUL-terminated "size mtime type path" per entry, at most limit + 1 of them
+        script = ("[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; "
+                  f"find \"$1\" -mindepth 1 {depth}-printf '%s %T@ %y %p\\0' | head -z -n \"$2\"")
+        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}")
+        text = err.decode("utf-8", "replace")
+        if rc == 20:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+        if text.strip() and "Broken pipe" not in text:  # an unreadable subdirectory: the listing is incomplete
+            raise _oserror(text, str(path))
+        entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e]
+        more = len(entries) > limit
+        files = []
+        for entry in entries[:limit]:
+            size, mtime, kind, name = entry.split(" ", 3)
+            if kind == "f":
+                files.append(FileStat(name, int(size), float(mtime), statmod.S_IFREG | 0o644, True))
+        return files, min(len(entries), limit), more
+
     def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
         script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
                   "tail -c +\"$2\" -- \"$1\" | head -c \"$3\"")
