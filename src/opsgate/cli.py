@@ -4,7 +4,8 @@
   ``${VAR}`` is a placeholder (named in a note) unless ``--require-env``
 - ``opsgate schema``        print the environment file's JSON Schema (for editors)
 - ``opsgate list [ENV]``    the checks an environment defines: cadence, severity, retry and
-  window, prerequisites, in columns
+  window, prerequisites, in columns; ``--runbook`` the runbook's steps traced to their
+  checks (``--markdown [FILE]`` as Markdown)
 - ``opsgate demo``          run the embedded demo target in the foreground
 - ``opsgate backup NAME``   take a fresh backup of a ``backup`` item now (``--env ENV``)
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
@@ -86,9 +87,19 @@ def _seconds(value: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.env_option is not None:
+        if args.env is not None and args.env != args.env_option:
+            print(f"error: two environments given ({args.env} and --env {args.env_option}); give one", file=sys.stderr)
+            return 2
+        args.env = args.env_option
+    if args.markdown is not None and not args.runbook:
+        print("error: --markdown goes with --runbook (the runbook trace as Markdown)", file=sys.stderr)
+        return 2
     loaded = _load_for_lint(args)
     if loaded is None:
         return 1
+    if args.runbook:
+        return _list_runbook(args, loaded)
     rows = [("CHECK", "CADENCE", "SEVERITY", "RETRY", "WINDOW", "AFTER")]
     from .model import KINDS
 
@@ -105,6 +116,33 @@ def _list(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    _unset_note(loaded)
+    return 0
+
+
+def _list_runbook(args: argparse.Namespace, loaded) -> int:
+    """The runbook trace: each step, how it is encoded and by which checks, or why not."""
+    from . import runbook
+
+    env = loaded.env
+    if env.runbook is None:
+        print(f"error: environment {env.name!r} ({loaded.path}) has no runbook: section to trace", file=sys.stderr)
+        return 1
+    items = {item.name: item for item in env.items()}
+    label = lambda severity: sev.label(severity, env.severity_scale)  # noqa: E731
+    if args.markdown is None:
+        sys.stdout.write(runbook.render_text(env.runbook, items, label))
+    else:
+        text = runbook.render_markdown(env.runbook, items, label, title=env.name)
+        if args.markdown == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                Path(args.markdown).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                print(f"error: cannot write {args.markdown}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
+            print(f"wrote {args.markdown}: {runbook.summary(env.runbook)}")
     _unset_note(loaded)
     return 0
 
@@ -237,10 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     _command(sub, "schema", "print the environment file's JSON Schema",
              "opsgate schema > opsgate.schema.json", _schema)
     p = _command(sub, "list", "list the checks an environment defines",
-                 "opsgate list production\nopsgate list config/staging.yaml --require-env", _list)
+                 "opsgate list production\nopsgate list config/staging.yaml --require-env\n"
+                 "opsgate list --env config/examples/aura.yaml --runbook --markdown config/examples/aura.md", _list)
     p.add_argument("env", nargs="?", default=None, help="environment file or name (default: the embedded one)")
+    p.add_argument("--env", dest="env_option", default=None, metavar="ENV", help="the same, as an option")
     p.add_argument("--require-env", action="store_true",
                    help="an unset ${VAR} is an error (default: a placeholder, named in a note)")
+    p.add_argument("--runbook", action="store_true",
+                   help="list the runbook's steps instead: how each is encoded and by which checks, or why not")
+    p.add_argument("--markdown", nargs="?", const="-", default=None, metavar="FILE",
+                   help="with --runbook: as Markdown, to FILE or stdout (config/examples/<system>.md)")
     p = _command(sub, "demo", "run the embedded demo target in the foreground",
                  "opsgate demo --fault degraded   # then, in another shell: pytest checks/daily", _demo)
     p.add_argument("--fault", default=None, help="degraded, slow, errors, no-models or stale-metrics")

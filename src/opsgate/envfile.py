@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
 
+from . import runbook
 from .kinds import REGISTRY
 from .model import Environment, SecretValue
 from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
@@ -486,7 +487,7 @@ def _apply_defaults(data: dict, lines: dict[Path_, int] | None = None, shown: st
 
 def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[Problem]:
     """Names are unique; depends_on names, and the items an item names (a drill's backup), exist;
-    depends_on forms no cycle."""
+    depends_on forms no cycle; the runbook section's steps are traced (:func:`opsgate.runbook.problems`)."""
     problems: list[Problem] = []
     where: dict[str, Path_] = {}
     for kind in REGISTRY:
@@ -514,6 +515,9 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
                     problems.append(Problem(shown, line_of(lines, at) or line_of(lines, (kind, index)),
                                             dotted(at) + f" ({item.name})",
                                             f"expected the name of a {wanted} item (there: {known}), seen {name!r}"))
+    if env.runbook is not None:  # every step traced to items that exist, or classified
+        for at, message in runbook.problems(env.runbook, {i.name: i for i in env.items()}):
+            problems.append(Problem(shown, line_of(lines, at), dotted(at), message))
     cycle = _find_cycle(graph)
     if cycle:
         first = where[cycle[0]]

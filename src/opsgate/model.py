@@ -27,6 +27,7 @@ from pydantic import Field, create_model
 from .schema import (CADENCES, Cadences, CheckItem, DiskLimits, Duration, Interval, Limit, LogPattern, ProcessScope,
                      Regex, Retry, SecretValue, Severity, Size, Strict, Window)
 from .kinds import REGISTRY, KindError  # noqa: E402  (after the building blocks, on purpose)
+from .runbook import Runbook  # noqa: E402
 
 __all__ = ["CADENCES", "Cadences", "CheckItem", "DiskLimits", "Duration", "Interval", "Limit", "LogPattern",
            "ProcessScope", "Regex", "Retry", "SecretValue", "Severity", "Size", "Strict", "Window",
@@ -66,6 +67,8 @@ class EnvironmentSettings(Strict):
         [], description="names of environment variables whose values are secret wherever they are substituted "
                         "(besides names with KEY, SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL, PRIVATE)")
     defaults: Defaults = Defaults()
+    runbook: Runbook | None = Field(None, description="the system's runbook steps, each traced to the checks "
+                                    "encoding it or classified not automatable (opsgate list --runbook)")
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every item, or those of one kind and cadence, in file order."""
