@@ -69,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         *(f"{level}: severity {level} (on the environment's own scale)" for level in sev.MARKERS),
         *(f"{name}: {name} cadence" for name in CADENCES),
         "depends_on(*names): run only when these checks passed",
+        "remedy(text): the runbook's next step, shown beside this check's failure",
     ):
         config.addinivalue_line("markers", line)
     if config.option.markers or config.option.strict_markers:

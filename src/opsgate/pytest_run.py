@@ -50,6 +50,7 @@ from .probes import ProbeContext
 from .progress import Progress
 from .record import RunRecord
 from .redact import REDACTOR, sink
+from .remedy import of_check as remedy_of, of_marker, remedy_for, suffix as remedy_suffix
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .results import CheckResult, Status
 from .runner import run_check
@@ -406,7 +407,7 @@ def conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult
     if result.status == Status.BLOCKED:
         pytest.skip(sink(f"{where}: {result.message}"))
     if result.failed:
-        pytest.fail(sink(f"{where}: {result.message}"), pytrace=False)
+        pytest.fail(sink(f"{where}: {result.message}{remedy_suffix(result.status, item.remedy)}"), pytrace=False)
     return result
 
 
@@ -481,6 +482,8 @@ class CheckRun:
         result = item.stash.get(RESULT, None)
         if result is not None and report.when == "call":
             report.opsgate_status = str(result.status)  # a plain str: pytest-xdist sends reports through execnet
+        if report.failed and ITEM not in item.stash and (shown := remedy_for("fail", of_marker(item))):
+            report.sections.append(("opsgate remedy", sink(shown)))  # a hand-written check's next step
 
     def pytest_report_teststatus(self, report: pytest.TestReport):
         if report.when == "call" and report.passed and getattr(report, "opsgate_status", None) == Status.WARN:
@@ -730,6 +733,8 @@ class RunRecorder:
                 meta["message"] = failure
         # gates read the P0-P3 "severity"; people read the environment's own name for it
         meta["severity_label"] = sev.label(meta["severity"], on_scale)
+        if shown := remedy_for(meta.get("status") or ("fail" if failure else "pass"), remedy_of(check, item)):
+            meta["remedy"] = shown  # the runbook's next step, beside a failure or warning only
         return {"opsgate": meta}
 
     @pytest.hookimpl(optionalhook=True)  # declared by pytest-json-report, on for opsgate runs only

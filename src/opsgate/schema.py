@@ -141,6 +141,9 @@ class CheckItem(Strict):
     window: Window | None = None
     expect: list[str] = Field([], description="conditions that must hold (failure otherwise)")
     warn: list[str] = Field([], description="conditions that should hold (warning otherwise)")
+    remedy: str | None = Field(None, min_length=1, description="the runbook's next step when this check fails or "
+                               "warns, e.g. \"./start_aura.sh - runbook: Server Won't Start\" or a URL; shown beside "
+                               "the failure in the terminal, the report and every output (never on a pass)")
 
     @field_validator("severity", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ Example of what an operator sees after a failing run::
     ============================ opsgate summary ============================
     environment default (embedded:default.yaml), cadence daily, host web-1
     P0  FAIL  test_http[demo-health]: status == 'healthy': observed "degraded"
+        remedy: ./start_demo.sh - runbook: Server Won't Start
     P2  WARN  test_file[demo-metrics-fresh]: logs/metrics.jsonl: age_s <= 10.0: observed 12.3
     checks: 7 pass, 1 warn, 1 fail, 0 error, 0 blocked
     report: reports/default/daily-20261122T164800Z.json
@@ -53,6 +54,8 @@ def write_summary(terminal: Any, state: Any) -> None:
             colour = {"red": True} if check.status in ("fail", "error") else {"yellow": True}
             message = REDACTOR.excerpt(" ".join(check.message.split()), 300)  # cut redaction-aware
             terminal.write_line(f"{check.shown()}  {check.status.upper():7} {check.test_id}: {message}", **colour)
+            if check.remedy:
+                terminal.write_line(f"    remedy: {check.remedy}")
     counts = {s: n for s, n in gate.counts.items() if s != "waived"}
     terminal.write_line("checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("pass", "fail")))
     if state.report_path:

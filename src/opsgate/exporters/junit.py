@@ -1,7 +1,8 @@
 """JUnit XML of a gate's result, for CI systems that read JUnit.
 
 One ``<testsuite>`` per source (environment@host), one ``<testcase>`` per check with
-``severity``, ``cadence``, ``kind``, ``status`` and ``gate_effect`` as properties.
+``severity``, ``cadence``, ``kind``, ``status`` and ``gate_effect`` as properties (and ``remedy``,
+the runbook's next step, when a failing or warning check names one: also in its failure text).
 Only what the gate blocks on is a ``<failure>``/``<error>``; a waived or blocked check
 is ``<skipped>`` with the reason; a warning passes with its message in ``system-out``.
 When the gate's verdict is ERROR a ``gate`` testcase carries the reasons as ``<error>``,
@@ -43,15 +44,20 @@ def _case(parent: ET.Element, finding: Finding) -> None:
     for key, value in (("severity", finding.severity), ("cadence", check.cadence), ("kind", check.kind),
                        ("status", check.status), ("gate_effect", finding.effect), ("nodeid", check.nodeid)):
         ET.SubElement(props, "property", name=key, value=_clean(value))
+    remedy = _clean(check.remedy)
+    if remedy:
+        ET.SubElement(props, "property", name="remedy", value=remedy)
     message = REDACTOR.excerpt(" ".join(_clean(check.message or finding.reason).split()), 1000)  # cut redaction-aware
     reason = _clean(finding.reason)
     if finding.effect == "block":
         tag = "error" if check.status == "error" else "failure"
-        ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = reason
+        ET.SubElement(case, tag, message=message, type=f"{finding.severity} {check.status}").text = \
+            reason + (f"\nremedy: {remedy}" if remedy else "")
     elif finding.effect in ("waived", "blocked", "skipped"):
         ET.SubElement(case, "skipped", message=REDACTOR.excerpt(f"{finding.effect}: {reason}", 1000))
     elif finding.effect in ("warn", "tolerated", "ignored"):
-        ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({reason})"
+        ET.SubElement(case, "system-out").text = f"{finding.effect.upper()}: {message} ({reason})" + (
+            f"\nremedy: {remedy}" if remedy else "")
 
 
 def render(result: GateResult) -> str:

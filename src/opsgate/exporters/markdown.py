@@ -16,11 +16,23 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")[:300]
 
 
+def _remedies(findings: list[Finding]) -> bool:
+    """A table gets a Remedy column when one of its checks names the runbook's next step."""
+    return any(f.check.remedy for f in findings)
+
+
+def _remedy(finding: Finding) -> str:
+    return f" {_cell(finding.check.remedy) or '-'} |"
+
+
 def _table(findings: list[Finding], label: str) -> list[str]:
-    out = [f"| Severity | Check | Source | {label} |", "|---|---|---|---|"]
+    remedies = label == "Evidence" and _remedies(findings)
+    out = [f"| Severity | Check | Source | {label} |" + (" Remedy |" if remedies else ""),
+           "|---|---|---|---|" + ("---|" if remedies else "")]
     for f in findings:
         out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | "
-                   f"{_cell(f.check.message or f.reason) if label == 'Evidence' else _cell(f.reason)} |")
+                   f"{_cell(f.check.message or f.reason) if label == 'Evidence' else _cell(f.reason)} |"
+                   + (_remedy(f) if remedies else ""))
     return out
 
 
@@ -31,10 +43,12 @@ def render(result: GateResult) -> str:
         out += ["### Why the result cannot be trusted", ""] + [f"- {_cell(e)}" for e in result.errors] + [""]
     roots = result.root_causes
     if roots:
-        out += ["### Root causes", "", "| Severity | Check | Source | Blocks | Evidence |", "|---|---|---|---|---|"]
+        remedies = _remedies(roots)
+        out += ["### Root causes", "", "| Severity | Check | Source | Blocks | Evidence |" + (" Remedy |" if remedies else ""),
+                "|---|---|---|---|---|" + ("---|" if remedies else "")]
         for f in roots:
             out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | {len(f.blocks)} | "
-                       f"{_cell(f.check.message)} |")
+                       f"{_cell(f.check.message)} |" + (_remedy(f) if remedies else ""))
         out.append("")
     blocking = [f for f in result.effect("block") if not f.is_root_cause]
     if blocking:

@@ -6,6 +6,11 @@ Series (``environment``, ``host`` and ``cadence`` label every per-run series):
 - ``opsgate_check_status{...,status}`` 1 for the check's status (pass/warn/fail/error/blocked/skipped)
 - ``opsgate_check_observed{...,value}`` every numeric value the check observed (elapsed_ms, cpu_percent ...)
 - ``opsgate_check_duration_seconds{...}``
+- ``opsgate_check_remedy_info{...,remedy}`` 1 for a failing or warning check that names the runbook's
+  next step (an info metric, as ``node_uname_info``: only failing checks have one, so its text adds
+  few series; an alert joins it with ``* on(check) group_left(remedy)`` to carry the step). The
+  text is redacted like a message; it is not a label of the other series, whose identity must not
+  change when a runbook is edited
 - ``opsgate_report_finished_timestamp_seconds{environment,host,cadence}`` the run's end
 - ``opsgate_gate_verdict{gate,verdict}`` 1 for the verdict, 0 for the other three
 - ``opsgate_gate_exit_code{gate}`` and ``opsgate_gate_timestamp_seconds{gate}``
@@ -26,6 +31,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..gate.decide import GateResult, Verdict
 from ..gate.reports import CheckRecord
+from ..redact import sink
 from ..results import Status
 
 VERDICTS = tuple(Verdict)
@@ -47,6 +53,8 @@ class _GateCollector:
         status = GaugeMetricFamily("opsgate_check_status", "1 for the check's status", labels=[*check, "status"])
         observed = GaugeMetricFamily("opsgate_check_observed", "a numeric value the check observed", labels=[*check, "value"])
         duration = GaugeMetricFamily("opsgate_check_duration_seconds", "how long the check took", labels=check)
+        remedy = GaugeMetricFamily("opsgate_check_remedy_info", "the runbook's next step for a failing or warning check",
+                                   labels=[*check, "remedy"])
         finished = GaugeMetricFamily("opsgate_report_finished_timestamp_seconds", "when the run ended (unix time)", labels=run)
         # one series per label set (node_exporter refuses duplicates): when the same check of the
         # same run kind appears in several reports (a -latest and a timestamped copy), the last wins
@@ -66,6 +74,8 @@ class _GateCollector:
             ok.add_metric(labels, 1 if c.status in ("pass", "warn") else 0)
             status.add_metric([*labels, c.status], 1)
             duration.add_metric(labels, c.duration_s)
+            if c.remedy and c.status in ("warn", "fail", "error"):
+                remedy.add_metric([*labels, sink(c.remedy)], 1)
             for key, value in c.observed.items():
                 if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
                     observed.add_metric([*labels, key], float(value))
@@ -76,7 +86,7 @@ class _GateCollector:
         exit_code.add_metric([result.gate], result.exit_code)
         decided = GaugeMetricFamily("opsgate_gate_timestamp_seconds", "when the gate decided (unix time)", labels=["gate"])
         decided.add_metric([result.gate], result.decided_at.timestamp())
-        yield from (ok, status, observed, duration, finished, verdict, exit_code, decided)
+        yield from (ok, status, observed, duration, remedy, finished, verdict, exit_code, decided)
 
 
 def _registry(result: GateResult) -> CollectorRegistry:

@@ -22,6 +22,11 @@ def _evidence(finding: Finding) -> str:
     return message[:300] if message else finding.reason
 
 
+def _remedy(finding: Finding) -> list[tuple[str, str | None]]:
+    """The runbook's next step under a failure or warning, when the check names one."""
+    return [(f"            remedy: {finding.check.remedy}", None)] if finding.check.remedy else []
+
+
 def lines(result: GateResult) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = [(f"gate {result.gate} ({result.policy}): {result.headline()}", TONE[result.verdict])]
     for error in result.errors:
@@ -29,6 +34,7 @@ def lines(result: GateResult) -> list[tuple[str, str | None]]:
     for root in result.root_causes:
         out.append((f"ROOT CAUSE  {root.check.shown(root.severity)}  {root.check.test_id} [{root.check.source}]: {_evidence(root)}",
                     "red" if root.effect == "block" else "yellow"))
+        out += _remedy(root)
         blocked = ", ".join(c.test_id for c in root.blocks[:8]) + (" ..." if len(root.blocks) > 8 else "")
         out.append((f"            blocks {len(root.blocks)}: {blocked} ({root.effect}: {root.reason})", None))
     for finding in result.effect("block"):
@@ -36,11 +42,13 @@ def lines(result: GateResult) -> list[tuple[str, str | None]]:
             why = f" ({finding.reason})" if "waiver" in finding.reason or "required" in finding.reason else ""
             out.append((f"{finding.check.shown(finding.severity)}  FAIL  {finding.check.test_id} [{finding.check.source}]: "
                         f"{_evidence(finding)}{why}", "red"))
+            out += _remedy(finding)
     for finding in result.effect("warn", "tolerated"):
         if not finding.is_root_cause:
             label = "WARN" if finding.effect == Effect.WARN else "TOLERATED"
             out.append((f"{finding.check.shown(finding.severity)}  {label}  {finding.check.test_id} [{finding.check.source}]: "
                         f"{_evidence(finding)} ({finding.reason})", "yellow"))
+            out += _remedy(finding)
     for finding in result.effect("waived"):
         out.append((f"{finding.check.shown(finding.severity)}  WAIVED  {finding.check.test_id} [{finding.check.source}]: {finding.reason}", None))
     for note in result.notes:

@@ -72,6 +72,7 @@ class CheckRecord:
     duration_s: float = 0.0
     observed: dict[str, Any] = field(default_factory=dict)
     label: str = ""  # the severity in its environment's own scale (severity_label), for people
+    remedy: str = ""  # the runbook's next step (recorded beside a failure or warning only)
 
     def shown(self, level: str | None = None) -> str:
         """``level`` (default: this check's severity) in this check's environment's labels.
@@ -341,6 +342,7 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         blocked_by=_strings(meta.get("blocked_by"), "blocked_by"),
         duration_s=float(meta.get("duration_s") or (test.get("call") or {}).get("duration") or 0.0),
         observed=observed if isinstance(observed, dict) else {},
+        remedy=str(meta.get("remedy") or ""),
     )
 
 
