@@ -208,3 +208,93 @@ def test_compose_healthy_with_no_healthcheck_anywhere_judges_nothing_and_fails(e
     result = check(engine, compose_project="bare", healthy=True)
     assert result.status == "fail"
     assert result.message.startswith("at least one service defines a healthcheck: observed 0")
+
+
+# --- CPU and memory from the engine's stats; logs of a whole compose project -------------------
+
+BUSY = "while true; do :; done"
+# eight copies of busybox (2 MB) in the container's /dev/shm: tmpfs pages are charged to its memory
+HOG = "i=0; while [ $i -lt 8 ]; do cat /bin/busybox > /dev/shm/hog$i; i=$((i+1)); done; echo grown; sleep 300"
+
+
+def grown(ct, deadline_s=30):
+    """Wait until the memory hog printed that it holds its memory."""
+    end = time.monotonic() + deadline_s
+    while b"grown" not in ct.logs() and time.monotonic() < end:
+        time.sleep(0.2)
+
+
+def test_idle_container_within_cpu_and_memory_limits_passes(engine):
+    ct = engine.run("sleep 300")
+    result = check(engine, container=ct.name, cpu_percent={"warn": 50, "critical": 90}, memory_mb=200,
+                   memory_percent=90)
+    assert result.status == "pass", result.message
+    seen = result.evidence["observed"]
+    assert 0 <= seen["cpu_percent"] < 50 and 0 < seen["memory_mb"] < 200 and 0 <= seen["memory_percent"] < 90
+
+
+@pytest.mark.negative("container")
+def test_busy_container_fails_its_cpu_limit(engine):
+    """Runbook (Jarvis): docker stats --no-stream, a container above 80 % CPU."""
+    ct = engine.run(BUSY)
+    result = check(engine, container=ct.name, cpu_percent=5)
+    assert result.status == "fail", result.message
+    assert result.message.startswith(f"container {ct.name}: cpu_percent < 5: observed ")
+    assert result.evidence["observed"]["cpu_percent"] >= 5
+
+
+@pytest.mark.negative("container")
+def test_container_holding_memory_fails_its_memory_limits(engine):
+    ct = engine.run(HOG, mem_limit="64m")
+    grown(ct)
+    result = check(engine, container=ct.name, memory_mb={"warn": 1, "critical": 4}, memory_percent=6)
+    assert result.status == "fail", result.message
+    assert f"container {ct.name}: memory_mb < 4: observed " in result.message
+    assert f"container {ct.name}: memory_percent < 6: observed " in result.message
+    seen = result.evidence["observed"]
+    assert seen["memory_mb"] >= 8 and seen["memory_percent"] >= 12  # 15 MiB of a 64 MiB limit
+
+
+def test_memory_between_warn_and_critical_warns(engine):
+    ct = engine.run(HOG)
+    grown(ct)
+    result = check(engine, container=ct.name, memory_mb={"warn": 4, "critical": 4000})
+    assert result.status == "warn", result.message
+    assert "memory_mb < 4: observed" in result.message
+
+
+@pytest.mark.negative("container")
+def test_compose_service_over_its_memory_limit_is_named(engine):
+    labels = {"com.docker.compose.project": "heavy"}
+    engine.run("sleep 300", name="heavy-web-1", labels={**labels, "com.docker.compose.service": "web"})
+    hog = engine.run(HOG, name="heavy-worker-1", labels={**labels, "com.docker.compose.service": "worker"})
+    grown(hog)
+    result = check(engine, compose_project="heavy", memory_mb=4, cpu_percent=400)
+    assert result.status == "fail", result.message
+    assert result.message.startswith("every running service's memory_mb < 4: observed ")
+    assert "memory_mb: worker " in result.message
+    stats = result.evidence["observed"]["stats"]
+    assert set(stats) == {"web", "worker"} and stats["worker"]["memory_mb"] >= 8 > stats["web"]["memory_mb"]
+
+
+def test_compose_logs_of_every_service_clean_passes(engine):
+    _compose(engine, "quiet", {"api": "echo 'INFO ready'; sleep 300", "db": "echo 'LOG ready'; sleep 300"})
+    time.sleep(0.5)
+    result = check(engine, compose_project="quiet", log_patterns=[{"regex": "ERROR|FATAL"}])
+    assert result.status == "pass", result.message
+    assert result.evidence["observed"]["log_lines"] == 2
+
+
+@pytest.mark.negative("container")
+def test_compose_error_in_one_service_log_fails_naming_it(engine):
+    """Runbook (Jarvis): docker-compose logs --since=10m | grep -i error | wc -l."""
+    _compose(engine, "noisy", {"backend": "echo 'INFO up'; echo 'ERROR ollama unreachable'; sleep 300",
+                               "redis": "echo 'Ready to accept connections'; sleep 300"})
+    time.sleep(0.5)
+    result = check(engine, compose_project="noisy", log_patterns=[{"regex": "ERROR|FATAL", "max": 0}])
+    assert result.status == "fail"
+    assert result.message.startswith("lines matching /ERROR|FATAL/ in last 10 min of the logs of every service <= 0: "
+                                     "observed 1")
+    assert "noisy-backend-1: ERROR ollama unreachable" in result.message
+    assert result.evidence["details"]["matches_by_service"] == {"backend": {"ERROR|FATAL": 1},
+                                                                "redis": {"ERROR|FATAL": 0}}

@@ -6,11 +6,23 @@ One container (``container``) — observed: ``status``, ``exit_code``, ``health`
 (healthy/unhealthy/starting, or none without a healthcheck), ``restart_count``,
 ``uptime_s``; with ``exec`` (bounded by the item's timeout), ``exec_exit_code`` and
 ``exec_stdout_regex_found``; with
-``log_patterns``, ``matches`` per regex over the last ``log_minutes`` of its logs.
+``log_patterns``, ``matches`` per regex over the last ``log_minutes`` of its logs; with
+``cpu_percent``/``memory_percent``/``memory_mb`` limits, those readings from the engine's stats.
+
+CPU and memory are read as ``docker stats --no-stream`` shows them: a non-streaming stats call
+per running container, bounded by the item's timeout. CPU % is the container's share of the
+host's CPU time between two readings times the number of CPUs (100 = one core busy): Docker
+returns both readings in one call; podman returns one, so a second call follows ``cpu_sample``
+later (one pause for all the containers of a project). Memory is the usage less the
+inactive page cache, in MiB and as a percent of the container's limit (the host's memory
+when it has none).
 
 A compose project (``compose_project``) — every container labelled
 ``com.docker.compose.project=NAME``, by ``com.docker.compose.service``: ``containers``,
-``missing_services``, ``not_running``, ``unhealthy``, ``max_restart_count``, ``min_uptime_s``.
+``missing_services``, ``not_running``, ``unhealthy``, ``max_restart_count``, ``min_uptime_s``;
+with stats limits ``max_cpu_percent``, ``max_memory_percent``, ``max_memory_mb`` over the running
+services (``stats`` per service); with ``log_patterns``, ``matches`` summed over every
+service's logs (``matches_by_service`` names where).
 
 The engine is ``engine``, else ``$DOCKER_HOST``, else the local Docker socket; one client per
 engine per run; every API call is bounded by the item's timeout.
@@ -36,7 +48,7 @@ from ..conditions import Condition
 from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
-from ..schema import CheckItem, Duration, LogPattern, Regex
+from ..schema import CheckItem, Duration, Limit, LogPattern, Regex
 from .log import count_patterns, pattern_limits
 
 
@@ -62,17 +74,29 @@ class ContainerCheck(CheckItem):
     exec_exit_code: int = 0
     exec_stdout_regex: Regex | None = None
     log_minutes: float = Field(10, gt=0, description="how far back log_patterns look")
-    log_patterns: list[LogPattern] = Field([], description="regexes counted in the container's recent log lines")
+    log_patterns: list[LogPattern] = Field([], description="regexes counted in the recent log lines of the container, "
+                                                           "or of every service of the compose project together")
+    cpu_percent: Limit | None = Field(None, description="CPU % from the engine's stats, as docker stats shows it "
+                                                        "(100 = one core); in a project, of every running service")
+    memory_percent: Limit | None = Field(None, description="memory used as a % of the container's limit (of the host's "
+                                                           "memory without one), from the engine's stats")
+    memory_mb: Limit | None = Field(None, description="memory used in MiB (usage less inactive page cache), from the "
+                                                      "engine's stats")
+    cpu_sample: Duration = Field(1.0, gt=0, description="with cpu_percent, on an engine whose stats carry one reading "
+                                                        "(podman): the pause between two")
 
     @model_validator(mode="after")
     def _one_target(self) -> "ContainerCheck":
         if bool(self.container) == bool(self.compose_project):
             raise ValueError("expected exactly one of container or compose_project")
-        if self.compose_project and (self.exec or self.log_patterns):
-            raise ValueError("expected exec and log_patterns with container, not compose_project")
+        if self.compose_project and self.exec:
+            raise ValueError("expected exec with container, not compose_project")
         if self.services and not self.compose_project:
             raise ValueError("expected services with compose_project")
         return self
+
+    def wants_stats(self) -> bool:
+        return any(limit is not None for limit in (self.cpu_percent, self.memory_percent, self.memory_mb))
 
 
 PROJECT = "com.docker.compose.project"
@@ -141,9 +165,71 @@ def observe(item: ContainerCheck, ctx) -> Observation:
             if item.container:
                 return _one(item, client, client.containers.get(item.container))
             found = client.containers.list(all=True, filters={"label": f"{PROJECT}={item.compose_project}"})
-            return _project(item, found)
+            return _project(item, client, found)
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, TimeoutError) as exc:
         return Observation({"target": shown}, error=f"{shown}: {_cause(exc, item)}")
+
+
+# --- CPU and memory from the engine's stats --------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def _stats_call(client: docker.DockerClient, container: Any) -> dict[str, Any]:
+    """One non-streaming stats reading (the client's timeout bounds it)."""
+    reading = client.api.stats(container.id, stream=False)
+    if not isinstance(reading, dict) or "cpu_stats" not in reading:
+        raise ValueError(f"the engine's stats for {container.name} hold no cpu_stats")
+    return reading
+
+
+def _cpu_times(cpu: dict[str, Any]) -> tuple[int, int] | None:
+    """(container CPU ns, host CPU ns) of one reading; None when it has no host time."""
+    total, system = (cpu.get("cpu_usage") or {}).get("total_usage"), cpu.get("system_cpu_usage")
+    return (int(total), int(system)) if total is not None and system else None
+
+
+def usage(first: dict[str, Any], second: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """``cpu_percent``, ``memory_mb`` and ``memory_percent`` as ``docker stats`` computes them,
+    from one reading carrying its predecessor (Docker) or from two (``second`` later).
+
+    >>> one = {"cpu_stats": {"cpu_usage": {"total_usage": 3_000_000_000}, "system_cpu_usage": 20_000_000_000,
+    ...                      "online_cpus": 2},
+    ...        "precpu_stats": {"cpu_usage": {"total_usage": 2_000_000_000}, "system_cpu_usage": 18_000_000_000},
+    ...        "memory_stats": {"usage": 300 * MIB, "limit": 1000 * MIB, "stats": {"inactive_file": 100 * MIB}}}
+    >>> usage(one)
+    {'cpu_percent': 100.0, 'memory_mb': 200.0, 'memory_percent': 20.0}
+    """
+    now = (second or first)["cpu_stats"]
+    before = _cpu_times(first["cpu_stats"]) if second else _cpu_times(first.get("precpu_stats") or {})
+    after = _cpu_times(now)
+    cpus = now.get("online_cpus") or len((now.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    cpu = None
+    if before and after and after[1] > before[1]:
+        cpu = round(max(0, after[0] - before[0]) / (after[1] - before[1]) * cpus * 100, 2)
+    memory = (second or first).get("memory_stats") or {}
+    used = memory.get("usage")
+    if used is not None:
+        extra = memory.get("stats") or {}
+        cache = extra.get("inactive_file", extra.get("total_inactive_file", extra.get("cache", 0)))
+        used = max(0, used - (cache if cache < used else 0))
+    limit = memory.get("limit")
+    return {"cpu_percent": cpu,
+            "memory_mb": round(used / MIB, 1) if used is not None else None,
+            "memory_percent": round(used / limit * 100, 2) if used is not None and limit else None}
+
+
+def measure(item: ContainerCheck, client: docker.DockerClient, containers: list[Any]) -> dict[str, dict]:
+    """Each running container's usage, by name: one stats call each, and on an engine whose
+    stats carry no previous CPU reading (podman) a second one after ``cpu_sample`` (one pause for all)."""
+    running = [c for c in containers if c.attrs.get("State", {}).get("Status") == "running"]
+    first = {c.name: _stats_call(client, c) for c in running}
+    single = item.cpu_percent is not None and any(
+        not _cpu_times(r.get("precpu_stats") or {}) for r in first.values())
+    if not single:
+        return {name: usage(reading) for name, reading in first.items()}
+    time.sleep(min(item.cpu_sample, item.timeout / 3))
+    return {c.name: usage(first[c.name], _stats_call(client, c)) for c in running}
 
 
 def run_inside(client: docker.DockerClient, container: Any, argv: list[str], timeout: float) -> tuple[int | None, str]:
@@ -195,22 +281,42 @@ def _one(item: ContainerCheck, client: docker.DockerClient, container: Any) -> O
         details["exec_output"] = REDACTOR.excerpt(output, 2000, keep="tail")
         if exit_code != item.exec_exit_code or not values.get("exec_stdout_regex_found", True):
             explain.append(f"{' '.join(item.exec)}: " + " | ".join(REDACTOR.text(output).strip().splitlines()[-3:]))
+    if item.wants_stats() and values["status"] == "running":
+        values.update(measure(item, client, [container]).get(container.name, {}))
     if item.log_patterns:
-        since = int(time.time() - item.log_minutes * 60)
-        lines = _LogLines(container.logs(stdout=True, stderr=True, since=since, stream=True, follow=False),
-                          time.monotonic() + item.timeout)
-        matches, found = count_patterns(item.log_patterns, ((container.name, line) for line in lines), 20)
-        if lines.timed_out:
-            return Observation(values, error=f"container {container.name}: reading its logs took longer than "
-                                             f"{item.timeout:g}s ({lines.count} lines read)")
-        values.update(log_lines=lines.count, matches=matches)
-        details["lines"] = found
-        first = [line for hits in found.values() for line in hits][:3]
-        if first:
-            explain.append("first: " + " | ".join(first))
+        logs = _logs(item, [container], time.monotonic() + item.timeout)
+        if isinstance(logs, str):
+            return Observation(values, error=f"container {container.name}: {logs}")
+        values.update(log_lines=logs["log_lines"], matches=logs["matches"])
+        details["lines"] = logs["lines"]
+        if logs["first"]:
+            explain.append(logs["first"])
     if values["status"] != "running":
         explain.append(f"{values['status']} with exit code {values['exit_code']}")
     return Observation(values, details=details, explain="; ".join(explain) or None)
+
+
+def _logs(item: ContainerCheck, containers: list[Any], deadline: float) -> dict[str, Any] | str:
+    """``log_patterns`` counted over the last ``log_minutes`` of each container's logs, together
+    (evidence lines name the container); a string says why they could not all be read."""
+    since = int(time.time() - item.log_minutes * 60)
+    total = {p.regex: 0 for p in item.log_patterns}
+    by_container: dict[str, dict[str, int]] = {}
+    lines_found: dict[str, list[str]] = {p.regex: [] for p in item.log_patterns}
+    count = 0
+    for container in containers:
+        lines = _LogLines(container.logs(stdout=True, stderr=True, since=since, stream=True, follow=False), deadline)
+        matches, found = count_patterns(item.log_patterns, ((container.name, line) for line in lines), 20)
+        count += lines.count
+        if lines.timed_out:
+            return f"reading the logs of {container.name} took longer than {item.timeout:g}s ({count} lines read)"
+        by_container[container.name] = matches
+        for regex, n in matches.items():
+            total[regex] += n
+            lines_found[regex] = (lines_found[regex] + found[regex])[:20]
+    first = [line for hits in lines_found.values() for line in hits][:3]
+    return {"log_lines": count, "matches": total, "by_container": by_container, "lines": lines_found,
+            "first": ("first: " + " | ".join(first)) if first else None}
 
 
 class _LogLines:
@@ -239,7 +345,7 @@ class _LogLines:
             yield pending.decode("utf-8", errors="replace")
 
 
-def _project(item: ContainerCheck, containers: list[Any]) -> Observation:
+def _project(item: ContainerCheck, client: docker.DockerClient, containers: list[Any]) -> Observation:
     names = [container.labels.get(SERVICE, container.name) for container in containers]
     services = {}
     for service, container in zip(names, containers):
@@ -278,10 +384,37 @@ def _project(item: ContainerCheck, containers: list[Any]) -> Observation:
     if running and item.min_uptime is not None and values["min_uptime_s"] < item.min_uptime:
         shortest = min((s["uptime_s"], n) for n, s in services.items() if s["status"] == "running")
         explain.append(f"shortest uptime: {shortest[1]} ({shortest[0]:g}s)")
+    details: dict[str, Any] = {"services": services}
+    if item.wants_stats():
+        by_name = measure(item, client, containers)
+        keys = keys_of(services, containers)
+        values["stats"] = {keys[name]: used for name, used in by_name.items()}
+        for field in ("cpu_percent", "memory_percent", "memory_mb"):
+            limit = getattr(item, field)
+            readings = [(used[field], name) for name, used in values["stats"].items() if used[field] is not None]
+            values[f"max_{field}"] = max(readings)[0] if readings else None
+            over = sorted(readings, reverse=True)
+            if limit is not None and over and (limit.warn is not None and over[0][0] >= limit.warn
+                                               or limit.critical is not None and over[0][0] >= limit.critical):
+                explain.append(f"{field}: " + ", ".join(f"{name} {value:g}" for value, name in over[:5]))
+    if item.log_patterns:
+        logs = _logs(item, containers, time.monotonic() + item.timeout)
+        if isinstance(logs, str):
+            return Observation(values, details=details, error=f"compose project {item.compose_project}: {logs}")
+        values.update(log_lines=logs["log_lines"], matches=logs["matches"])
+        details.update(lines=logs["lines"], matches_by_service={keys_of(services, containers)[n]: m
+                                                                for n, m in logs["by_container"].items()})
+        if logs["first"]:
+            explain.append(logs["first"])
     if explain or not services:
         explain.append("services: " + (", ".join(f"{n}={s['status']}/{s['health']}" for n, s in sorted(services.items()))
                                        or "none"))
-    return Observation(values, details={"services": services}, explain="; ".join(explain) or None)
+    return Observation(values, details=details, explain="; ".join(explain) or None)
+
+
+def keys_of(services: dict[str, Any], containers: list[Any]) -> dict[str, str]:
+    """Container name -> its key in ``services`` (the service, or ``service (name)`` for replicas)."""
+    return {c.name: key for key, c in zip(services, containers)}
 
 
 def limits(item: ContainerCheck) -> list[Condition]:
@@ -303,6 +436,8 @@ def limits(item: ContainerCheck) -> list[Condition]:
             out.append(Condition.compare("max_restart_count", "<=", item.max_restarts))
         if item.min_uptime is not None:
             out.append(Condition.compare("min_uptime_s", ">=", item.min_uptime, label=f"every service up >= {item.min_uptime:g}s"))
+        out += _stats_limits(item, "max_", "every running service's ")
+        out += pattern_limits(item.log_patterns, f"last {item.log_minutes:g} min of the logs of every service")
         return out
     if item.running:
         out.append(Condition.compare("status", "==", "running"))
@@ -316,11 +451,24 @@ def limits(item: ContainerCheck) -> list[Condition]:
         out.append(Condition.compare("exec_exit_code", "==", item.exec_exit_code, label=f"{' '.join(item.exec)} exits {item.exec_exit_code}"))
         if item.exec_stdout_regex:
             out.append(Condition.compare("exec_stdout_regex_found", "==", True, label=f"{item.exec[0]} output matches /{item.exec_stdout_regex}/"))
+    out += _stats_limits(item, "", "")
     out += pattern_limits(item.log_patterns, f"last {item.log_minutes:g} min of logs")
     # one line names the container that broke the limit
     return [replace(c, label=f"container {item.container}: {c.label or c.expression}") for c in out]
 
 
+def _stats_limits(item: ContainerCheck, prefix: str, whose: str) -> list[Condition]:
+    """``cpu_percent < 90.0`` (a project: ``every running service's cpu_percent < 90.0``, held
+    to the highest reading)."""
+    out = []
+    for field in ("cpu_percent", "memory_percent", "memory_mb"):
+        limit = getattr(item, field)
+        if limit is not None:
+            out += [replace(c, label=f"{whose}{field} {c.op} {c.limit:g}") for c in limit.conditions(prefix + field)]
+    return out
+
+
 KIND = Kind(name="container", schema=ContainerCheck, observe=observe, limits=limits,
-            summary="containers through the Docker Engine API: running, healthy, restarts, uptime, a command inside, log lines",
+            summary="containers through the Docker Engine API: running, healthy, restarts, uptime, CPU and memory from its "
+                    "stats, a command inside, log lines (of one container or a whole compose project)",
             secret_fields=("engine",), host_level=False)
