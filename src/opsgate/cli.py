@@ -8,6 +8,8 @@
   checks (``--markdown [FILE]`` as Markdown)
 - ``opsgate demo``          run the embedded demo target in the foreground
 - ``opsgate backup NAME``   take a fresh backup of a ``backup`` item now (``--env ENV``)
+- ``opsgate triage --env ENV`` collect an incident triage into ``reports/incidents/<id>/``
+  (see :mod:`opsgate.triage`)
 - ``opsgate gate REPORT...`` decide a gate over reports: PASS 0, WARN 0 (1 if the gate
   says WARN blocks), FAIL 1, ERROR 2; ``--environment NAME`` makes a report of another
   environment ERROR; ``--nagios`` prints one plugin line and exits 0/1/2/3.
@@ -36,6 +38,7 @@ from . import __version__
 from . import severity as sev
 from .backups.cli import add_backup_parser
 from .discover import add_init_parser
+from .triage import add_triage_parser
 
 
 def _load_for_lint(args: argparse.Namespace):
@@ -311,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(broken_pipe_code=2)  # a gate cut short before its verdict is ERROR, never PASS
     add_init_parser(sub)
     add_backup_parser(sub)
+    add_triage_parser(sub)
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

@@ -19,9 +19,11 @@ True
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, ValidationInfo, create_model, field_validator
+
+from . import severity as sev
 
 # the building blocks first: a kind module may import them from here while the registry below imports it
 from .schema import (CADENCES, Cadences, CheckItem, DiskLimits, Duration, Interval, Limit, LogPattern, ProcessScope,
@@ -31,7 +33,7 @@ from .runbook import Runbook  # noqa: E402
 
 __all__ = ["CADENCES", "Cadences", "CheckItem", "DiskLimits", "Duration", "Interval", "Limit", "LogPattern",
            "ProcessScope", "Regex", "Retry", "SecretValue", "Severity", "Size", "Strict", "Window",
-           "KINDS", "Defaults", "EnvironmentSettings", "Environment"]
+           "KINDS", "Defaults", "TriageSettings", "EnvironmentSettings", "Environment"]
 
 #: kind name -> its schema (``KINDS["http"] is HttpCheck``), in registry order
 KINDS: dict[str, type[CheckItem]] = {name: kind.schema for name, kind in REGISTRY.items()}
@@ -54,6 +56,21 @@ class Defaults(Strict):
                                      "section sets none); default daily")
 
 
+class TriageSettings(Strict):
+    """Incident triage collected by a run itself (``opsgate triage``'s collection, into
+    ``reports/incidents/<id>/``) when a check of one of these severities fails."""
+
+    on_failure: list[Severity] = Field(["P0", "P1"], description="severities whose failure makes a run collect "
+                                                                  "a triage at its end")
+    timeout: Duration = Field(10.0, description="limit for each item's collection")
+
+    @field_validator("on_failure", mode="before")
+    @classmethod
+    def _severities(cls, value: Any, info: ValidationInfo) -> Any:
+        scale = (info.context or {}).get("severity_scale", "P0-P3")
+        return [sev.normalise(v, scale) for v in value] if isinstance(value, list) else value
+
+
 class EnvironmentSettings(Strict):
     """An environment's own settings, besides its checks (which :class:`Environment` adds, one
     list per registered kind)."""
@@ -67,6 +84,8 @@ class EnvironmentSettings(Strict):
         [], description="names of environment variables whose values are secret wherever they are substituted "
                         "(besides names with KEY, SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL, PRIVATE)")
     defaults: Defaults = Defaults()
+    triage: TriageSettings | None = Field(None, description="collect an incident triage when a run has a failure "
+                                          "of these severities: {on_failure: [P0, P1]}")
     runbook: Runbook | None = Field(None, description="the system's runbook steps, each traced to the checks "
                                     "encoding it or classified not automatable (opsgate list --runbook)")
 

@@ -93,6 +93,7 @@ class RunState:
     not_written: str | None = None  # why the report (or its started marker) could not be written
     checks_of_nodes: dict[str, str] = field(default_factory=dict)  # nodeid -> configured check name (this process)
     drill_records: list[Path] = field(default_factory=list)  # reports/drills/<environment>/*.md, *.html
+    incident: str | None = None  # the automatic incident triage's line for the summary (triage: on_failure)
     record: RunRecord | None = None  # the run's record, built once at the end of the run
     checked: Any = None  # the gate's view of the record (a gate.Report), built once
 
@@ -795,6 +796,10 @@ class RunRecorder:
                 not_written = REDACTOR.excerpt(f"the report could not be written to {state.reports_dir}: "
                                                f"{type(exc).__name__}: {exc}", 300)  # cut redaction-aware
         state.not_written = not_written
+        if state.report_path is not None and state.loaded.env.triage is not None:
+            from .triage import after_run  # a P0/P1 failure collects reports/incidents/<id>/ (never raises)
+
+            state.incident = after_run(state.loaded, plugin.report, state.reports_dir.parent)
         from .gate import Report, Verdict, evaluate
 
         # the record the report was written from, gated in memory: not read back from the document

@@ -311,7 +311,7 @@ def report_folder(root: Path, environment: str) -> Path:
 
 
 #: folders under the reports root that hold no environment's reports
-RESERVED = ("drills",)
+RESERVED = ("drills", "incidents")
 
 
 _TIMESTAMPED = re.compile(r"^(?P<cadence>.+)-(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d+))?\.json$")

@@ -62,6 +62,8 @@ def write_summary(terminal: Any, state: Any) -> None:
         partial = gate.reports[0].partial if gate.reports else None
         terminal.write_line(f"report: {state.report_path}" + (f" (partial run: {partial}; "
                             f"{state.cadence}-latest.json left as it was)" if partial else ""))
+    if getattr(state, "incident", None):
+        terminal.write_line(state.incident, yellow=True)
     for record in getattr(state, "drill_records", ()):
         if record.suffix == ".md":
             terminal.write_line(f"drill record: {record} (and .html)")

@@ -1,0 +1,139 @@
+"""Living Codex's example environment (config/examples/living-codex.yaml) against its stand-in.
+
+The stand-in (tests/support/standins/living_codex.py) is a real process on a free loopback port
+answering the playbook's endpoints, backed by a real PostgreSQL (``$CONNECTION_STRING``), with its
+``logs/server.log``; its install folder has a ``start-server.sh``. Healthy, the daily, weekly
+(the database's dump verified to L4) and quarterly (a DR drill from that dump) suites pass the
+gate; each playbook fault makes exactly its check fail (or warn) at the playbook's severity while
+every other check passes or is blocked by it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import make_project, run_pytest
+from tests.support.servers import APP_PASSWORD, PostgresServer
+from tests.support.standins.launcher import StandIn
+from tests.support.standins import living_codex
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "living-codex.yaml"
+ADMIN_PASSWORD = "postgres-admin"  # tests.support.servers' superuser password
+START_SERVER = '#!/bin/sh\n# the server reads its port from ASPNETCORE_URLS, as dotnet does\nexec "{python}" living_codex.py --dir . "$@"\n'
+
+
+class Codex:
+    """The stand-in, its database, its install folder and dumps, and the variables pointing the
+    example at them."""
+
+    def __init__(self, root: Path, pg: PostgresServer) -> None:
+        self.install = root / "living-codex"
+        self.install.mkdir()
+        shutil.copy(living_codex.__file__, self.install / "living_codex.py")
+        start = self.install / "start-server.sh"
+        start.write_text(START_SERVER.format(python=sys.executable))
+        start.chmod(0o755)
+        self.backups = root / "backups"
+        self.backups.mkdir()
+        os.chmod(self.backups, 0o755)
+        subprocess.run(["pg_dump", "-Fc", "-f", str(self.backups / "codex-20261130.dump"),
+                        "-d", f"host=127.0.0.1 port={pg.port} user=app dbname=app"],
+                       env=dict(os.environ, PGPASSWORD=APP_PASSWORD), check=True, timeout=60)
+        self.server = StandIn(self.install / "living_codex.py", self.install, env={"CONNECTION_STRING": pg.dsn()})
+        self.env = {
+            "CODEX_URL": self.server.url, "CODEX_PORT": str(self.server.port), "CODEX_HOME": str(self.install),
+            "CODEX_PROCESS": "living_codex[.]py", "CONNECTION_STRING": pg.dsn(),
+            "CODEX_STARTUP": "2s", "CODEX_WINDOW": "1.5s", "CODEX_INTERVAL": "0.25s", "CODEX_WATCH_INTERVAL": "0.25s",
+            "CODEX_BACKUPS": str(self.backups), "CODEX_INSTALL": str(self.install),
+            "CODEX_SCRATCH_DSN": pg.dsn(user="postgres", password=ADMIN_PASSWORD, db="postgres"),
+            "OPSGATE_SCRATCH_DIR": str(root / "scratch"),
+        }
+
+    def reset(self) -> None:
+        """Healthy again: restarted if a test crashed it, fault cleared (a fresh log)."""
+        if self.server.proc is None or self.server.proc.poll() is not None:
+            self.server.start()
+        self.server.fault("none")
+
+
+@pytest.fixture(scope="module")
+def codex(tmp_path_factory):
+    root = tmp_path_factory.mktemp("codex")
+    with PostgresServer() as pg:
+        stand_in = Codex(root, pg)
+        with stand_in.server:
+            yield stand_in
+
+
+@pytest.fixture
+def healthy(codex):
+    codex.reset()
+    return codex
+
+
+def run(codex: Codex, tmp_path: Path, cadence: str = "daily"):
+    project = make_project(tmp_path, EXAMPLE.read_text())
+    (project / "checks" / cadence).mkdir(exist_ok=True)
+    return run_pytest(project, "--gate", "daily", suite=f"checks/{cadence}", env=codex.env)
+
+
+def statuses(result) -> dict[str, dict]:
+    """check id -> its opsgate block."""
+    return {t["nodeid"].rsplit("[", 1)[1].rstrip("]"): t["metadata"]["opsgate"] for t in result.report()["tests"]}
+
+
+@pytest.mark.parametrize("cadence, checks", [
+    ("daily", 15), ("weekly", 1), ("quarterly", 1),
+])
+def test_healthy_codex_passes_every_suite(healthy, tmp_path, cadence, checks):
+    result = run(healthy, tmp_path, cadence)
+    assert result.returncode == 0, result.output
+    assert "verdict: PASS" in result.output
+    found = statuses(result)
+    assert len(found) == checks and {c["status"] for c in found.values()} == {"pass"}, found
+    assert APP_PASSWORD not in result.report_text and ADMIN_PASSWORD not in result.report_text
+    if cadence == "weekly":
+        assert found["codex-db"]["evidence"]["observed"]["level_reached"] == 4
+    if cadence == "quarterly":
+        assert found["codex-dr"]["evidence"]["observed"]["rto_target_s"] == 3600
+
+
+# fault -> the one check it breaks, that check's status and the playbook's severity, a cause in its message
+FAULTS = [
+    ("module-failed", "modules-loaded", "fail", "P3", "length(modules[?status != 'loaded']) == 0: observed 1"),
+    ("async-incomplete", "async-init", "fail", "P2", "moduleLoading.asyncInitializationComplete == true: observed false"),
+    ("heap-critical", "memory", "fail", "P1", "memoryUsage.heapSizeMB < 2000: observed 2100"),
+    ("heap-warning", "memory", "warn", "P1", "memoryUsage.heapSizeMB < 1500: observed 1600"),
+    ("slow", "request-latency", "fail", "P2", "1.4"),
+    ("unstable", "stable-after-fix", "fail", "P2", "degraded"),
+    ("memory-leak", "memory-leaks", "fail", "P2", "length(memoryLeaks) == 0: observed 1"),
+    ("log-errors", "server-log-errors", "fail", "P2", "NullReferenceException"),
+    ("pipeline-down", "ai-pipeline", "fail", "P3", "metrics != null"),
+    ("crash", "dotnet-running", "fail", "P1", "living_codex[.]py"),
+]
+
+
+@pytest.mark.parametrize("fault, failing, status, severity, cause", FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_playbook_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, severity, cause):
+    if fault == "crash":
+        healthy.server.crash()
+    else:
+        healthy.server.fault(fault, after_s=0.5)
+    result = run(healthy, tmp_path)
+    found = statuses(result)
+    assert found[failing]["status"] == status, result.output
+    assert found[failing]["severity_label"] == severity
+    assert cause in found[failing]["message"], found[failing]["message"]
+    others = {name: c["status"] for name, c in found.items() if name != failing}
+    assert set(others.values()) <= {"pass", "blocked"}, others
+    # the daily gate: the playbook's P1/P2 block, P3 (and any warning) only warns
+    verdict = "FAIL" if status == "fail" and severity in ("P1", "P2") else "WARN"
+    assert f"verdict: {verdict}" in result.output, result.output
+    assert result.returncode == (1 if verdict == "FAIL" else 0)
+    assert APP_PASSWORD not in result.output and APP_PASSWORD not in result.report_text

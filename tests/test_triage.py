@@ -1,0 +1,166 @@
+"""Incident triage (``opsgate triage``, and a daily run's own after a P0/P1 failure) against real
+targets: a loopback HTTP server answering degraded, a listener that never answers, a real log
+file with a planted password, a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.support.http_target import HangingTarget, HttpTarget
+from tests.support.project import make_project, run_pytest
+
+PLANTED = "Tq8-planted-Pw4z"  # a DB_PASSWORD: registered as secret by its name
+
+
+def triage(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+    environ["DB_PASSWORD"] = PLANTED
+    return subprocess.run([sys.executable, "-m", "opsgate.cli", "triage", "--env", "env.yaml", *args],
+                          cwd=project, env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _env(url: str, marker: str, extra: str = "") -> str:
+    return f"""
+name: shop
+{extra}
+http:
+  - name: api-health
+    severity: P0
+    url: {url}/degraded
+    expect: ["status == 'healthy'"]
+    remedy: "./restart_api.sh - runbook: API Unhealthy"
+log:
+  - {{name: app-log, path: app.log, last_lines: 100, patterns: [{{regex: CRITICAL}}]}}
+process:
+  - {{name: worker, cmdline: "{marker}", min_count: 1}}
+"""
+
+
+@pytest.fixture
+def worker():
+    marker = f"opsgate-triage-worker-{uuid.uuid4().hex[:12]}"
+    proc = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(120)", marker])
+    yield marker, proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _log(project: Path) -> None:
+    (project / "app.log").write_text(
+        f"{_now()} INFO started\n"
+        f"{_now()} ERROR db connect failed for app with password={PLANTED}\n"
+        f"{_now()} WARNING retrying with {PLANTED} as the key\n"
+        f"{_now()} INFO done\n")
+
+
+def test_triage_collects_the_runbooks_evidence_and_a_review_skeleton(tmp_path, worker):
+    marker, pid = worker
+    with HttpTarget() as target:
+        project = make_project(tmp_path, _env(target.url, marker))
+        _log(project)
+        daily = run_pytest(project, env={"DB_PASSWORD": PLANTED})  # the latest daily report: the timeline's source
+        assert daily.returncode == 1, daily.output
+        done = triage(project, "--id", "inc-42")
+    assert done.returncode == 0, done.stderr
+    folder = project / "reports" / "incidents" / "inc-42"
+    assert f"{folder}/" in done.stdout and "failing or warning now: P0 api-health" in done.stdout
+    files = {p.name for p in folder.iterdir()}
+    assert {"http-api-health.json", "log-app-log.json", "process-worker.json", "host-this-host.json",
+            "summary.md", "review.md"} <= files
+
+    http = json.loads((folder / "http-api-health.json").read_text())
+    assert http["status_now"] == "fail" and http["response"]["status"] == "degraded"  # the health JSON itself
+    assert http["remedy"] == "./restart_api.sh - runbook: API Unhealthy"
+
+    log = json.loads((folder / "log-app-log.json").read_text())
+    tail = log["tail"]["lines"]
+    assert len(tail) == 4 and tail[0].endswith("INFO started")
+    assert any("password=***" in line for line in tail) and any("retrying with *** as the key" in line for line in tail)
+    assert log["errors_last_10_min"]["counts"]["error|exception|critical|fatal"] == 1
+
+    process = json.loads((folder / "process-worker.json").read_text())
+    assert process["status_now"] == "pass"
+    assert [row["pid"] for row in process["details"]["processes"]] == [pid]
+
+    host = json.loads((folder / "host-this-host.json").read_text())
+    assert {"cpu_percent", "memory_percent", "disks"} <= set(host["observed"])
+
+    review = (folder / "review.md").read_text()
+    timeline = review.split("## Timeline", 1)[1].split("## Evidence", 1)[0]
+    assert "P0 FAIL test_http[api-health]" in timeline  # from the daily report, when it ran
+    assert "daily run started" in timeline and "P0 FAIL now: http api-health" in timeline
+    assert "**Severity:** P0" in review and "./restart_api.sh - runbook: API Unhealthy" in review
+    assert "| [HH:MM] | Service restored | | |" in review
+    for path in folder.iterdir():
+        assert PLANTED not in path.read_text(), path.name
+
+
+def test_a_hanging_target_costs_its_timeout_only(tmp_path, worker):
+    marker, _ = worker
+    with HttpTarget() as healthy, HangingTarget() as hanging:
+        stuck = f"  - {{name: stuck, url: '{hanging.url}/health', timeout: 60}}\nlog:\n"
+        project = make_project(tmp_path, _env(healthy.url, marker).replace("log:\n", stuck, 1))
+        _log(project)
+        done = triage(project, "--id", "hang", "--timeout", "2", timeout=50)
+    assert done.returncode == 0, done.stderr
+    folder = project / "reports" / "incidents" / "hang"
+    stuck = json.loads((folder / "http-stuck.json").read_text())
+    assert stuck["status_now"] == "fail" and "2s" in stuck["message"], stuck["message"]
+    assert stuck["duration_s"] < 60  # bounded by triage's timeout, not the item's own 60 s
+    api = json.loads((folder / "http-api-health.json").read_text())
+    assert api["response"]["status"] == "degraded"  # the others were collected meanwhile
+
+
+def test_triage_refuses_to_overwrite_an_incident_and_a_bad_id(tmp_path, worker):
+    marker, _ = worker
+    with HttpTarget() as target:
+        project = make_project(tmp_path, _env(target.url, marker))
+        _log(project)
+        assert triage(project, "--id", "once").returncode == 0
+        again = triage(project, "--id", "once")
+        bad = triage(project, "--id", "..")
+    assert again.returncode == 2 and "never overwritten" in again.stderr
+    assert bad.returncode == 2 and "incident id" in bad.stderr
+
+
+AUTO = "triage: {on_failure: [P0, P1], timeout: 5s}"
+
+
+def test_a_daily_run_with_a_p0_failure_collects_a_triage_and_names_it(tmp_path, worker):
+    marker, _ = worker
+    with HttpTarget() as target:
+        project = make_project(tmp_path, _env(target.url, marker, AUTO))
+        _log(project)
+        result = run_pytest(project, env={"DB_PASSWORD": PLANTED})
+    assert result.returncode == 1, result.output
+    incidents = list((project / "reports" / "incidents").iterdir())
+    assert len(incidents) == 1 and incidents[0].name.startswith("shop-")
+    summary = result.output.split("opsgate summary", 1)[1]
+    assert f"incident triage: {incidents[0]}/" in summary and "collected after: P0 api-health" in summary
+    review = (incidents[0] / "review.md").read_text()
+    assert "P0 FAIL test_http[api-health]" in review  # this run's own report is the latest daily
+    assert PLANTED not in result.output
+
+
+def test_no_triage_when_only_a_p2_check_fails(tmp_path, worker):
+    marker, _ = worker
+    with HttpTarget() as target:
+        env = _env(target.url, marker, AUTO).replace("severity: P0", "severity: P2")
+        project = make_project(tmp_path, env)
+        _log(project)
+        result = run_pytest(project, env={"DB_PASSWORD": PLANTED})
+    assert "test_http[api-health]" in result.output and result.report()["opsgate"]["counts"]["fail"] == 1
+    assert not (project / "reports" / "incidents").exists()
+    assert "incident triage" not in result.output
