@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.runner import check_interactive_exception, get_reraise_exceptions
 
 from . import envfile, severity as sev
 from .demo.plugin import DemoPlugin
@@ -451,6 +452,43 @@ class CheckRun:
             state.progress = _progress(session.config, state.engine)
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """A configured check's slim protocol: it has no fixtures and prints nothing, so its
+        setup, call and teardown run without the per-phase capture, logging and timeout
+        wrappers (~0.3 ms per check); every report hook still runs (makereport, so
+        pytest-json-report's entry and opsgate's metadata; logreport, so -x/--maxfail, the
+        terminal and pytest-xdist's worker see it). Anything else takes pytest's own protocol:
+        hand-written tests, a check given skip/xfail marks, --setup-show/--setup-only, and a
+        run where a plugin or conftest not known here implements a phase hook."""
+        if type(item) is not ConfiguredCheck or not self._slim_protocol(item):
+            return None
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        item._json_report_extra = {"setup": {}, "call": {}, "teardown": {}}  # what json-report's phase wrappers set
+        session = item.session
+        reraise = get_reraise_exceptions(item.config)
+        if _phase(item, "setup", lambda: session._setupstate.setup(item), reraise).passed:
+            _phase(item, "call", item.runtest, reraise)
+        if session.shouldfail or session.shouldstop:
+            nextitem = None  # tear everything down, as pytest's protocol does
+        _phase(item, "teardown", lambda: session._setupstate.teardown_exact(nextitem), reraise)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    _slim: bool | None = None
+
+    def _slim_protocol(self, item: pytest.Item) -> bool:
+        if self._slim is None:
+            config = item.config
+            hook = config.pluginmanager.hook
+            impls = [*hook.pytest_runtest_setup.get_hookimpls(), *hook.pytest_runtest_call.get_hookimpls(),
+                     *hook.pytest_runtest_teardown.get_hookimpls()]
+            self._slim = not any(config.getoption(o, False) for o in ("setupshow", "setuponly", "setupplan")) and \
+                all(i.plugin_name in SLIM_PHASE_PLUGINS or type(i.plugin).__module__ == "pytest_jsonreport.plugin"
+                    for i in impls)
+        return self._slim and not any(m.name in ("skip", "skipif", "xfail") for m in item.iter_markers())
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         """``@pytest.mark.depends_on("db-port", "test_schema")``: a hand-written check runs only when
         those checks (configured ones by name, hand-written ones by test name) passed; otherwise it
@@ -505,6 +543,25 @@ class CheckRun:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.state.close()
+
+
+#: plugins whose setup/call/teardown hooks a configured check can do without: pytest's capture,
+#: logging, skip marks (items with such marks take the full protocol), unraisable and thread
+#: exception hooks, pytest-timeout's per-call timer (its per-test timer stays), hypothesis,
+#: pytest-json-report's log capture, and opsgate's own depends_on (for hand-written tests)
+SLIM_PHASE_PLUGINS = frozenset({"runner", "capturemanager", "logging-plugin", "skipping", "threadexception",
+                                "unraisableexception", "timeout", "hypothesispytest", "opsgate-run"})
+
+
+def _phase(item: pytest.Item, when: str, run: Any, reraise: tuple) -> pytest.TestReport:
+    """One phase of the slim protocol, reported as pytest's ``call_and_report`` does."""
+    call = pytest.CallInfo.from_call(run, when=when, reraise=reraise)
+    ihook = item.ihook
+    report = ihook.pytest_runtest_makereport(item=item, call=call)
+    ihook.pytest_runtest_logreport(report=report)
+    if check_interactive_exception(call, report):
+        ihook.pytest_exception_interact(node=item, call=call, report=report)
+    return report
 
 
 def _print_plans(session: pytest.Session, checks) -> None:
