@@ -323,18 +323,19 @@ def test_body_not_regex_fails_when_present(target, tmp_path):
 
 
 def test_configured_headers_are_sent(target, tmp_path):
-    """Runbook: calls carry the probe header the upstream expects."""
+    """Runbook: calls carry the probe header the upstream expects (the echo's body key ``headers``
+    is read as ``@.headers``: a condition starting with ``headers.`` reads the response's headers)."""
     result = check(tmp_path, url=target.url + "/echo", headers={"X-Probe": "yes"},
-                   expect=["headers.\"x-probe\" == 'yes'"])
+                   expect=["@.headers.\"x-probe\" == 'yes'"])
     assert result.status == "pass", result.message
-    without = check(tmp_path, url=target.url + "/echo", expect=["headers.\"x-probe\" == 'yes'"])
+    without = check(tmp_path, url=target.url + "/echo", expect=["@.headers.\"x-probe\" == 'yes'"])
     assert without.status == "fail"
     assert "x-probe" in without.message and "missing" in without.message
 
 
 def test_method_and_body_are_sent(target, tmp_path):
     result = check(tmp_path, url=target.url + "/echo", method="POST", body='{"q": 1}',
-                   expect=["method == 'POST'", "headers.\"content-length\" == '8'"])
+                   expect=["method == 'POST'", "@.headers.\"content-length\" == '8'"])
     assert result.status == "pass", result.message
 
 
@@ -343,3 +344,140 @@ def test_connection_refused_is_named(tmp_path):
     result = check(tmp_path, url=f"http://127.0.0.1:{free_port()}/health", timeout=2)
     assert result.status == "fail"
     assert "connection refused" in result.message
+
+
+# --- a JSON request body, response headers in conditions, the whole-reply budget ---------------
+
+class ChatTarget:
+    """A chat service on loopback as the runbooks call it (`curl -X POST /simple-chat -H
+    "Content-Type: application/json" -d '{"message": ...}'`): it answers only JSON requests,
+    echoes what it was sent under ``received``, and says CORS on /cors only.
+    Routes: POST /simple-chat (message "silence" gets an empty response), GET /cors, GET /page."""
+
+    def __enter__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, payload, ctype="application/json", extra=None):
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": ctype, "Content-Length": len(body), **(extra or {})}.items():
+                    self.send_header(name, str(value))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Type") != "application/json":
+                    return self.reply(415, {"error": f"expected application/json, got {self.headers.get('Content-Type')}"})
+                sent = json.loads(raw)
+                answer = "" if sent.get("message") == "silence" else f"Hello! You said: {sent.get('message')}"
+                self.reply(200, {"response": answer, "model": "tinyllama", "received": sent})
+
+            def do_GET(self):  # noqa: N802
+                if self.path == "/cors":
+                    return self.reply(200, {"status": "ok"}, extra={"Access-Control-Allow-Origin": "*",
+                                                                    "Set-Cookie": "session=cookie-secret-0042"})
+                if self.path == "/page":
+                    return self.reply(200, b"<html>ok</html>", "text/html; charset=utf-8")
+                self.reply(200, {"status": "ok"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def chat():
+    with ChatTarget() as t:
+        yield t
+
+
+def test_post_with_a_json_body_and_conditions_on_the_reply(chat, tmp_path):
+    """Runbook (Jarvis): POST /simple-chat {"message": "Hello, system test"} | jq '.response'."""
+    result = check(tmp_path, url=chat.url + "/simple-chat", method="POST", json={"message": "Hello, system test"},
+                   expect=["length(response) > 0", "received.message == 'Hello, system test'"],
+                   max_latency_ms=5000)
+    assert result.status == "pass", result.message
+
+
+@pytest.mark.negative("http")
+def test_chat_reply_without_an_answer_fails(chat, tmp_path):
+    """Runbook (Jarvis): the chat request returns no answer."""
+    result = check(tmp_path, url=chat.url + "/simple-chat", method="POST", json={"message": "silence"},
+                   expect=["length(response) > 0"])
+    assert result.status == "fail"
+    assert result.message.startswith("length(response) > 0: observed 0")
+
+
+@pytest.mark.negative("http")
+def test_json_body_sent_with_another_content_type_is_refused_by_the_service(chat, tmp_path):
+    """Content-Type is application/json unless the headers say otherwise: then the service's 415 shows."""
+    result = check(tmp_path, url=chat.url + "/simple-chat", method="POST", json={"message": "hi"},
+                   headers={"content-type": "text/plain"})
+    assert result.status == "fail"
+    assert "HTTP status == 200: observed 415" in result.message and "expected application/json" in result.message
+
+
+def test_a_json_body_needs_a_method_that_sends_one():
+    with pytest.raises(ValueError, match="a json body needs method POST, PUT, PATCH or DELETE, seen GET"):
+        HttpCheck(name="x", url="http://h/", json={"a": 1})
+    with pytest.raises(ValueError, match="expected json or body, not both"):
+        HttpCheck(name="x", url="http://h/", method="POST", json={"a": 1}, body="{}")
+
+
+def test_cors_header_condition_passes_and_secret_headers_stay_out_of_outputs(chat, tmp_path):
+    """Runbook (Aura): check CORS settings."""
+    from opsgate.redact import sink
+
+    result = check(tmp_path, url=chat.url + "/cors", expect=["headers.\"access-control-allow-origin\" == '*'",
+                                                              "status == 'ok'"])
+    assert result.status == "pass", result.message
+    headers = result.evidence["observed"]["headers"]
+    assert headers["access-control-allow-origin"] == "*" and headers["content-type"] == "application/json"
+    assert "cookie-secret-0042" not in json.dumps(sink(result.to_json()))
+
+
+@pytest.mark.negative("http")
+def test_missing_cors_header_fails_naming_it(chat, tmp_path):
+    result = check(tmp_path, url=chat.url + "/health", expect=["headers.\"access-control-allow-origin\" == '*'"])
+    assert result.status == "fail"
+    assert result.message.startswith("headers.\"access-control-allow-origin\" == '*': observed missing (null)")
+
+
+@pytest.mark.negative("http")
+def test_wrong_content_type_fails_and_a_header_condition_needs_no_json_body(chat, tmp_path):
+    """An HTML page where JSON was expected: the header condition says so (the body is not parsed
+    for it); warn conditions read headers too."""
+    result = check(tmp_path, url=chat.url + "/page", expect=["headers.\"content-type\" == 'application/json'"])
+    assert result.status == "fail"
+    assert result.message.startswith("headers.\"content-type\" == 'application/json': observed "
+                                     "\"text/html; charset=utf-8\"")
+    result = check(tmp_path, url=chat.url + "/page", warn=["headers.\"content-type\" == 'application/json'"])
+    assert result.status == "warn"
+
+
+@pytest.mark.negative("http")
+def test_max_latency_ms_holds_the_whole_reply_not_just_its_headers(tmp_path):
+    """Headers at once, the body 600 ms later: the budget counts until the body's last byte."""
+    def late_body(conn, stop):
+        body = b'{"status": "healthy"}'
+        conn.sendall(_head(len(body)))
+        stop.wait(0.6)
+        conn.sendall(body)
+
+    with RawTarget(late_body) as target:
+        result = check(tmp_path, url=target.url, max_latency_ms=300, expect=["status == 'healthy'"])
+    assert result.status == "fail"
+    assert "elapsed_ms <= 300" in result.message
+    assert result.evidence["observed"]["elapsed_ms"] >= 600

@@ -1,4 +1,11 @@
-"""``http``: one HTTP(S) exchange; status, latency, JSON body conditions, body regex, certificate expiry.
+"""``http``: one HTTP(S) exchange; status, latency, JSON body conditions, response headers, body regex,
+certificate expiry.
+
+Response headers are in the values as ``headers`` (names lower-cased, repeated headers joined
+with ``, ``); ``expect``/``warn`` conditions that start with ``headers.`` read them rather than the
+body: ``headers."access-control-allow-origin" == '*'`` (quote names with dashes; a body key named
+``headers`` is read as ``@.headers``). A secret-looking
+header's value (``set-cookie``) is registered as a secret, so outputs mask it.
 
 The exchange itself - one deadline for all of it, redirects that never carry a secret to
 another origin, a body read in bounded memory and decoded in its charset - is
@@ -11,31 +18,39 @@ another origin, a body read in bounded memory and decoded in its charset - is
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..conditions import Condition
 from ..kinds import Kind
-from ..redact import REDACTOR
+from ..redact import REDACTOR, is_secret_name
 from ..results import NO_DOCUMENT, Observation
 from ..schema import CheckItem, Regex, SecretValue, Size
 
 
 class HttpCheck(CheckItem):
-    """An HTTP(S) request: status, latency, JSON body conditions, body regex, certificate expiry."""
+    """An HTTP(S) request: status, latency, JSON body conditions, response headers, body regex,
+    certificate expiry; a JSON request body for POST/PUT (``json:``) for the runbooks' chat and
+    generate requests. ``expect``/``warn`` read the JSON reply, except conditions starting with
+    ``headers.``, which read the response headers (names lower-cased; ``@.headers`` is a body key)."""
 
     kind: ClassVar[str] = "http"
     url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str | SecretValue] = {}
     body: str | None = None
+    json_body: Any = Field(None, alias="json", description="a JSON request body (POST, PUT, PATCH, DELETE): sent "
+                                                           "serialised, with Content-Type: application/json unless "
+                                                           "headers set one")
     status: int | list[int] = 200
-    max_latency_ms: float | None = None
-    warn_latency_ms: float | None = None
+    max_latency_ms: float | None = Field(None, description="budget for the whole reply in ms: connecting, TLS, the "
+                                                           "request, every redirect and the body read to its end")
+    warn_latency_ms: float | None = Field(None, description="whole-reply time in ms above which it warns")
     body_regex: Regex | None = None
     body_not_regex: Regex | None = None
     tls_verify: bool | str = Field(True, description="false, true, or a CA bundle path")
@@ -45,8 +60,38 @@ class HttpCheck(CheckItem):
     max_redirects: int = Field(10, ge=0)
     max_body_bytes: Size = 1024 * 1024
 
+    @model_validator(mode="after")
+    def _one_body(self) -> "HttpCheck":
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("expected json or body, not both")
+        if self.json_body is not None and self.method in ("GET", "HEAD", "OPTIONS"):
+            raise ValueError(f"a json body needs method POST, PUT, PATCH or DELETE, seen {self.method}")
+        return self
+
     def header_values(self) -> dict[str, str]:
-        return {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.headers.items()}
+        sent = {k: (v.value if isinstance(v, SecretValue) else v) for k, v in self.headers.items()}
+        if self.json_body is not None and not any(k.lower() == "content-type" for k in sent):
+            sent = {"Content-Type": "application/json", **sent}
+        return sent
+
+    def request_body(self) -> str | None:
+        return json.dumps(self.json_body) if self.json_body is not None else self.body
+
+    def conditions(self) -> list[Condition]:
+        """The conditions on the reply's body; those on its headers are limits (they read ``values``)."""
+        return [c for c in super().conditions() if not on_headers(c.expression)]
+
+    def header_conditions(self) -> list[Condition]:
+        return [c for c in super().conditions() if on_headers(c.expression)]
+
+
+def on_headers(expression: str) -> bool:
+    """Whether a condition reads the response headers rather than the body.
+
+    >>> on_headers("headers.vary == 'Origin'"), on_headers("status == 'ok'")
+    (True, False)
+    """
+    return re.match(r"\s*headers\s*[.\[]", expression) is not None
 
 
 def observe(item: HttpCheck, ctx) -> Observation:
@@ -59,7 +104,8 @@ def observe(item: HttpCheck, ctx) -> Observation:
     marked = {k for k, v in item.headers.items() if isinstance(v, SecretValue)}
     started = time.perf_counter()
     try:
-        answer = client.exchange(item.method, item.url, item.timeout, headers=item.header_values(), body=item.body,
+        answer = client.exchange(item.method, item.url, item.timeout, headers=item.header_values(),
+                                 body=item.request_body(),
                                  verify=verify, max_bytes=item.max_body_bytes, follow_redirects=item.follow_redirects,
                                  max_redirects=item.max_redirects, secret_headers=marked)
     except client.TooLarge:
@@ -68,12 +114,15 @@ def observe(item: HttpCheck, ctx) -> Observation:
         if exc.cert_days_left is not None:
             values["cert_days_left"] = exc.cert_days_left
         return Observation(values, error=f"{shown}: {exc}")
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+    headers = response_headers(answer.headers)
     values.update(
         status_code=answer.status,
-        elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+        elapsed_ms=elapsed_ms,
         body_bytes=len(answer.body),
-        content_type=answer.headers.get("Content-Type", ""),
+        content_type=headers.get("content-type", ""),
         redirects=answer.redirects,
+        headers=headers,
     )
     if answer.redirects:
         values["final_url"] = answer.url
@@ -85,7 +134,7 @@ def observe(item: HttpCheck, ctx) -> Observation:
                 client.cert_days_left(urlsplit(item.url).hostname, urlsplit(item.url).port or 443, item.timeout)
         except (OSError, ValueError) as exc:
             values["cert_error"] = str(exc)
-    needs_text = bool(item.body_regex or item.body_not_regex or item.expect or item.warn)
+    needs_text = bool(item.body_regex or item.body_not_regex or item.conditions())
     try:
         text = client.body_text(answer.body, values["content_type"])
     except client.Failed as exc:
@@ -101,7 +150,7 @@ def observe(item: HttpCheck, ctx) -> Observation:
     if item.body_not_regex:
         values["body_not_regex_found"] = bool(re.search(item.body_not_regex, text))
     document = NO_DOCUMENT
-    if item.expect or item.warn:
+    if item.conditions():
         try:
             document = client.body_json(text)
         except client.Failed as exc:
@@ -109,6 +158,22 @@ def observe(item: HttpCheck, ctx) -> Observation:
                                details={"body_excerpt": excerpt})
     return Observation(values, document=document, details={"body_excerpt": excerpt},
                        explain=f"body: {REDACTOR.excerpt(excerpt, 120)}")
+
+
+def response_headers(received: dict) -> dict[str, str]:
+    """The reply's headers by lower-cased name; a secret-looking one's value is registered as a
+    secret (every output masks it) - conditions still read it whole.
+
+    >>> response_headers({"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"})
+    {'content-type': 'application/json', 'access-control-allow-origin': '*'}
+    """
+    out = {}
+    for name, value in received.items():
+        key = str(name).lower()
+        out[key] = f"{out[key]}, {value}" if key in out else str(value)
+        if is_secret_name(key):
+            REDACTOR.add(out[key])
+    return out
 
 
 def limits(item: HttpCheck) -> list[Condition]:
@@ -128,11 +193,12 @@ def limits(item: HttpCheck) -> list[Condition]:
     if item.cert_warn_days is not None:
         out.append(Condition.compare("cert_days_left", ">=", item.cert_warn_days, "warn",
                                      label=f"certificate days left >= {item.cert_warn_days:g}"))
-    return out
+    return out + item.header_conditions()
 
 
 KIND = Kind(name="http", schema=HttpCheck, observe=observe, limits=limits,
-            summary="an HTTP(S) request: status, latency, body regex, JSON body conditions, certificate days left",
+            summary="an HTTP(S) request (a JSON body for POST/PUT too): status, whole-reply latency, body regex, JSON "
+                    "body conditions, response headers, certificate days left",
             secret_fields=("headers", "url"), host_level=False)
 
 
