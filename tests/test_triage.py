@@ -164,3 +164,24 @@ def test_no_triage_when_only_a_p2_check_fails(tmp_path, worker):
     assert "test_http[api-health]" in result.output and result.report()["opsgate"]["counts"]["fail"] == 1
     assert not (project / "reports" / "incidents").exists()
     assert "incident triage" not in result.output
+
+
+def test_every_example_item_can_be_collected_as_triage_derives_it():
+    """Triage re-validates each item with its changes (no retry/window, its timeout, the log's
+    tail and error windows): every collected kind's item of the shipped examples survives that."""
+    import time
+
+    from opsgate import envfile, triage as t
+
+    deadline = time.monotonic() + 5
+    examples = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
+    seen = 0
+    for path in examples:
+        env = envfile.load(path, allow_unset=True).env
+        for item in t._items(env):
+            t._bounded(item, deadline)
+            if item.kind == "log":
+                t._bounded(item, deadline, last_lines=10, last_minutes=None, require=[], timestamp_format=None,
+                           timestamp_regex=None, patterns=[{"regex": "", "max": 10}], max_evidence_lines=10)
+            seen += 1
+    assert seen > len(examples)

@@ -120,7 +120,7 @@ def _bounded(item: Any, deadline: float, **changes: Any) -> Any:
     """The item as triage runs it: one attempt within what is left until ``deadline`` (its own
     timeout if lower), no retry or window. Validated again, so a derived item is as sound as
     one from a file."""
-    data = item.model_dump(exclude_unset=False)
+    data = item.model_dump(by_alias=True)  # validated again by alias (an http item's json:)
     left = max(0.5, math.ceil((deadline - time.monotonic()) * 10) / 10)  # 2s, not 1.99996s, in messages
     data.update(retry=None, window=None, timeout=min(item.timeout, left), **changes)
     return type(item).model_validate(data)
