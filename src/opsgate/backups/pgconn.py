@@ -23,10 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
+from ..lazy import lazy
 from ..redact import REDACTOR
+
+psycopg = lazy("psycopg")  # imported when a PostgreSQL backup is verified, not with the schema
+_conninfo = lazy("psycopg.conninfo")
 
 DEFAULT_PORT = 5432
 _LOCAL = {"", "localhost", "127.0.0.1", "::1", "0.0.0.0"}
@@ -45,7 +46,7 @@ class PgTarget:
         """A ``postgresql://`` URL or a ``key=value`` conninfo; the password is registered
         with the redactor."""
         try:
-            params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+            params = {k: str(v) for k, v in _conninfo.conninfo_to_dict(dsn).items() if v is not None}
         except psycopg.ProgrammingError as exc:
             raise ValueError(f"not a PostgreSQL DSN: {REDACTOR.excerpt(str(exc), 120)}") from None
         password = params.pop("password", None)
@@ -83,7 +84,7 @@ class PgTarget:
 
     def conninfo(self) -> str:
         """libpq conninfo without the password: safe in argv."""
-        return make_conninfo(**dict(self.params))
+        return _conninfo.make_conninfo(**dict(self.params))
 
     def tool_env(self) -> dict[str, str]:
         """What a libpq tool needs in its environment: the password."""

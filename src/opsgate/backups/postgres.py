@@ -57,17 +57,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
-from psycopg import sql
 from pydantic import Field
 
 from ..conditions import Condition
+from ..lazy import lazy
 from ..schema import Strict
 from ..redact import REDACTOR
 from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
 from .pgconn import PgTarget, cause, pg_bin
 from .scratch_server import landing
 from .tolerance import TOLERANCE, Tolerance, counted
+
+psycopg = lazy("psycopg")  # imported when a PostgreSQL backup is verified, not with the schema
+sql = lazy("psycopg.sql")
 
 SCRATCH_PREFIX = "opsgate_scratch_"
 TRAILERS = (b"-- PostgreSQL database dump complete", b"-- PostgreSQL database cluster dump complete")

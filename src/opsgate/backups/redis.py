@@ -49,11 +49,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from pydantic import Field
 
+from ..lazy import lazy
 from ..schema import Strict
 from ..redact import REDACTOR
 from .base import Outcome, RecoveryPoint, Scratch, describe_failure, run_bounded
@@ -64,7 +62,15 @@ STOP_GRACE_S = 5.0
 SCAN_LIMIT = 200_000  # keys the sample is drawn from (beyond that, SCAN order - per server - decides which)
 MAX_VALUE_BYTES = 1 << 20  # compare_values skips bigger strings and hashes
 _LOCAL = {"localhost", "127.0.0.1", "::1"}
-_NO_RETRY = Retry(NoBackoff(), 0)  # one timeout is the answer: redis-py's default retries would triple it
+redis = lazy("redis")  # imported when a Redis backup is verified, not with the schema
+
+
+def _no_retry() -> Any:
+    """One timeout is the answer: redis-py's default retries would triple it."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
 
 
 class Options(Strict):
@@ -111,7 +117,7 @@ class LiveRedis:
     def client(self, timeout: float) -> redis.Redis:
         timeout = max(0.5, min(timeout, 30))
         return redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                    retry=_NO_RETRY, client_name="opsgate-backup")
+                                    retry=_no_retry(), client_name="opsgate-backup")
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ class RestoredRedis:
     def client(self, timeout: float) -> redis.Redis:
         timeout = max(0.5, min(timeout, 30))
         return redis.Redis(host="127.0.0.1", port=self.port, db=self.db, password=self.password,
-                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=_NO_RETRY)
+                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=_no_retry())
 
 
 def _point_path(point: RecoveryPoint) -> Path:

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .server import FAULTS
 
 
 class DemoError(RuntimeError):
@@ -39,6 +38,8 @@ class DemoProcess:
     @classmethod
     def start(cls, fault: str | None = None, timeout: float = 15.0) -> "DemoProcess":
         """Start the demo on a free loopback port and wait until it listens."""
+        from .server import FAULTS  # the server's imports (psutil, requests) are paid by demo runs only
+
         fault = fault if fault is not None else (os.environ.get("OPSGATE_DEMO_FAULT") or "none")
         if fault not in FAULTS:
             raise DemoError(f"OPSGATE_DEMO_FAULT: expected one of {', '.join(FAULTS)}, seen {fault!r}")
