@@ -185,3 +185,22 @@ def test_every_example_item_can_be_collected_as_triage_derives_it():
                            timestamp_regex=None, patterns=[{"regex": "", "max": 10}], max_evidence_lines=10)
             seen += 1
     assert seen > len(examples)
+
+
+def test_triage_records_a_cache_status_and_never_its_password(tmp_path):
+    from tests.support.servers import RedisServer
+
+    password = "Rd5-cache-secret-Kw2"
+    with RedisServer(tmp_path, password=password) as server:
+        project = make_project(tmp_path, "name: cache\nredis:\n  - {name: cache, severity: P1, url: '${REDIS_URL}'}\n")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+        environ["REDIS_URL"] = server.url()
+        done = subprocess.run([sys.executable, "-m", "opsgate.cli", "triage", "--env", "env.yaml", "--id", "c"],
+                              cwd=project, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    folder = project / "reports" / "incidents" / "c"
+    cache = json.loads((folder / "redis-cache.json").read_text())
+    assert cache["status_now"] == "pass" and cache["observed"]["role"] == "master"
+    assert {"connected_replicas", "memory_percent", "last_save_age_s"} <= set(cache["observed"])
+    for path in folder.iterdir():
+        assert password not in path.read_text(), path.name
