@@ -204,3 +204,15 @@ def test_triage_records_a_cache_status_and_never_its_password(tmp_path):
     assert {"connected_replicas", "memory_percent", "last_save_age_s"} <= set(cache["observed"])
     for path in folder.iterdir():
         assert password not in path.read_text(), path.name
+
+
+def test_a_log_without_timestamps_counts_its_errors_in_the_tail(tmp_path):
+    project = make_project(tmp_path, "name: plain\nlog:\n  - {name: app, path: app.log, patterns: [{regex: CRITICAL}]}\n")
+    (project / "app.log").write_text("starting\nException: boom\nok\nerror again\n")
+    done = triage(project, "--id", "p", "--log-lines", "3")
+    assert done.returncode == 0, done.stderr
+    log = json.loads((project / "reports" / "incidents" / "p" / "log-app.json").read_text())
+    errors = log["errors_last_10_min"]
+    assert errors["window"].startswith("last 3 lines (no timestamp") and errors["error"] is None
+    assert errors["counts"]["error|exception|critical|fatal"] == 2  # 'Exception: boom' and 'error again'
+    assert log["tail"]["lines"] == ["app.log:2: Exception: boom", "app.log:3: ok", "app.log:4: error again"]

@@ -169,14 +169,20 @@ def _log(item: Any, ctx: Any, deadline: float, log_lines: int) -> tuple[str, str
                            patterns=[{"regex": ERROR_REGEX, "ignore_case": True, "max": 0}, *own],
                            max_evidence_lines=20)
     _, _, errors = _attempt(errors_item, ctx)
+    window = f"last {ERROR_MINUTES} min"
+    if errors.observation.error and "no timestamp" in errors.observation.error:
+        # lines without a readable time: count in the tail instead, as the runbooks' grep | tail does
+        window = f"last {log_lines} lines ({errors.observation.error})"
+        _, _, errors = _attempt(_bounded(errors_item, deadline, last_lines=log_lines, last_minutes=None,
+                                         timestamp_format=None, timestamp_regex=None), ctx)
     status, message, now = _attempt(_bounded(item, deadline), ctx)
     lines = (tail.observation.details.get("lines") or {}).get("", [])
     data = {
         "files": tail.observation.values.get("files", []),
         "tail": {"last_lines": log_lines, "lines": lines, "error": tail.observation.error},
         f"errors_last_{ERROR_MINUTES}_min": {
-            "counts": errors.observation.values.get("matches", {}), "since": errors.observation.values.get("since"),
-            "lines_read": errors.observation.values.get("lines_read"),
+            "window": window, "counts": errors.observation.values.get("matches", {}),
+            "since": errors.observation.values.get("since"), "lines_read": errors.observation.values.get("lines_read"),
             "first_lines": errors.observation.details.get("lines", {}), "error": errors.observation.error},
         "check_now": _evidence(now),
     }
