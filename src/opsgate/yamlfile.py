@@ -509,7 +509,7 @@ def allowed_keys(root: type[pydantic.BaseModel], loc: Path_) -> list[str]:
         if annotation is None:
             return []
     models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, pydantic.BaseModel)]
-    return sorted(models[0].model_fields) if models else []
+    return sorted(f.alias or n for n, f in models[0].model_fields.items()) if models else []  # as files write them
 
 
 def _inside(annotation: Any, part: Any) -> Any:
