@@ -28,6 +28,7 @@ objects, each doing one job (as pytest's own ``junitxml`` and ``terminal`` plugi
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import re
@@ -50,7 +51,7 @@ from .plugin import STATE, arg_paths, cadence_of, environment_wanted, is_cadence
 from .probes import ProbeContext
 from .progress import Progress
 from .record import RunRecord
-from .redact import REDACTOR, sink
+from .redact import REDACTOR, sink, sink_document
 from .remedy import of_check as remedy_of, of_marker, remedy_for, suffix as remedy_suffix
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .results import CheckResult, Status
@@ -260,13 +261,25 @@ def _search(config: pytest.Config) -> list[Path]:
 def _marks(item: CheckItem, cadence: str, on_scale: str = "P0-P3") -> list[pytest.MarkDecorator]:
     """A configured check's markers: ``-m P0``, ``-m http``, ``-m weekly``, its tags; the
     severity in the environment's own labels (``-m P1`` on a P1-P4 scale is its P1)."""
-    shown = sev.label(item.severity, on_scale)
-    return [
+    return list(_shared_marks(item.severity, item.kind, tuple(item.tags), cadence, on_scale))
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_marks(severity: str, kind: str, tags: tuple[str, ...], cadence: str, on_scale: str) -> tuple:
+    """One set of mark objects per (severity, kind, tags, cadence): marks are immutable, and
+    thousands of checks share a few of these sets instead of building their own."""
+    shown = sev.label(severity, on_scale)
+    return (
         # positional for readers, keyword for `-m "severity(level='P0')"` selection
-        pytest.mark.severity(shown, level=shown), getattr(pytest.mark, sev.marker(item.severity, on_scale)),
-        pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, item.kind),
-        *(getattr(pytest.mark, tag) for tag in item.tags),
-    ]
+        pytest.mark.severity(shown, level=shown), getattr(pytest.mark, sev.marker(severity, on_scale)),
+        pytest.mark.cadence(cadence, name=cadence), getattr(pytest.mark, cadence), getattr(pytest.mark, kind),
+        *(getattr(pytest.mark, tag) for tag in tags),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _timeout_mark(seconds: float) -> pytest.MarkDecorator:
+    return pytest.mark.timeout(seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +378,7 @@ class CheckCollection:
             self.state.checks_of_nodes[item.nodeid] = check.name
             item.stash[ITEM] = check
             if item.get_closest_marker("timeout") is None:
-                item.add_marker(pytest.mark.timeout(check.budget() + BACKSTOP_S))
+                item.add_marker(_timeout_mark(check.budget() + BACKSTOP_S))
 
     @staticmethod
     def _drop_stubbed(items: list[pytest.Item]) -> None:
@@ -816,9 +829,7 @@ class RunRecorder:
         state.record, state.checked = record, from_record(record)
         plain = evaluate([state.checked], load_policy(None))
         json_report["opsgate"] = record.opsgate_block(plain.counts, plain.verdict)
-        redacted = sink(json_report)
-        json_report.clear()
-        json_report.update(redacted)
+        sink_document(json_report)  # in place: the results' evidence is shared, not copied
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -12,7 +12,7 @@ so the check was not run).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -90,6 +90,8 @@ class CheckResult:
         """A JSON-ready dict, not redacted: redaction happens at the sinks (the report's document
         is redacted whole before it is serialised; see :func:`opsgate.redact.sink`). The status
         is the plain word (pytest-xdist's execnet serialises only built-in types)."""
-        out = asdict(self)
-        out["status"] = str(self.status)
-        return out
+        # built once, sharing the evidence (bounded and owned by this result) instead of
+        # asdict's deep copy of it for every check
+        return {"name": self.name, "kind": self.kind, "severity": self.severity, "status": str(self.status),
+                "message": self.message, "evidence": self.evidence, "started_at": self.started_at,
+                "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": list(self.blocked_by)}
