@@ -3,7 +3,8 @@
 Part 1 - N HTTP checks (200; 20 with --quick) against loopback endpoints that each answer
 after 100 ms, run four ways, each timed as a whole process (start to exit):
 
-  A  opsgate            python -m pytest checks/daily/test_http.py --env ENV.yaml --no-report
+  A  opsgate            python -m pytest checks/daily --env ENV.yaml --no-report, in a temp project
+                        whose checks/daily is empty (the cadence folder collects the configured checks)
   B  plain pytest       one parametrized test doing requests.get(url, timeout=5), serial
   C  pytest-xdist -n 8  the same file as B
   D  testinfra          host.run("curl ...") per URL, serial (skipped with --quick or without curl)
@@ -39,7 +40,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHECK_FILE = REPO / "checks" / "daily" / "test_http.py"
 PY = sys.executable
 SUBPROCESS_TIMEOUT = 120.0
 DELAY_S = 0.100
@@ -274,7 +274,17 @@ COMMON_FLAGS = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
 
 
 def opsgate_argv(env_file: Path) -> list[str]:
-    return [PY, "-m", "pytest", str(CHECK_FILE), "--env", str(env_file), "--no-report", *COMMON_FLAGS]
+    """Run in ``env_file``'s folder (see :func:`opsgate_project`), as bench_scale.py does."""
+    return [PY, "-m", "pytest", "checks/daily", "--env", str(env_file), "--no-report", *COMMON_FLAGS]
+
+
+def opsgate_project(work: Path) -> str:
+    """``work`` as an opsgate project: its own pytest.ini (the repository's configuration does
+    not apply) and an empty ``checks/daily``, which collects the configured checks itself."""
+    (work / "checks" / "daily").mkdir(parents=True, exist_ok=True)
+    if not (work / "pytest.ini").exists():
+        (work / "pytest.ini").write_text("[pytest]\n")
+    return str(work)
 
 
 def plain_argv(test_file: Path, tmp: Path, extra: list[str] = ()) -> list[str]:
@@ -294,7 +304,7 @@ def part1(server: SlowServer, n: int, tmp: Path, env: dict[str, str], with_testi
     infra = write_testinfra_test(work / "test_testinfra_http.py", urls)
 
     runs = [
-        Run("A", "opsgate", opsgate_argv(env_file), str(REPO)),
+        Run("A", "opsgate", opsgate_argv(env_file), opsgate_project(work)),
         Run("B", "plain pytest, serial", plain_argv(plain, work), str(work)),
         Run("C", f"pytest-xdist -n {XDIST_WORKERS}", plain_argv(plain, work, ["-n", str(XDIST_WORKERS)]), str(work)),
         Run("D", "testinfra host.run(curl), serial", plain_argv(infra, work), str(work)),
@@ -318,7 +328,7 @@ def part2(n: int, tmp: Path, env: dict[str, str], repeat: int) -> Run:
         work = tmp / "part2"
         work.mkdir()
         env_file = write_env(work / "bench-hang.yaml", "bench-hang", "hang", [hanging.url(i) for i in range(n)], 2)
-        run = Run("E", "opsgate, hanging endpoints", opsgate_argv(env_file), str(REPO))
+        run = Run("E", "opsgate, hanging endpoints", opsgate_argv(env_file), opsgate_project(work))
         print(f"  running opsgate against {n} hanging endpoints ...", flush=True)
         return measure(run, env, repeat, lambda r: expect_all_read_timeouts(r, n))
     finally:
@@ -334,7 +344,7 @@ def warm_up(server: SlowServer, tmp: Path, env: dict[str, str]) -> None:
     env_file = write_env(work / "warm.yaml", "warm", "ep", urls, 5)
     plain = write_plain_test(work / "test_warm_plain.py", urls)
     infra = write_testinfra_test(work / "test_warm_infra.py", urls)
-    for argv, cwd in ((opsgate_argv(env_file), REPO), (plain_argv(plain, work, ["-n", "2"]), work),
+    for argv, cwd in ((opsgate_argv(env_file), opsgate_project(work)), (plain_argv(plain, work, ["-n", "2"]), work),
                       (plain_argv(infra, work), work)):
         try:
             subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
