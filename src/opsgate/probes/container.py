@@ -221,15 +221,31 @@ def usage(first: dict[str, Any], second: dict[str, Any] | None = None) -> dict[s
 
 def measure(item: ContainerCheck, client: docker.DockerClient, containers: list[Any]) -> dict[str, dict]:
     """Each running container's usage, by name: one stats call each, and on an engine whose
-    stats carry no previous CPU reading (podman) a second one after ``cpu_sample`` (one pause for all)."""
+    stats carry no previous CPU reading (podman) a second one after ``cpu_sample`` (one pause for all).
+    A container that stopped meanwhile has no readings (None: a limit on it fails as missing)."""
     running = [c for c in containers if c.attrs.get("State", {}).get("Status") == "running"]
-    first = {c.name: _stats_call(client, c) for c in running}
+    first = {c.name: _reading(client, c) for c in running}
     single = item.cpu_percent is not None and any(
-        not _cpu_times(r.get("precpu_stats") or {}) for r in first.values())
-    if not single:
-        return {name: usage(reading) for name, reading in first.items()}
-    time.sleep(min(item.cpu_sample, item.timeout / 3))
-    return {c.name: usage(first[c.name], _stats_call(client, c)) for c in running}
+        r is not None and not _cpu_times(r.get("precpu_stats") or {}) for r in first.values())
+    if single:
+        time.sleep(min(item.cpu_sample, item.timeout / 3))
+    out = {}
+    for c in running:
+        second = _reading(client, c) if single and first[c.name] is not None else None
+        out[c.name] = usage(first[c.name], second) if first[c.name] is not None and (second or not single) else \
+            dict.fromkeys(("cpu_percent", "memory_mb", "memory_percent"))
+    return out
+
+
+def _reading(client: docker.DockerClient, container: Any) -> dict[str, Any] | None:
+    """A stats reading, or None when the container is gone or stopped (the engine answers
+    404, or podman with a body that is not JSON)."""
+    import docker
+
+    try:
+        return _stats_call(client, container)
+    except (docker.errors.NotFound, ValueError):
+        return None
 
 
 def run_inside(client: docker.DockerClient, container: Any, argv: list[str], timeout: float) -> tuple[int | None, str]:
