@@ -292,3 +292,10 @@ def test_directory_that_is_a_file_fails(tmp_path):
     make(tmp_path, "logs")
     result = check(tmp_path, path="logs", directory={"max_files": 5})
     assert result.status == "fail" and "logs: not a directory" in result.message
+
+
+def test_a_condition_the_document_cannot_answer_says_why(tmp_path):
+    (tmp_path / "models.json").write_text('{"models": 3}')
+    result = check(tmp_path, path="models.json", content={"format": "json", "expect": ["length(models) > 0"]})
+    assert result.status == "fail"
+    assert "models is a number; length() needs a string, an array or an object" in result.message

@@ -165,7 +165,8 @@ def _content(item: FileCheck, path: str, st, target, timeout: float, values: dic
             document = parse(text, item.content.format)
         except ValueError as exc:
             return Observation(values, error=f"{path}: not a valid {item.content.format} file: {exc}")
-        values["content"] = _observed(item.content, document)
+        values["content"], problems = _observed(item.content, document)
+        explain += [f"{text}: {why}" for text, why in problems.items()]
     return Observation(values, explain="; ".join(explain) or None)
 
 
@@ -218,18 +219,22 @@ def _env(text: str) -> dict[str, str]:
     return out
 
 
-def _observed(content: Content, document: Any) -> dict[str, Any]:
-    """Each condition's observed value (its left side) in the document; only these reach the
-    evidence, never the file. A value read under a secret-looking key (``API_KEY``) is
-    registered as a secret, so every output masks it."""
-    out = {}
+def _observed(content: Content, document: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each condition's observed value (its left side) in the document, and why one could not
+    be read (``x is a number; length() needs ...``); only these reach the evidence, never the
+    file. A value read under a secret-looking key (``API_KEY``) is registered as a secret, so
+    every output masks it."""
+    out, problems = {}, {}
     for text in content.expect + content.warn:
-        observed = Condition.parse(text).evaluate(document).observed
+        held = Condition.parse(text).evaluate(document)
+        observed = held.observed
+        if observed is None and held.detail and held.detail != "value is missing":
+            problems[text] = held.detail
         names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"'[^']*'|\"[^\"]*\"", "", text))
         if isinstance(observed, str) and any(is_secret_variable(n) for n in names):
             REDACTOR.add(observed)
         out[text] = observed
-    return out
+    return out, problems
 
 
 # --- directories ----------------------------------------------------------------------------
