@@ -44,6 +44,7 @@ from .redact import REDACTOR, sink
 COLLECTED_KINDS = ("http", "log", "process", "host", "container", "postgres", "redis")
 TIMEOUT_S = 10.0  # default bound of one collection
 LOG_LINES = 100  # a log's tail
+MAX_LOG_LINES = 10_000  # the longest tail asked for (each line is kept, up to 400 characters)
 ERROR_MINUTES = 10  # error lines counted over this window, as the runbooks' triage does
 ERROR_REGEX = r"error|exception|critical|fatal"
 MAX_DOCUMENT = 256 * 1024  # characters of a response document kept (as JSON text)
@@ -406,8 +407,8 @@ def main(args: Any) -> int:
     if not name:
         print("opsgate triage: which environment? give --env NAME_OR_PATH (or set OPSGATE_ENV)", file=sys.stderr)
         return 2
-    if not args.timeout > 0 or args.log_lines < 1:
-        print("opsgate triage: --timeout must be above 0 and --log-lines at least 1", file=sys.stderr)
+    if not args.timeout > 0 or not 1 <= args.log_lines <= MAX_LOG_LINES:
+        print(f"opsgate triage: --timeout must be above 0 and --log-lines from 1 to {MAX_LOG_LINES}", file=sys.stderr)
         return 2
     try:
         loaded = envfile.load(name, [Path.cwd()])
