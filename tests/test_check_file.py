@@ -299,3 +299,17 @@ def test_a_condition_the_document_cannot_answer_says_why(tmp_path):
     result = check(tmp_path, path="models.json", content={"format": "json", "expect": ["length(models) > 0"]})
     assert result.status == "fail"
     assert "models is a number; length() needs a string, an array or an object" in result.message
+
+
+@pytest.mark.negative("file")
+def test_directory_read_through_a_testinfra_target(tmp_path):
+    from test_targets import connect_testinfra
+
+    logs_dir(tmp_path, ages_days=(1, 45))
+    target = connect_testinfra()
+    item = FileCheck(name="logs", path="logs", directory={"match": "*.log", "oldest_max_age": "30d"})
+    result = run_check(item, ProbeContext(tmp_path, target=target))
+    assert result.status == "fail" and "oldest of logs/*.log: age_s <= 2592000 (30d)" in result.message
+    capped = FileCheck(name="logs", path="logs", directory={"max_entries": 1})
+    result = run_check(capped, ProbeContext(tmp_path, target=target))
+    assert result.status == "fail" and "more than max_entries (1) entries; read the first 1 only" in result.message

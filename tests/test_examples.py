@@ -14,6 +14,6 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_environment_is_valid(path):
-    loaded = envfile.load(path, environ={"UPSTREAM_API_TOKEN": "example-token", "JARVIS_PG_PASSWORD": "pg-example",
+    loaded = envfile.load(path, environ={"OPENROUTER_API_KEY": "example-token", "JARVIS_PG_PASSWORD": "pg-example",
                                          "JARVIS_REDIS_PASSWORD": "redis-example"})
     assert loaded.env.items()

@@ -26,7 +26,7 @@ EXAMPLES = {p.name: p.read_bytes() for p in sorted((CONFIG / "examples").glob("*
 POLICY = (CONFIG / "gates.yaml").read_bytes()
 ENVIRON = {"AURA_HOME": "/tmp", "AURA_HOST": "127.0.0.1", "CHATBOT_HOME": "/tmp", "CODEX_URL": "http://127.0.0.1:1",
            "CODEX_INTERVAL": "1s", "CODEX_STARTUP": "2s", "CODEX_WINDOW": "3s", "JARVIS_HOST": "127.0.0.1",
-           "JARVIS_PG_PASSWORD": "pg-fuzz", "JARVIS_REDIS_PASSWORD": "redis-fuzz", "UPSTREAM_API_TOKEN": "token-fuzz",
+           "JARVIS_PG_PASSWORD": "pg-fuzz", "JARVIS_REDIS_PASSWORD": "redis-fuzz", "UPSTREAM_API_TOKEN": "token-fuzz", "OPENROUTER_API_KEY": "token-fuzz",
            "UPSTREAM_HOST": "127.0.0.1"}
 FUZZ = settings(max_examples=150, deadline=timedelta(seconds=10), database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BOMB = 'lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"l{i}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
-ENVIRON = {"JARVIS_PG_PASSWORD": "pg-bench", "JARVIS_REDIS_PASSWORD": "redis-bench", "UPSTREAM_API_TOKEN": "token-bench"}
+ENVIRON = {"JARVIS_PG_PASSWORD": "pg-bench", "JARVIS_REDIS_PASSWORD": "redis-bench", "UPSTREAM_API_TOKEN": "token-bench",
+           "OPENROUTER_API_KEY": "token-bench"}
 
 LOAD = """
 import json, resource, sys, time

@@ -33,6 +33,7 @@ class StandIn:
         with open(self.root / "standin.err", "ab") as err:
             self.proc = subprocess.Popen([sys.executable, str(self.script), "--port", str(self.port),
                                           "--dir", str(self.root), *self.args], env={**os.environ, **self.env},
+                                         cwd=self.root,
                                          stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
