@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import make_project, run_pytest
 from tests.support.servers import APP_PASSWORD, PostgresServer
 from tests.support.standins.launcher import StandIn
+from tests.support.standins.proof import assert_only_failure, assert_passes, run_example
 from tests.support.standins import living_codex
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "living-codex.yaml"
 ADMIN_PASSWORD = "postgres-admin"  # tests.support.servers' superuser password
+SECRETS = (APP_PASSWORD, ADMIN_PASSWORD)
 START_SERVER = '#!/bin/sh\n# the server reads its port from ASPNETCORE_URLS, as dotnet does\nexec "{python}" living_codex.py --dir . "$@"\n'
 
 
@@ -78,26 +79,14 @@ def healthy(codex):
 
 
 def run(codex: Codex, tmp_path: Path, cadence: str = "daily"):
-    project = make_project(tmp_path, EXAMPLE.read_text())
-    (project / "checks" / cadence).mkdir(exist_ok=True)
-    return run_pytest(project, "--gate", "daily", suite=f"checks/{cadence}", env=codex.env)
-
-
-def statuses(result) -> dict[str, dict]:
-    """check id -> its opsgate block."""
-    return {t["nodeid"].rsplit("[", 1)[1].rstrip("]"): t["metadata"]["opsgate"] for t in result.report()["tests"]}
+    return run_example(EXAMPLE, codex.env, tmp_path, cadence)
 
 
 @pytest.mark.parametrize("cadence, checks", [
     ("daily", 15), ("weekly", 1), ("quarterly", 1),
 ])
 def test_healthy_codex_passes_every_suite(healthy, tmp_path, cadence, checks):
-    result = run(healthy, tmp_path, cadence)
-    assert result.returncode == 0, result.output
-    assert "verdict: PASS" in result.output
-    found = statuses(result)
-    assert len(found) == checks and {c["status"] for c in found.values()} == {"pass"}, found
-    assert APP_PASSWORD not in result.report_text and ADMIN_PASSWORD not in result.report_text
+    found = assert_passes(run(healthy, tmp_path, cadence), checks, SECRETS)
     if cadence == "weekly":
         assert found["codex-db"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":
@@ -126,14 +115,5 @@ def test_a_playbook_fault_fails_exactly_its_check(healthy, tmp_path, fault, fail
     else:
         healthy.server.fault(fault, after_s=0.5)
     result = run(healthy, tmp_path)
-    found = statuses(result)
-    assert found[failing]["status"] == status, result.output
-    assert found[failing]["severity_label"] == severity
-    assert cause in found[failing]["message"], found[failing]["message"]
-    others = {name: c["status"] for name, c in found.items() if name != failing}
-    assert set(others.values()) <= {"pass", "blocked"}, others
     # the daily gate: the playbook's P1/P2 block, P3 (and any warning) only warns
-    verdict = "FAIL" if status == "fail" and severity in ("P1", "P2") else "WARN"
-    assert f"verdict: {verdict}" in result.output, result.output
-    assert result.returncode == (1 if verdict == "FAIL" else 0)
-    assert APP_PASSWORD not in result.output and APP_PASSWORD not in result.report_text
+    assert_only_failure(result, failing, status, severity, cause, ("P1", "P2"), SECRETS)

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.dns_server import DnsServer
-from tests.support.project import make_project, run_pytest
 from tests.support.standins import personal_ai_chatbot as chatbot
 from tests.support.standins.launcher import StandIn
+from tests.support.standins.proof import assert_only_failure, assert_passes, run_example
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "personal-ai-chatbot.yaml"
 UPSTREAM_HOST = "openrouter.ai"
@@ -102,25 +102,12 @@ def healthy(bot):
 
 
 def run(bot: Chatbot, tmp_path: Path, cadence: str = "daily", env: dict | None = None):
-    project = make_project(tmp_path, EXAMPLE.read_text())
-    (project / "conftest.py").write_text(chatbot.SYSTEMD_CONFTEST)
-    (project / "checks" / cadence).mkdir(exist_ok=True)
-    return run_pytest(project, "--gate", "daily", suite=f"checks/{cadence}", env=env or bot.env)
-
-
-def statuses(result) -> dict[str, dict]:
-    """check id -> its opsgate block."""
-    return {t["nodeid"].rsplit("[", 1)[1].rstrip("]"): t["metadata"]["opsgate"] for t in result.report()["tests"]}
+    return run_example(EXAMPLE, env or bot.env, tmp_path, cadence, {"conftest.py": chatbot.SYSTEMD_CONFTEST})
 
 
 @pytest.mark.parametrize("cadence, checks", [("daily", 11), ("weekly", 1), ("quarterly", 1)])
 def test_healthy_chatbot_passes_every_suite(healthy, tmp_path, cadence, checks):
-    result = run(healthy, tmp_path, cadence)
-    assert result.returncode == 0, result.output
-    assert "verdict: PASS" in result.output
-    found = statuses(result)
-    assert len(found) == checks and {c["status"] for c in found.values()} == {"pass"}, found
-    assert healthy.token not in result.output and healthy.token not in result.report_text
+    found = assert_passes(run(healthy, tmp_path, cadence), checks, (healthy.token,))
     if cadence == "weekly":
         assert found["conversations"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":
@@ -145,17 +132,8 @@ FAULTS = [
 def test_a_guide_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, severity, cause):
     healthy.break_(fault)
     result = run(healthy, tmp_path)
-    found = statuses(result)
-    assert found[failing]["status"] == status, result.output
-    assert found[failing]["severity_label"] == severity
-    assert cause in found[failing]["message"], found[failing]["message"]
-    others = {name: c["status"] for name, c in found.items() if name != failing}
-    assert set(others.values()) <= {"pass", "blocked"}, others
     # the daily gate: SEV-0/SEV-1 block, SEV-2 (and any warning) only warns
-    verdict = "FAIL" if status == "fail" and severity in ("SEV-0", "SEV-1") else "WARN"
-    assert f"verdict: {verdict}" in result.output, result.output
-    assert result.returncode == (1 if verdict == "FAIL" else 0)
-    assert healthy.token not in result.output and healthy.token not in result.report_text
+    assert_only_failure(result, failing, status, severity, cause, ("SEV-0", "SEV-1"), (healthy.token,))
 
 
 def test_a_missing_token_is_a_configuration_error_naming_the_variable(healthy, tmp_path):
