@@ -22,7 +22,10 @@ from opsgate.runner import run_check
 from tests.support.http_target import HangingTarget, free_port
 from tests.support.servers import PrometheusServer
 
-NOW = datetime.now(timezone.utc)
+def now() -> datetime:
+    """The time a test writes its samples: taken when it runs, not when the module was
+    imported (a worker may import it minutes before, and the window is counted from now)."""
+    return datetime.now(timezone.utc)
 
 
 def write(tmp_path, lines, name="metrics.jsonl"):
@@ -33,7 +36,7 @@ def write(tmp_path, lines, name="metrics.jsonl"):
 
 def samples(values, field="cpu_percent", every=timedelta(minutes=1)):
     """One line per value, the newest stamped now, ``every`` apart."""
-    start = NOW - every * (len(values) - 1)
+    start = now() - every * (len(values) - 1)
     return [{"ts": (start + every * i).isoformat(), field: v} for i, v in enumerate(values)]
 
 
@@ -70,7 +73,7 @@ def test_peak_over_the_warn_level_warns(tmp_path):
 @pytest.mark.negative("series")
 def test_a_growing_memory_slope_fails(tmp_path):
     """A leak: +100 MB an hour over two hours, nested field, epoch-second times."""
-    start = NOW.timestamp() - 7200
+    start = now().timestamp() - 7200
     write(tmp_path, [{"ts": start + 60 * i, "memory": {"rss_mb": 500 + 100 * i / 60}} for i in range(121)])
     result = check(tmp_path, field="memory.rss_mb", time_field="ts", last_minutes=180,
                    slope_per_hour={"critical": 50}, min_samples=10)
@@ -126,7 +129,7 @@ def test_non_numeric_values_never_pass_silently(tmp_path, bad, why):
 @pytest.mark.negative("series")
 def test_a_file_of_nulls_fails_as_too_few_samples_naming_them(tmp_path):
     lines = samples([None] * 20)
-    lines.append({"ts": NOW.isoformat()})  # the field missing altogether
+    lines.append({"ts": now().isoformat()})  # the field missing altogether
     write(tmp_path, lines)
     result = check(tmp_path, field="cpu_percent", last_samples=10, max_bad=100, peak={"critical": 80})
     assert result.status == "fail"
