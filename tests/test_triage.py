@@ -216,3 +216,25 @@ def test_a_log_without_timestamps_counts_its_errors_in_the_tail(tmp_path):
     assert errors["window"].startswith("last 3 lines (no timestamp") and errors["error"] is None
     assert errors["counts"]["error|exception|critical|fatal"] == 2  # 'Exception: boom' and 'error again'
     assert log["tail"]["lines"] == ["app.log:2: Exception: boom", "app.log:3: ok", "app.log:4: error again"]
+
+
+def test_triage_records_a_containers_state_and_its_recent_error_lines(tmp_path):
+    import time
+
+    from opsgate import triage as t
+    from opsgate.model import Environment
+    from tests.support.podman import PodmanEngine
+
+    (tmp_path / "podman").mkdir()
+    with PodmanEngine(tmp_path / "podman") as engine:
+        box = engine.run("echo 'INFO ready'; echo 'ERROR db connection lost'; sleep 300")
+        time.sleep(0.5)
+        env = Environment.model_validate({"name": "stack", "container": [
+            {"name": "backend", "severity": "P1", "engine": engine.url, "container": box.name}]})
+        found = {c.name: c for c in t.collect(env, tmp_path, timeout=10)}
+    backend = found["backend"].to_json()
+    assert backend["status_now"] == "pass", backend  # the item itself sets no log limit: it holds
+    assert backend["observed"]["status"] == "running" and backend["observed"]["restart_count"] == 0
+    assert backend["observed"]["matches"]["error|exception|critical|fatal"] == 1
+    assert any("ERROR db connection lost" in line for line in backend["details"]["lines"]["error|exception|critical|fatal"])
+    assert "this-host" in found  # no host item: this machine's resources all the same

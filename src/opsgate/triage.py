@@ -192,11 +192,12 @@ def _log(item: Any, ctx: Any, deadline: float, log_lines: int) -> tuple[str, str
 
 def _container(item: Any, ctx: Any, deadline: float) -> tuple[str, str, dict[str, Any]]:
     changes: dict[str, Any] = {}
-    if item.container:  # a compose project's logs are read per container only
-        changes = {"log_minutes": ERROR_MINUTES, "log_patterns": [
-            {"regex": ERROR_REGEX, "ignore_case": True, "max": 0},
-            *({"regex": p.regex, "ignore_case": p.ignore_case, "max": 0} for p in item.log_patterns
-              if p.regex != ERROR_REGEX)]}
+    if item.container and not any(p.regex == ERROR_REGEX for p in item.log_patterns):
+        # error lines counted, never limited (the status now stays the item's own); a compose
+        # project's logs are read per container only; the item's own log window is kept if it has one
+        changes = {"log_minutes": item.log_minutes if item.log_patterns else ERROR_MINUTES, "log_patterns": [
+            *(p.model_dump() for p in item.log_patterns),
+            {"regex": ERROR_REGEX, "ignore_case": True, "max": 1 << 62}]}
     status, message, done = _attempt(_bounded(item, deadline, **changes), ctx)
     return status, message, _evidence(done)
 
