@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from opsgate import envfile
-from tests.support.project import ProjectRun, make_project, run_pytest
 from tests.support.standins.aura import AuraStandIn
+from tests.support.standins.proof import assert_all_pass, assert_only_broken, example_project, run_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "aura.yaml"
 
@@ -27,28 +27,12 @@ def aura(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("aura-project"), EXAMPLE.read_text())
-    for cadence in ("weekly", "monthly", "quarterly"):
-        (project / "checks" / cadence).mkdir()
-    return project
-
-
-def run(project: Path, aura: AuraStandIn, cadence: str) -> ProjectRun:
-    return run_pytest(project, "--gate", "daily", "-v", env=aura.environ(), suite=f"checks/{cadence}", timeout=300)
-
-
-def checks(run: ProjectRun) -> dict[str, dict]:
-    """check name -> its metadata.opsgate (status, severity, message, blocked_by ...)."""
-    return {t["metadata"]["opsgate"]["name"]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
+    return example_project(tmp_path_factory.mktemp("aura-project"), EXAMPLE)
 
 
 @pytest.mark.parametrize("cadence, count", [("daily", 12), ("weekly", 13), ("quarterly", 4)])
 def test_healthy_aura_passes_each_suite(project, aura, cadence, count):
-    result = run(project, aura, cadence)
-    assert result.returncode == 0, result.output
-    assert "verdict: PASS" in result.output
-    found = checks(result)
-    assert len(found) == count and {c["status"] for c in found.values()} == {"pass"}, result.output
+    assert_all_pass(run_suite(project, aura.environ(), cadence), count)
 
 
 FAULTS = [
@@ -69,18 +53,8 @@ FAULTS = [
                          ids=[f[0] for f in FAULTS])
 def test_fault_fails_exactly_its_check(project, aura, fault, cadence, failing, status, severity, verdict, cause):
     with aura.fault(fault):
-        result = run(project, aura, cadence)
-    found = checks(result)
-    broken = found.pop(failing)
-    assert (broken["status"], broken["severity"]) == (status, severity), result.output
-    assert cause in broken["message"], broken["message"]
-    blocked = {name for name, c in found.items() if c["status"] == "blocked"}
-    for name, check in found.items():
-        assert check["status"] in ("pass", "blocked"), (name, check["status"], check["message"])
-        if check["status"] == "blocked":  # by the broken check, directly or through another blocked one
-            assert set(check["blocked_by"]) <= {failing} | blocked, (name, check["blocked_by"])
-    assert f"verdict: {verdict}" in result.output, result.output
-    assert result.returncode == (1 if verdict == "FAIL" else 0)
+        result = run_suite(project, aura.environ(), cadence)
+    assert_only_broken(result, failing, status, severity, verdict, cause)
 
 
 def test_every_runbook_step_is_traced():
