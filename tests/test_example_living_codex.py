@@ -20,7 +20,8 @@ import pytest
 
 from tests.support.servers import APP_PASSWORD, PostgresServer
 from tests.support.standins.launcher import StandIn
-from tests.support.standins.proof import assert_only_failure, assert_passes, run_example
+from opsgate import severity
+from tests.support.standins.proof import assert_all_pass, assert_only_broken, checks, example_project, run_suite
 from tests.support.standins import living_codex
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "living-codex.yaml"
@@ -79,14 +80,18 @@ def healthy(codex):
 
 
 def run(codex: Codex, tmp_path: Path, cadence: str = "daily"):
-    return run_example(EXAMPLE, codex.env, tmp_path, cadence)
+    result = run_suite(example_project(tmp_path, EXAMPLE), codex.env, cadence)
+    assert not any(secret in result.output + result.report_text for secret in SECRETS)
+    return result
 
 
-@pytest.mark.parametrize("cadence, checks", [
+@pytest.mark.parametrize("cadence, count", [
     ("daily", 15), ("weekly", 1), ("quarterly", 1),
 ])
-def test_healthy_codex_passes_every_suite(healthy, tmp_path, cadence, checks):
-    found = assert_passes(run(healthy, tmp_path, cadence), checks, SECRETS)
+def test_healthy_codex_passes_every_suite(healthy, tmp_path, cadence, count):
+    result = run(healthy, tmp_path, cadence)
+    assert_all_pass(result, count)
+    found = checks(result)
     if cadence == "weekly":
         assert found["codex-db"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":
@@ -108,12 +113,14 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault, failing, status, severity, cause", FAULTS, ids=[f[0] for f in FAULTS])
-def test_a_playbook_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, severity, cause):
+@pytest.mark.parametrize("fault, failing, status, label, cause", FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_playbook_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, label, cause):
     if fault == "crash":
         healthy.server.crash()
     else:
         healthy.server.fault(fault, after_s=0.5)
     result = run(healthy, tmp_path)
     # the daily gate: the playbook's P1/P2 block, P3 (and any warning) only warns
-    assert_only_failure(result, failing, status, severity, cause, ("P1", "P2"), SECRETS)
+    verdict = "FAIL" if status == "fail" and label in ("P1", "P2") else "WARN"
+    assert_only_broken(result, failing, status, severity.normalise(label, "P1-P4"), verdict, cause)
+    assert checks(result)[failing]["severity_label"] == label

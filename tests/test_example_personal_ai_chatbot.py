@@ -23,7 +23,8 @@ import pytest
 from tests.support.dns_server import DnsServer
 from tests.support.standins import personal_ai_chatbot as chatbot
 from tests.support.standins.launcher import StandIn
-from tests.support.standins.proof import assert_only_failure, assert_passes, run_example
+from opsgate import severity
+from tests.support.standins.proof import assert_all_pass, assert_only_broken, checks, example_project, run_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "personal-ai-chatbot.yaml"
 UPSTREAM_HOST = "openrouter.ai"
@@ -102,12 +103,18 @@ def healthy(bot):
 
 
 def run(bot: Chatbot, tmp_path: Path, cadence: str = "daily", env: dict | None = None):
-    return run_example(EXAMPLE, env or bot.env, tmp_path, cadence, {"conftest.py": chatbot.SYSTEMD_CONFTEST})
+    project = example_project(tmp_path, EXAMPLE)
+    (project / "conftest.py").write_text(chatbot.SYSTEMD_CONFTEST)
+    result = run_suite(project, env or bot.env, cadence)
+    assert bot.token not in result.output + result.report_text
+    return result
 
 
-@pytest.mark.parametrize("cadence, checks", [("daily", 11), ("weekly", 1), ("quarterly", 1)])
-def test_healthy_chatbot_passes_every_suite(healthy, tmp_path, cadence, checks):
-    found = assert_passes(run(healthy, tmp_path, cadence), checks, (healthy.token,))
+@pytest.mark.parametrize("cadence, count", [("daily", 11), ("weekly", 1), ("quarterly", 1)])
+def test_healthy_chatbot_passes_every_suite(healthy, tmp_path, cadence, count):
+    result = run(healthy, tmp_path, cadence)
+    assert_all_pass(result, count)
+    found = checks(result)
     if cadence == "weekly":
         assert found["conversations"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":
@@ -128,12 +135,14 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("fault, failing, status, severity, cause", FAULTS, ids=[f[0] for f in FAULTS])
-def test_a_guide_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, severity, cause):
+@pytest.mark.parametrize("fault, failing, status, label, cause", FAULTS, ids=[f[0] for f in FAULTS])
+def test_a_guide_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing, status, label, cause):
     healthy.break_(fault)
     result = run(healthy, tmp_path)
     # the daily gate: SEV-0/SEV-1 block, SEV-2 (and any warning) only warns
-    assert_only_failure(result, failing, status, severity, cause, ("SEV-0", "SEV-1"), (healthy.token,))
+    verdict = "FAIL" if status == "fail" and label in ("SEV-0", "SEV-1") else "WARN"
+    assert_only_broken(result, failing, status, severity.normalise(label, "SEV0-SEV3"), verdict, cause)
+    assert checks(result)[failing]["severity_label"] == label
 
 
 def test_a_missing_token_is_a_configuration_error_naming_the_variable(healthy, tmp_path):
