@@ -36,7 +36,6 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
 from typing import Iterable
 
 from .model import CheckItem
@@ -52,6 +51,35 @@ OVERTIME_PER_SLOT = 4
 OVERTIME_MAX = 1024
 
 
+class _Outcome:
+    """One check's result once it is known; waiters share the engine's condition (a Future
+    with its own Condition and lock per check costs ~1 KB in a run of thousands)."""
+
+    __slots__ = ("value", "_cond")
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self.value: CheckResult | None = None
+        self._cond = cond
+
+    def done(self) -> bool:
+        return self.value is not None
+
+    def result(self, timeout: float | None = None) -> CheckResult:
+        """The result; TimeoutError when it is not known within ``timeout``."""
+        value = self.value
+        if value is not None:
+            return value
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.value is not None, timeout):
+                raise TimeoutError
+            return self.value
+
+    def set_result(self, value: CheckResult) -> None:
+        with self._cond:
+            self.value = value
+            self._cond.notify_all()
+
+
 class Engine:
     """Schedules checks on daemon threads under a soft concurrency limit (see the module's
     docstring); a check starts once its prerequisites finish. Threads are daemons: a probe
@@ -62,7 +90,8 @@ class Engine:
         self.ctx = ctx
         self.concurrency = max(1, concurrency)
         self.overtime = min(OVERTIME_MAX, OVERTIME_PER_SLOT * self.concurrency)
-        self.futures: dict[str, Future] = {name: Future() for name in self.items}
+        self._done = threading.Condition()  # a result was set: whoever waits for one looks
+        self.futures: dict[str, _Outcome] = {name: _Outcome(self._done) for name in self.items}
         self._submitted: set[str] = set()
         self._dependents: dict[str, list[str]] = {name: [] for name in self.items}
         for item in self.items.values():

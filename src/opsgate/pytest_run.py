@@ -634,19 +634,37 @@ def _seconds(name: str, default: float) -> float:
 class CheckReports:
     """A configured check's failure is its message: its report is built without formatting a
     traceback (pytest would filter the frames of ``verify``, ~2-6 ms per failed check, which
-    is most of a 1,000-failure run's time after its probes ended)."""
+    is most of a 1,000-failure run's time after its probes ended). Its passing phases' reports
+    share one keywords dict and the item's parsed node id (a run keeps every report)."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
         excinfo = call.excinfo
-        if call.when != "call" or excinfo is None or ITEM not in item.stash:
+        if ITEM not in item.stash:
             return None
-        if not isinstance(excinfo.value, pytest.fail.Exception) or excinfo.value.pytrace:
-            return None  # anything but verify()'s own pytest.fail: pytest's full report
+        if excinfo is None:
+            outcome, message = "passed", None
+        elif call.when == "call" and isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
+            outcome, message = "failed", str(excinfo.value.msg)
+        else:
+            return None  # anything but a pass or verify()'s own pytest.fail: pytest's full report
         sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
-        return pytest.TestReport(item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "failed",
-                                 str(excinfo.value.msg), "call", sections, call.duration, call.start, call.stop,
+        # the item's own structured id where pytest has one (9.x): not parsed again per report
+        return pytest.TestReport(getattr(item, "id", item.nodeid), item.location, _keywords(item), outcome, message,
+                                 call.when, sections, call.duration, call.start, call.stop,
                                  user_properties=item.user_properties)
+
+
+KEYWORDS = pytest.StashKey[dict]()
+
+
+def _keywords(item: pytest.Item) -> dict:
+    """The item's keywords as its reports carry them: one dict for its setup, call and teardown
+    reports (pytest builds one per report; a run keeps every report until it ends)."""
+    keywords = item.stash.get(KEYWORDS, None)
+    if keywords is None:
+        keywords = item.stash[KEYWORDS] = dict.fromkeys(item.keywords, 1)
+    return keywords
 
 
 # ---------------------------------------------------------------------------------------------
