@@ -1,5 +1,5 @@
 """config/examples/aura.yaml against a stand-in Aura (tests/support/standins/aura.py): the daily,
-weekly and quarterly suites pass on a healthy one; each fault from the runbooks fails (or warns,
+weekly, monthly and quarterly suites pass on a healthy one; each fault from the runbooks fails (or warns,
 where the runbook's severity only warns) exactly the check that encodes its step, at the
 runbook's severity, and every other check passes or is blocked by it.
 
@@ -30,7 +30,7 @@ def project(tmp_path_factory) -> Path:
     return example_project(tmp_path_factory.mktemp("aura-project"), EXAMPLE)
 
 
-@pytest.mark.parametrize("cadence, count", [("daily", 12), ("weekly", 13), ("quarterly", 4)])
+@pytest.mark.parametrize("cadence, count", [("daily", 13), ("weekly", 13), ("monthly", 11), ("quarterly", 4)])
 def test_healthy_aura_passes_each_suite(project, aura, cadence, count):
     assert_all_pass(run_suite(project, aura.environ(), cadence), count)
 
@@ -39,6 +39,7 @@ FAULTS = [
     # fault, suite, the check that encodes the step, its status and severity, the gate, words of the cause
     ("degraded", "daily", "health", "fail", "P0", "FAIL", "degraded"),
     ("cpu-91", "daily", "resources", "fail", "P2", "WARN", "91"),
+    ("no-cors", "daily", "cors", "fail", "P2", "WARN", "access-control-allow-origin"),
     ("critical-log", "daily", "aura-log", "fail", "P1", "FAIL", "model state corrupted"),
     ("error-log", "daily", "aura-log", "warn", "P1", "WARN", "RRLA step timed out"),
     ("tests-8of9", "daily", "run-tests", "fail", "P1", "FAIL", "8/9"),

@@ -1,9 +1,10 @@
 """Aura Model 1 GLM, standing in: an install folder laid out like Numtema_AGENCY (backend/,
 frontend/, config/, docs/, logs/aura.log, logs/metrics.jsonl, logs/alerts.jsonl, run_tests.sh,
 validate_integration.py, requirements.txt), its ``backend/server.py`` running as a real process
-on a free port answering ``/health`` like the runbook's payload and serving the UI, its
+on a free port answering ``/health`` like the runbook's payload and serving the UI (with CORS), its
 ``backend/monitoring.py`` running and appending a sample to metrics.jsonl, and a hotfix backup
-``Numtema_AGENCY_backup_<time>`` beside the install.
+``Numtema_AGENCY_backup_<time>`` beside the install; torch and transformers "installed" as
+their metadata on ``PYTHONPATH`` (what ``pip list`` reads).
 
 The server reads ``.standin-state.json`` on every request, so a switch takes effect at once.
 :meth:`AuraStandIn.fault` breaks it one way and puts it back afterwards::
@@ -68,6 +69,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", kind)
+        if state().get("cors", True):
+            self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -139,7 +142,7 @@ def _metrics(now: datetime, cpu: float, count: int = 120) -> str:
 class AuraStandIn:
     """Aura's install under ``root/Numtema_AGENCY``, its server and monitoring running."""
 
-    FAULTS = ("degraded", "cpu-91", "critical-log", "error-log", "tests-8of9", "server-down", "port-held",
+    FAULTS = ("degraded", "cpu-91", "no-cors", "critical-log", "error-log", "tests-8of9", "server-down", "port-held",
               "backup-stale", "cpu-average")
 
     def __init__(self, root: Path):
@@ -166,7 +169,7 @@ class AuraStandIn:
         """The variables the example reads, pointing at this stand-in."""
         return {"AURA_HOME": str(self.home), "AURA_HOST": "127.0.0.1", "AURA_PORT": str(self.port),
                 "AURA_BACKUPS": str(self.root), "AURA_PYTHON": sys.executable, "AURA_DISK": str(self.root),
-                "AURA_WATCH": "1s", "AURA_WATCH_INTERVAL": "0.5s"}
+                "AURA_WATCH": "1s", "AURA_WATCH_INTERVAL": "0.5s", "PYTHONPATH": str(self.root / "site")}
 
     def _lay_out(self) -> None:
         h = self.home
@@ -188,6 +191,11 @@ class AuraStandIn:
             (h / name).chmod(0o755)
         self._write_state(HEALTHY_STATE)
         self.reset_logs()
+        # what `pip list | grep -E "torch|transformers"` looks for: their metadata, on PYTHONPATH
+        for name, version in (("torch", "2.1.0"), ("transformers", "4.35.0")):
+            meta = self.root / "site" / f"{name}-{version}.dist-info"
+            meta.mkdir(parents=True)
+            (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
 
     def reset_logs(self) -> None:
         now = datetime.now()
@@ -251,6 +259,8 @@ class AuraStandIn:
             elif name == "cpu-91":
                 self._write_state({**state, "cpu_percent": 91.0,
                                    "alerts": [{"type": "cpu", "message": "CPU usage 91.0% above 80%"}]})
+            elif name == "no-cors":
+                self._write_state({**state, "cors": False})
             elif name == "critical-log":
                 with log.open("a") as out:
                     out.write(f"{datetime.now():%Y-%m-%d %H:%M:%S},000 - aura - CRITICAL - model state corrupted\n")
