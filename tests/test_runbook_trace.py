@@ -4,6 +4,8 @@ file, line and key; opsgate list --runbook prints the trace (and --markdown writ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from opsgate import envfile
@@ -112,3 +114,12 @@ def test_list_runbook_without_a_section_says_so(write_env, capsys):
 def test_markdown_without_runbook_is_a_usage_error(write_env, capsys):
     assert cli(["list", "--env", str(write_env(ENV)), "--markdown"]) == 2
     assert "--markdown goes with --runbook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("system", ["aura", "perfect-jarvis"])
+def test_generated_trace_matches_its_example(system, tmp_path, capsys):
+    """config/examples/<system>.md is what opsgate list --runbook --markdown writes for it."""
+    examples = Path(__file__).resolve().parents[1] / "config" / "examples"
+    assert cli(["list", "--env", str(examples / f"{system}.yaml"), "--runbook", "--markdown", str(tmp_path / "out.md")]) == 0
+    assert (tmp_path / "out.md").read_text() == (examples / f"{system}.md").read_text(), \
+        f"regenerate: opsgate list --env config/examples/{system}.yaml --runbook --markdown config/examples/{system}.md"
