@@ -481,3 +481,14 @@ def test_max_latency_ms_holds_the_whole_reply_not_just_its_headers(tmp_path):
     assert result.status == "fail"
     assert "elapsed_ms <= 300" in result.message
     assert result.evidence["observed"]["elapsed_ms"] >= 600
+
+
+@pytest.mark.negative("http")
+def test_a_function_over_a_header_reads_the_header_not_the_body(chat, tmp_path):
+    """contains(headers."content-type", ...) names headers inside a function: it reads the
+    response's headers (a content type with a charset can be matched), not a body key."""
+    ok = check(tmp_path, url=chat.url + "/health", expect=["contains(headers.\"content-type\", 'json')"])
+    assert ok.status == "pass", ok.message
+    html = check(tmp_path, url=chat.url + "/page", expect=["contains(headers.\"content-type\", 'json')"])
+    assert html.status == "fail"
+    assert "contains(headers.\"content-type\", 'json')" in html.message and "text/html" in html.message

@@ -222,10 +222,15 @@ class Condition:
         return self.default if value is None and self.default is not None else value
 
     def _context(self, document: Any) -> dict[str, Any]:
-        """For ``f(g(x))`` also show ``x``: ``all(values(checks))`` is explained by ``checks``."""
+        """For ``f(g(x))`` also show ``x``: ``all(values(checks))`` is explained by ``checks``, and
+        ``contains(headers."content-type", 'json')`` by the header (a function's first argument
+        that reads the document)."""
         node = self.lhs.parsed
-        while node.get("type") == "function_expression" and len(node.get("children", [])) == 1:
-            node = node["children"][0]
+        while node.get("type") == "function_expression" and node.get("children"):
+            reads = [c for c in node["children"] if c.get("type") != "literal"]
+            if len(reads) != 1:
+                break
+            node = reads[0]
         if node is self.lhs.parsed or node.get("type") not in ("field", "subexpression", "index_expression"):
             return {}
         try:

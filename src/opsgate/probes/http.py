@@ -86,12 +86,42 @@ class HttpCheck(CheckItem):
 
 
 def on_headers(expression: str) -> bool:
-    """Whether a condition reads the response headers rather than the body.
+    """Whether a condition reads the response headers rather than the body: it names
+    ``headers`` at its top level, anywhere (``headers.vary``, ``contains(headers."content-type",
+    'json')``); ``@.headers`` and ``data.headers`` are body keys.
 
     >>> on_headers("headers.vary == 'Origin'"), on_headers("status == 'ok'")
     (True, False)
+    >>> on_headers('contains(headers."content-type", `"json"`)'), on_headers("data.headers == `1`")
+    (True, False)
     """
-    return re.match(r"\s*headers\s*[.\[]", expression) is not None
+    import jmespath
+
+    try:
+        tree = jmespath.compile(expression).parsed
+    except Exception:  # an unparsable condition is refused where it is compiled, with its reason
+        return re.match(r"\s*headers\s*[.\[]", expression) is not None
+    return _names_at_top(tree, "headers")
+
+
+def _names_at_top(node: dict, name: str) -> bool:
+    """A field ``name`` read from the document's root: the first link of a chain, or any operand
+    of a function, comparison or boolean (walked without recursion)."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, dict):
+            continue
+        kind, children = current.get("type"), current.get("children") or []
+        if kind == "field":
+            if current.get("value") == name:
+                return True
+        elif kind in ("subexpression", "index_expression", "projection", "value_projection", "filter_projection",
+                      "flatten", "pipe"):
+            todo.extend(children[:1])  # what follows the first link reads a child, not the root
+        else:
+            todo.extend(children)
+    return False
 
 
 def observe(item: HttpCheck, ctx) -> Observation:
