@@ -3,7 +3,7 @@ source whose tools are missing does not stop the others).
 
 Each module exports ``Options``, ``integrity`` (L2), ``restore`` (L3), ``compare`` (L4) and
 ``take``; one that lists its own recovery points (restic) exports ``points`` too. The
-contract: /work/notes/backup-interface.md and :mod:`opsgate.backups.base`.
+contract: :mod:`opsgate.backups.base`.
 
 >>> sorted(SOURCES)[:3]
 ['files', 'postgres', 'redis']

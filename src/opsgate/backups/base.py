@@ -1,10 +1,12 @@
 """What every backup source shares: a recovery point, a level's outcome, a scratch place
 whose cleanups always run, and a bounded subprocess runner.
 
-The contract with the source modules is /work/notes/backup-interface.md (kept here in
-short): a source exports ``Options``, ``integrity`` (L2), ``restore`` (L3), ``compare``
-(L4) and ``take``; everything it creates in scratch (a directory, a database, a process)
-registers its removal with :meth:`Scratch.on_cleanup` before it is created.
+The contract with the source modules: a source exports ``Options`` (its settings, a strict
+pydantic model), ``integrity(point, options, scratch)`` (L2), ``restore(...)`` (L3, returning
+the outcome and what was restored: a database, a server, a folder), ``compare(restored,
+options, scratch)`` (L4, against live) and ``take(options, destination, scratch)`` (a fresh
+backup); everything it creates in scratch (a directory, a database, a process) registers its
+removal with :meth:`Scratch.on_cleanup` before it is created.
 
 Cleanups run on every way out: the ``with`` block's end (success, failure, exception,
 timeout); SIGTERM and SIGINT (handlers installed from the main thread close every live
