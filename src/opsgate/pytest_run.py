@@ -303,7 +303,9 @@ class ConfiguredCheck(pytest.Item):
         conclude(self, self.config.stash[STATE], self.check)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"{self.check.kind} check {self.check.name} ({self.cadence})"
+        # line 0 of the cadence folder: a check has no line, and pytest's report of a skip mark
+        # given to an item needs one (None crashed the run with an INTERNALERROR)
+        return self.path, 0, f"{self.check.kind} check {self.check.name} ({self.cadence})"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace:
