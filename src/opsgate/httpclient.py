@@ -363,7 +363,8 @@ def size_pools(connections: int) -> None:
     """Keep up to ``connections`` alive per origin (a run's concurrency); the pools open now
     are closed (their connections are idle between runs).
 
-    >>> size_pools(100); POOL_SIZE, _pools is None
+    >>> import opsgate.httpclient as client  # the module's globals, not the doctest's copy of them
+    >>> client.size_pools(100); client.POOL_SIZE, client._pools is None
     (100, True)
     """
     global POOL_SIZE, _pools
