@@ -150,6 +150,27 @@ def test_a_configured_check_that_was_not_collected_is_error(tmp_path):
     assert gate.returncode == 2 and "configured check db-port (P0 tcp, daily) did not run" in gate.stdout, gate.output
 
 
+SKIP_TCP = '''
+import pytest
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tcp" in item.name:
+            item.add_marker(pytest.mark.skip(reason="flaky on CI"))
+'''
+
+
+def test_a_configured_check_skipped_by_a_conftest_is_error(tmp_path):
+    """Old: the skipped P0 check had no result and the gate said PASS on the rest."""
+    with HttpTarget() as api:
+        project = make_project(tmp_path, _env(api.url, api.port), {"conftest.py": SKIP_TCP})
+        run = run_pytest(project, "--gate", "daily")
+    assert run.returncode == 2, run.output
+    (missing,) = run.report()["opsgate"]["not_run"]
+    assert missing["name"] == "db-port" and "skipped before it ran (a skip mark or a conftest)" in missing["reason"]
+    assert "configured check db-port (P0 tcp, daily) did not run: skipped before it ran" in run.output
+
+
 def test_a_claimed_cadence_whose_checks_did_not_run_is_error(tmp_path):
     """``pytest checks/daily checks/weekly`` claims both cadences: weekly checks that vanish
     from collection are each an ERROR, not a daily-only PASS."""

@@ -723,14 +723,17 @@ def _not_run(config: pytest.Config, state: RunState, json_report: dict[str, Any]
         # pytest-xdist's controller does not see what its workers' -k/-m left out: the run is
         # partial (it keeps -latest as it was), and what did not run cannot be told apart
         return []
-    ran, deselected = set(), set()
+    ran, deselected, skipped = set(), set(), set()
     for test in json_report.get("tests") or ():
         nodeid = str(test.get("nodeid", ""))
         meta = (test.get("metadata") or {}).get("opsgate") or {}
-        ran.update(n for n in (meta.get("name"), state.checks_of_nodes.get(nodeid)) if n)
         match = _TEST_ID.search(nodeid)
-        if match:
-            ran.add(match["name"])
+        names = {n for n in (meta.get("name"), state.checks_of_nodes.get(nodeid), match and match["name"]) if n}
+        if test.get("outcome") == "skipped" and not meta.get("status") and nodeid in state.checks_of_nodes:
+            # a skip mark or a conftest skipped a configured check before it ran: it has no result
+            skipped.update(names)
+            continue
+        ran.update(names)
     for nodeid in state.deselected:
         match = _TEST_ID.search(nodeid)
         deselected.update(n for n in (state.checks_of_nodes.get(nodeid), match and match["name"]) if n)
@@ -741,7 +744,10 @@ def _not_run(config: pytest.Config, state: RunState, json_report: dict[str, Any]
         for check in state.loaded.env.items(cadence=cadence):
             if check.name in ran or check.name in deselected:
                 continue
-            if stopped and check.name in collected:
+            if check.name in skipped:
+                reason = ("skipped before it ran (a skip mark or a conftest): a configured check runs or is "
+                          "deselected with -k/-m, it is never skipped")
+            elif stopped and check.name in collected:
                 reason = f"the run stopped early ({stopped})"
             elif check.name in collected:
                 reason = "collected but never run (a pytest-xdist worker that never got it, or a crashed worker)"
