@@ -176,11 +176,12 @@ def test_a_hanging_systemctl_is_cut_at_the_timeout(tmp_path, fake):
 
 
 @pytest.mark.negative("systemd")
-def test_no_systemd_fails_saying_so(tmp_path, fake, monkeypatch):
+def test_no_systemd_is_skipped_saying_so(tmp_path, fake, monkeypatch):
+    """Never a pass: the result is skipped with the reason (the gate lists it)."""
     monkeypatch.setattr(systemd, "SYSTEMD_RUNTIME", str(tmp_path / "nothing-here"))
     result = check(tmp_path, unit="api")
-    assert result.status == "fail"
-    assert "systemd api.service: systemd is absent on this machine" in result.message
+    assert result.status == "skipped"
+    assert "not applicable here: systemd api.service: systemd is absent on this machine" in result.message
     assert "calls" not in os.listdir(tmp_path), "systemctl must not be asked where systemd is absent"
 
 
@@ -196,14 +197,14 @@ def test_no_systemd_with_missing_ok_passes_with_a_note(tmp_path, fake, monkeypat
 def test_systemctl_saying_not_booted_with_systemd_is_absent(tmp_path, fake):
     (fake.bin / "not-booted").touch()
     result = check(tmp_path, unit="api")
-    assert result.status == "fail"
+    assert result.status == "skipped"
     assert "systemd is absent on this machine (systemctl says the system was not booted with systemd)" in result.message
 
 
 @pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
 def test_this_machine_without_systemd(tmp_path):
     result = check(tmp_path, unit="ssh")
-    assert result.status == "fail"
+    assert result.status == "skipped"
     assert "systemd is absent on this machine (no /run/systemd/system)" in result.message
 
 
@@ -212,3 +213,21 @@ def test_unit_names_are_checked_at_load():
         SystemdCheck(name="x", unit="--all")
     with pytest.raises(ValueError, match="expected a systemd unit name"):
         SystemdCheck(name="x", unit="app; reboot")
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
+def test_a_run_on_a_machine_without_systemd_reports_the_check_skipped_and_blocks_its_dependents(tmp_path):
+    """pytest shows it skipped with the reason; the report says skipped; the check that depends
+    on the unit is blocked by it; a gate requiring the unit is an ERROR, never a PASS."""
+    from tests.support.project import make_project, run_pytest
+
+    project = make_project(tmp_path, "name: host\nsystemd:\n  - {name: api-unit, unit: api, severity: P0}\n"
+                                     "file:\n  - {name: api-config, path: /etc/hostname, depends_on: [api-unit]}\n")
+    (project / "gates.yaml").write_text("gates:\n  release:\n    require: [{id: api-unit}]\n")
+    run = run_pytest(project, "-rs")
+    statuses = {t["metadata"]["opsgate"]["name"]: t["metadata"]["opsgate"]["status"] for t in run.report()["tests"]}
+    assert statuses == {"api-unit": "skipped", "api-config": "blocked"}, run.output
+    assert "not applicable here: systemd api.service: systemd is absent on this machine" in run.output
+    gated = run_pytest(project, "--gate", "release", "--policy", str(project / "gates.yaml"))
+    assert gated.returncode == 2, gated.output
+    assert "required check" in gated.output and "did not run: skipped" in gated.output

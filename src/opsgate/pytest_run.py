@@ -421,7 +421,7 @@ def conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult
     node.stash[RESULT] = result
     state.results[node.nodeid] = result
     where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
-    if result.status == Status.BLOCKED:
+    if result.status in (Status.BLOCKED, Status.SKIPPED):  # not run: blocked, or not applicable on this machine
         pytest.skip(sink(f"{where}: {result.message}"))
     if result.failed:
         pytest.fail(sink(f"{where}: {result.message}{remedy_suffix(result.status, item.remedy)}"), pytrace=False)

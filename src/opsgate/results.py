@@ -65,6 +65,10 @@ class Observation:
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     explain: str | None = None  # appended to a failure message: the lines or output behind it
+    # the check cannot apply on this machine (a systemd unit where there is no systemd): the
+    # result is "skipped" with this reason - listed by the gate, never a pass, and a required
+    # check skipped is an ERROR
+    not_applicable: str | None = None
 
 
 @dataclass

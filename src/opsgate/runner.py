@@ -74,6 +74,9 @@ def attempt(item: CheckItem, ctx: "probes.ProbeContext") -> Attempt:
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return Attempt(Status.ERROR, f"probe crashed: {tb}", Observation(), [], started, time.time() - started)
     duration = time.time() - started
+    if observation.not_applicable:
+        return Attempt(Status.SKIPPED, f"not applicable here: {observation.not_applicable}", observation, [],
+                       started, duration)
     if observation.error:
         message = observation.error + (f" -- {observation.explain}" if observation.explain else "")
         return Attempt(Status.FAIL, message, observation, [], started, duration)
@@ -184,7 +187,7 @@ def _until_healthy(item: CheckItem, ctx: "probes.ProbeContext", note: Callable[[
         count += 1
         note(f"retry until healthy, attempt {count}")
         last = attempt(item, ctx)
-        if last.status in (Status.PASS, Status.WARN) or time.monotonic() + item.retry.interval > deadline:
+        if last.status in (Status.PASS, Status.WARN, Status.SKIPPED) or time.monotonic() + item.retry.interval > deadline:
             last.count = count  # type: ignore[attr-defined]
             return last
         time.sleep(item.retry.interval)

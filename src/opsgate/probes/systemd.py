@@ -12,11 +12,11 @@ same way, each bounded by what is left of the item's timeout:
   the count of each pattern is held to its ``max``/``warn_max``.
 
 Where there is no systemd (no ``/run/systemd/system``, as in most containers, or systemctl
-saying the system was not booted with it) the check cannot say anything about the unit. A
-probe has no "skipped" outcome in opsgate (a skip is kept for checks blocked by another),
-so it **fails**, saying systemd is absent; ``missing_ok: true`` (for an environment shared
-by machines with and without systemd) turns that into a pass whose evidence states the
-note ``systemd is absent ...: not checked``.
+saying the system was not booted with it) the check cannot say anything about the unit: it
+is **skipped** with that reason (status ``skipped``: the gate lists it, never counts it as a
+pass, and a gate that requires it is an ERROR); checks that depend on it are blocked.
+``missing_ok: true`` (for an environment shared by machines with and without systemd)
+turns that into a pass whose evidence states the note ``systemd is absent ...: not checked``.
 
 >>> item = SystemdCheck(name="api", unit="api", max_restarts=3)
 >>> item.unit, [c.label for c in limits(item)]
@@ -111,8 +111,9 @@ def _absent(item: SystemdCheck, why: str) -> Observation:
     if item.missing_ok:
         return Observation(values, details={"note": f"systemd is absent ({why}): {item.unit} not checked; "
                                                     "passed because missing_ok: true"})
-    return Observation(values, error=f"systemd {item.unit}: systemd is absent on this machine ({why}); the unit "
-                                     "cannot be checked (missing_ok: true passes it with a note where that is expected)")
+    return Observation(values, not_applicable=f"systemd {item.unit}: systemd is absent on this machine ({why}); the "
+                                              "unit cannot be checked here (missing_ok: true passes it with a note "
+                                              "where that is expected)")
 
 
 def _last_line(text: str) -> str:
@@ -223,5 +224,5 @@ def limits(item: SystemdCheck) -> list[Condition]:
 
 KIND = Kind(name="systemd", schema=SystemdCheck, observe=observe, limits=limits,
             summary="a systemd unit: loaded, active, not failed, restarts; pattern counts in its journal "
-                    "(fails where there is no systemd unless missing_ok)",
+                    "(skipped where there is no systemd, unless missing_ok)",
             host_level=True)
