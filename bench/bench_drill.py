@@ -74,7 +74,10 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="opsgate-bench-drill-"))
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+        # bytecode is written to the temp prefix by the untimed warm-up and read by the timed runs
+        # (PYTHONDONTWRITEBYTECODE would make every run compile every module again)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OPSGATE_", "PYTEST_")) and k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         script = tmp / "by-hand.sh"
         script.write_text(BY_HAND)
