@@ -313,3 +313,11 @@ def test_directory_read_through_a_testinfra_target(tmp_path):
     capped = FileCheck(name="logs", path="logs", directory={"max_entries": 1})
     result = run_check(capped, ProbeContext(tmp_path, target=target))
     assert result.status == "fail" and "more than max_entries (1) entries; read the first 1 only" in result.message
+
+
+@pytest.mark.negative("file")
+def test_content_conditions_on_a_fifo_fail_at_once_instead_of_hanging(tmp_path):
+    os.mkfifo(tmp_path / "app.ini")
+    result = check(tmp_path, path="app.ini", contains=["debug"], timeout=30)
+    assert result.status == "fail"
+    assert "not a regular file" in result.message or "not a file" in result.message, result.message

@@ -401,3 +401,15 @@ def test_windows_find_exactly_what_a_whole_line_search_finds(tmp_path_factory):
         for name, value in {"LINE_CAP": 64, "OVERLAP": 24, "EDGE": 4, "BLOCK": 16}.items():
             mp.setattr(probe, name, value)
         prop()
+
+
+@pytest.mark.negative("log")
+def test_a_fifo_where_the_log_should_be_fails_at_once_instead_of_hanging(tmp_path):
+    """Opening a FIFO for reading waits for a writer forever, in a thread no timeout stops: a
+    FIFO is not a log file (and the target refuses to open anything but a regular file)."""
+    os.mkfifo(tmp_path / "app.log")
+    started = time.monotonic()
+    result = check(tmp_path, path="app.log", patterns=[{"regex": "ERROR"}], last_lines=10, timeout=30)
+    assert time.monotonic() - started < 25  # far below the check's own timeout: it never waited
+    assert result.status == "fail"
+    assert "no log file matches" in result.message, result.message

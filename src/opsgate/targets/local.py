@@ -74,12 +74,12 @@ class LocalTarget(Target):
         return found
 
     def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
-        with open(path, "rb") as handle:
+        with _open_regular(path) as handle:
             handle.seek(offset)
             return handle.read(length)
 
     def open(self, path: str, deadline: float):
-        return open(path, "rb")  # the log probe checks its deadline before every block
+        return _open_regular(path)  # the log probe checks its deadline before every block
 
     def resources(self, cpu_sample: float, timeout: float) -> Resources:
         return Resources(
@@ -223,6 +223,29 @@ class LocalTarget(Target):
 
 
 LOCAL = LocalTarget()
+
+
+def _open_regular(path: str):
+    """``path`` opened for reading if it is a regular file. Opening a FIFO for reading waits for
+    a writer (forever, in a thread no timeout can stop) and a device may never end: anything
+    but a regular file is refused at once, without blocking.
+
+    >>> import os, tempfile
+    >>> fifo = os.path.join(tempfile.mkdtemp(), "fifo"); os.mkfifo(fifo)
+    >>> _open_regular(fifo)
+    Traceback (most recent call last):
+    opsgate.targets.NotRegularFile: [Errno 22] not a regular file (a FIFO, a device or a directory): '...fifo'
+    >>> os.remove(fifo)
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not statmod.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file (a FIFO, a device or a directory)", str(path))
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return handle
 
 
 def _existing(pids: Collection[int]):
