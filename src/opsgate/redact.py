@@ -273,38 +273,26 @@ class Redactor:
         stack = [value]
         while stack:  # a loop, not recursion: a report's depth is bounded, its size is not
             node = stack.pop()
-            if isinstance(node, dict):
-                renamed = None
-                for key, item in node.items():
-                    if isinstance(item, str):
-                        done = memo.get(item)
-                        done = done if done is not None else text(item)
-                        if done is not item:
-                            node[key] = done
-                    elif isinstance(item, (dict, list)):
-                        stack.append(item)
-                    elif isinstance(item, tuple):
-                        node[key] = item = list(item)
-                        stack.append(item)
-                    if isinstance(key, str) and (memo.get(key) or text(key)) != key:
-                        renamed = renamed or []
-                        renamed.append(key)
-                for key in renamed or ():  # keys holding a secret: the entry moves, its order kept
+            is_dict = isinstance(node, dict)
+            # a dict's values and a list's items are handled alike (assigning to an existing
+            # key or index while iterating is safe: the size does not change)
+            for slot, item in (node.items() if is_dict else enumerate(node)):
+                if isinstance(item, str):
+                    done = memo.get(item)
+                    done = done if done is not None else text(item)
+                    if done is not item:
+                        node[slot] = done
+                elif isinstance(item, (dict, list)):
+                    stack.append(item)
+                elif isinstance(item, tuple):
+                    node[slot] = item = list(item)
+                    stack.append(item)
+            if is_dict:
+                renamed = [k for k in node if isinstance(k, str) and (memo.get(k) or text(k)) != k]
+                for key in renamed:  # keys holding a secret: the entry moves, its order kept
                     items = list(node.items())
                     node.clear()
                     node.update((text(k) if k == key else k, v) for k, v in items)
-            elif isinstance(node, list):
-                for index, item in enumerate(node):
-                    if isinstance(item, str):
-                        done = memo.get(item)
-                        done = done if done is not None else text(item)
-                        if done is not item:
-                            node[index] = done
-                    elif isinstance(item, (dict, list)):
-                        stack.append(item)
-                    elif isinstance(item, tuple):
-                        node[index] = item = list(item)
-                        stack.append(item)
 
 
 def _edges(text: str, heads: dict[str, list[tuple[str, int]]], tails: dict[str, list[tuple[str, int]]],
