@@ -274,6 +274,7 @@ def test_a_drill_naming_a_backup_item_that_does_not_exist_is_a_load_error(tmp_pa
         drill:
           - name: dr
             restore: [{backup: app-dbb}]
+            verify: [{command: {argv: ["true"]}}]
     """))
     with pytest.raises(envfile.EnvFileError) as caught:
         envfile.load(str(path), [tmp_path])
@@ -293,9 +294,17 @@ def test_a_running_drill_shows_its_step_and_time_against_its_rto(install, tmp_pa
             severity: P2
             restore: [{{copy: {install}}}]
             install: [{{argv: [sleep, "2"]}}]
+            verify: [{{command: {{argv: ["true"]}}}}]
     """))
     run = run_pytest(project, suite="checks/quarterly",
                      env={"OPSGATE_PROGRESS_DELAY": "0.3", "OPSGATE_PROGRESS_INTERVAL": "0.3",
                           "OPSGATE_SCRATCH_DIR": str(tmp_path / "scratch")})
     assert run.returncode == 0, run.output
     assert re.search(r"app-dr: install: sleep 2 \([0-9.]+s of RTO 4h00m00s\)", run.output), run.output
+
+
+@pytest.mark.negative("drill")
+def test_a_drill_that_checks_nothing_it_restored_is_a_load_error(install):
+    """Restored and started, never looked at: a pass would rest on reading nothing."""
+    with pytest.raises(ValueError, match="expected at least one healthy or verify check"):
+        drill(install, healthy=[], verify=[])

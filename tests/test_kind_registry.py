@@ -37,7 +37,8 @@ MINIMAL = {
     "metrics": {"url": "http://127.0.0.1:1/metrics", "metric": "up"},
     "container": {"container": "app"},
     "backup": {"source": "files", "path": "backups/*.tar.gz", "cadence": ["daily"]},  # weekly by default
-    "drill": {"restore": [{"copy": "app"}], "cadence": ["daily"]},  # quarterly by default
+    "drill": {"restore": [{"copy": "app"}], "verify": [{"command": {"argv": ["true"]}}],
+              "cadence": ["daily"]},  # quarterly by default
     "dns": {"host": "localhost"},
     "systemd": {"unit": "app"},
     "packages": {"requirements": ["pytest>=8"]},

@@ -116,6 +116,9 @@ class DrillCheck(CheckItem):
 
     @model_validator(mode="after")
     def _steps_are_checks(self) -> "DrillCheck":
+        if not self.healthy and not self.verify:  # restored, never looked at: passing would read nothing
+            raise ValueError("expected at least one healthy or verify check: a drill that checks nothing of what "
+                             "it restored cannot pass")
         for phase in ("healthy", "verify"):
             for index, _ in enumerate(getattr(self, phase)):
                 self.step(phase, index, placeholders.SAMPLE, sample=True)
@@ -192,7 +195,8 @@ def observe(item: DrillCheck, ctx) -> Observation:
 def limits(item: DrillCheck) -> list[Condition]:
     """RTO and RPO against their targets.
 
-    >>> [c.label for c in limits(DrillCheck(name="d", severity="P0", restore=[{"copy": "/x"}]))]
+    >>> [c.label for c in limits(DrillCheck(name="d", severity="P0", restore=[{"copy": "/x"}],
+    ...                                         verify=[{"command": {"argv": ["true"]}}]))]
     ['RTO (seconds, restore start to verified) <= target 900', 'RPO (seconds, age of the recovery point) <= target 3600']
     """
     return [
