@@ -29,7 +29,7 @@ from . import severity as sev
 
 #: the cadence folders; a test proves this is ``opsgate.model.CADENCES`` (the entry point
 #: must not import the model to know them)
-CADENCES = ("daily", "weekly", "monthly", "quarterly")
+CADENCES = ("daily", "weekly", "monthly", "quarterly", "incident")
 
 #: the run's state (an ``opsgate.pytest_run.RunState``), once the run is an opsgate run
 STATE = pytest.StashKey[Any]()
@@ -65,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "severity(level): the check's severity, P0 (critical) .. P3 (low)",
-        "cadence(name): daily, weekly, monthly or quarterly",
+        "cadence(name): daily, weekly, monthly, quarterly or incident",
         *(f"{level}: severity {level} (on the environment's own scale)" for level in sev.MARKERS),
         *(f"{name}: {name} cadence" for name in CADENCES),
         "depends_on(*names): run only when these checks passed",

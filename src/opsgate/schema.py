@@ -15,13 +15,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, WithJsonSchema,
+                      field_validator, model_validator)
 
 from . import severity as sev
 from .conditions import Condition
 from .units import parse_duration, parse_size
 
-CADENCES = ("daily", "weekly", "monthly", "quarterly")
+# incident: run on demand during and after an incident (diagnosis, post-fix watches), never scheduled
+CADENCES = ("daily", "weekly", "monthly", "quarterly", "incident")
 
 Duration = Annotated[
     float,
@@ -73,10 +75,10 @@ def _cadence_list(value: Any) -> Any:
 
 # the cadences an item runs in: one name or a list of them
 Cadences = Annotated[
-    list[Literal["daily", "weekly", "monthly", "quarterly"]],
+    list[Literal["daily", "weekly", "monthly", "quarterly", "incident"]],
     BeforeValidator(_cadence_list),
     WithJsonSchema({"anyOf": [{"enum": list(CADENCES)}, {"type": "array", "minItems": 1, "items": {"enum": list(CADENCES)}}],
-                    "description": "daily, weekly, monthly or quarterly, or a list of them"}),
+                    "description": "daily, weekly, monthly, quarterly or incident, or a list of them"}),
 ]
 Severity = Annotated[str, WithJsonSchema({"type": "string", "description": "P0..P3 (or critical/high/medium/low, SEV-0..SEV-3)"})]
 
@@ -125,6 +127,17 @@ class Limit(Strict):
         return out
 
 
+def _name_list(value: Any) -> Any:
+    """``web`` or ``[web, db1]`` -> a list without repeats (order kept)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if not value:
+            raise ValueError("expected at least one host or group, seen an empty list")
+        return list(dict.fromkeys(value))
+    return value
+
+
 class CheckItem(Strict):
     """Fields every check item has, whatever its kind."""
 
@@ -132,7 +145,7 @@ class CheckItem(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", description="unique id; becomes the test id")
     severity: Severity = "P2"
     description: str | None = None
-    cadence: Cadences = Field(["daily"], description="daily, weekly, monthly or quarterly, or a list of them "
+    cadence: Cadences = Field(["daily"], description="daily, weekly, monthly, quarterly or incident, or a list of them "
                               "(the item runs in each): checks/<cadence> runs it")
     depends_on: list[str] = []
     tags: list[str] = []
@@ -144,6 +157,17 @@ class CheckItem(Strict):
     remedy: str | None = Field(None, min_length=1, description="the runbook's next step when this check fails or "
                                "warns, e.g. \"./start_aura.sh - runbook: Server Won't Start\" or a URL; shown beside "
                                "the failure in the terminal, the report and every output (never on a pass)")
+    hosts: Annotated[list[str], BeforeValidator(_name_list)] | None = Field(
+        None, description="host-level kinds: the hosts it runs on - a host name, a group, \"all\", or a list of them "
+                          "(from the environment's hosts: section); one test per host, named check@host")
+    # the host this copy runs on (set when the environment expands ``hosts``); None: where opsgate runs
+    _on_host: str | None = PrivateAttr(None)
+
+    @property
+    def on_host(self) -> str | None:
+        """The name of the host this copy of the check runs on (``web1`` for ``server@web1``), or
+        None for a check run where opsgate runs. (Not ``host``: tcp and dns items have a field so named.)"""
+        return self._on_host
 
     @field_validator("severity", mode="before")
     @classmethod
