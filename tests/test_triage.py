@@ -238,3 +238,81 @@ def test_triage_records_a_containers_state_and_its_recent_error_lines(tmp_path):
     assert backend["observed"]["matches"]["error|exception|critical|fatal"] == 1
     assert any("ERROR db connection lost" in line for line in backend["details"]["lines"]["error|exception|critical|fatal"])
     assert "this-host" in found  # no host item: this machine's resources all the same
+
+
+def _triage_env(project: Path, incident: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+    env.update(environ or {})
+    return subprocess.run([sys.executable, "-m", "opsgate.cli", "triage", "--env", "env.yaml", "--id", incident],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _assert_nothing_holds(folder: Path, *secrets: str) -> None:
+    files = list(folder.iterdir())
+    assert files
+    for path in files:
+        text = path.read_text()
+        for secret in secrets:
+            assert secret not in text, path.name
+
+
+def test_triage_records_a_databases_status_and_never_its_password(tmp_path):
+    """The runbooks' database status (Perfect Jarvis: pg_isready, connections; Living Codex:
+    SELECT 1) on a real primary with a streaming replica: role, connections, replication; the
+    item's own query is not run; the DSN's password appears in no file of the incident."""
+    from tests.support.servers import APP_PASSWORD, PostgresServer
+
+    with PostgresServer() as primary, PostgresServer(replica_of=primary) as replica:
+        env = ("name: data\npostgres:\n"
+               "  - {name: db, severity: P0, dsn: '${PG_DSN}', query: 'SELECT * FROM no_such_table', expect: ['count > 0']}\n"
+               "  - {name: db-replica, severity: P1, dsn: '${PG_REPLICA_DSN}', role: replica}\n")
+        project = make_project(tmp_path, env)
+        done = _triage_env(project, "db", {"PG_DSN": primary.dsn(), "PG_REPLICA_DSN": replica.dsn()})
+    assert done.returncode == 0, done.stderr
+    folder = project / "reports" / "incidents" / "db"
+    db = json.loads((folder / "postgres-db.json").read_text())
+    assert db["collected"] == "database status: role, connections, replication"
+    assert db["status_now"] == "pass", db  # the item's own (failing) query is not what triage runs
+    observed = db["observed"]
+    assert observed["role"] == "primary" and observed["replicas"] == 1, observed
+    assert observed["connections"] >= 1 and observed["max_connections"] == 20 and "connections_percent" in observed
+    assert observed["target"] == f"postgres 127.0.0.1:{primary.port}/app"
+    assert [r["state"] for r in db["details"]["replicas"]] == ["streaming"], db["details"]
+    standby = json.loads((folder / "postgres-db-replica.json").read_text())
+    assert standby["status_now"] == "pass" and standby["observed"]["role"] == "replica", standby
+    assert standby["observed"]["wal_receiver"] == "streaming"
+    assert "postgres `db`" in (folder / "summary.md").read_text()
+    _assert_nothing_holds(folder, APP_PASSWORD)
+    assert APP_PASSWORD not in done.stdout + done.stderr
+
+
+def test_triage_says_a_database_could_not_be_reached_and_still_completes(tmp_path):
+    """PostgreSQL down: the database's file says it could not be reached and why (connection
+    refused), the summary and review list it failing, the other items are collected all the
+    same, and the password written in the DSN itself appears nowhere."""
+    from tests.support.servers import PostgresServer
+
+    password = "Pg7-inline-secret-Zq3"
+    with PostgresServer() as server:
+        dsn = f"postgresql://app:{password}@127.0.0.1:{server.port}/app"
+        server.stop()  # nothing listens on its port now
+        with HttpTarget() as api:
+            env = (f"name: data\npostgres:\n  - {{name: db, severity: P0, dsn: '{dsn}', "
+                   f"remedy: 'systemctl start postgresql - runbook: Database Down'}}\n"
+                   f"http:\n  - {{name: api, severity: P1, url: '{api.url}/health'}}\n")
+            project = make_project(tmp_path, env)
+            done = _triage_env(project, "db-down")
+    assert done.returncode == 0, done.stderr
+    assert "failing or warning now: P0 db" in done.stdout, done.stdout
+    folder = project / "reports" / "incidents" / "db-down"
+    db = json.loads((folder / "postgres-db.json").read_text())
+    assert db["status_now"] in ("fail", "error"), db
+    assert db["message"].endswith(f"postgres 127.0.0.1:{server.port}/app: cannot connect: "
+                                  "connection refused (is the server running?)"), db["message"]
+    assert db["remedy"] == "systemctl start postgresql - runbook: Database Down"
+    assert json.loads((folder / "http-api.json").read_text())["status_now"] == "pass"  # collected all the same
+    summary = (folder / "summary.md").read_text()
+    assert "postgres `db` | FAIL" in summary or "postgres `db` | ERROR" in summary, summary
+    assert "connection refused" in summary and "connection refused" in (folder / "review.md").read_text()
+    _assert_nothing_holds(folder, password)
+    assert password not in done.stdout + done.stderr
