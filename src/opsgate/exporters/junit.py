@@ -1,12 +1,14 @@
 """JUnit XML of a gate's result, for CI systems that read JUnit.
 
 One ``<testsuite>`` per source (environment@host), one ``<testcase>`` per check with
-``severity``, ``cadence``, ``kind``, ``status`` and ``gate_effect`` as properties (and ``remedy``,
+``severity``, ``cadence``, ``kind``, ``status``, ``gate_effect`` and ``host`` (the host the check
+judged, when known) as properties (and ``remedy``,
 the runbook's next step, when a failing or warning check names one: also in its failure text).
 Only what the gate blocks on is a ``<failure>``/``<error>``; a waived or blocked check
 is ``<skipped>`` with the reason; a warning passes with its message in ``system-out``.
 When the gate's verdict is ERROR a ``gate`` testcase carries the reasons as ``<error>``,
-so a JUnit reader fails closed too.
+so a JUnit reader fails closed too. A gate's ``fleet:`` rules are a ``fleet`` testsuite, one
+testcase per rule, a ``<failure>`` naming the hosts that broke it and their root causes.
 
 >>> from opsgate.gate import evaluate, load_policy, read_report
 >>> xml = render(evaluate([read_report("/nonexistent.json")], load_policy(None)))
@@ -44,6 +46,8 @@ def _case(parent: ET.Element, finding: Finding) -> None:
     for key, value in (("severity", finding.severity), ("cadence", check.cadence), ("kind", check.kind),
                        ("status", check.status), ("gate_effect", finding.effect), ("nodeid", check.nodeid)):
         ET.SubElement(props, "property", name=key, value=_clean(value))
+    if check.host:
+        ET.SubElement(props, "property", name="host", value=_clean(check.host))
     remedy = _clean(check.remedy)
     if remedy:
         ET.SubElement(props, "property", name="remedy", value=remedy)
@@ -74,6 +78,19 @@ def render(result: GateResult) -> str:
                               timestamp=result.decided_at.isoformat(timespec="seconds"))
         for finding in findings:
             _case(suite, finding)
+    if result.fleet:
+        broken = [o for o in result.fleet if o.hosts and not o.holds]
+        suite = ET.SubElement(root, "testsuite", name="fleet", tests=str(len(result.fleet)), failures=str(len(broken)),
+                              errors=str(sum(not o.hosts for o in result.fleet)), skipped="0")
+        for o in result.fleet:
+            case = ET.SubElement(suite, "testcase", classname="opsgate.fleet", name=_clean(f"rule {o.index + 1}: {o.rule.describe()}"))
+            if not o.hosts:
+                ET.SubElement(case, "error", message=_clean(f"group {o.rule.group} has no host"), type="ERROR")
+            elif not o.holds:
+                ET.SubElement(case, "failure", message=_clean(o.summary()), type="fleet").text = \
+                    REDACTOR.text(_clean("\n".join(o.broken_lines())))
+            else:
+                ET.SubElement(case, "system-out").text = _clean("\n".join([o.summary(), *o.broken_lines()]))
     if result.errors:
         suite = ET.SubElement(root, "testsuite", name="opsgate gate", tests="1", failures="0", errors="1", skipped="0")
         case = ET.SubElement(suite, "testcase", classname="opsgate.gate", name=f"gate {result.gate}")

@@ -1,5 +1,8 @@
 """A Markdown summary of a gate's result, for ``$GITHUB_STEP_SUMMARY`` or a wiki page.
 
+A gate with ``fleet:`` rules gets a table of them with the hosts that broke each and their root
+causes; when checks ran on fleet hosts, the check tables get a Host column.
+
 >>> from opsgate.gate import evaluate, load_policy, read_report
 >>> render(evaluate([read_report("/nonexistent.json")], load_policy(None))).splitlines()[0]
 '## opsgate gate `default`: ERROR'
@@ -25,12 +28,22 @@ def _remedy(finding: Finding) -> str:
     return f" {_cell(finding.check.remedy) or '-'} |"
 
 
+def _hosts(findings: list[Finding]) -> bool:
+    """A table gets a Host column when one of its checks ran on a fleet host."""
+    return any(f.check.remote_host for f in findings)
+
+
+def _host(finding: Finding) -> str:
+    return f" {_cell(finding.check.remote_host) or '-'} |"
+
+
 def _table(findings: list[Finding], label: str) -> list[str]:
     remedies = label == "Evidence" and _remedies(findings)
-    out = [f"| Severity | Check | Source | {label} |" + (" Remedy |" if remedies else ""),
-           "|---|---|---|---|" + ("---|" if remedies else "")]
+    hosts = _hosts(findings)
+    out = [f"| Severity | Check | Source |{' Host |' * hosts} {label} |" + (" Remedy |" if remedies else ""),
+           "|---|---|---|---|" + "---|" * hosts + ("---|" if remedies else "")]
     for f in findings:
-        out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | "
+        out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} |{_host(f) if hosts else ''} "
                    f"{_cell(f.check.message or f.reason) if label == 'Evidence' else _cell(f.reason)} |"
                    + (_remedy(f) if remedies else ""))
     return out
@@ -41,13 +54,21 @@ def render(result: GateResult) -> str:
            f"{_cell(result.headline())} (exit {result.exit_code}; policy {result.policy})", ""]
     if result.errors:
         out += ["### Why the result cannot be trusted", ""] + [f"- {_cell(e)}" for e in result.errors] + [""]
+    if result.fleet:
+        out += ["### Fleet rules", "", "| Rule | Hosts passing | Verdict | Hosts that broke it (root causes) |",
+                "|---|---|---|---|"]
+        for o in result.fleet:
+            state = "holds" if o.holds else "broken" if o.hosts else "no host"
+            out.append(f"| {_cell(o.rule.describe())} | {o.passing} of {len(o.hosts)} | {state} | "
+                       f"{'<br>'.join(_cell(line) for line in o.broken_lines()) or '-'} |")
+        out.append("")
     roots = result.root_causes
     if roots:
-        remedies = _remedies(roots)
-        out += ["### Root causes", "", "| Severity | Check | Source | Blocks | Evidence |" + (" Remedy |" if remedies else ""),
-                "|---|---|---|---|---|" + ("---|" if remedies else "")]
+        remedies, hosts = _remedies(roots), _hosts(roots)
+        out += ["### Root causes", "", f"| Severity | Check | Source |{' Host |' * hosts} Blocks | Evidence |"
+                + (" Remedy |" if remedies else ""), "|---|---|---|---|---|" + "---|" * hosts + ("---|" if remedies else "")]
         for f in roots:
-            out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} | {len(f.blocks)} | "
+            out.append(f"| {f.severity} | `{_cell(f.check.test_id)}` | {_cell(f.check.source)} |{_host(f) if hosts else ''} {len(f.blocks)} | "
                        f"{_cell(f.check.message)} |" + (_remedy(f) if remedies else ""))
         out.append("")
     blocking = [f for f in result.effect("block") if not f.is_root_cause]

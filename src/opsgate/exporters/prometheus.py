@@ -1,6 +1,10 @@
 """Prometheus text format for node_exporter's textfile collector, written atomically.
 
-Series (``environment``, ``host`` and ``cadence`` label every per-run series):
+Series (``environment``, ``host`` and ``cadence`` label every per-run series). On a per-check
+series ``host`` is the host the check judged: a fleet host (``web1``) for a check run on it,
+else the report's host (the machine the run was on, as for every check of a run without
+hosts). It is never empty, so a fleet check and a check of the controlling machine sum alike,
+and ``sum by (host)`` reads a fleet at a glance:
 
 - ``opsgate_check_ok{check,kind,severity,...}`` 1 when the check passed or warned, else 0
 - ``opsgate_check_status{...,status}`` 1 for the check's status (pass/warn/fail/error/blocked/skipped)
@@ -14,6 +18,8 @@ Series (``environment``, ``host`` and ``cadence`` label every per-run series):
 - ``opsgate_report_finished_timestamp_seconds{environment,host,cadence}`` the run's end
 - ``opsgate_gate_verdict{gate,verdict}`` 1 for the verdict, 0 for the other three
 - ``opsgate_gate_exit_code{gate}`` and ``opsgate_gate_timestamp_seconds{gate}``
+- ``opsgate_gate_fleet_rule_ok{gate,rule,group,severity}`` 1 when a ``fleet:`` rule holds, and
+  ``opsgate_gate_fleet_hosts{gate,rule,group,severity,state}`` its hosts passing and broken
 
 >>> from opsgate.gate import evaluate, load_policy, read_report
 >>> text = render(evaluate([read_report("/nonexistent.json")], load_policy(None)))
@@ -66,7 +72,7 @@ class _GateCollector:
         for finding in result.findings:
             c = finding.check
             env, _, host = c.source.partition("@")
-            checks[(env, host, c.cadence, c.name, c.kind, c.severity)] = c
+            checks[(env, c.host or host, c.cadence, c.name, c.kind, c.severity)] = c
         for labels, when in runs.items():
             finished.add_metric(list(labels), when)
         for labels, c in checks.items():
@@ -87,6 +93,21 @@ class _GateCollector:
         decided = GaugeMetricFamily("opsgate_gate_timestamp_seconds", "when the gate decided (unix time)", labels=["gate"])
         decided.add_metric([result.gate], result.decided_at.timestamp())
         yield from (ok, status, observed, duration, remedy, finished, verdict, exit_code, decided)
+        if result.fleet:
+            yield from _fleet(result)
+
+
+def _fleet(result: GateResult):
+    labels = ["gate", "rule", "group", "severity"]
+    rule_ok = GaugeMetricFamily("opsgate_gate_fleet_rule_ok", "1 when the gate's fleet rule holds", labels=labels)
+    hosts = GaugeMetricFamily("opsgate_gate_fleet_hosts", "the fleet rule's hosts, passing and broken",
+                              labels=[*labels, "state"])
+    for o in result.fleet:
+        values = [result.gate, str(o.index + 1), o.rule.group, ",".join(o.rule.severity)]
+        rule_ok.add_metric(values, 1 if o.holds else 0)
+        hosts.add_metric([*values, "passing"], o.passing)
+        hosts.add_metric([*values, "broken"], len(o.broken))
+    yield from (rule_ok, hosts)
 
 
 def _registry(result: GateResult) -> CollectorRegistry:

@@ -15,6 +15,9 @@ Order of judgement:
    ``ignore``. A required check that failed always blocks, waived or not; a waiver on a
    root cause does not cover the higher-severity checks it kept from running.
 4. A warn-level breach makes WARN unless waived.
+5. The gate's ``fleet:`` rules judge the hosts of a group (see ``fleet``): the failures a rule
+   covers block when it is broken (listing the hosts that broke it and their root causes) and
+   are tolerated when it holds; a broken rule makes FAIL, a group with no host ERROR.
 
 Exit codes: PASS 0, WARN 0 (1 with ``warn_blocks``), FAIL 1, ERROR 2.
 
@@ -36,6 +39,7 @@ from enum import StrEnum
 
 from .. import severity as sev
 from ..results import Status
+from . import fleet as fleet_rules
 from .policy import DEFAULT_GATE, Gate, LoadedPolicy, Waiver
 from .reports import EXECUTED, CheckRecord, Report
 
@@ -83,6 +87,7 @@ class Finding:
     severity: str  # effective severity: a root cause takes the highest of what it blocks
     blocks: list[CheckRecord] = field(default_factory=list)  # checks it blocked (root causes)
     waiver: Waiver | None = None
+    causes: tuple[str, ...] = ()  # a blocked check: the root causes it is counted under
 
     @property
     def is_root_cause(self) -> bool:
@@ -112,6 +117,7 @@ class GateResult:
     sources: list[SourceVerdict]
     reports: list[Report]
     decided_at: datetime
+    fleet: list[fleet_rules.FleetOutcome] = field(default_factory=list)  # the gate's fleet rules, judged
 
     def effect(self, *effects: str) -> list[Finding]:
         """Findings with these effects, most severe first."""
@@ -143,6 +149,11 @@ class GateResult:
         waived = self.effect(Effect.WAIVED)
         if waived:
             parts.append(f"{len(waived)} waived")
+        for outcome in self.fleet:
+            if outcome.hosts and not outcome.holds:
+                parts.append(f"fleet rule {outcome.index + 1} broken: {outcome.passing} of {len(outcome.hosts)} hosts of "
+                             f"{outcome.rule.group} pass {'/'.join(outcome.rule.severity)}, at least "
+                             f"{outcome.rule.at_least:g}% must (broken: {', '.join(sorted(outcome.broken))})")
         executed = sum(1 for f in self.findings if f.check.status in EXECUTED)
         parts.append(f"{executed} checks ran in {len(self.reports)} report{'s' * (len(self.reports) != 1)}")
         return f"{self.verdict}: " + "; ".join(parts)
@@ -168,6 +179,11 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
     errors: list[str] = [] if reports else ["no report given: a gate never passes on nothing"]
     findings: list[Finding] = []
     report_errors: dict[str, list[str]] = defaultdict(list)
+    hosts = fleet_rules.membership(reports, gate.groups) if gate.fleet else {}
+
+    def covered(check: CheckRecord, level: str) -> bool:
+        return any(fleet_rules.covers(rule, hosts, check, level) for rule in gate.fleet)
+
     for report in reports:
         problems = list(report.problems) + _freshness(report, gate, now)
         if environment is not None and report.environment != environment:
@@ -177,11 +193,15 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
             problems.append(f"{report.path}: {report.executed} checks ran; the gate needs at least {gate.min_checks}")
         errors.extend(problems)
         report_errors[report.source].extend(problems)
-        findings.extend(_judge(report, gate, waivers, now, usage))
+        findings.extend(_judge(report, gate, waivers, now, usage, covered))
+    outcomes, fleet_errors = fleet_rules.judge(gate.fleet, hosts, findings) if gate.fleet else ([], [])
+    errors.extend(fleet_errors)
     errors.extend(_required(reports, gate, findings))
     notes = [f"{r.path}: partial run ({r.partial})" for r in reports if r.partial]
     notes += _waiver_notes(waivers, usage, findings, now)
     verdict = _verdict(errors, findings)
+    if verdict in (Verdict.PASS, Verdict.WARN) and any(not o.holds for o in outcomes):
+        verdict = Verdict.FAIL  # a host broken only by a check that ran nowhere, or blocked by an ungated one
     sources = []
     by_source: dict[str, list[Report]] = defaultdict(list)
     for report in reports:
@@ -191,7 +211,7 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
         sources.append(SourceVerdict(source, [r.path for r in group], _verdict(report_errors[source], mine), _counts(mine)))
     code = EXIT_CODES[verdict] if not (verdict == Verdict.WARN and gate.warn_blocks) else 1
     return GateResult(name, policy.source, verdict, code, gate.warn_blocks, errors, findings, notes, sources,
-                      list(reports), now)
+                      list(reports), now, outcomes)
 
 
 def _verdict(errors: list[str], findings: list[Finding]) -> Verdict:
@@ -264,7 +284,9 @@ def _roots(report: Report) -> tuple[dict[str, list[CheckRecord]], dict[int, list
 
 
 def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
-           usage: dict[int, list[Finding]]) -> list[Finding]:
+           usage: dict[int, list[Finding]], covered=lambda check, level: False) -> list[Finding]:
+    """Each check of the report judged alone; ``covered(check, level)`` says a fleet rule judges
+    it (its tolerance is the rule's, so it does not spend the gate's ``tolerate:``)."""
     roots, causes_of = _roots(report)
     failures: Counter[str] = Counter()
     out = []
@@ -279,7 +301,7 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
             continue
         if status == Status.BLOCKED and causes_of.get(id(check)):
             out.append(Finding(check, Effect.BLOCKED, f"not run: blocked by {', '.join(causes_of[id(check)])} (counted there)",
-                               check.severity))
+                               check.severity, causes=tuple(causes_of[id(check)])))
             continue
         blocks = roots.get(check.name, [])
         level = min([check.severity, *(c.severity for c in blocks)], key=sev.rank)
@@ -300,7 +322,9 @@ def _judge(report: Report, gate: Gate, waivers: list[Waiver], now: datetime,
             what = "blocked by a prerequisite that is not in this report" if status == "blocked" else \
                 "the check could not decide (error)" if status == "error" else "failed"
             action = gate.action(level)
-            if action == "block":
+            if action == "block" and covered(check, level):
+                finding.effect, finding.reason = Effect.BLOCK, f"{what}; {level} blocks this gate{raised}"  # fleet decides
+            elif action == "block":
                 failures[level] += 1
                 allowed = gate.tolerate.get(level, 0)
                 if failures[level] <= allowed:

@@ -17,6 +17,12 @@ Example ``config/gates.yaml``::
         require:
           - id: "test_http[api-*]"
           - tag: database
+      fleet:
+        block: [P0, P1]
+        fleet:                 # P0 checks pass on >= 99 % of group web's hosts, on every db host
+          - {severity: [P0], group: web, at_least: 99%}
+          - {severity: [P0], group: db, at_least: 100%}
+        groups: {web: ["web*"]}  # membership by host-name pattern (merged self-check reports)
       release:
         seal_key: {file: /etc/opsgate/seal.key}   # only reports signed with this key are trusted
     waivers:
@@ -111,6 +117,51 @@ class Require(Strict):
         return bool(self.id) and any(glob_match(t, self.id) for t in (nodeid, nodeid.rsplit("::", 1)[-1]))
 
 
+def _percent(value: Any) -> float:
+    """``"99%"`` -> 99.0; anything else (a bare number is ambiguous: 1 or 100 %?) is refused.
+
+    >>> _percent("99.5%"), _percent(" 100 % ")
+    (99.5, 100.0)
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if text.endswith("%"):
+        try:
+            number = float(text[:-1])
+        except ValueError:
+            number = -1.0
+        if 0 <= number <= 100:
+            return number
+    raise ValueError(f"expected a percentage from 0% to 100% such as 99%, seen {value!r}")
+
+
+def _levels(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+#: the group every host of the reports belongs to
+ALL_HOSTS = "all"
+
+
+class FleetRule(Strict):
+    """Of the hosts of ``group``, at least ``at_least`` must pass every check of ``severity``
+    (pass or warn; blocked, failed and errored checks break the host)."""
+
+    severity: Annotated[list[Level], BeforeValidator(_levels), Field(min_length=1)] = Field(
+        description="the severities judged per host, e.g. [P0]")
+    group: Annotated[str, Field(min_length=1)] = Field(
+        description="a group of the environment's hosts, one of the gate's groups:, or all")
+    at_least: Annotated[float, BeforeValidator(_percent)] = Field(
+        description="the share of the group's hosts that must pass, e.g. 99%")
+
+    def describe(self) -> str:
+        """``P0 on group web, at least 99%``.
+
+        >>> FleetRule(severity="P0", group="web", at_least="99%").describe()
+        'P0 on group web, at least 99%'
+        """
+        return f"{'/'.join(self.severity)} on group {self.group}, at least {self.at_least:g}%"
+
+
 class SealKey(Strict):
     """Where the gate reads the HMAC key that signed the reports: an environment variable or a
     file (never the key itself in the policy). With a key, an unsigned or wrongly signed
@@ -162,12 +213,20 @@ class Gate(Strict):
     environment: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="the environment this gate gates: a report of another one is ERROR "
                           "(opsgate gate --environment overrides it)")
+    fleet: list[FleetRule] = Field(default_factory=list, description="rules over the hosts of a group: "
+                                   "{severity: [P0], group: web, at_least: 99%}")
+    groups: dict[Annotated[str, Field(min_length=1)], Annotated[list[Pattern], Field(min_length=1)]] = Field(
+        default_factory=dict, description="groups by host-name pattern, e.g. {web: [\"web*\"]}, "
+                                          "added to the groups the reports' hosts carry")
 
     @model_validator(mode="after")
     def _disjoint(self) -> "Gate":
         both = sorted(set(self.block) & set(self.warn))
         if both:
             raise ValueError(f"expected a severity in block or in warn, seen {', '.join(both)} in both")
+        if ALL_HOSTS in self.groups:
+            raise ValueError(f"groups: expected a group name other than {ALL_HOSTS!r} (it means every host), "
+                             f"seen {ALL_HOSTS!r}")
         return self
 
     def action(self, level: str) -> str:

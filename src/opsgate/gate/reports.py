@@ -73,6 +73,9 @@ class CheckRecord:
     observed: dict[str, Any] = field(default_factory=dict)
     label: str = ""  # the severity in its environment's own scale (severity_label), for people
     remedy: str = ""  # the runbook's next step (recorded beside a failure or warning only)
+    # the host the check judged: its own (a check run on a fleet host), else the report's for a
+    # run without hosts (a machine checking itself); None for a fleet run's non-host checks
+    host: str | None = None
 
     def shown(self, level: str | None = None) -> str:
         """``level`` (default: this check's severity) in this check's environment's labels.
@@ -90,6 +93,17 @@ class CheckRecord:
         """``test_http[api-health]``: the nodeid's last part."""
         return self.nodeid.rsplit("::", 1)[-1]
 
+    @property
+    def remote_host(self) -> str:
+        """The host when it is not the machine that wrote the report (a fleet host), else "".
+
+        >>> CheckRecord("shop@ctl", "n", "server@web1", "process", "P0", "daily", "pass", host="web1").remote_host
+        'web1'
+        >>> CheckRecord("shop@web1", "n", "api", "http", "P0", "daily", "pass", host="web1").remote_host
+        ''
+        """
+        return self.host if self.host and self.host != self.source.partition("@")[2] else ""
+
 
 @dataclass
 class Report:
@@ -104,6 +118,7 @@ class Report:
     deselected: tuple[str, ...] = ()
     partial: str | None = None  # why the run covered less than its cadence folders
     problems: list[str] = field(default_factory=list)
+    hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the run's fleet hosts -> their groups
 
     @property
     def source(self) -> str:
@@ -221,6 +236,11 @@ def _from_document(document: Any, shown: str) -> Report:
     if meta.get("format") != 1:
         report.problems.append(f"{shown}: unknown opsgate report format {meta.get('format')!r} (this gate reads format 1)")
         return report
+    try:
+        report.hosts = fleet_hosts(meta.get("hosts"))
+    except TypeError as exc:
+        report.problems.append(f"{shown}: opsgate.hosts {exc}"[:300])
+        return report
     tests = document.get("tests")
     if not isinstance(tests, list):
         report.problems.append(f"{shown}: the report has no 'tests' list")
@@ -239,7 +259,8 @@ def from_record(record: Any, shown: str = "this run") -> Report:
     """
     try:
         report = Report(shown, record.environment or "?", record.host or "?", record.cadence or "?", record.finished_at,
-                        deselected=tuple(record.deselected), partial=record.partial or None)
+                        deselected=tuple(record.deselected), partial=record.partial or None,
+                        hosts=fleet_hosts(getattr(record, "hosts", None)))
         return _fill(report, record.tests, record.exitcode, record.collectors, record.not_run, record.stopped_early)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         return Report(shown, problems=[f"{shown}: malformed report ({type(exc).__name__}: {exc})"[:300]])
@@ -267,9 +288,11 @@ def _fill(report: Report, tests: list, exitcode: Any, collectors: Any, not_run: 
             report.problems.append(f"{shown}: not_run holds {type(missing).__name__}, expected an object")
     if stopped_early:
         report.problems.append(f"{shown}: the run stopped early ({stopped_early}); later checks did not run")
+    # a run without hosts is a machine checking itself: its checks are on the report's host
+    itself = None if report.hosts or report.host == "?" else report.host
     for index, test in enumerate(tests):
         try:
-            record = _record(test, report.source)
+            record = _record(test, report.source, itself)
         except (TypeError, ValueError, AttributeError) as exc:
             report.problems.append(f"{shown}: tests[{index}] is malformed ({exc})"[:300])
             continue
@@ -308,7 +331,27 @@ def _unfinished(meta: dict) -> str:
     return f"run started at {meta.get('started_at')} (pid {pid} on {host}) did not finish: {alive}"
 
 
-def _record(test: Any, source: str) -> CheckRecord | None:
+def fleet_hosts(value: Any) -> dict[str, tuple[str, ...]]:
+    """A report's ``opsgate.hosts`` map as host name -> its groups; TypeError on another shape.
+
+    >>> fleet_hosts({"web1": {"groups": ["web"], "transport": "ssh"}, "db1": {}})
+    {'web1': ('web',), 'db1': ()}
+    >>> fleet_hosts(None)
+    {}
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"is a {type(value).__name__}, expected an object of host name -> {{groups, transport}}")
+    out = {}
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            raise TypeError(f"{name!r} is a {type(entry).__name__}, expected an object {{groups, transport}}")
+        out[str(name)] = _strings(entry.get("groups"), f"{name}.groups")
+    return out
+
+
+def _record(test: Any, source: str, itself: str | None = None) -> CheckRecord | None:
     if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str) or not isinstance(test.get("outcome"), str):
         return None
     meta = (test.get("metadata") or {}).get("opsgate") or {}
@@ -343,7 +386,14 @@ def _record(test: Any, source: str) -> CheckRecord | None:
         duration_s=float(meta.get("duration_s") or (test.get("call") or {}).get("duration") or 0.0),
         observed=observed if isinstance(observed, dict) else {},
         remedy=str(meta.get("remedy") or ""),
+        host=_host(meta.get("host")) or itself,
     )
+
+
+def _host(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise TypeError(f"host is {value!r}, expected a host name or null")
 
 
 _ONLY_STR = {str}

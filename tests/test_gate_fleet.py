@@ -1,0 +1,307 @@
+"""A gate over a fleet (issue 14): ``fleet:`` rules on the share of a group's hosts that pass.
+
+Reports are built as the plugin writes them (tests/support/reports.py) with the host of every
+result and the run's ``opsgate.hosts`` map, or as a machine checking itself writes them (no
+hosts map: its checks are on the report's host); the gate is run as a user runs it.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gate_helpers import run_gate, write_policy
+from tests.support import reports as r
+
+WEB = ("web1", "web2", "web3")
+
+POLICY = """
+gates:
+  loose:
+    block: [P0, P1]
+    warn: [P2, P3]
+    fleet:
+      - {severity: [P0], group: web, at_least: 60%}
+  strict:
+    block: [P0, P1]
+    warn: [P2, P3]
+    fleet:
+      - {severity: [P0], group: web, at_least: 100%}
+  by-name:
+    block: [P0, P1]
+    fleet:
+      - {severity: [P0], group: web, at_least: 60%}
+      - {severity: [P0], group: db, at_least: 100%}
+    groups: {web: ["web*"], db: ["db?"]}
+  by-name-strict:
+    block: [P0, P1]
+    fleet:
+      - {severity: [P0], group: web, at_least: 100%}
+    groups: {web: ["web*"]}
+  no-db:
+    block: [P0, P1]
+    fleet:
+      - {severity: [P0], group: db, at_least: 100%}
+  budget:
+    block: [P0, P1]
+    tolerate: {P0: 1}
+    fleet:
+      - {severity: [P0], group: web, at_least: 60%}
+"""
+
+
+def on(host: str | None, entry: dict) -> dict:
+    """A report entry of a check run on ``host`` (what CheckResult.to_json writes)."""
+    entry["metadata"]["opsgate"]["host"] = host
+    return entry
+
+
+def fleet_run(tmp_path, down: tuple[str, ...] = (), hosts=WEB, groups=("web",), name="fleet.json"):
+    """One run from a controlling machine ``ctl`` over ``hosts``: per host a reachable check and a
+    P0 process check depending on it, plus an http check run from ``ctl`` itself (no host).
+    A host in ``down`` is unreachable: its reachable check fails, its process check is blocked."""
+    tests = [on(None, r.check("api", "pass", "P0"))]
+    for host in hosts:
+        broken = host in down
+        tests.append(on(host, r.check(f"reachable@{host}", "fail" if broken else "pass", "P0", "reachable",
+                                      message=f"{host}: connection refused by 10.77.0.{hosts.index(host)}:22"
+                                      if broken else "")))
+        tests.append(on(host, r.check(f"server@{host}", "blocked" if broken else "pass", "P0", "process",
+                                      blocked_by=[f"reachable@{host}"] if broken else ())))
+    doc = r.document(tests, "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": list(groups), "transport": "ssh"} for h in hosts}
+    return r.write(tmp_path, doc, name)
+
+
+def self_check(tmp_path, machine: str, status: str = "pass"):
+    """A machine checking itself on a timer: its report's host is its hostname, no hosts map."""
+    doc = r.document([r.check("api", status, "P0", message="status == 'healthy': observed \"down\"" if status != "pass" else ""),
+                      r.check("disk", "pass", "P2", "host")], "shop", machine)
+    return r.write(tmp_path, doc, f"{machine}.json")
+
+
+def test_a_rule_holding_at_2_of_3_hosts_tolerates_the_third_and_a_stricter_one_fails_naming_it(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    report = fleet_run(tmp_path, down=("web3",))
+    run = run_gate(report, "--policy", policy, "--gate", "loose")
+    assert run.returncode == 0, run.output
+    assert "FLEET  rule 1 (P0 on group web, at least 60%): 2 of 3 hosts pass (66.7%): holds" in run.stdout
+    assert "TOLERATED" in run.stdout or "tolerated by fleet rule 1" in run.stdout
+    assert "verdict: WARN (exit 0)" in run.stdout
+
+    run = run_gate(report, "--policy", policy, "--gate", "strict")
+    assert run.returncode == 1, run.output
+    assert "FLEET  rule 1 (P0 on group web, at least 100%): 2 of 3 hosts pass (66.7%): broken" in run.stdout
+    # the broken host with its one root cause: the blocked process check is counted there
+    assert "web3: reachable@web3 (fail: web3: connection refused by 10.77.0.2:22)" in run.stdout
+    assert "broken: web3)" in run.stdout
+    assert "[shop@ctl on web3]" in run.stdout
+    assert "web1:" not in run.stdout and "web2:" not in run.stdout
+    assert "verdict: FAIL (exit 1)" in run.stdout
+
+
+def test_negative_every_host_passing_passes_the_strict_rule_and_two_down_break_the_loose_one(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    run = run_gate(fleet_run(tmp_path), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 0, run.output
+    assert "3 of 3 hosts pass (100%): holds" in run.stdout and "verdict: PASS (exit 0)" in run.stdout
+
+    run = run_gate(fleet_run(tmp_path, down=("web1", "web3")), "--policy", policy, "--gate", "loose")
+    assert run.returncode == 1, run.output
+    assert "1 of 3 hosts pass (33.3%): broken" in run.stdout
+    assert "web1: reachable@web1" in run.stdout and "web3: reachable@web3" in run.stdout
+
+
+def test_a_failure_off_the_rule_still_blocks_and_a_rule_does_not_spend_the_gates_tolerance(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    # api runs on the controlling machine, in no group: the fleet rule does not tolerate it
+    doc = r.document([on(None, r.check("api", "fail", "P0")),
+                      *[on(h, r.check(f"server@{h}", "fail" if h == "web3" else "pass", "P0", "process")) for h in WEB]],
+                     "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
+    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "loose")
+    assert run.returncode == 1, run.output
+    assert "P0  FAIL  test_http[api] [shop@ctl]" in run.stdout
+    assert "TOLERATED  test_process[server@web3] [shop@ctl on web3]" in run.stdout
+
+    # budget: tolerate {P0: 1} is left for api, since the fleet rule judges server@web3
+    run = run_gate(tmp_path / "daily-latest.json", "--policy", policy, "--gate", "budget")
+    assert run.returncode == 0, run.output
+    assert "P0 failure 1 of 1 tolerated" in run.stdout
+
+
+def test_merged_self_check_reports_of_three_machines_are_judged_by_name_pattern_groups(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    reports = [self_check(tmp_path, "web1"), self_check(tmp_path, "web2"), self_check(tmp_path, "web3", "fail"),
+               self_check(tmp_path, "db1")]
+    run = run_gate(*reports, "--policy", policy, "--gate", "by-name")
+    assert run.returncode == 0, run.output
+    assert "rule 1 (P0 on group web, at least 60%): 2 of 3 hosts pass (66.7%): holds" in run.stdout
+    assert "rule 2 (P0 on group db, at least 100%): 1 of 1 host pass (100%): holds" in run.stdout
+    assert "web3: api (fail: status == 'healthy': observed \"down\")" in run.stdout
+
+    run = run_gate(*reports, "--policy", policy, "--gate", "by-name-strict")
+    assert run.returncode == 1, run.output
+    assert "rule 1 (P0 on group web, at least 100%): 2 of 3 hosts pass (66.7%): broken" in run.stdout
+    assert "web3: api (fail:" in run.stdout
+    assert "P0  FAIL  test_http[api] [shop@web3]" in run.stdout
+
+
+def test_negative_a_machine_outside_the_pattern_is_not_counted_and_its_failure_is_judged_as_usual(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    reports = [self_check(tmp_path, "web1"), self_check(tmp_path, "web2"), self_check(tmp_path, "db1", "fail")]
+    run = run_gate(*reports, "--policy", policy, "--gate", "by-name-strict")
+    assert run.returncode == 1, run.output
+    assert "2 of 2 hosts pass (100%): holds" in run.stdout  # db1 is not in web
+    assert "P0  FAIL  test_http[api] [shop@db1]" in run.stdout  # and blocks as any P0 failure does
+
+
+def test_a_group_with_no_host_is_error(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    report = fleet_run(tmp_path)
+    run = run_gate(report, "--policy", policy, "--gate", "no-db")
+    assert run.returncode == 2, run.output
+    assert ("fleet rule 1 (P0 on group db, at least 100%): group 'db' has no host in these reports; nothing to judge "
+            "(groups seen: web; hosts seen: web1, web2, web3)") in run.stdout
+    assert "verdict: ERROR (exit 2)" in run.stdout
+
+    # negative: the same gate over a run that has db hosts judges them
+    run = run_gate(fleet_run(tmp_path, hosts=("db1", "db2"), groups=("db",), name="db.json"),
+                   "--policy", policy, "--gate", "no-db")
+    assert run.returncode == 0, run.output
+    assert "2 of 2 hosts pass (100%): holds" in run.stdout
+
+
+def test_hosts_on_which_no_check_of_the_severity_ran_break_the_rule_or_leave_nothing_to_judge(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    doc = r.document([on("web1", r.check("server@web1", "pass", "P0", "process")),
+                      on("web2", r.check("disk@web2", "pass", "P2", "host"))], "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in ("web1", "web2")}
+    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 1, run.output
+    assert "web2: no P0 check ran on it" in run.stdout  # never a pass on nothing
+
+    doc = r.document([on(h, r.check(f"disk@{h}", "pass", "P2", "host")) for h in ("web1", "web2")], "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in ("web1", "web2")}
+    run = run_gate(r.write(tmp_path, doc, "p2.json"), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 2, run.output
+    assert "no P0 check ran on any host of group 'web' (web1, web2); nothing to judge" in run.stdout
+
+
+def test_a_waived_failure_does_not_break_its_host(tmp_path):
+    policy = write_policy(tmp_path, POLICY + """
+waivers:
+  - check: "server@web3"
+    justification: "web3 is being rebuilt, OPS-501"
+    expires: 2999-01-01
+""")
+    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h == "web3" else "pass", "P0", "process")) for h in WEB],
+                     "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
+    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 0, run.output
+    assert "3 of 3 hosts pass (100%): holds" in run.stdout and "WAIVED  test_process[server@web3]" in run.stdout
+
+
+def test_bad_fleet_policy_input_names_file_line_key_expected_and_seen(tmp_path):
+    report = fleet_run(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gates:\n  g:\n    fleet:\n"
+                   "      - {severity: [P0], group: web, at_least: 0.99}\n"
+                   "      - {severity: [P7], group: web, at_least: 150%}\n"
+                   "      - {group: '', at_least: 50%, hosts: 3}\n"
+                   "    groups: {web: [], all: ['x*']}\n")
+    run = run_gate(report, "--policy", bad, "--gate", "g")
+    assert run.returncode == 2, run.output
+    err = run.stderr
+    assert f"{bad}:4: gates.g.fleet[0].at_least: expected a percentage from 0% to 100% such as 99%, seen 0.99" in err
+    assert f"{bad}:5: gates.g.fleet[1].severity[0]: expected a severity (P0..P3 or critical/high/medium/low), seen 'P7'" in err
+    assert f"{bad}:5: gates.g.fleet[1].at_least: expected a percentage from 0% to 100% such as 99%, seen '150%'" in err
+    assert f"{bad}:6: gates.g.fleet[2].severity: expected key 'severity', seen it missing" in err
+    assert f"{bad}:6: gates.g.fleet[2].hosts: unknown key 'hosts'; expected one of: at_least, group, severity" in err
+    assert f"{bad}:6: gates.g.fleet[2].group: expected to have at least 1 character, seen ''" in err
+    assert f"{bad}:7: gates.g.groups.web:" in err
+
+    # negative: the valid rules of the same shapes load and decide
+    good = write_policy(tmp_path, "gates:\n  g:\n    fleet:\n      - {severity: P0, group: web, at_least: 99.5%}\n"
+                                  "    groups: {web: ['web*']}\n")
+    run = run_gate(report, "--policy", good, "--gate", "g")
+    assert run.returncode == 0, run.output
+
+
+def test_a_malformed_hosts_map_in_a_report_is_error(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    doc = r.document([on("web1", r.check("server@web1", "pass", "P0", "process"))], "shop", "ctl")
+    doc["opsgate"]["hosts"] = ["web1"]
+    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 2, run.output
+    assert "opsgate.hosts is a list, expected an object of host name -> {groups, transport}" in run.stdout
+
+
+def _samples(path):
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def test_prometheus_labels_every_check_series_with_its_host(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    out = tmp_path / "gate.prom"
+    run = run_gate(fleet_run(tmp_path, down=("web3",)), "--policy", policy, "--gate", "strict", "--prometheus", out)
+    assert run.returncode == 1, run.output
+    samples = _samples(out)
+    ok = {(s.labels["host"], s.labels["check"]): s.value for s in samples["opsgate_check_ok"]}
+    assert ok == {("ctl", "api"): 1.0, **{(h, f"{c}@{h}"): (0.0 if h == "web3" else 1.0)
+                                           for h in WEB for c in ("reachable", "server")}}
+    for name in ("opsgate_check_status", "opsgate_check_duration_seconds", "opsgate_check_observed"):
+        assert all(s.labels.get("host") for s in samples[name]), name
+    assert {s.labels["host"] for s in samples["opsgate_check_duration_seconds"]} == {"ctl", *WEB}
+    rule = samples["opsgate_gate_fleet_rule_ok"]
+    assert [(s.labels["group"], s.labels["severity"], s.value) for s in rule] == [("web", "P0", 0.0)]
+    hosts = {s.labels["state"]: s.value for s in samples["opsgate_gate_fleet_hosts"]}
+    assert hosts == {"passing": 2.0, "broken": 1.0}
+
+
+def test_negative_prometheus_host_of_self_check_reports_is_the_machine_and_no_fleet_series_without_rules(tmp_path):
+    out = tmp_path / "gate.prom"
+    reports = [self_check(tmp_path, "web1"), self_check(tmp_path, "web2", "fail")]
+    run = run_gate(*reports, "--prometheus", out)
+    assert run.returncode == 1, run.output
+    samples = _samples(out)
+    ok = {(s.labels["host"], s.labels["check"]): s.value for s in samples["opsgate_check_ok"]}
+    assert ok == {("web1", "api"): 1.0, ("web1", "disk"): 1.0, ("web2", "api"): 0.0, ("web2", "disk"): 1.0}
+    assert "opsgate_gate_fleet_rule_ok" not in samples
+
+
+def test_markdown_junit_and_nagios_show_the_host(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    md, junit = tmp_path / "gate.md", tmp_path / "gate.xml"
+    report = fleet_run(tmp_path, down=("web3",))
+    run = run_gate(report, "--policy", policy, "--gate", "strict", "--markdown", md, "--junit", junit)
+    assert run.returncode == 1, run.output
+    text = md.read_text()
+    assert "### Fleet rules" in text
+    assert "| P0 on group web, at least 100% | 2 of 3 | broken | web3: reachable@web3 (fail: web3: connection refused" in text
+    assert "| Severity | Check | Source | Host | Blocks | Evidence |" in text
+    assert "| P0 | `test_reachable[reachable@web3]` | shop@ctl | web3 | 1 |" in text
+
+    root = ET.parse(junit).getroot()
+    hosts = {c.get("name"): p.get("value") for c in root.iter("testcase")
+             for p in c.iter("property") if p.get("name") == "host"}
+    assert hosts["test_reachable[reachable@web3]"] == "web3" and "test_http[api]" not in hosts
+    fleet = [s for s in root.iter("testsuite") if s.get("name") == "fleet"][0]
+    failure = fleet.find("testcase/failure")
+    assert failure is not None and "web3: reachable@web3" in failure.text
+
+    run = run_gate(*[self_check(tmp_path, m, "fail" if m == "web2" else "pass") for m in ("web1", "web2")],
+                   "--nagios")
+    assert run.returncode == 2, run.output
+    assert "[P0 api@web2]" in run.stdout  # two machines: the check is named with its host
+
+    # negative: one machine, no fleet: the Markdown has no Host column, Nagios names the check alone
+    run = run_gate(self_check(tmp_path, "web2", "fail"), "--markdown", md, "--nagios")
+    assert "[P0 api]" in run.stdout
+    assert "| Host |" not in md.read_text() and "### Fleet rules" not in md.read_text()
