@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers opsgate's own tests start (PostgreSQL, Redis, Prometheus, podman
-# with runc and busybox for locally built images; restic and sqlite3 for backups), through apt-get, only when missing.
+# with runc and busybox for locally built images; restic and sqlite3 for backups; OpenSSH and
+# iproute2 for the sshd test hosts), through apt-get, only when missing.
 # Runs as root or through sudo; on a machine where neither works it says what is missing.
 set -euo pipefail
 
@@ -14,6 +15,10 @@ command -v runc >/dev/null || need+=(runc)
 # backup verification (issue 11): restic repositories and SQLite databases
 command -v restic >/dev/null || need+=(restic)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# fleet tests (issue 14): sshd hosts in network namespaces (ip, unshare/nsenter from util-linux)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v ip >/dev/null || need+=(iproute2)
 
 if [ "${#need[@]}" -eq 0 ]; then
     exit 0
