@@ -43,6 +43,7 @@ MINIMAL = {
     "systemd": {"unit": "app"},
     "packages": {"requirements": ["pytest>=8"]},
     "series": {"path": "metrics.jsonl", "field": "cpu_percent", "last_samples": 100},
+    "reachable": {},
 }
 
 

@@ -232,6 +232,8 @@ class Engine:
         pending = [(name, result)]
         while pending:
             done, outcome = pending.pop()
+            if outcome.host is None:  # a check@host copy's result names its host
+                outcome.host = self.items[done].on_host
             self.futures[done].set_result(outcome)
             for dependent in self._dependents[done]:
                 blocked = self._maybe_submit(dependent)

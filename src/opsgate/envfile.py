@@ -39,6 +39,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pydantic
 
 from . import runbook
+from .hosts import InventoryError, fleet_problems, inventory_hosts
 from .kinds import REGISTRY
 from .model import Environment, SecretValue
 from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
@@ -143,7 +144,10 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
             if attempt == 2 or not _refit_placeholders(data, errors, placeholders, attempt):
                 problems = problems_from(errors, data, lines, shown, Environment, frozenset(substitution.hidden))
                 raise EnvFileError(problems + _unset_notes(errors, placeholders, lines, shown)) from None
-    problems = _cross_check(env, lines, shown)
+    base = Path(env.base_dir) if env.base_dir else path.parent
+    if not base.is_absolute():
+        base = (path.parent / base).resolve()
+    problems = _host_sources(env, lines, shown, base, frozenset(substitution.hidden)) + _cross_check(env, lines, shown)
     if problems:
         raise EnvFileError(problems)
     unset_in: dict[tuple[str, int], list[str]] = {}
@@ -155,9 +159,6 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     for where in dict.fromkeys(substitution.too_short + registered):
         warnings.warn(f"{where}: a secret shorter than {MIN_SECRET} characters is not masked in output "
                       "(masking it would hide every occurrence of those characters)", stacklevel=2)
-    base = Path(env.base_dir) if env.base_dir else path.parent
-    if not base.is_absolute():
-        base = (path.parent / base).resolve()
     return LoadedEnvironment(env, path, base, embedded, tuple(substitution.unset), unset_in)
 
 
@@ -497,7 +498,8 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
                 problems.append(Problem(shown, line_of(lines, at), dotted(at),
                                         f"expected a unique name, seen {item.name!r} again (first at line {line_of(lines, where[item.name])})"))
             where.setdefault(item.name, at)
-    graph = {i.name: i.depends_on for i in env.items()}
+    graph = {i.name: i.depends_on for i in env.configured()}
+    problems += fleet_problems(env, lines, shown)
     for kind in REGISTRY:
         for index, item in enumerate(getattr(env, kind)):
             for d_index, dep in enumerate(item.depends_on):
@@ -516,7 +518,7 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
                                             dotted(at) + f" ({item.name})",
                                             f"expected the name of a {wanted} item (there: {known}), seen {name!r}"))
     if env.runbook is not None:  # every step traced to items that exist, or classified
-        for at, message in runbook.problems(env.runbook, {i.name: i for i in env.items()}):
+        for at, message in runbook.problems(env.runbook, {i.name: i for i in env.configured()}):
             problems.append(Problem(shown, line_of(lines, at), dotted(at), message))
     cycle = _find_cycle(graph)
     if cycle:
@@ -525,6 +527,42 @@ def _cross_check(env: Environment, lines: dict[Path_, int], shown: str) -> list[
         seen = " -> ".join(cycle[:6] + ["..."] + cycle[-4:] if long else cycle) + (f" ({len(cycle) - 1} checks)" if long else "")
         problems.append(Problem(shown, line_of(lines, first[:2] + ("depends_on",)), dotted(first[:2] + ("depends_on",)),
                                 f"expected no dependency cycle, seen {seen}"))
+    return problems
+
+
+def _host_sources(env: Environment, lines: dict[Path_, int], shown: str, base: Path,
+                  hidden: frozenset[Path_]) -> list[Problem]:
+    """The hosts of an ``inventory:`` added to ``hosts``; a host's password only through ``${VAR}``
+    (registered as a secret); ``insecure_no_host_key_check`` warned."""
+    problems: list[Problem] = []
+    if env.inventory is not None:
+        try:
+            found = inventory_hosts(env.inventory, base)
+        except InventoryError as exc:
+            at = ("inventory", "file")
+            return [Problem(shown, line_of(lines, at) or line_of(lines, ("inventory",)), dotted(at), str(exc))]
+        for name, entry in found.items():
+            if name in env.hosts:
+                at = ("hosts", name)
+                problems.append(Problem(shown, line_of(lines, at), dotted(at), f"expected a host name the inventory "
+                                        f"{env.inventory.file} does not list too, seen {name!r} in both"))
+            else:
+                env.hosts[name] = entry
+    for name, entry in env.hosts.items():
+        password = _password(entry.url)
+        if not password:
+            continue
+        at = ("hosts", name, "url")
+        if at not in hidden and ("hosts", name) not in hidden:
+            problems.append(Problem(shown, line_of(lines, at) or line_of(lines, at[:2]), dotted(at),
+                                    "expected the password from the environment (ssh://user:${PASSWORD}@host) or an "
+                                    "identity file or agent, seen a password written in the file"))
+        register_secret(password, whole=True)
+        register_secret(unquote(password), whole=True)
+    if env.host_options is not None and env.host_options.insecure_no_host_key_check:
+        at = ("host_options", "insecure_no_host_key_check")
+        warnings.warn(f"{shown}:{line_of(lines, at)}: {dotted(at)}: true - host keys are NOT checked: anyone on the "
+                      "path to a host can pose as it and receive its commands", stacklevel=3)
     return problems
 
 

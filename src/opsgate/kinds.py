@@ -25,7 +25,8 @@ from .schema import CheckItem
 
 #: the kind modules under ``opsgate.probes``, in the order an environment lists its sections
 MODULES: tuple[str, ...] = ("http", "tcp", "process", "host", "log", "command", "file", "postgres", "redis",
-                            "prometheus", "metrics", "container", "backup", "drill", "dns", "systemd", "packages", "series")
+                            "prometheus", "metrics", "container", "backup", "drill", "dns", "systemd", "packages", "series",
+                            "reachable")
 
 
 class KindError(TypeError):

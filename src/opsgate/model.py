@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, create_model, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, create_model, field_validator
 
 from . import severity as sev
 
@@ -30,6 +30,7 @@ from .schema import (CADENCES, Cadences, CheckItem, DiskLimits, Duration, Interv
                      Regex, Retry, SecretValue, Severity, Size, Strict, Window)
 from .kinds import REGISTRY, KindError  # noqa: E402  (after the building blocks, on purpose)
 from .runbook import Runbook  # noqa: E402
+from .hosts import FleetSettings, expand  # noqa: E402
 
 __all__ = ["CADENCES", "Cadences", "CheckItem", "DiskLimits", "Duration", "Interval", "Limit", "LogPattern",
            "ProcessScope", "Regex", "Retry", "SecretValue", "Severity", "Size", "Strict", "Window",
@@ -71,7 +72,7 @@ class TriageSettings(Strict):
         return [sev.normalise(v, scale) for v in value] if isinstance(value, list) else value
 
 
-class EnvironmentSettings(Strict):
+class EnvironmentSettings(FleetSettings):
     """An environment's own settings, besides its checks (which :class:`Environment` adds, one
     list per registered kind)."""
 
@@ -89,10 +90,24 @@ class EnvironmentSettings(Strict):
     runbook: Runbook | None = Field(None, description="the system's runbook steps, each traced to the checks "
                                     "encoding it or classified not automatable (opsgate list --runbook)")
 
+    _expanded: list[CheckItem] | None = PrivateAttr(None)
+
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
-        """Every item, or those of one kind and cadence, in file order."""
+        """Every check to run, or those of one kind and cadence, in file order: an item with
+        ``hosts:`` is one check per host (``server@web1``), plus ``reachable@<host>`` per host
+        (see :mod:`opsgate.hosts`)."""
+        if not self.hosts:  # nothing to expand
+            kinds = [kind] if kind else list(REGISTRY)
+            return [i for k in kinds for i in getattr(self, k) if cadence is None or cadence in i.cadence]
+        if self._expanded is None:
+            self._expanded = expand(self.configured(), self.hosts, self.host_options)
+        return [i for i in self._expanded if (kind is None or i.kind == kind) and (cadence is None or cadence in i.cadence)]
+
+    def configured(self, kind: str | None = None) -> list[CheckItem]:
+        """The items as the file lists them (an item with ``hosts:`` once), in file order."""
         kinds = [kind] if kind else list(REGISTRY)
-        return [i for k in kinds for i in getattr(self, k) if cadence is None or cadence in i.cadence]
+        return [i for k in kinds for i in getattr(self, k)]
+
 
 
 def _environment() -> type[EnvironmentSettings]:

@@ -54,6 +54,7 @@ from .record import RunRecord
 from .redact import REDACTOR, sink, sink_document
 from .remedy import of_check as remedy_of, of_marker, remedy_for, suffix as remedy_suffix
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
+from .hosts import hosts_block
 from .results import CheckResult, Status
 from .runner import run_check
 from .scheduler import blocked, prerequisites_first
@@ -105,7 +106,13 @@ class RunState:
     def ctx(self) -> ProbeContext:
         """One context per run: its checks share their database connections through it."""
         if self._ctx is None:
-            self._ctx = ProbeContext(self.loaded.base_dir, environment=self.loaded.env)
+            env = self.loaded.env
+            fleet = None
+            if env.hosts:  # one target per host, made when its first check runs, closed with the run
+                from .targets.fleet import Fleet
+
+                fleet = Fleet(env.hosts, env.host_options, self.loaded.base_dir)
+            self._ctx = ProbeContext(self.loaded.base_dir, environment=env, fleet=fleet)
         return self._ctx
 
     _inline: dict[str, CheckResult] = field(default_factory=dict)
@@ -164,6 +171,8 @@ class RunState:
             self.engine.shutdown()
         if self._ctx is not None:
             self._ctx.shared.close()
+            if self._ctx.fleet is not None:
+                self._ctx.fleet.close()
         client = sys.modules.get("opsgate.httpclient")
         if client is not None:  # the run's kept-alive HTTP connections
             client.close_pools()
@@ -418,6 +427,8 @@ class CheckCollection:
 def conclude(node: pytest.Item, state: RunState, item: CheckItem) -> CheckResult:
     """The test's outcome from its check's result: fail with the cause, skip when blocked."""
     result = state.result_for(item)
+    if result.host is None and item.on_host is not None:  # run inline (a pytest-xdist worker): name the host
+        result.host = item.on_host
     node.stash[RESULT] = result
     state.results[node.nodeid] = result
     where = f"[{sev.label(item.severity, state.loaded.env.severity_scale)}] {item.kind} {item.name}"
@@ -851,7 +862,7 @@ class RunRecorder:
             stopped_early=_stopped_early(state, json_report), partial=_partial(config, state),
             not_run=_not_run(config, state, json_report), results=state.results,
             tests=json_report.get("tests") or [], exitcode=json_report.get("exitcode"),
-            collectors=json_report.get("collectors") or [])
+            collectors=json_report.get("collectors") or [], hosts=hosts_block(state.loaded.env))
         state.record, state.checked = record, from_record(record)
         plain = evaluate([state.checked], load_policy(None))
         json_report["opsgate"] = record.opsgate_block(plain.counts, plain.verdict)

@@ -9,8 +9,8 @@ serialised once by :func:`opsgate.report.write_report`.
 
 >>> record = RunRecord("demo", "embedded:default.yaml", "daily", "h", 0.0, 60.0, 5)
 >>> block = record.opsgate_block({"pass": 0}, "ERROR")
->>> block["finished_at"], block["not_run"], block["verdict"]
-('1970-01-01T00:01:00+00:00', [], 'ERROR')
+>>> block["finished_at"], block["not_run"], block["verdict"], block["hosts"]
+('1970-01-01T00:01:00+00:00', [], 'ERROR', {})
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class RunRecord:
     tests: list[dict[str, Any]] = field(default_factory=list)  # pytest-json-report's entry of every test
     exitcode: Any = None
     collectors: list[dict[str, Any]] = field(default_factory=list)
+    # the environment's hosts: name -> {"groups": [...], "transport": "ssh", ...} (never a url)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def finished_at(self) -> datetime:
@@ -79,4 +81,5 @@ class RunRecord:
             "not_run": self.not_run,
             "counts": dict(counts),
             "verdict": str(verdict),
+            "hosts": self.hosts,
         }

@@ -85,6 +85,7 @@ class CheckResult:
     duration_s: float = 0.0
     attempts: int = 0
     blocked_by: list[str] = field(default_factory=list)
+    host: str | None = None  # the environment's name of the host it ran on (``web1``); None: where opsgate runs
 
     @property
     def failed(self) -> bool:
@@ -98,4 +99,5 @@ class CheckResult:
         # asdict's deep copy of it for every check
         return {"name": self.name, "kind": self.kind, "severity": self.severity, "status": str(self.status),
                 "message": self.message, "evidence": self.evidence, "started_at": self.started_at,
-                "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": list(self.blocked_by)}
+                "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": list(self.blocked_by),
+                "host": self.host}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
@@ -111,6 +111,29 @@ class ProbeContext:
     shared: Shared = field(default_factory=Shared, compare=False, repr=False)
     target: Target = field(default_factory=local_target, compare=False, repr=False)
     environment: Any = field(default=None, compare=False, repr=False)
+    #: the run's hosts (``opsgate.targets.fleet.Fleet``) when the environment names any
+    fleet: Any = field(default=None, compare=False, repr=False)
+    host: str | None = None  # the host ``target`` reads, by its name in the environment; None: this machine
+
+    def for_host(self, name: str) -> "ProbeContext":
+        """This context for the checks of host ``name``: the same base_dir, shared connections
+        and environment, that host's target (one per host per run, made on first use).
+
+        >>> from opsgate.hosts import HostEntry
+        >>> from opsgate.targets.fleet import Fleet
+        >>> ctx = ProbeContext(fleet=Fleet({"here": HostEntry(url="local://")}, None))
+        >>> ctx.for_host("here").host, ctx.for_host("here").target is ctx.for_host("here").target
+        ('here', True)
+        """
+        if self.fleet is None:
+            raise LookupError(f"no hosts in this run: cannot check host {name!r}")
+        return replace(self, target=self.fleet.target(name), host=name)
+
+    def describe(self) -> dict[str, str]:
+        """How messages name this context's host connection (no credentials)."""
+        if self.fleet is None or self.host is None:
+            return {"transport": "local", "address": "this machine"}
+        return self.fleet.describe(self.host)
 
     def path(self, value: str) -> Path:
         """Resolve ``value`` against the environment's base_dir (``~`` expanded)."""
@@ -135,6 +158,9 @@ def observe(item: CheckItem, ctx: ProbeContext) -> Observation:
     """Run the probe for ``item``'s kind."""
     from .. import kinds  # the registry imports the kind modules, which import this package
 
+    host = item.on_host
+    if host is not None and ctx.host != host:  # a check@host copy: that host's target
+        ctx = ctx.for_host(host)
     return kinds.get(item.kind).observe(item, ctx)
 
 

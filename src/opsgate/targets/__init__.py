@@ -129,6 +129,13 @@ class Listeners:
     unknown: int
 
 
+class _Discard:
+    """A sink that keeps nothing."""
+
+    def feed(self, data: bytes) -> None:
+        pass
+
+
 class NotRegularFile(OSError):
     """A path that must be a regular file (a pid file) is a FIFO, a device or a directory."""
 
@@ -191,6 +198,18 @@ class Target(ABC):
     @abstractmethod
     def realpath(self, path: str, timeout: float) -> str:
         """``path`` with its symlinks resolved, on the target (as ``os.path.realpath``: never fails)."""
+
+    def ping(self, timeout: float) -> None:
+        """Run ``true`` on the target: OSError (TimeoutError) naming why it cannot be reached.
+
+        >>> local().ping(timeout=5)
+        """
+        ran = self.run(Command(argv=["true"]), _Discard(), _Discard(), timeout)
+        if ran.ending != "exited" or ran.exit_code != 0:
+            raise OSError(errno.EIO, f"{self.name}: `true` did not succeed ({ran.ending}, exit code {ran.exit_code})")
+
+    def close(self) -> None:
+        """Release the target's connection (a no-op where there is none)."""
 
     def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
         """The regular files in directory ``path`` (and its subdirectories if ``recursive``; links

@@ -69,6 +69,28 @@ def _oserror(stderr: str, path: str) -> OSError:
     return OSError(errno.EIO, stderr.strip() or "failed", path)
 
 
+def transport_error(error: BaseException) -> str:
+    """What a testinfra backend's failure says, without its command line: the ssh backend
+    raises ``RuntimeError(CommandResult)`` when ssh exits 255 (whose repr holds the whole
+    ssh command); its stderr's last lines say why.
+
+    >>> transport_error(RuntimeError("boom"))
+    'RuntimeError: boom'
+    """
+    result = error.args[0] if isinstance(error, RuntimeError) and error.args else None
+    stderr = getattr(result, "stderr_bytes", None)
+    if isinstance(stderr, bytes):
+        lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        noise = ("Warning: Permanently added", "@@@@", "IT IS POSSIBLE", "Someone could be", "It is also possible",
+                 "The fingerprint", "SHA256:", "Please contact", "Add correct host key", "Offending", "Password authentication",
+                 "Keyboard-interactive", "Agent forwarding", "X11 forwarding", "Port forwarding", "UpdateHostkeys",
+                 "to get rid of this message", "man-in-the-middle")
+        kept = [line for line in lines if not any(n in line for n in noise)]
+        changed = " (REMOTE HOST IDENTIFICATION HAS CHANGED)" if any("HAS CHANGED" in line for line in lines) else ""
+        return ("; ".join(kept[-3:]) or f"the connection failed (exit code {getattr(result, 'rc', '?')})") + changed
+    return f"{type(error).__name__}: {error}"
+
+
 def _stat_line(line: str) -> FileStat:
     size, mtime, mode, path = line.split(" ", 3)
     mode_bits = int(mode, 16)
@@ -89,11 +111,13 @@ class TestinfraTarget(Target):
 
     __test__ = False  # not a pytest test class, whatever its name says
 
-    def __init__(self, host) -> None:
+    def __init__(self, host, slots: int | None = None, name: str | None = None) -> None:
         self.host = host
-        self.name = f"testinfra:{host.backend.get_pytest_id()}"
+        self.name = name or f"testinfra:{host.backend.get_pytest_id()}"
         self.transferred = 0
         self._lock = threading.Lock()
+        # remote operations in flight at once (a host's per_host_concurrency); None: unbounded
+        self._slots = threading.BoundedSemaphore(slots) if slots else None
 
     @classmethod
     def connect(cls, hostspec: str) -> "TestinfraTarget":
@@ -107,6 +131,19 @@ class TestinfraTarget(Target):
     def _sh(self, script: str, args: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
         """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
         it or the transport runs out (naming ``what`` was being done)."""
+        if self._slots is not None:
+            waited = time.monotonic()
+            if not self._slots.acquire(timeout=timeout):
+                raise TimeoutError(f"{self.name}: no free connection slot within {timeout:g}s (other checks of this "
+                                   "host held them all)")
+            timeout = max(timeout - (time.monotonic() - waited), 0.001)
+            try:
+                return self._sh_now(script, args, timeout, what)
+            finally:
+                self._slots.release()
+        return self._sh_now(script, args, timeout, what)
+
+    def _sh_now(self, script: str, args: list[str], timeout: float, what: str) -> tuple[int, bytes, bytes]:
         line = "timeout -k 1 {:.3f} sh -c {} opsgate {}".format(
             max(timeout, 0.001), shlex.quote(script), " ".join(shlex.quote(a) for a in args))
         box: dict = {}
@@ -124,7 +161,7 @@ class TestinfraTarget(Target):
         if worker.is_alive():
             raise TimeoutError(f"{self.name} did not answer{doing} within {timeout + GRACE_S:g}s")
         if "error" in box:
-            raise OSError(errno.EIO, f"{self.name}: {box['error']}")
+            raise OSError(errno.EIO, f"{self.name}: {transport_error(box['error'])}")
         result = box["result"]
         out, err = result.stdout_bytes, result.stderr_bytes
         with self._lock:
@@ -132,6 +169,11 @@ class TestinfraTarget(Target):
         if result.rc in (124, 137):  # timeout's own codes: the far side ran out of time
             raise TimeoutError(f"{self.name}:{doing} did not finish within {timeout:g}s")
         return result.rc, out, err
+
+    def ping(self, timeout: float) -> None:
+        rc, _out, err = self._sh("true", [], timeout, "running true")
+        if rc != 0:
+            raise OSError(errno.EIO, f"{self.name}: `true` failed: {err.decode('utf-8', 'replace').strip()[:300]}")
 
     # --- files ---------------------------------------------------------------------------------
 

@@ -1,0 +1,194 @@
+"""The run's hosts: one target per host (one pytest-testinfra host, so one connection), made
+when its first check runs, closed when the run ends.
+
+Host keys are checked, always, unless ``insecure_no_host_key_check`` says otherwise (warned):
+
+- ``ssh://`` and ``safe-ssh://``: OpenSSH with ``BatchMode=yes`` (never a prompt),
+  ``StrictHostKeyChecking=yes`` against ``known_hosts`` (or ssh's own), ``ConnectTimeout``,
+  keep-alives that end a connection that stopped answering, and one master connection per
+  host (``ControlMaster``/``ControlPersist``, its socket in a private folder of this run) that
+  every check on that host shares; closing the run ends it (``ssh -O exit``).
+- ``paramiko://``: unknown and changed host keys are refused (paramiko's RejectPolicy, with
+  ``known_hosts`` loaded), not testinfra's default of accepting them with a warning.
+- ``podman://``, ``docker://``, ``kubectl://``, ``local://`` ...: testinfra's backend as it is.
+
+Each host's target bounds its remote operations in flight (``per_host_concurrency``) while
+hosts are checked in parallel.
+
+>>> from opsgate.hosts import HostEntry, HostOptions
+>>> fleet = Fleet({"here": HostEntry(url="local://")}, HostOptions())
+>>> fleet.target("here") is fleet.target("here"), fleet.describe("here")["transport"]
+(True, 'local')
+>>> fleet.target("here").ping(timeout=10); fleet.close()
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..hosts import HostEntry, HostOptions
+from . import Target
+
+#: seconds an idle master connection stays open (the run closes it at its end anyway)
+CONTROL_PERSIST_S = 120
+#: keep-alive probes: a connection that stopped answering ends after about 3 x 5 s
+ALIVE_INTERVAL_S, ALIVE_COUNT = 5, 3
+
+
+class Fleet:
+    """The hosts of one run and their targets."""
+
+    def __init__(self, hosts: dict[str, HostEntry], options: HostOptions | None, base_dir: Path | None = None) -> None:
+        self.hosts = hosts
+        self.options = options or HostOptions()
+        self.base_dir = base_dir or Path.cwd()
+        self._targets: dict[str, Target] = {}
+        self._lock = threading.Lock()
+        self._control_dir: str | None = None
+
+    def target(self, name: str) -> Target:
+        """The target of host ``name``, made on first use (KeyError for an unknown host)."""
+        target = self._targets.get(name)
+        if target is not None:
+            return target
+        entry = self.hosts[name]
+        with self._lock:
+            if name not in self._targets:
+                self._targets[name] = self._make(name, entry)
+            return self._targets[name]
+
+    def describe(self, name: str) -> dict[str, str]:
+        """How messages name the host's connection: transport, address (no credentials),
+        known_hosts and the identity used."""
+        entry = self.hosts[name]
+        transport = entry.transport
+        parts = urlsplit(entry.url.replace(f"{transport}://", "ssh://", 1))
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        address = (parts.hostname or "") + (f":{port}" if port else "")
+        if self.options.insecure_no_host_key_check:
+            known = "no known_hosts: host keys are not checked"
+        else:
+            known = self._path(self.options.known_hosts) or "~/.ssh/known_hosts"
+        identity = self._identity(entry)
+        return {"transport": transport, "address": address or name, "known_hosts": known,
+                "identity": f"identity file {identity}" if identity else "the ssh agent's keys"}
+
+    def close(self) -> None:
+        """End every host's connection and remove the run's control sockets."""
+        with self._lock:
+            targets, self._targets = self._targets, {}
+        for target in targets.values():
+            try:
+                target.close()
+            except Exception:  # closing a broken connection may fail; it is dropped anyway
+                pass
+        if self._control_dir:
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+            self._control_dir = None
+
+    # --- building targets ---------------------------------------------------------------------
+
+    def _path(self, value: str | None) -> str | None:
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else self.base_dir / path)
+
+    def _identity(self, entry: HostEntry) -> str | None:
+        return self._path(entry.identity_file or self.options.identity_file)
+
+    def _make(self, name: str, entry: HostEntry) -> Target:
+        from testinfra.backend import get_backend  # an optional dependency: only remote hosts need it
+        from testinfra.host import Host
+
+        from .testinfra import TestinfraTarget
+
+        transport = entry.transport
+        kwargs: dict = {}
+        if transport in ("ssh", "safe-ssh"):
+            kwargs = self._ssh_arguments(entry)
+        backend = _paramiko_backend(entry, self) if transport == "paramiko" else get_backend(entry.url, **kwargs)
+        backend._encoding = "utf-8"  # testinfra would otherwise ask the host's python first (one more round trip)
+        host = Host(backend)
+        backend.set_host(host)
+        target = TestinfraTarget(host, self.options.per_host_concurrency, name=f"{name} ({transport})")
+        if transport in ("ssh", "safe-ssh"):
+            target.close = lambda: _ssh_exit(backend, kwargs["ssh_extra_args"])  # type: ignore[method-assign]
+        elif transport == "paramiko":
+            target.close = lambda: backend.__dict__.get("_checked_client") and backend.client.close()  # type: ignore[method-assign]
+        return target
+
+    def _ssh_arguments(self, entry: HostEntry) -> dict:
+        if self._control_dir is None:  # short: a socket path is limited to ~100 bytes
+            self._control_dir = tempfile.mkdtemp(prefix="opsgate-ssh-")
+        options = self.options
+        args = ["-o BatchMode=yes", "-o LogLevel=ERROR", f"-o ConnectTimeout={max(1, round(options.connect_timeout))}",
+                f"-o ServerAliveInterval={ALIVE_INTERVAL_S}", f"-o ServerAliveCountMax={ALIVE_COUNT}",
+                "-o ControlMaster=auto", f"-o ControlPersist={CONTROL_PERSIST_S}s",
+                f"-o ControlPath={shlex.quote(os.path.join(self._control_dir, '%C'))}"]
+        if options.insecure_no_host_key_check:
+            args += ["-o StrictHostKeyChecking=no", "-o UserKnownHostsFile=/dev/null"]
+        else:
+            args += ["-o StrictHostKeyChecking=yes"]
+            if options.known_hosts:
+                args += [f"-o UserKnownHostsFile={shlex.quote(self._path(options.known_hosts))}",
+                         "-o GlobalKnownHostsFile=/dev/null"]
+        identity = self._identity(entry)
+        if identity:
+            args += ["-o IdentitiesOnly=yes"]
+        return {"ssh_extra_args": " ".join(args), "ssh_identity_file": identity,
+                "timeout": max(1, round(options.connect_timeout)), "controlpersist": CONTROL_PERSIST_S}
+
+
+def _ssh_exit(backend, extra_args: str) -> None:
+    """Ask the host's master connection to end (bounded)."""
+    spec = backend.host
+    argv = ["ssh", *shlex.split(extra_args), "-O", "exit"]
+    if spec.user:
+        argv += ["-o", f"User={spec.user}"]
+    if spec.port:
+        argv += ["-o", f"Port={spec.port}"]
+    subprocess.run([*argv, spec.name], capture_output=True, timeout=5, check=False)
+
+
+def _paramiko_backend(entry: HostEntry, fleet: Fleet):
+    """testinfra's paramiko backend with host keys checked: ``known_hosts`` loaded and unknown
+    keys refused (testinfra's own accepts them with a warning)."""
+    import paramiko
+    from testinfra.backend import parse_hostspec
+    from testinfra.backend.paramiko import ParamikoBackend
+
+    options = fleet.options
+    known = fleet._path(options.known_hosts)
+
+    class CheckedParamikoBackend(ParamikoBackend):
+        @property
+        def client(self):  # type: ignore[override]
+            if "_checked_client" not in self.__dict__:
+                client = paramiko.SSHClient()
+                if options.insecure_no_host_key_check:
+                    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+                else:
+                    client.load_system_host_keys(known) if known else client.load_system_host_keys()
+                    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+                client.connect(hostname=self.host.name, port=int(self.host.port or 22), username=self.host.user,
+                               password=self.host.password, key_filename=self.ssh_identity_file, timeout=self.timeout,
+                               banner_timeout=self.timeout, auth_timeout=self.timeout)
+                self.__dict__["_checked_client"] = client
+            return self.__dict__["_checked_client"]
+
+    host, kwargs = parse_hostspec(entry.url)
+    kwargs.pop("connection", None)
+    kwargs.setdefault("ssh_identity_file", fleet._identity(entry))
+    kwargs.setdefault("timeout", max(1, round(options.connect_timeout)))
+    return CheckedParamikoBackend(host, **kwargs)

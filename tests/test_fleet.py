@@ -1,0 +1,238 @@
+"""Many hosts (issue 14): an environment's ``hosts:``, one test per (check, host), reachability as
+the one root cause of an unreachable host, the host in results and reports.
+
+Hosts here are real: ``local://`` testinfra hosts (commands through a shell on this machine),
+podman containers (``podman://``), ssh to a port nothing listens on (refused), and real sshd
+servers, each in its own network namespace (tests/support/sshhosts.py).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from opsgate import envfile
+from opsgate.hosts import HostEntry, HostOptions
+from opsgate.model import FileCheck
+from opsgate.probes import ProbeContext
+from opsgate.probes.reachable import ReachableCheck
+from opsgate.runner import run_check
+from opsgate.targets.fleet import Fleet
+from tests.support.http_target import free_port
+from tests.support.project import make_project, run_pytest
+
+
+def load_text(tmp_path: Path, text: str, **kwargs) -> envfile.LoadedEnvironment:
+    path = tmp_path / "env.yaml"
+    path.write_text(textwrap.dedent(text))
+    return envfile.load(path, **kwargs)
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(envfile.EnvFileError) as caught:
+        load_text(tmp_path, text)
+    return [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems]
+
+
+LOCAL_HOSTS = """
+name: shop
+hosts:
+  web1: {url: "local://", groups: [web]}
+  web2: {url: "local://", groups: [web]}
+  db1: "local://"
+"""
+
+
+# --- the environment file --------------------------------------------------------------------
+
+
+def test_a_check_with_hosts_is_one_check_per_host_with_its_reachable_prerequisite(tmp_path):
+    loaded = load_text(tmp_path, LOCAL_HOSTS + textwrap.dedent("""\
+        process:
+          - name: server
+            hosts: web
+            severity: P0
+            process_name: python3
+        file:
+          - name: conf
+            hosts: web1
+            path: /etc/hostname
+            depends_on: [server, here]
+            cadence: [daily, weekly]
+          - name: here
+            path: /etc/hostname
+          - name: dbconf
+            hosts: db1
+            path: /etc/hostname
+        """))
+    items = {i.name: i for i in loaded.env.items()}
+    assert list(items) == ["reachable@web1", "server@web1", "reachable@web2", "server@web2", "conf@web1", "here",
+                           "reachable@db1", "dbconf@db1"]
+    assert items["server@web1"].on_host == "web1" and items["here"].on_host is None
+    # depends_on: reachability first, then the same host's copy where the prerequisite runs there
+    assert items["conf@web1"].depends_on == ["reachable@web1", "server@web1", "here"]
+    # the reachable check: the highest severity of its host's checks, every cadence they run in
+    assert items["reachable@web1"].severity == "P0" and items["reachable@db1"].severity == "P2"
+    assert items["reachable@web1"].cadence == ["daily", "weekly"] and items["reachable@web2"].cadence == ["daily"]
+    assert [i.name for i in loaded.env.items(cadence="weekly")] == ["reachable@web1", "conf@web1"]
+    assert [i.name for i in loaded.env.configured()] == ["server", "conf", "here", "dbconf"]
+
+
+def test_unknown_host_or_group_is_a_load_error_naming_the_known_ones(tmp_path):
+    found = problems(tmp_path, LOCAL_HOSTS + "file:\n  - name: conf\n    hosts: [web, wbe2]\n    path: /etc/hostname\n")
+    assert found == ["env.yaml:9: file[0].hosts[1] (conf): expected a host, a group or all (hosts web1, web2, db1; "
+                     "groups web; all), seen 'wbe2'; did you mean 'web2'?"]
+
+
+def test_hosts_without_a_hosts_section_is_a_load_error(tmp_path):
+    found = problems(tmp_path, "name: x\nfile:\n  - name: conf\n    hosts: web1\n    path: /etc/hostname\n")
+    assert len(found) == 1 and "file[0].hosts (conf)" in found[0] and "no hosts (the environment has no hosts: " \
+        "section)" in found[0] and "seen 'web1'" in found[0]
+
+
+def test_hosts_on_a_kind_that_connects_from_here_is_a_load_error(tmp_path):
+    found = problems(tmp_path, LOCAL_HOSTS + "http:\n  - name: api\n    url: http://127.0.0.1:1/\n    hosts: web\n")
+    assert len(found) == 1
+    assert found[0].startswith("env.yaml:10: http[0].hosts (api): expected no hosts: on a http check")
+
+
+def test_a_tcp_check_on_hosts_must_not_connect_to_this_machine(tmp_path):
+    found = problems(tmp_path, LOCAL_HOSTS + "tcp:\n  - name: port\n    port: 80\n    hosts: all\n")
+    assert len(found) == 1 and "expected connect: false" in found[0] and "127.0.0.1, this machine" in found[0]
+    ok = load_text(tmp_path, LOCAL_HOSTS + "tcp:\n  - name: port\n    port: 80\n    connect: false\n    hosts: all\n")
+    assert [i.name for i in ok.env.items("tcp")] == ["port@web1", "port@web2", "port@db1"]
+
+
+def test_depends_on_a_check_of_other_hosts_is_a_load_error(tmp_path):
+    found = problems(tmp_path, LOCAL_HOSTS + textwrap.dedent("""\
+        file:
+          - name: a
+            hosts: web1
+            path: /etc/hostname
+          - name: b
+            hosts: db1
+            path: /etc/hostname
+            depends_on: [a]
+          - name: c
+            path: /etc/hostname
+            depends_on: [a]
+        """))
+    assert any("file[1].depends_on[0] (b): expected 'a' to run on every host this check runs on" in p
+               and "not on db1" in p for p in found), found
+    assert any("file[2].depends_on[0] (c): expected a check that runs here, seen 'a'" in p for p in found), found
+
+
+def test_bad_host_entries_are_load_errors(tmp_path):
+    found = problems(tmp_path, """
+        name: x
+        hosts:
+          web1: {url: "telnet://old-box"}
+          all: "local://"
+          "bad name": "local://"
+        host_options: {per_host_concurrency: 0, identity_fil: /k}
+        """.replace("\n        ", "\n"))
+    text = "\n".join(found)
+    assert "hosts.web1.url" in text and "expected a pytest-testinfra host spec" in text and "telnet://old-box" in text
+    assert "per_host_concurrency" in text and "identity_fil" in text
+    assert "bad name" in text
+
+
+def test_a_password_written_in_a_host_url_is_a_load_error(tmp_path):
+    found = problems(tmp_path, 'name: x\nhosts:\n  web1: "ssh://deploy:hunter2-literal@10.0.0.1"\n')
+    assert len(found) == 1 and "expected the password from the environment" in found[0]
+    assert "hunter2-literal" not in found[0]
+
+
+def test_a_password_from_a_variable_is_a_secret(tmp_path):
+    from opsgate.redact import REDACTOR
+
+    load_text(tmp_path, 'name: x\nhosts:\n  web1: "ssh://deploy:${WEB_PW}@10.0.0.1"\n',
+              environ={"WEB_PW": "s3cret-fleet-pw"})
+    assert REDACTOR.text("login with s3cret-fleet-pw") == "login with ***"
+
+
+def test_turning_host_key_checking_off_is_warned(tmp_path):
+    with pytest.warns(UserWarning, match="host keys are NOT checked"):
+        loaded = load_text(tmp_path, 'name: x\nhosts:\n  web1: "ssh://root@10.0.0.1"\n'
+                                     'host_options: {insecure_no_host_key_check: true}\n')
+    from opsgate.hosts import hosts_block
+
+    assert hosts_block(loaded.env) == {"web1": {"groups": [], "transport": "ssh", "host_key_checked": False}}
+
+
+def test_an_inventory_without_ansible_says_to_install_ansible_core(tmp_path):
+    import shutil
+
+    if shutil.which("ansible-inventory"):
+        pytest.skip("ansible-core is installed here")
+    (tmp_path / "inventory.ini").write_text("[web]\nweb1\n")
+    found = problems(tmp_path, "name: x\ninventory: {file: inventory.ini, pattern: web}\n")
+    assert len(found) == 1 and "inventory.file" in found[0] and "pip install ansible-core" in found[0]
+
+
+# --- targets ---------------------------------------------------------------------------------
+
+
+def test_one_target_per_host_and_the_context_for_a_host(tmp_path):
+    fleet = Fleet({"a": HostEntry(url="local://"), "b": HostEntry(url="local://")}, HostOptions(), tmp_path)
+    ctx = ProbeContext(tmp_path, fleet=fleet)
+    try:
+        a, b = ctx.for_host("a"), ctx.for_host("b")
+        assert a.target is ctx.for_host("a").target and a.target is not b.target
+        assert a.shared is ctx.shared and a.base_dir == tmp_path and (a.host, b.host) == ("a", "b")
+        item = FileCheck(name="hostname", path="/etc/hostname").model_copy(update={"name": "hostname@b"})
+        item._on_host = "b"
+        result = run_check(item, ctx)
+        assert result.status == "pass", result.message
+    finally:
+        fleet.close()
+
+
+@pytest.mark.negative("reachable")
+def test_a_host_refusing_connections_fails_reachable_with_the_cause(tmp_path):
+    port = free_port()
+    fleet = Fleet({"web9": HostEntry(url=f"ssh://nobody@127.0.0.1:{port}")}, HostOptions(connect_timeout=5), tmp_path)
+    ctx = ProbeContext(tmp_path, fleet=fleet)
+    item = ReachableCheck.model_construct(name="reachable@web9", timeout=5.0)
+    item._on_host = "web9"
+    try:
+        result = run_check(item, ctx)
+    finally:
+        fleet.close()
+    assert result.status == "fail"
+    assert result.message == f"web9: connection refused by 127.0.0.1:{port} (no ssh server listens there)"
+    assert "connect_s" in result.evidence["observed"]
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def test_a_run_over_local_hosts_ids_hosts_in_results_and_the_report(tmp_path):
+    project = make_project(tmp_path, LOCAL_HOSTS + textwrap.dedent("""\
+        file:
+          - name: hostname
+            hosts: all
+            path: /etc/hostname
+          - name: missing
+            hosts: web2
+            path: /nonexistent/opsgate-fleet
+        """))
+    run = run_pytest(project, "-q")
+    status = run.status()
+    assert status == {"test_reachable[reachable@web1]": "pass", "test_file[hostname@web1]": "pass",
+                      "test_reachable[reachable@web2]": "pass", "test_file[hostname@web2]": "pass",
+                      "test_reachable[reachable@db1]": "pass", "test_file[hostname@db1]": "pass",
+                      "test_file[missing@web2]": "fail"}, run.output
+    report = run.report()
+    hosts = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"]["host"] for t in report["tests"]}
+    assert hosts["test_file[missing@web2]"] == "web2" and hosts["test_reachable[reachable@db1]"] == "db1"
+    assert report["opsgate"]["hosts"] == {"web1": {"groups": ["web"], "transport": "local"},
+                                          "web2": {"groups": ["web"], "transport": "local"},
+                                          "db1": {"groups": [], "transport": "local"}}
+    # -k selects by host name
+    only = run_pytest(project, "-q", "-k", "web1", "--collect-only")
+    ids = sorted(line.rsplit("::", 1)[-1] for line in only.output.splitlines() if "::" in line)
+    assert ids == ["test_file[hostname@web1]", "test_reachable[reachable@web1]"], only.output
