@@ -3,9 +3,11 @@
 The stand-in (tests/support/standins/living_codex.py) is a real process on a free loopback port
 answering the playbook's endpoints, backed by a real PostgreSQL (``$CONNECTION_STRING``), with its
 ``logs/server.log``; its install folder has a ``start-server.sh``. Healthy, the daily, weekly
-(the database's dump verified to L4) and quarterly (a DR drill from that dump) suites pass the
-gate; each playbook fault makes exactly its check fail (or warn) at the playbook's severity while
-every other check passes or is blocked by it.
+(the database's dump verified to L4), quarterly (a DR drill from that dump) and incident (the
+diagnosis again, then the post-fix watches) suites pass the gate; each playbook fault makes
+exactly its check fail (or warn) at the playbook's severity while every other check passes or is
+blocked by it. The watches sample for the playbook's 10 minutes, so they are incident only: the
+daily suite holds no window.
 """
 
 from __future__ import annotations
@@ -85,27 +87,34 @@ def run(codex: Codex, tmp_path: Path, cadence: str = "daily"):
     return result
 
 
+WATCHES = {"stable-after-fix", "memory-trend"}  # the playbook's post-fix watches (10-minute windows)
+
+
 @pytest.mark.parametrize("cadence, count", [
-    ("daily", 15), ("weekly", 1), ("quarterly", 1),
+    ("daily", 13), ("weekly", 1), ("quarterly", 1), ("incident", 15),
 ])
 def test_healthy_codex_passes_every_suite(healthy, tmp_path, cadence, count):
     result = run(healthy, tmp_path, cadence)
     assert_all_pass(result, count)
     found = checks(result)
+    # the watches are the incident suite's, never the daily one's (the daily run waits for no window)
+    assert (WATCHES <= set(found)) == (cadence == "incident") and not (cadence == "daily" and WATCHES & set(found))
+    if cadence == "incident":
+        assert len(found["stable-after-fix"]["evidence"]["samples"]) >= 2, found["stable-after-fix"]
     if cadence == "weekly":
         assert found["codex-db"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":
         assert found["codex-dr"]["evidence"]["observed"]["rto_target_s"] == 3600
 
 
-# fault -> the one check it breaks, that check's status and the playbook's severity, a cause in its message
+# fault -> the one check it breaks, that check's status and the playbook's severity, a cause in its
+# message; the suite it is found in (the daily run, or the incident run's post-fix watch)
 FAULTS = [
     ("module-failed", "modules-loaded", "fail", "P3", "length(modules[?status != 'loaded']) == 0: observed 1"),
     ("async-incomplete", "async-init", "fail", "P2", "moduleLoading.asyncInitializationComplete == true: observed false"),
     ("heap-critical", "memory", "fail", "P1", "memoryUsage.heapSizeMB < 2000: observed 2100"),
     ("heap-warning", "memory", "warn", "P1", "memoryUsage.heapSizeMB < 1500: observed 1600"),
     ("slow", "request-latency", "fail", "P2", "1.4"),
-    ("unstable", "stable-after-fix", "fail", "P2", "degraded"),
     ("memory-leak", "memory-leaks", "fail", "P2", "length(memoryLeaks) == 0: observed 1"),
     ("log-errors", "server-log-errors", "fail", "P2", "NullReferenceException"),
     ("pipeline-down", "ai-pipeline", "fail", "P3", "metrics != null"),
@@ -124,3 +133,13 @@ def test_a_playbook_fault_fails_exactly_its_check(healthy, tmp_path, fault, fail
     verdict = "FAIL" if status == "fail" and label in ("P1", "P2") else "WARN"
     assert_only_broken(result, failing, status, severity.normalise(label, "P1-P4"), verdict, cause)
     assert checks(result)[failing]["severity_label"] == label
+
+
+def test_healthy_at_first_but_failing_within_the_window_fails_the_incident_watch(healthy, tmp_path):
+    """The playbook's "monitor for 10 minutes" after a fix: the server answers healthy, then
+    degraded within the stability window. The incident suite's watch fails (P2) with the sample
+    that broke; every diagnosis check passed."""
+    healthy.server.fault("unstable", after_s=0.5)
+    result = run(healthy, tmp_path, "incident")
+    assert_only_broken(result, "stable-after-fix", "fail", severity.normalise("P2", "P1-P4"), "FAIL", "degraded")
+    assert checks(result)["stable-after-fix"]["severity_label"] == "P2"

@@ -4,8 +4,9 @@ against its stand-in (tests/support/standins/personal_ai_chatbot.py): the applic
 ``scripts/health/health_check.py``, an OpenRouter-like API on loopback that requires the bearer
 token, a loopback DNS server resolving the API's host name, and systemctl/journalctl stand-ins
 for its unit (this machine has no systemd). Healthy, the daily, weekly (the conversations
-database's copies verified to L4) and quarterly (a DR drill from the newest copy) suites pass the
-gate; each of the guide's faults makes exactly its check fail at the guide's severity while every
+database's copies verified to L4), quarterly (a DR drill from the newest copy) and incident (the
+diagnosis again, then the 10-minute post-fix watch, which the daily suite does not carry) suites
+pass the gate; each of the guide's faults makes exactly its check fail at the guide's severity while every
 other check passes or is blocked by it; a missing token is a configuration error that names the
 variable and never the token.
 """
@@ -110,11 +111,15 @@ def run(bot: Chatbot, tmp_path: Path, cadence: str = "daily", env: dict | None =
     return result
 
 
-@pytest.mark.parametrize("cadence, count", [("daily", 11), ("weekly", 1), ("quarterly", 1)])
+@pytest.mark.parametrize("cadence, count", [("daily", 10), ("weekly", 1), ("quarterly", 1), ("incident", 11)])
 def test_healthy_chatbot_passes_every_suite(healthy, tmp_path, cadence, count):
     result = run(healthy, tmp_path, cadence)
     assert_all_pass(result, count)
     found = checks(result)
+    # the post-fix watch is the incident suite's only: the daily run waits for no window
+    assert ("health-watch" in found) == (cadence == "incident")
+    if cadence == "incident":
+        assert len(found["health-watch"]["evidence"]["samples"]) >= 2, found["health-watch"]
     if cadence == "weekly":
         assert found["conversations"]["evidence"]["observed"]["level_reached"] == 4
     if cadence == "quarterly":

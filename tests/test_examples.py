@@ -1,5 +1,5 @@
-"""The reference systems' runbooks as environment files: each validates. Each runs against its
-stand-in in tests/test_example_<system>.py."""
+"""The reference systems' runbooks as environment files: each validates, and none makes the daily
+suite wait for a post-fix watch. Each runs against its stand-in in tests/test_example_<system>.py."""
 
 from __future__ import annotations
 
@@ -10,10 +10,25 @@ import pytest
 from opsgate import envfile
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "config" / "examples").glob("*.yaml"))
+LOAD_ENV = {"OPENROUTER_API_KEY": "example-token", "JARVIS_PG_PASSWORD": "pg-example", "JARVIS_REDIS_PASSWORD": "redis-example"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_environment_is_valid(path):
-    loaded = envfile.load(path, environ={"OPENROUTER_API_KEY": "example-token", "JARVIS_PG_PASSWORD": "pg-example",
-                                         "JARVIS_REDIS_PASSWORD": "redis-example"})
+    loaded = envfile.load(path, environ=LOAD_ENV)
     assert loaded.env.items()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_the_daily_suite_waits_for_no_post_fix_watch(path):
+    """A post-fix watch (a window sampled for minutes after a fix, tag postfix) is run on demand
+    in checks/incident (Aura's post-maintenance watch in its monthly window): no daily item
+    samples a window, so a default daily run takes seconds, not the runbooks' 10 minutes."""
+    env = envfile.load(path, environ=LOAD_ENV).env
+    assert not [i.name for i in env.items(cadence="daily") if i.window is not None]
+    watches = [i for i in env.items() if "postfix" in i.tags]
+    assert all("daily" not in i.cadence for i in watches), [(i.name, i.cadence) for i in watches]
+    if path.stem in ("living-codex", "personal-ai-chatbot"):  # incident playbooks: their watches are the incident suite's
+        assert watches and all(i.cadence == ["incident"] for i in watches)
+        incident = {i.name for i in env.items(cadence="incident")}
+        assert {i.name for i in env.items(cadence="daily")} < incident  # the diagnosis again, then the watches

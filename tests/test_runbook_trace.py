@@ -116,7 +116,7 @@ def test_markdown_without_runbook_is_a_usage_error(write_env, capsys):
     assert "--markdown goes with --runbook" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("system", ["aura", "perfect-jarvis"])
+@pytest.mark.parametrize("system", ["aura", "perfect-jarvis", "living-codex", "personal-ai-chatbot"])
 def test_generated_trace_matches_its_example(system, tmp_path, capsys):
     """config/examples/<system>.md is what opsgate list --runbook --markdown writes for it."""
     examples = Path(__file__).resolve().parents[1] / "config" / "examples"

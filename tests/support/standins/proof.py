@@ -12,7 +12,7 @@ from tests.support.project import ProjectRun, make_project, run_pytest
 def example_project(tmp: Path, example: Path) -> Path:
     """A project holding the example as env.yaml, with every cadence's folder."""
     project = make_project(tmp, example.read_text())
-    for cadence in ("weekly", "monthly", "quarterly"):
+    for cadence in ("weekly", "monthly", "quarterly", "incident"):
         (project / "checks" / cadence).mkdir()
     return project
 
