@@ -71,6 +71,8 @@ def test_a_wrong_host_key_is_refused_with_a_clear_message(ssh_fleet):
     with pytest.raises(OSError, match="Host key verification failed") as refused:
         target.stat("/etc/hostname", timeout=10)
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in str(refused.value)
+    with pytest.raises(OSError, match="Host key verification failed"):  # a host not listed at all
+        TestinfraTarget.connect(ssh_fleet.wrong_key_url(host, missing=True)).stat("/etc/hostname", timeout=10)
     # the right key still works: the refusal was the key, not the host
     assert TestinfraTarget.connect(host.url).stat("/etc/hostname", timeout=10).is_file
 

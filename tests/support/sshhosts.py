@@ -446,16 +446,18 @@ class Fleet:
         )
         return path
 
-    def wrong_known_hosts(self) -> Path:
-        """A known_hosts listing every host with a key none of them has."""
-        path = self.base / "wrong_known_hosts"
+    def wrong_known_hosts(self, missing: bool = False) -> Path:
+        """A known_hosts listing every host with a key none of them has (``missing``: listing none)."""
+        path = self.base / ("empty_known_hosts" if missing else "wrong_known_hosts")
         key = (self._wrong_key.with_suffix(".pub")).read_text().split()[:2]
-        path.write_text("".join(f"{_known_name(h)} {key[0]} {key[1]}\n" for h in self.hosts))
+        path.write_text("" if missing else "".join(f"{_known_name(h)} {key[0]} {key[1]}\n" for h in self.hosts))
         return path
 
-    def wrong_key_url(self, host: SshHost, scheme: str = "ssh") -> str:
-        """``host``'s url through an ssh_config whose known_hosts has the wrong key for it."""
-        config = self.write_ssh_config(self.base / "ssh_config.wrong", self.wrong_known_hosts(), control=False)
+    def wrong_key_url(self, host: SshHost, scheme: str = "ssh", missing: bool = False) -> str:
+        """``host``'s url through an ssh_config whose known_hosts has the wrong key for it (``missing``:
+        no key for it at all); without a shared connection."""
+        known = self.wrong_known_hosts(missing)
+        config = self.write_ssh_config(known.with_name(f"ssh_config.{known.name}"), known, control=False)
         return host.url_with(config, scheme)
 
     # --- stopping --------------------------------------------------------------------------------
