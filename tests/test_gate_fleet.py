@@ -7,12 +7,21 @@ hosts map: its checks are on the report's host); the gate is run as a user runs 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 import xml.etree.ElementTree as ET
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gate_helpers import run_gate, write_policy
 from tests.support import reports as r
+from tests.support.http_target import free_port
+from tests.support.project import latest_report, make_project, run_pytest
 
 WEB = ("web1", "web2", "web3")
 
@@ -38,6 +47,11 @@ gates:
     block: [P0, P1]
     fleet:
       - {severity: [P0], group: web, at_least: 100%}
+    groups: {web: ["web*"]}
+  by-name-loose:
+    block: [P0, P1]
+    fleet:
+      - {severity: [P0], group: web, at_least: 60%}
     groups: {web: ["web*"]}
   no-db:
     block: [P0, P1]
@@ -305,3 +319,90 @@ def test_markdown_junit_and_nagios_show_the_host(tmp_path):
     run = run_gate(self_check(tmp_path, "web2", "fail"), "--markdown", md, "--nagios")
     assert "[P0 api]" in run.stdout
     assert "| Host |" not in md.read_text() and "### Fleet rules" not in md.read_text()
+
+
+# --- real runs --------------------------------------------------------------------------------
+
+
+def _fleet_project(tmp_path):
+    """An environment over three hosts of group web: two local:// hosts and one whose ssh port
+    refuses connections (nothing listens there): a real run, an unreachable host."""
+    port = free_port()
+    return make_project(tmp_path, textwrap.dedent(f"""\
+        name: shop
+        hosts:
+          web1: {{url: "local://", groups: [web]}}
+          web2: {{url: "local://", groups: [web]}}
+          web3: {{url: "ssh://nobody@127.0.0.1:{port}", groups: [web]}}
+        host_options: {{connect_timeout: 5s}}
+        file:
+          - name: hostname
+            hosts: web
+            severity: P0
+            path: /etc/hostname
+        """)), port
+
+
+def test_a_real_run_over_three_hosts_one_unreachable_is_judged_by_the_fleet_rules(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    project, port = _fleet_project(tmp_path)
+    run = run_pytest(project, "-q")
+    report = latest_report(project)
+    assert run.status() == {"test_reachable[reachable@web1]": "pass", "test_file[hostname@web1]": "pass",
+                            "test_reachable[reachable@web2]": "pass", "test_file[hostname@web2]": "pass",
+                            "test_reachable[reachable@web3]": "fail", "test_file[hostname@web3]": "blocked"}, run.output
+
+    loose = run_gate(report, "--policy", policy, "--gate", "loose")
+    assert loose.returncode == 0, loose.output
+    assert "2 of 3 hosts pass (66.7%): holds" in loose.stdout and "verdict: WARN (exit 0)" in loose.stdout
+
+    strict = run_gate(report, "--policy", policy, "--gate", "strict")
+    assert strict.returncode == 1, strict.output
+    assert "2 of 3 hosts pass (66.7%): broken" in strict.stdout
+    assert f"web3: reachable@web3 (fail: web3: connection refused by 127.0.0.1:{port}" in strict.stdout
+    assert "web1:" not in strict.stdout and "web2:" not in strict.stdout
+
+    # the gate at the end of the run (the in-memory record) decides the same
+    again = run_pytest(project, "-q", "--policy", str(policy), "--gate", "strict")
+    assert again.returncode == 1, again.output
+    assert "2 of 3 hosts pass (66.7%): broken" in again.output
+
+
+def _self_check(project, machine: str, conf: str) -> dict:
+    """Run the project's suite as machine ``machine`` (its own hostname, in a UTS namespace)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPSGATE_", "PYTEST_"))}
+    environ["APP_CONF"] = conf
+    proc = subprocess.run(["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', machine,
+                           sys.executable, "-m", "pytest", "checks/daily", "--env", "env.yaml", "-q", "-p", "no:cacheprovider"],
+                          cwd=project, env=environ, capture_output=True, text=True, timeout=180)
+    return proc
+
+
+def test_real_self_check_runs_of_three_machines_merged_are_judged_by_name_pattern_groups(tmp_path):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode:
+        pytest.skip("no UTS namespace here (unshare --uts): cannot give each run its own hostname")
+    policy = write_policy(tmp_path, POLICY)
+    conf = tmp_path / "app.conf"
+    conf.write_text("ok\n")
+    project = make_project(tmp_path, 'name: shop\nfile:\n  - name: app-conf\n    severity: P0\n    path: "${APP_CONF}"\n')
+    reports = []
+    for machine in ("web1", "web2", "web3"):
+        proc = _self_check(project, machine, str(conf) if machine != "web3" else str(tmp_path / "missing.conf"))
+        assert proc.returncode == (1 if machine == "web3" else 0), proc.stdout + proc.stderr
+        reports.append(tmp_path / f"{machine}.json")
+        shutil.copy(latest_report(project), reports[-1])
+    assert json.loads(reports[2].read_text())["opsgate"]["host"] == "web3"
+
+    run = run_gate(*reports, "--policy", policy, "--gate", "by-name-loose")
+    assert run.returncode == 0, run.output
+    assert "rule 1 (P0 on group web, at least 60%): 2 of 3 hosts pass (66.7%): holds" in run.stdout
+    assert "web3: app-conf (fail:" in run.stdout
+    # a gate that also judges group db, which has no machine here: ERROR, nothing to judge
+    run = run_gate(*reports, "--policy", policy, "--gate", "by-name")
+    assert run.returncode == 2, run.output
+    assert "group 'db' has no host in these reports; nothing to judge (groups seen: web; hosts seen: web1, web2, web3)" \
+        in run.stdout
+
+    strict = run_gate(*reports, "--policy", policy, "--gate", "by-name-strict")
+    assert strict.returncode == 1, strict.output
+    assert "2 of 3 hosts pass (66.7%): broken" in strict.stdout and "web3: app-conf (fail:" in strict.stdout
