@@ -10,6 +10,8 @@ there, not here.
 - log: a 40 MB log per host, its last lines read remotely (bytes received are bounded);
 - file: the same path fresh on one host, stale on another, missing on the third;
 - host: a full filesystem (a tiny tmpfs mounted inside one host only);
+- process and tcp (its port's owner): a server in one host's own directory, run as that
+  host's own user (a user the other hosts do not have); elsewhere run as root from /tmp;
 - command: the same argv remotely as locally, with no shell on the way (spaces, ``$HOME``,
   ``*`` and ``$(...)`` arrive literally).
 """
@@ -27,7 +29,9 @@ from opsgate.probes.file import FileCheck
 from opsgate.probes.host import HostCheck
 from opsgate.probes.log import COUNT_PREFIX, LogCheck
 from opsgate.probes.packages import PackagesCheck
+from opsgate.probes.process import ProcessCheck
 from opsgate.probes.systemd import SystemdCheck
+from opsgate.probes.tcp import TcpCheck
 from opsgate.runner import run_check
 from opsgate.targets import local
 from tests.support.sshhosts import fleet_fixture
@@ -190,6 +194,44 @@ def test_a_full_disk_on_one_host_fails_there_only(fleet, tmp_path):
     assert full.status == "fail"
     assert "used_percent" in full.message and f"{fleet.srv}/data" in full.message
     assert full.evidence["observed"]["disks"][f"{fleet.srv}/data"]["used_percent"] == 100.0
+
+
+# --- process and port owner ---------------------------------------------------------------------
+
+@pytest.mark.negative("process")
+@pytest.mark.negative("tcp")
+def test_processes_and_port_owners_are_read_in_each_hosts_own_process_table(fleet, tmp_path):
+    web1, web2, db1 = fleet
+    server = ["/usr/bin/python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"]
+    web1.write("app/index.html", "web1\n")
+    web1.spawn(["setpriv", f"--reuid={web1.uid}", f"--regid={web1.uid}", "--clear-groups", *server],
+               cwd=f"{fleet.srv}/app")
+    web2.spawn(server, cwd="/tmp")  # the same program, the wrong place and owner
+    for host in (web1, web2):
+        host.run(["sh", "-c", "for i in $(seq 200); do ss -Hltn 'sport = :8080' | grep -q . && exit 0; "
+                              "sleep 0.05; done; exit 1"])
+    process = ProcessCheck(name="server", cmdline=r"http\.server 8080", cwd=f"{fleet.srv}/app", cpu_sample=0.1)
+
+    running, _ = remote(web1, process, tmp_path)
+    assert running.status == "pass", running.message
+    elsewhere, _ = remote(web2, process, tmp_path)
+    assert elsewhere.status == "fail"
+    assert f"none with working directory {fleet.srv}/app (1 excluded by cwd=" in elsewhere.message
+    absent, _ = remote(db1, process, tmp_path)
+    assert absent.status == "fail" and "no process matches" in absent.message
+
+    def owner_check(host):
+        return TcpCheck(name="port", host=host.address, port=8080, listening_process=r"http\.server",
+                        listening={"user": web1.user})
+
+    owned, _ = remote(web1, owner_check(web1), tmp_path)
+    assert owned.status == "pass", owned.message
+    wrong_owner, _ = remote(web2, owner_check(web2), tmp_path)
+    assert wrong_owner.status == "fail"
+    assert "port 8080 is owned by python3 (pid " in wrong_owner.message
+    assert f"user root), expected a process owned by user '{web1.user}'" in wrong_owner.message
+    nothing, _ = remote(db1, owner_check(db1), tmp_path)
+    assert nothing.status == "fail" and "connection refused" in nothing.message
 
 
 # --- command ------------------------------------------------------------------------------------------
