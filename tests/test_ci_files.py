@@ -62,6 +62,24 @@ def test_github_actions_workflow(project):
     assert (project / "reports" / "opsgate-junit.xml").read_text().startswith("<?xml")
 
 
+def test_incident_jobs_run_by_hand_only(project):
+    """The on-demand incident suite (diagnosis again, post-fix watches): a GitHub dispatch
+    choice and a manual GitLab job, never a schedule; their commands run and gate it."""
+    workflow = yaml.safe_load((CI / "github-actions.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))
+    assert triggers["workflow_dispatch"]["inputs"]["suite"]["options"] == ["daily", "incident"]
+    job = workflow["jobs"]["incident"]
+    assert "workflow_dispatch" in job["if"] and "schedule" in workflow["jobs"]["daily"]["if"]
+    github = [s["run"] for s in job["steps"] if "run" in s]
+    gitlab = yaml.safe_load((CI / "gitlab-ci.yml").read_text())["opsgate-incident"]
+    assert gitlab["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}
+    assert github[0] == gitlab["script"][0] == INSTALL and github[1:] == gitlab["script"][1:]
+    for command in github[1:]:
+        assert "checks/incident" in command
+        assert_gated_run(run(command, project, {"OPSGATE_DEMO_WATCH": "2s"}), command)
+    assert (project / "reports" / "default" / "incident-latest.json").is_file()
+
+
 def test_gitlab_ci_job(project):
     job = yaml.safe_load((CI / "gitlab-ci.yml").read_text())["opsgate-daily"]
     assert job["script"][0] == INSTALL

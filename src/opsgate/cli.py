@@ -239,6 +239,8 @@ three jobs, one per folder of checks (the environment's cadences):
   daily checks          pytest checks/daily --env production
   backup verification   pytest checks/weekly --env production
   DR drills             pytest checks/quarterly --env production
+and on demand, after a fix: the runbook's diagnosis again and its post-fix watches
+  incident              pytest checks/incident --env production
 
 and the gate, over the reports they wrote:
   gate                  opsgate gate reports/production/daily-latest.json
