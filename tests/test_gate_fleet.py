@@ -22,6 +22,7 @@ from tests.gate_helpers import run_gate, write_policy
 from tests.support import reports as r
 from tests.support.http_target import free_port
 from tests.support.project import latest_report, make_project, run_pytest
+from tests.support.sshhosts import fleet_fixture
 
 WEB = ("web1", "web2", "web3")
 
@@ -406,3 +407,41 @@ def test_real_self_check_runs_of_three_machines_merged_are_judged_by_name_patter
     strict = run_gate(*reports, "--policy", policy, "--gate", "by-name-strict")
     assert strict.returncode == 1, strict.output
     assert "2 of 3 hosts pass (66.7%): broken" in strict.stdout and "web3: app-conf (fail:" in strict.stdout
+
+
+ssh_fleet = fleet_fixture(3, names=list(WEB))
+
+
+def test_a_real_run_over_three_sshd_hosts_one_missing_its_config_is_judged_per_host(tmp_path, ssh_fleet):
+    """Real sshd hosts, each in its own namespaces: the config file exists on web1 and web2
+    only, so config@web3 fails on web3 itself (not an unreachable host)."""
+    ssh_fleet.require_isolation()
+    for host in ssh_fleet:
+        if host.name != "web3":
+            host.write("app/config.yml", "port: 8080\n")
+    lines = [f"  {h.name}: {{url: \"ssh://{h.hostspec}\", groups: [web]}}" for h in ssh_fleet]
+    project = make_project(tmp_path, "\n".join([
+        "name: shop", "hosts:", *lines, "host_options:", f"  known_hosts: {ssh_fleet.known_hosts}",
+        f"  identity_file: {ssh_fleet.identity_file}", "  connect_timeout: 5s",
+        "file:", "  - name: config", "    hosts: web", "    severity: P0", f"    path: {ssh_fleet.srv}/app/config.yml",
+        ""]))
+    run = run_pytest(project, "-q")
+    assert {k: v for k, v in run.status().items() if k.startswith("test_file")} == {
+        "test_file[config@web1]": "pass", "test_file[config@web2]": "pass", "test_file[config@web3]": "fail"}, run.output
+    report = latest_report(project)
+    policy = write_policy(tmp_path, POLICY)
+    out = tmp_path / "gate.prom"
+
+    loose = run_gate(report, "--policy", policy, "--gate", "loose", "--prometheus", out)
+    assert loose.returncode == 0, loose.output
+    assert "2 of 3 hosts pass (66.7%): holds" in loose.stdout
+    assert "TOLERATED  test_file[config@web3] [shop@" in loose.stdout
+    ok = {(s.labels["host"], s.labels["check"]): s.value for s in _samples(out)["opsgate_check_ok"]}
+    assert ok[("web3", "config@web3")] == 0.0 and ok[("web1", "config@web1")] == 1.0
+    assert ok[("web3", "reachable@web3")] == 1.0
+
+    strict = run_gate(report, "--policy", policy, "--gate", "strict")
+    assert strict.returncode == 1, strict.output
+    assert "2 of 3 hosts pass (66.7%): broken" in strict.stdout
+    assert "web3: config@web3 (fail: " in strict.stdout and f"{ssh_fleet.srv}/app/config.yml" in strict.stdout
+    assert "web1:" not in strict.stdout and "web2:" not in strict.stdout
