@@ -9,7 +9,9 @@ Each host is an ``sshd`` in its own network, mount and PID namespaces (``unshare
   processes (``/proc`` is that namespace's);
 - **files**: a per-host directory (``host.root``, on the real filesystem) is bind-mounted at
   ``fleet.srv``, a path that is the same on every host, so each host sees its own content
-  there; ``/run`` is a private tmpfs (so ``/run/systemd/system`` can exist on one host only);
+  there; ``/run`` is a private tmpfs (so ``/run/systemd/system`` can exist on one host only).
+  The rest of the filesystem is this machine's, shared (``<base>/hosts/<name>`` included:
+  a test means a host's files by ``fleet.srv``, never by another host's ``root``);
 - **users**: its own ``/etc/passwd`` (a copy bind-mounted over it) with an extra user
   ``host.user`` (uid ``host.uid``); root's login shell there is ``/bin/sh``, so the remote
   shell reads no rc file of this machine's root. sshd sets ``PATH`` to
@@ -399,7 +401,8 @@ class Fleet:
         self.hosts: list[SshHost] = []
         self.srv = str(base / "srv")
         self.run_id = f"{os.getpid():x}{random.getrandbits(20):05x}"[-9:]
-        self.control_dir = Path(tempfile.mkdtemp(prefix="ogssh-"))  # short: unix socket paths <= 107 bytes
+        # short whatever TMPDIR says: ssh's control socket paths must stay under 108 bytes
+        self.control_dir = Path(tempfile.mkdtemp(prefix="ogssh-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.identity_file = base / "id_ed25519"
         self.known_hosts = base / "known_hosts"
         self.ssh_config = base / "ssh_config"
