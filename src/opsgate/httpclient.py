@@ -434,7 +434,7 @@ class _Decoder:
             raise Failed(f"body's {self.coding} stream ends early (truncated)")
 
 
-def _read_body(response: requests.Response, max_bytes: int, exchange: _Exchange) -> bytes:
+def _read_body(response: "_Response", max_bytes: int, exchange: _Exchange) -> bytes:
     """The decoded body, or TooLarge past ``max_bytes``; a stall past the deadline is a Failed."""
     exchange.phase = "body"
     decoder = _Decoder(response.headers.get("Content-Encoding", ""))
@@ -563,23 +563,22 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
         _CURRENT.exchange = previous
 
 
-def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: dict, body, verify) -> requests.Response:
+def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: dict, body, verify) -> "_Response":
     left = state.left()
     if left <= 0:
         raise state.stalled()
     try:
-        prepared = requests.Request(method, url, headers=headers, data=body).prepare()
+        prepared = _prepare(method, url, headers, body)
         proxies = requests.utils.get_environ_proxies(url) if any(map(os.environ.get, _PROXY_VARS)) else {}
         state.reused = False
         try:
-            response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
+            response = _adapter_send(adapter, prepared, left, verify, proxies)
         except requests.exceptions.ConnectionError as exc:
             # a kept-alive connection the server closed as it was taken: the request never
             # reached it; an idempotent request goes once more, on a new connection
             if not (state.reused and method in _IDEMPOTENT and _stale(exc)) or state.left() <= 0:
                 raise
-            left = state.left()
-            response = adapter.send(prepared, stream=True, timeout=(left, left), verify=verify, proxies=proxies)
+            response = _adapter_send(adapter, prepared, state.left(), verify, proxies)
     except requests.exceptions.SSLError as exc:
         raise _tls_failure(exc, url, state) from None
     except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
@@ -605,6 +604,77 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
 
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _prepare(method: str, url: str, headers: dict, body: str | None) -> requests.PreparedRequest:
+    """``requests.Request(...).prepare()`` without the cookie jar and hooks an exchange never
+    uses (an empty jar adds no header): the URL, headers, body and URL credentials as before."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method(method)
+    prepared.prepare_url(url, None)
+    prepared.prepare_headers(headers)
+    prepared.prepare_body(body, None, None)
+    prepared.prepare_auth(None, url)  # user:password@ in the URL becomes Basic auth, as before
+    return prepared
+
+
+class _Response:
+    """What an exchange reads of an answer: the urllib3 response, its status and headers
+    (case-insensitive). requests' Response would also parse its cookies into a jar and guess
+    an encoding, per exchange, for nothing."""
+
+    __slots__ = ("raw", "status_code", "headers")
+
+    def __init__(self, raw) -> None:
+        self.raw, self.status_code, self.headers = raw, raw.status, raw.headers
+
+    def close(self) -> None:
+        # as requests' Response.close of a streamed answer: the raw response closed, then its
+        # connection handed back to the pool (which keeps it only when it was read whole in time)
+        self.raw.close()
+        self.raw.release_conn()
+
+
+def _adapter_send(adapter: _Adapter, request: requests.PreparedRequest, left: float, verify, proxies) -> _Response:
+    """requests' ``HTTPAdapter.send(request, stream=True, timeout=(left, left), ...)``: the same
+    pool (by origin and TLS settings), certificate settings, urllib3 call and exception
+    mapping (so failures read as before), answered by a :class:`_Response`."""
+    errors = urllib3.exceptions
+    rx = requests.exceptions
+    try:
+        conn = adapter.get_connection_with_tls_context(request, verify, proxies=proxies)
+    except errors.LocationValueError as e:
+        raise rx.InvalidURL(e, request=request)
+    adapter.cert_verify(conn, request.url, verify, None)
+    url = adapter.request_url(request, proxies)
+    try:
+        resp = conn.urlopen(method=request.method, url=url, body=request.body, headers=request.headers,
+                            redirect=False, assert_same_host=False, preload_content=False, decode_content=False,
+                            retries=adapter.max_retries, timeout=urllib3.Timeout(connect=left, read=left),
+                            chunked=not (request.body is None or "Content-Length" in request.headers))
+    except (errors.ProtocolError, OSError) as err:
+        raise rx.ConnectionError(err, request=request)
+    except errors.MaxRetryError as e:
+        if isinstance(e.reason, errors.ConnectTimeoutError) and not isinstance(e.reason, errors.NewConnectionError):
+            raise rx.ConnectTimeout(e, request=request)
+        if isinstance(e.reason, errors.ResponseError):
+            raise rx.RetryError(e, request=request)
+        if isinstance(e.reason, errors.ProxyError):
+            raise rx.ProxyError(e, request=request)
+        if isinstance(e.reason, errors.SSLError):
+            raise rx.SSLError(e, request=request)
+        raise rx.ConnectionError(e, request=request)
+    except errors.ClosedPoolError as e:
+        raise rx.ConnectionError(e, request=request)
+    except errors.ProxyError as e:
+        raise rx.ProxyError(e)
+    except errors.SSLError as e:
+        raise rx.SSLError(e, request=request)
+    except errors.ReadTimeoutError as e:
+        raise rx.ReadTimeout(e, request=request)
+    except errors.InvalidHeader as e:
+        raise rx.InvalidHeader(e, request=request)
+    return _Response(resp)
 
 
 def _stale(exc: Exception) -> bool:
