@@ -25,6 +25,7 @@ env.yaml:5: http[0].timout (api): unknown key 'timout'; did you mean 'timeout'?
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import types
@@ -33,7 +34,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 import pydantic
@@ -41,9 +42,12 @@ import pydantic
 from . import runbook
 from .hosts import InventoryError, fleet_problems, inventory_hosts
 from .kinds import REGISTRY
-from .model import Environment, SecretValue
+from .model import SecretValue, environment_for
 from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
 from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
+if TYPE_CHECKING:
+    from .model import Environment
+
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -134,15 +138,16 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     if substitution.problems:
         raise EnvFileError(substitution.problems)
     placeholders = {_unsectioned(at): names for at, names in substitution.placeholders.items()}
+    schema = environment_for(data)  # only the kinds the file has sections of are imported and built
     context = {"severity_scale": data.get("severity_scale", "P0-P3")}
     for attempt in range(3):  # placeholders that a field rejects get a form it accepts, twice at most
         try:
-            env = Environment.model_validate(data, context=context)
+            env = schema.model_validate(data, context=context)
             break
         except pydantic.ValidationError as exc:
             errors = exc.errors(include_url=False)
             if attempt == 2 or not _refit_placeholders(data, errors, placeholders, attempt):
-                problems = problems_from(errors, data, lines, shown, Environment, frozenset(substitution.hidden))
+                problems = problems_from(errors, data, lines, shown, schema, frozenset(substitution.hidden))
                 raise EnvFileError(problems + _unset_notes(errors, placeholders, lines, shown)) from None
     base = Path(env.base_dir) if env.base_dir else path.parent
     if not base.is_absolute():
@@ -249,7 +254,7 @@ class _Substitution:
         if len(at) == 3 and at[0] == "command" and at[2] == "shell" and isinstance(at[1], int):
             return shell_references(value, lambda m: self._shell_variable(m, at))
         userinfo = password = range(0)
-        if at and at[-1] in _ADDRESSES and "://" in value:  # scheme://user:password@host
+        if at and "://" in value and at[-1] in _address_fields():  # scheme://user:password@host
             start = value.index("://") + 3
             end = value.find("@", start)
             if end > start:
@@ -318,11 +323,13 @@ class _Substitution:
                 env.setdefault(alias, value)
                 self.hidden.add(("command", index, "env", alias))
 
+@functools.cache
 
 def _address_fields() -> frozenset[str]:
     """Fields a kind declares secret (``Kind.secret_fields``) that hold one address (``url``,
     ``dsn``, ``engine``): the password in it is secret, and a value substituted there is
-    percent-encoded where it would break the address.
+    percent-encoded where it would break the address. Every kind's module is imported to
+    know them: only a file substituting a variable into an address pays for it.
 
     >>> sorted(_address_fields())
     ['dsn', 'engine', 'url']
@@ -334,8 +341,6 @@ def _address_fields() -> frozenset[str]:
     return frozenset(field for kind in REGISTRY.values() for field in kind.secret_fields
                      if text(kind.schema.model_fields[field].annotation))
 
-
-_ADDRESSES = _address_fields()
 
 
 def _plain(value: Any) -> Any:
@@ -611,9 +616,9 @@ def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str,
         if not register_secret(value, whole):
             too_short.append(f"{shown}:{line_of(lines, at)}: {dotted(at)}")
 
-    for kind_name, kind in REGISTRY.items():
+    for kind_name in REGISTRY:
         for index, item in enumerate(getattr(env, kind_name)):
-            for field in kind.secret_fields:  # what its kind module declares secret
+            for field in REGISTRY[kind_name].secret_fields:  # what its kind module declares secret
                 value, at = getattr(item, field), (kind_name, index, field)
                 if isinstance(value, str):  # an address: the password in it
                     password = _password(value)

@@ -4,8 +4,10 @@ A kind's module (``opsgate.probes.<kind>``) holds its schema, its probe (``obser
 built-in limits (``limits``), which of its fields hold secrets and its one-line summary, and
 ends with ``KIND = Kind(...)``. Adding a kind is writing that module (and its tests and its
 README row) and appending its name to :data:`MODULES`: the environment's schema, the CLI,
-markers and dispatch all read :data:`REGISTRY`. A module that lacks one of the parts fails
-here, at import, naming what is missing - not at run time when a check of it is probed.
+markers and dispatch all read :data:`REGISTRY`. A kind's module is imported when the kind is
+first looked up, so a run pays only for the kinds its environment uses; a module that lacks
+one of the parts fails there, naming what is missing - when an environment using the kind is
+loaded (or ``opsgate schema`` lists every kind), not when a check of it is probed.
 
 >>> get("file").schema.__name__, get("file").host_level
 ('FileCheck', True)
@@ -17,11 +19,13 @@ KeyError: "no check kind 'htp'; the kinds are: http, tcp, process, host, log, co
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .schema import CheckItem
+if TYPE_CHECKING:  # imported where needed: knowing the kinds' names (plugin.py's markers) imports no pydantic
+    from .schema import CheckItem
 
 #: the kind modules under ``opsgate.probes``, in the order an environment lists its sections
 MODULES: tuple[str, ...] = ("http", "tcp", "process", "host", "log", "command", "file", "postgres", "redis",
@@ -47,6 +51,8 @@ class Kind:
     summary: str
     secret_fields: tuple[str, ...] = ()
     host_level: bool = False
+
+        from .schema import CheckItem
 
     def __post_init__(self) -> None:
         where = f"check kind {self.name!r}"
@@ -81,32 +87,49 @@ def load(module_name: str) -> Kind:
     return kind
 
 
-def _registry() -> dict[str, Kind]:
-    registry: dict[str, Kind] = {}
-    for module_name in MODULES:
-        kind = load(module_name)
-        if kind.name in registry:
-            raise KindError(f"opsgate.probes.{module_name}: check kind {kind.name!r} is registered twice")
-        registry[kind.name] = kind
-    return registry
+class Registry(Mapping[str, Kind]):
+    """Every check kind, by name, in the order of :data:`MODULES`. The names come from
+    ``MODULES`` (a kind's module is named after it), so iterating, ``len`` and ``in`` import
+    nothing; ``REGISTRY["http"]`` imports that kind's module on first use, ``.values()`` and
+    ``.items()`` every kind's. Importing a module builds its schema (pydantic) and imports its
+    client libraries: an environment of http checks need not pay for the other kinds.
+
+    >>> "tcp" in REGISTRY, "htp" in REGISTRY, list(REGISTRY)[:2]
+    (True, False, ['http', 'tcp'])
+    """
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, Kind] = {}
+
+    def __getitem__(self, name: str) -> Kind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            if name not in MODULES:
+                raise KeyError(name)
+            kind = load(name)
+            if kind.name != name:
+                raise KindError(f"opsgate.probes.{name}: expected the check kind named after its module, {name!r}, "
+                                f"seen KIND = Kind(name={kind.name!r}, ...)")
+            self._kinds[name] = kind
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MODULES)
+    def __len__(self) -> int:
+        return len(MODULES)
 
 
-def __getattr__(name: str) -> Any:
-    """``REGISTRY``, built on first use: a kind module imports this module for :class:`Kind`, so
-    building it at import would import that kind module again before its ``KIND`` exists."""
-    if name == "REGISTRY":
-        registry = globals()["REGISTRY"] = _registry()
-        return registry
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __contains__(self, name: object) -> bool:
+        return name in MODULES
 
 
-REGISTRY: dict[str, Kind]  # every check kind, by name, in the order of MODULES (see __getattr__)
+#: every check kind, by name, in the order of MODULES; a kind's module is imported when looked up
+REGISTRY: Registry = Registry()
 
 
 def get(name: str) -> Kind:
     """The kind called ``name``; KeyError naming the known kinds otherwise."""
-    registry = __getattr__("REGISTRY") if "REGISTRY" not in globals() else REGISTRY
     try:
-        return registry[name]
+        return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"no check kind {name!r}; the kinds are: {', '.join(registry)}") from None
+        raise KeyError(f"no check kind {name!r}; the kinds are: {', '.join(REGISTRY)}") from None

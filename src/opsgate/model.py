@@ -9,6 +9,11 @@ a ``name`` (its test id), a ``severity`` and optional ``depends_on``, ``tags``, 
 building blocks (``CheckItem``, ``Limit``, ``Duration`` ...) are :mod:`opsgate.schema`'s and
 each kind's schema its module's; both are importable from here too, as they always were.
 
+``Environment`` and ``KINDS`` import every kind's module, so they are built on first use; a
+file is validated by :func:`environment_for`, the same schema with only the kinds it has
+sections of built (an environment of http checks does not import the other kinds' modules).
+
+>>> from opsgate.model import Environment, KINDS
 >>> env = Environment.model_validate({"name": "demo", "http": [{"name": "api", "url": "http://127.0.0.1:8000/health"}]})
 >>> env.items()[0].severity, env.items()[0].kind
 ('P2', 'http')
@@ -19,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, create_model, field_validator
@@ -36,15 +42,22 @@ __all__ = ["CADENCES", "Cadences", "CheckItem", "DiskLimits", "Duration", "Inter
            "ProcessScope", "Regex", "Retry", "SecretValue", "Severity", "Size", "Strict", "Window",
            "KINDS", "Defaults", "TriageSettings", "EnvironmentSettings", "Environment"]
 
-#: kind name -> its schema (``KINDS["http"] is HttpCheck``), in registry order
-KINDS: dict[str, type[CheckItem]] = {name: kind.schema for name, kind in REGISTRY.items()}
+KINDS: dict[str, type[CheckItem]]  # kind name -> its schema (``KINDS["http"] is HttpCheck``), in registry order
+Environment: type[EnvironmentSettings]  # one target system: its settings and its checks, one list per kind
 
 
-def __getattr__(name: str) -> type[CheckItem]:
-    """``HttpCheck``, ``TcpCheck`` ...: every kind's schema, by its class name."""
-    for schema in globals().get("KINDS", {}).values():  # none while the registry is still being built
-        if schema.__name__ == name:
-            return schema
+def __getattr__(name: str) -> Any:
+    """``KINDS`` and ``Environment``, built on first use (they import every kind's module), and
+    ``HttpCheck``, ``TcpCheck`` ...: every kind's schema, by its class name."""
+    if name == "KINDS":
+        kinds = globals()["KINDS"] = {kind_name: kind.schema for kind_name, kind in REGISTRY.items()}
+        return kinds
+    if name == "Environment":
+        environment = globals()["Environment"] = _environment()
+        return environment
+    for kind in REGISTRY.values() if not name.startswith("_") else ():  # not for __path__, __wrapped__ ...
+        if kind.schema.__name__ == name:
+            return kind.schema
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -94,6 +107,11 @@ class EnvironmentSettings(FleetSettings):
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every check to run, or those of one kind and cadence, in file order: an item with
+def environment_for(data: Any) -> type[EnvironmentSettings]:
+    """The schema an environment file's mapping is validated with: :data:`Environment`, with
+    only the kinds ``data`` has a section of built. The others are fields too, in the same
+    order, each an empty list (as they are in :data:`Environment` when the file omits them),
+    but their modules are not imported; a file cannot tell the difference, errors included.
         ``hosts:`` is one check per host (``server@web1``), plus ``reachable@<host>`` per host
         (see :mod:`opsgate.hosts`)."""
         if not self.hosts:  # nothing to expand
@@ -110,14 +128,25 @@ class EnvironmentSettings(FleetSettings):
 
 
 
-def _environment() -> type[EnvironmentSettings]:
+    >>> schema = environment_for({"name": "demo", "tcp": [{"name": "db", "port": 5432}]})
+    >>> env = schema.model_validate({"name": "demo", "tcp": [{"name": "db", "port": 5432}]})
+    >>> env.tcp[0].kind, env.http, list(schema.model_fields) == list(_environment().model_fields)
+    ('tcp', [], True)
+    """
+    present = frozenset(name for name in REGISTRY if name in data) if isinstance(data, dict) else frozenset()
+    return _environment(None if len(present) == len(REGISTRY) else present)
+
+
+@functools.cache
+def _environment(built: frozenset[str] | None = None) -> type[EnvironmentSettings]:
+    """Settings plus one list per registered kind; ``built``: the kinds whose items are
+    validated (None: every kind), the others an unvalidated list that stays empty."""
     taken = [name for name in REGISTRY if name in EnvironmentSettings.model_fields]
     if taken:
         raise KindError(f"check kind {taken[0]!r}: the name is an environment setting; choose another")
-    sections = {name: (list[kind.schema], Field([], description=kind.summary)) for name, kind in REGISTRY.items()}
+    sections: dict[str, Any] = {
+        name: (list[REGISTRY[name].schema], Field([], description=REGISTRY[name].summary))
+        if built is None or name in built else (list[Any], Field([]))
+        for name in REGISTRY}
     return create_model("Environment", __base__=EnvironmentSettings, __module__=__name__,
                         __doc__="One target system: its settings and its checks, by kind.", **sections)
-
-
-#: one target system: its settings and its checks, by kind (one list per registered kind)
-Environment = _environment()

@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     ):
         config.addinivalue_line("markers", line)
     if config.option.markers or config.option.strict_markers:
-        add_kind_markers(config)  # the kinds come from the registry: only a run that lists or enforces markers pays
+        add_kind_markers(config)  # the kinds' names come from the registry: only a run that lists or enforces markers pays
     cadences = cadences_in_args(config)
     missing = [a for a, p in arg_paths(config).items() if is_cadence_dir(p) and not p.exists()]
     if missing:  # before any report: a run that cannot start must not leave one (outside the checkout, even)
@@ -91,9 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def add_kind_markers(config: pytest.Config) -> None:
-    from .model import KINDS
+    from .kinds import REGISTRY  # the kinds' names: no kind module is imported
 
-    for kind in KINDS:
+    for kind in REGISTRY:
         config.addinivalue_line("markers", f"{kind}: an opsgate {kind} check")
 
 
@@ -166,11 +166,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wanted = [f for f in metafunc.fixturenames if f.endswith("_check")]
     if not wanted:
         return
-    from .model import KINDS  # only a test with a *_check argument pays for the registry
+    from .kinds import REGISTRY  # the kinds' names: no kind module is imported
 
     for fixture in wanted:
         kind = fixture[: -len("_check")]
-        if kind not in KINDS:
+        if kind not in REGISTRY:
             continue
         state = activate(metafunc.config)
         cadence = cadence_of(Path(metafunc.definition.path), list(metafunc.definition.iter_markers()))
