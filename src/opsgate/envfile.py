@@ -45,9 +45,9 @@ from .kinds import REGISTRY
 from .model import SecretValue, environment_for
 from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
 from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
+
 if TYPE_CHECKING:
     from .model import Environment
-
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -138,8 +138,8 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     if substitution.problems:
         raise EnvFileError(substitution.problems)
     placeholders = {_unsectioned(at): names for at, names in substitution.placeholders.items()}
-    schema = environment_for(data)  # only the kinds the file has sections of are imported and built
     context = {"severity_scale": data.get("severity_scale", "P0-P3")}
+    schema = environment_for(data)  # only the kinds the file has sections of are imported and built
     for attempt in range(3):  # placeholders that a field rejects get a form it accepts, twice at most
         try:
             env = schema.model_validate(data, context=context)
@@ -323,8 +323,8 @@ class _Substitution:
                 env.setdefault(alias, value)
                 self.hidden.add(("command", index, "env", alias))
 
-@functools.cache
 
+@functools.cache
 def _address_fields() -> frozenset[str]:
     """Fields a kind declares secret (``Kind.secret_fields``) that hold one address (``url``,
     ``dsn``, ``engine``): the password in it is secret, and a value substituted there is

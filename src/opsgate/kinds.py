@@ -52,9 +52,9 @@ class Kind:
     secret_fields: tuple[str, ...] = ()
     host_level: bool = False
 
+    def __post_init__(self) -> None:
         from .schema import CheckItem
 
-    def __post_init__(self) -> None:
         where = f"check kind {self.name!r}"
         if not (isinstance(self.name, str) and self.name.isidentifier() and self.name.islower()):
             raise KindError(f"{where}: expected a lower-case identifier as its name")
@@ -115,9 +115,9 @@ class Registry(Mapping[str, Kind]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(MODULES)
+
     def __len__(self) -> int:
         return len(MODULES)
-
 
     def __contains__(self, name: object) -> bool:
         return name in MODULES

@@ -107,11 +107,6 @@ class EnvironmentSettings(FleetSettings):
 
     def items(self, kind: str | None = None, cadence: str | None = None) -> list[CheckItem]:
         """Every check to run, or those of one kind and cadence, in file order: an item with
-def environment_for(data: Any) -> type[EnvironmentSettings]:
-    """The schema an environment file's mapping is validated with: :data:`Environment`, with
-    only the kinds ``data`` has a section of built. The others are fields too, in the same
-    order, each an empty list (as they are in :data:`Environment` when the file omits them),
-    but their modules are not imported; a file cannot tell the difference, errors included.
         ``hosts:`` is one check per host (``server@web1``), plus ``reachable@<host>`` per host
         (see :mod:`opsgate.hosts`)."""
         if not self.hosts:  # nothing to expand
@@ -127,6 +122,11 @@ def environment_for(data: Any) -> type[EnvironmentSettings]:
         return [i for k in kinds for i in getattr(self, k)]
 
 
+def environment_for(data: Any) -> type[EnvironmentSettings]:
+    """The schema an environment file's mapping is validated with: :data:`Environment`, with
+    only the kinds ``data`` has a section of built. The others are fields too, in the same
+    order, each an empty list (as they are in :data:`Environment` when the file omits them),
+    but their modules are not imported; a file cannot tell the difference, errors included.
 
     >>> schema = environment_for({"name": "demo", "tcp": [{"name": "db", "port": 5432}]})
     >>> env = schema.model_validate({"name": "demo", "tcp": [{"name": "db", "port": 5432}]})
