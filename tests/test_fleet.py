@@ -8,8 +8,8 @@ servers, each in its own network namespace (tests/support/sshhosts.py).
 
 from __future__ import annotations
 
-import json
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from opsgate.runner import run_check
 from opsgate.targets.fleet import Fleet
 from tests.support.http_target import free_port
 from tests.support.project import make_project, run_pytest
+from tests.support.sshhosts import fleet_fixture
 
 
 def load_text(tmp_path: Path, text: str, **kwargs) -> envfile.LoadedEnvironment:
@@ -236,3 +237,189 @@ def test_a_run_over_local_hosts_ids_hosts_in_results_and_the_report(tmp_path):
     only = run_pytest(project, "-q", "-k", "web1", "--collect-only")
     ids = sorted(line.rsplit("::", 1)[-1] for line in only.output.splitlines() if "::" in line)
     assert ids == ["test_file[hostname@web1]", "test_reachable[reachable@web1]"], only.output
+
+
+# --- real sshd hosts -------------------------------------------------------------------------
+# Each host is an sshd in its own network, mount and PID namespaces: a process listing on db1
+# shows db1's processes only, and a file written to one host's fleet.srv is seen there only.
+
+ssh_fleet = fleet_fixture(3, names=["web1", "web2", "db1"])
+
+
+def fleet_env(fleet, *, known_hosts: str | None = None, extra_hosts: str = "", checks: str = "") -> str:
+    """An environment naming the three sshd hosts, checked with opsgate's own ssh options
+    (known_hosts and identity file from host_options, not the test fleet's ssh_config)."""
+    groups = {"web1": "web", "web2": "web", "db1": "db"}
+    lines = [f"  {h.name}: {{url: \"ssh://{h.hostspec}\", groups: [{groups[h.name]}]}}" for h in fleet]
+    return "\n".join([
+        "name: shop", "hosts:", *lines, extra_hosts.rstrip(),
+        "host_options:", f"  known_hosts: {known_hosts or fleet.known_hosts}",
+        f"  identity_file: {fleet.identity_file}", "  connect_timeout: 5s", "", checks]) + "\n"
+
+
+def fleet_checks(fleet, token: str) -> str:
+    """A server process, its config file, a command and the host's resources, on every host."""
+    return textwrap.dedent(f"""\
+        process:
+          - name: server
+            hosts: all
+            severity: P0
+            cmdline: '^sleep 3000\\.{token}$'
+        file:
+          - name: config
+            hosts: all
+            path: {fleet.srv}/app/config.yml
+            contains: ["port: 8080"]
+        command:
+          - name: whoami
+            hosts: web
+            argv: [id, -un]
+            stdout_regex: '^root$'
+        host:
+          - name: resources
+            hosts: [db, web1, web2]
+            severity: P1
+            disks: [{{path: /}}]
+        """)
+
+
+@pytest.fixture
+def token():
+    return f"{uuid.uuid4().int % 10**9:09d}"
+
+
+@pytest.fixture
+def servers(ssh_fleet, token):
+    """Start the server (a uniquely named sleep) and its config on the hosts asked for."""
+    started: list[tuple] = []
+
+    def start(*names: str) -> None:
+        for host in ssh_fleet:
+            host.write("app/config.yml", "port: 8080\n")
+            if host.name in names:
+                started.append((host, host.spawn(["sleep", f"3000.{token}"])))
+
+    yield start
+    for host, pid in started:
+        host.kill(pid)
+
+
+def test_the_same_environment_passes_on_three_hosts(tmp_path, ssh_fleet, servers, token):
+    ssh_fleet.require_isolation()
+    servers("web1", "web2", "db1")
+    project = make_project(tmp_path, fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)))
+    run = run_pytest(project, "-q")
+    assert run.returncode == 0, run.output
+    status = run.status()
+    expected = {f"test_{kind}[{name}@{host}]" for kind, name, hosts in (
+        ("reachable", "reachable", ("web1", "web2", "db1")), ("process", "server", ("web1", "web2", "db1")),
+        ("file", "config", ("web1", "web2", "db1")), ("command", "whoami", ("web1", "web2")),
+        ("host", "resources", ("web1", "web2", "db1"))) for host in hosts}
+    assert status == dict.fromkeys(expected, "pass"), run.output
+    report = run.report()
+    assert report["opsgate"]["hosts"] == {
+        "web1": {"groups": ["web"], "transport": "ssh", "host_key_checked": True},
+        "web2": {"groups": ["web"], "transport": "ssh", "host_key_checked": True},
+        "db1": {"groups": ["db"], "transport": "ssh", "host_key_checked": True}}
+    by_id = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in report["tests"]}
+    assert by_id["test_process[server@db1]"]["host"] == "db1"
+    assert by_id["test_process[server@db1]"]["depends_on"] == ["reachable@db1"]
+    assert by_id["test_reachable[reachable@web1]"]["severity"] == "P0"  # the highest of web1's checks
+    assert by_id["test_reachable[reachable@web1]"]["evidence"]["observed"]["connect_s"] > 0
+    # the server seen on each host is that host's own process
+    pids = {h: by_id[f"test_process[server@{h}]"]["evidence"]["details"]["processes"][0]["pid"] for h in ("web1", "db1")}
+    assert all(pid for pid in pids.values())
+
+
+def test_a_process_missing_on_one_host_fails_exactly_that_pair(tmp_path, ssh_fleet, servers, token):
+    ssh_fleet.require_isolation()
+    servers("web1", "web2")  # not on db1
+    project = make_project(tmp_path, fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)))
+    run = run_pytest(project, "-q")
+    status = run.status()
+    failed = {test for test, outcome in status.items() if outcome != "pass"}
+    assert failed == {"test_process[server@db1]"}, run.output
+    message = next(t["metadata"]["opsgate"]["message"] for t in run.report()["tests"] if "server@db1" in t["nodeid"])
+    assert message.startswith(f"processes matching /^sleep 3000\\.{token}$/: count >= 1: observed 0"), message
+    assert "server@db1" in run.output
+
+
+def test_an_unreachable_host_is_one_root_cause_blocking_its_checks(tmp_path, ssh_fleet, servers, token):
+    servers("web1", "web2", "db1")
+    project = make_project(tmp_path, fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)))
+    web2 = ssh_fleet["web2"]
+    web2.unreachable()
+    try:
+        run = run_pytest(project, "-q")
+    finally:
+        web2.reachable()
+    status = run.status()
+    assert status["test_reachable[reachable@web2]"] == "fail", run.output
+    on_web2 = {t for t in status if t.endswith("@web2]") and "reachable" not in t}
+    assert on_web2 == {"test_process[server@web2]", "test_file[config@web2]", "test_command[whoami@web2]",
+                       "test_host[resources@web2]"}
+    assert all(status[t] == "blocked" for t in on_web2), status
+    assert all(s == "pass" for t, s in status.items() if not t.endswith("@web2]")), run.output
+    by_id = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
+    assert by_id["test_process[server@web2]"]["blocked_by"] == ["reachable@web2"]
+    message = by_id["test_reachable[reachable@web2]"]["message"]
+    assert message.startswith(f"web2: no route to {web2.address}") or "no answer from" in message, message
+    assert run.report()["opsgate"]["counts"]["fail"] == 1, run.report()["opsgate"]["counts"]
+
+
+def test_a_hanging_host_costs_its_timeout_and_blocks_its_checks(tmp_path, ssh_fleet, servers, token):
+    servers("web1", "web2", "db1")
+    env = fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)).replace("connect_timeout: 5s", "connect_timeout: 2s")
+    project = make_project(tmp_path, env)
+    db1 = ssh_fleet["db1"]
+    db1.hang()
+    try:
+        run = run_pytest(project, "-q")
+    finally:
+        db1.resume()
+    status = run.status()
+    assert status["test_reachable[reachable@db1]"] == "fail", run.output
+    assert {t: s for t, s in status.items() if t.endswith("@db1]") and "reachable" not in t} == {
+        "test_process[server@db1]": "blocked", "test_file[config@db1]": "blocked", "test_host[resources@db1]": "blocked"}
+    assert all(s == "pass" for t, s in status.items() if not t.endswith("@db1]")), run.output
+    assert f"db1: no answer from {db1.address} within 2s" in run.output
+
+
+def test_a_wrong_host_key_is_refused_with_a_clear_message(tmp_path, ssh_fleet, servers, token):
+    servers("web1", "web2", "db1")
+    wrong = ssh_fleet.wrong_known_hosts()
+    project = make_project(tmp_path, fleet_env(ssh_fleet, known_hosts=str(wrong), checks=fleet_checks(ssh_fleet, token)))
+    run = run_pytest(project, "-q")
+    status = run.status()
+    for host in ssh_fleet:
+        assert status[f"test_reachable[reachable@{host.name}]"] == "fail", run.output
+        assert f"{host.name}: host key verification failed for {host.address}" in run.output
+        assert status[f"test_process[server@{host.name}]"] == "blocked"
+    assert str(wrong) in run.output  # which known_hosts refused it
+    # nothing ran on a host whose key was refused: not even the reachable check's command
+    assert run.returncode != 0
+
+
+def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token):
+    """A host's password comes only from ${VAR} and is a secret; the private key is a path."""
+    servers("web1", "web2", "db1")
+    password = "fleet-pw-" + token
+    db1 = ssh_fleet["db1"]
+    extra = f'  vault: "ssh://root:${{VAULT_PW}}@{db1.hostspec.split("@", 1)[1]}"'
+    checks = fleet_checks(ssh_fleet, token) + textwrap.dedent("""\
+        log:
+          - name: auth
+            hosts: vault
+            path: /var/log/none-such.log
+            patterns: [{regex: ERROR}]
+        """)
+    project = make_project(tmp_path, fleet_env(ssh_fleet, extra_hosts=extra, checks=checks))
+    run = run_pytest(project, "-q", "-rA", env={"VAULT_PW": password})
+    key = Path(ssh_fleet.identity_file).read_text()
+    secret_lines = [line for line in key.splitlines() if line and "PRIVATE KEY" not in line]
+    outputs = [run.output, run.report_text] + [p.read_text() for p in (project / "reports").rglob("*.json")]
+    for text in outputs:
+        assert password not in text
+        assert not any(line in text for line in secret_lines)
+    assert run.status()["test_process[server@web1]"] == "pass", run.output
+    assert "vault" in run.report()["opsgate"]["hosts"]
