@@ -236,7 +236,9 @@ def test_bad_fleet_policy_input_names_file_line_key_expected_and_seen(tmp_path):
     assert f"{bad}:6: gates.g.fleet[2].severity: expected key 'severity', seen it missing" in err
     assert f"{bad}:6: gates.g.fleet[2].hosts: unknown key 'hosts'; expected one of: at_least, group, severity" in err
     assert f"{bad}:6: gates.g.fleet[2].group: expected to have at least 1 character, seen ''" in err
-    assert f"{bad}:7: gates.g.groups.web:" in err
+    assert f"{bad}:7: gates.g.groups.web: expected at least one host-name pattern, e.g. [\"web*\"], seen []" in err
+    assert f"{bad}:7: gates.g.groups.all: expected a group name other than 'all' (it means every host) and not empty, " \
+           "seen 'all'" in err
 
     # negative: the valid rules of the same shapes load and decide
     good = write_policy(tmp_path, "gates:\n  g:\n    fleet:\n      - {severity: P0, group: web, at_least: 99.5%}\n"

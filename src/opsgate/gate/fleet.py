@@ -111,7 +111,8 @@ def judge(rules: list[FleetRule], hosts: dict[str, set[str]], findings: list) ->
         judged: set[str] = set()
         for finding in findings:
             check = finding.check
-            if check.host not in members or check.severity not in rule.severity and finding.severity not in rule.severity:
+            # judged at its own severity, or as a root cause at the highest of what it blocks
+            if check.host not in members or (check.severity not in rule.severity and finding.severity not in rule.severity):
                 continue
             if check.status in PASSES or finding.effect == Effect.WAIVED:
                 judged.add(check.host)

@@ -138,6 +138,18 @@ def _levels(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _group_name(value: str) -> str:
+    if not value.strip() or value == ALL_HOSTS:
+        raise ValueError(f"expected a group name other than {ALL_HOSTS!r} (it means every host) and not empty")
+    return value
+
+
+def _some_patterns(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("expected at least one host-name pattern, e.g. [\"web*\"]")
+    return value
+
+
 #: the group every host of the reports belongs to
 ALL_HOSTS = "all"
 
@@ -215,7 +227,7 @@ class Gate(Strict):
                           "(opsgate gate --environment overrides it)")
     fleet: list[FleetRule] = Field(default_factory=list, description="rules over the hosts of a group: "
                                    "{severity: [P0], group: web, at_least: 99%}")
-    groups: dict[Annotated[str, Field(min_length=1)], Annotated[list[Pattern], Field(min_length=1)]] = Field(
+    groups: dict[Annotated[str, AfterValidator(_group_name)], Annotated[list[Pattern], AfterValidator(_some_patterns)]] = Field(
         default_factory=dict, description="groups by host-name pattern, e.g. {web: [\"web*\"]}, "
                                           "added to the groups the reports' hosts carry")
 
@@ -224,9 +236,6 @@ class Gate(Strict):
         both = sorted(set(self.block) & set(self.warn))
         if both:
             raise ValueError(f"expected a severity in block or in warn, seen {', '.join(both)} in both")
-        if ALL_HOSTS in self.groups:
-            raise ValueError(f"groups: expected a group name other than {ALL_HOSTS!r} (it means every host), "
-                             f"seen {ALL_HOSTS!r}")
         return self
 
     def action(self, level: str) -> str:
