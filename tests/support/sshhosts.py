@@ -445,7 +445,8 @@ class Fleet:
             "  ServerAliveInterval 5\n"
             "  ServerAliveCountMax 3\n"
             "  LogLevel ERROR\n"
-            + (f"  ControlPath {self.control_dir}/%C\n  ControlPersist 60\n" if control else "  ControlPath none\n")
+            + (f"  ControlMaster auto\n  ControlPath {self.control_dir}/%C\n  ControlPersist 60\n" if control
+               else "  ControlPath none\n")
         )
         return path
 
