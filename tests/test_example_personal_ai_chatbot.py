@@ -150,6 +150,16 @@ def test_a_guide_fault_fails_exactly_its_check(healthy, tmp_path, fault, failing
     assert checks(result)[failing]["severity_label"] == label
 
 
+def test_healthy_at_first_but_degraded_within_the_window_fails_the_incident_watch(healthy, tmp_path):
+    """The guide's "monitor for 10 minutes" after a fix: the health script says healthy, then
+    degraded within the window. The incident suite's watch fails (SEV-1) with the sample that
+    broke; every diagnosis check passed."""
+    healthy.app.fault("relapse", after_s=0.5)
+    result = run(healthy, tmp_path, "incident")
+    assert_only_broken(result, "health-watch", "fail", severity.normalise("SEV-1", "SEV0-SEV3"), "FAIL", "degraded")
+    assert checks(result)["health-watch"]["severity_label"] == "SEV-1"
+
+
 def test_a_missing_token_is_a_configuration_error_naming_the_variable(healthy, tmp_path):
     env = {k: v for k, v in healthy.env.items() if k != "OPENROUTER_API_KEY"}
     os_env_token = os.environ.pop("OPENROUTER_API_KEY", None)  # not inherited from whoever runs the tests

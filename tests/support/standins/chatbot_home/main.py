@@ -4,7 +4,9 @@ It keeps its conversations in SQLite (``data/chatbot.db``, or ``$CHATBOT_DB``), 
 ``data/logs/app.log``, writes its pid to ``data/app.pid`` and its state (database, upstream API
 connectivity) to ``data/app_state.json``, which ``scripts/health/health_check.py`` reads. Faults,
 switched with ``POST /_standin/fault`` on its port: ``degraded`` (the upstream API is degraded),
-``exceptions`` (exceptions logged), ``memory`` (256 MB held), ``none`` (healthy, a fresh log).
+``relapse`` (healthy at first, the upstream API degraded ``after_s`` seconds after the health
+script's first read: a fix that does not hold), ``exceptions`` (exceptions logged), ``memory``
+(256 MB held), ``none`` (healthy, a fresh log).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sqlite3
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-FAULTS = ("none", "degraded", "exceptions", "memory")
+FAULTS = ("none", "degraded", "relapse", "exceptions", "memory")
 
 
 class App:
@@ -35,7 +37,7 @@ class App:
         (self.data / "app.pid").write_text(f"{os.getpid()}\n")
         self.set_fault("none")
 
-    def set_fault(self, fault: str) -> None:
+    def set_fault(self, fault: str, after_s: float = 1.0) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         if fault == "none":  # healthy again, as after a restart: a fresh log
@@ -55,6 +57,9 @@ class App:
             self.log.error("chat request failed: ConnectionError")
         state = {"pid": os.getpid(), "db": str(self.db),
                  "api_connectivity": "degraded" if fault == "degraded" else "ok"}
+        if fault == "relapse":
+            state["relapse_after_s"] = after_s
+        (self.data / "relapse_since").unlink(missing_ok=True)  # the health script marks its first read
         (self.data / "app_state.json").write_text(json.dumps(state))
 
 
@@ -83,7 +88,7 @@ def main() -> None:
         def do_POST(self) -> None:
             wanted = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             try:
-                app.set_fault(wanted.get("fault", "none"))
+                app.set_fault(wanted.get("fault", "none"), float(wanted.get("after_s", 1.0)))
             except ValueError as exc:
                 return self.reply(400, {"error": str(exc)})
             self.reply(200, {"fault": wanted.get("fault", "none")})

@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,14 @@ def check_database():
 
 
 def check_api_connectivity():
-    value = state().get("api_connectivity", "unknown")
+    found = state()
+    value = found.get("api_connectivity", "unknown")
+    if "relapse_after_s" in found:  # the stand-in's relapse fault: degraded after_s after the first read
+        since_file = ROOT / "data" / "relapse_since"
+        if not since_file.exists():
+            since_file.write_text(str(time.time()))
+        if time.time() - float(since_file.read_text() or 0) > found["relapse_after_s"]:
+            value = "degraded"
     return value == "ok", f"upstream API {value}"
 
 
