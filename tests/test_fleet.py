@@ -8,6 +8,7 @@ servers, each in its own network namespace (tests/support/sshhosts.py).
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 import uuid
 from pathlib import Path
@@ -142,7 +143,7 @@ def test_bad_host_entries_are_load_errors(tmp_path):
 
 
 def test_a_password_written_in_a_host_url_is_a_load_error(tmp_path):
-    found = problems(tmp_path, 'name: x\nhosts:\n  web1: "ssh://deploy:hunter2-literal@10.0.0.1"\n')
+    found = problems(tmp_path, 'name: x\nhosts:\n  web1: "paramiko://deploy:hunter2-literal@10.0.0.1"\n')
     assert len(found) == 1 and "expected the password from the environment" in found[0]
     assert "hunter2-literal" not in found[0]
 
@@ -150,9 +151,19 @@ def test_a_password_written_in_a_host_url_is_a_load_error(tmp_path):
 def test_a_password_from_a_variable_is_a_secret(tmp_path):
     from opsgate.redact import REDACTOR
 
-    load_text(tmp_path, 'name: x\nhosts:\n  web1: "ssh://deploy:${WEB_PW}@10.0.0.1"\n',
+    load_text(tmp_path, 'name: x\nhosts:\n  web1: "paramiko://deploy:${WEB_PW}@10.0.0.1"\n',
               environ={"WEB_PW": "s3cret-fleet-pw"})
     assert REDACTOR.text("login with s3cret-fleet-pw") == "login with ***"
+
+
+def test_a_password_in_an_ssh_url_is_refused(tmp_path):
+    """testinfra's ssh backend runs ``sshpass -p PASSWORD ssh ...``: readable in any user's ps."""
+    path = tmp_path / "env.yaml"
+    path.write_text('name: x\nhosts:\n  web1: "ssh://deploy:${WEB_PW}@10.0.0.1"\n')
+    with pytest.raises(envfile.EnvFileError) as caught:
+        envfile.load(path, environ={"WEB_PW": "s3cret-fleet-pw"})
+    assert "expected no password in an ssh:// url" in str(caught.value)
+    assert "s3cret-fleet-pw" not in str(caught.value)
 
 
 def test_turning_host_key_checking_off_is_warned(tmp_path):
@@ -405,7 +416,7 @@ def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token
     servers("web1", "web2", "db1")
     password = "fleet-pw-" + token
     db1 = ssh_fleet["db1"]
-    extra = f'  vault: "ssh://root:${{VAULT_PW}}@{db1.hostspec.split("@", 1)[1]}"'
+    extra = f'  vault: "paramiko://root:${{VAULT_PW}}@{db1.hostspec.split("@", 1)[1]}"'
     checks = fleet_checks(ssh_fleet, token) + textwrap.dedent("""\
         log:
           - name: auth
@@ -422,4 +433,9 @@ def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token
         assert password not in text
         assert not any(line in text for line in secret_lines)
     assert run.status()["test_process[server@web1]"] == "pass", run.output
-    assert "vault" in run.report()["opsgate"]["hosts"]
+    assert run.report()["opsgate"]["hosts"]["vault"] == {"groups": [], "transport": "paramiko", "host_key_checked": True}
+    by_id = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
+    if importlib.util.find_spec("paramiko") is None:
+        assert by_id["test_reachable[reachable@vault]"]["message"] == \
+            "vault: cannot make its connection: paramiko:// needs paramiko (pip install paramiko), or use ssh://"
+    assert by_id["test_log[auth@vault]"]["status"] == "blocked"

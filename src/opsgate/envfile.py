@@ -560,8 +560,13 @@ def _host_sources(env: Environment, lines: dict[Path_, int], shown: str, base: P
         at = ("hosts", name, "url")
         if at not in hidden and ("hosts", name) not in hidden:
             problems.append(Problem(shown, line_of(lines, at) or line_of(lines, at[:2]), dotted(at),
-                                    "expected the password from the environment (ssh://user:${PASSWORD}@host) or an "
-                                    "identity file or agent, seen a password written in the file"))
+                                    "expected the password from the environment (paramiko://user:${PASSWORD}@host) "
+                                    "or an identity file or agent, seen a password written in the file"))
+        elif entry.transport in ("ssh", "safe-ssh"):  # testinfra hands it to sshpass -p: any local user's ps shows it
+            problems.append(Problem(shown, line_of(lines, at) or line_of(lines, at[:2]), dotted(at),
+                                    f"expected no password in an {entry.transport}:// url (testinfra would pass it to "
+                                    "sshpass on a command line every user of this machine can read); use an identity "
+                                    "file or agent, or paramiko:// for a password"))
         register_secret(password, whole=True)
         register_secret(unquote(password), whole=True)
     if env.host_options is not None and env.host_options.insecure_no_host_key_check:

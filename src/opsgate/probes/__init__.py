@@ -160,7 +160,10 @@ def observe(item: CheckItem, ctx: ProbeContext) -> Observation:
 
     host = item.on_host
     if host is not None and ctx.host != host:  # a check@host copy: that host's target
-        ctx = ctx.for_host(host)
+        try:
+            ctx = ctx.for_host(host)
+        except (LookupError, ImportError, OSError, ValueError) as exc:  # no such host, a transport not installed
+            return Observation(error=f"{host}: cannot make its connection: {exc}")
     return kinds.get(item.kind).observe(item, ctx)
 
 

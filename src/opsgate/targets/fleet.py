@@ -164,7 +164,10 @@ def _ssh_exit(backend, extra_args: str) -> None:
 def _paramiko_backend(entry: HostEntry, fleet: Fleet):
     """testinfra's paramiko backend with host keys checked: ``known_hosts`` loaded and unknown
     keys refused (testinfra's own accepts them with a warning)."""
-    import paramiko
+    try:
+        import paramiko
+    except ImportError:
+        raise ImportError("paramiko:// needs paramiko (pip install paramiko), or use ssh://") from None
     from testinfra.backend import parse_hostspec
     from testinfra.backend.paramiko import ParamikoBackend
 
