@@ -439,3 +439,15 @@ def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token
         assert by_id["test_reachable[reachable@vault]"]["message"] == \
             "vault: cannot make its connection: paramiko:// needs paramiko (pip install paramiko), or use ssh://"
     assert by_id["test_log[auth@vault]"]["status"] == "blocked"
+
+
+def test_the_readme_example_of_many_hosts_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Many hosts", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = load_text(tmp_path, example)
+    names = [i.name for i in loaded.env.items()]
+    assert names == ["reachable@web1", "server@web1", "reachable@web2", "server@web2", "app-errors@web1",
+                     "app-errors@web2", "config@web1", "config@web2", "reachable@db1", "config@db1", "reachable@box",
+                     "config@box"]
+    assert loaded.env.items()[names.index("app-errors@web2")].depends_on == ["reachable@web2", "server@web2"]
