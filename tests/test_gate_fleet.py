@@ -54,6 +54,11 @@ gates:
     fleet:
       - {severity: [P0], group: web, at_least: 60%}
     groups: {web: ["web*"]}
+  three-web:
+    block: [P0, P1]
+    fleet:
+      - {severity: [P0], group: web, at_least: 60%, min_hosts: 3}
+    groups: {web: ["web*"]}
   no-db:
     block: [P0, P1]
     fleet:
@@ -188,6 +193,19 @@ def test_a_group_with_no_host_is_error(tmp_path):
     assert "2 of 2 hosts pass (100%): holds" in run.stdout
 
 
+def test_a_group_with_fewer_hosts_than_min_hosts_is_error_a_missing_report_is_no_pass(tmp_path):
+    policy = write_policy(tmp_path, POLICY)
+    reports = [self_check(tmp_path, "web1"), self_check(tmp_path, "web2")]  # web3's report is missing
+    run = run_gate(*reports, "--policy", policy, "--gate", "three-web")
+    assert run.returncode == 2, run.output
+    assert ("fleet rule 1 (P0 on group web, at least 60%): group 'web' has 2 hosts in these reports (web1, web2); "
+            "the rule expects at least 3 (min_hosts): a report is missing?") in run.stdout
+    # negative: with web3's report the same gate judges the three
+    run = run_gate(*reports, self_check(tmp_path, "web3"), "--policy", policy, "--gate", "three-web")
+    assert run.returncode == 0, run.output
+    assert "3 of 3 hosts pass (100%): holds" in run.stdout
+
+
 def test_hosts_on_which_no_check_of_the_severity_ran_break_the_rule_or_leave_nothing_to_judge(tmp_path):
     policy = write_policy(tmp_path, POLICY)
     doc = r.document([on("web1", r.check("server@web1", "pass", "P0", "process")),
@@ -234,7 +252,7 @@ def test_bad_fleet_policy_input_names_file_line_key_expected_and_seen(tmp_path):
     assert f"{bad}:5: gates.g.fleet[1].severity[0]: expected a severity (P0..P3 or critical/high/medium/low), seen 'P7'" in err
     assert f"{bad}:5: gates.g.fleet[1].at_least: expected a percentage from 0% to 100% such as 99%, seen '150%'" in err
     assert f"{bad}:6: gates.g.fleet[2].severity: expected key 'severity', seen it missing" in err
-    assert f"{bad}:6: gates.g.fleet[2].hosts: unknown key 'hosts'; expected one of: at_least, group, severity" in err
+    assert f"{bad}:6: gates.g.fleet[2].hosts: unknown key 'hosts'; did you mean 'min_hosts'?" in err
     assert f"{bad}:6: gates.g.fleet[2].group: expected to have at least 1 character, seen ''" in err
     assert f"{bad}:7: gates.g.groups.web: expected at least one host-name pattern, e.g. [\"web*\"], seen []" in err
     assert f"{bad}:7: gates.g.groups.all: expected a group name other than 'all' (it means every host) and not empty, " \

@@ -7,7 +7,8 @@ and so does a host on which no check of those severities ran. A waived failure d
 its host. When the passing share of the group's hosts is at least ``at_least`` the rule holds
 and the failures it covers are tolerated (shown as warnings, like ``tolerate:``); otherwise
 they block and the verdict lists the hosts that broke it with their root causes. A group with
-no host in the reports is ERROR: there is nothing to judge.
+no host in the reports is ERROR: there is nothing to judge; so is one with fewer hosts than the
+rule's ``min_hosts`` (merged self-check reports know only the machines that reported).
 
 Hosts and their groups come from the reports: a fleet run's ``opsgate.hosts`` map (host ->
 groups), a check's ``host``, and for a run without hosts (a machine checking itself on a
@@ -108,6 +109,10 @@ def judge(rules: list[FleetRule], hosts: dict[str, set[str]], findings: list) ->
                           f"hosts seen: {', '.join(sorted(hosts)) or 'none'})")
             outcomes.append(outcome)
             continue
+        if len(members) < rule.min_hosts:  # the share of the hosts that reported is no share of the fleet
+            errors.append(f"fleet rule {index + 1} ({rule.describe()}): group {rule.group!r} has {len(members)} "
+                          f"host{'s' * (len(members) != 1)} in these reports ({', '.join(members)}); the rule expects "
+                          f"at least {rule.min_hosts} (min_hosts): a report is missing?")
         judged: set[str] = set()
         for finding in findings:
             check = finding.check

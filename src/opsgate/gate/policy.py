@@ -164,6 +164,8 @@ class FleetRule(Strict):
         description="a group of the environment's hosts, one of the gate's groups:, or all")
     at_least: Annotated[float, BeforeValidator(_percent)] = Field(
         description="the share of the group's hosts that must pass, e.g. 99%")
+    min_hosts: Annotated[int, Field(ge=1)] = Field(
+        1, description="fewer hosts of the group in the reports is ERROR (a machine whose report is missing)")
 
     def describe(self) -> str:
         """``P0 on group web, at least 99%``.
