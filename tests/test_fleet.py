@@ -203,6 +203,27 @@ def test_one_target_per_host_and_the_context_for_a_host(tmp_path):
         fleet.close()
 
 
+def test_per_host_concurrency_bounds_the_operations_in_flight_on_a_host(tmp_path):
+    """per_host_concurrency: 1 - while one operation runs on the host, another waits for the slot
+    (and gives up at its own timeout, saying why); another host is not held up."""
+    import threading
+
+    fleet = Fleet({"a": HostEntry(url="local://"), "b": HostEntry(url="local://")},
+                  HostOptions(per_host_concurrency=1), tmp_path)
+    a = fleet.target("a")
+    busy = threading.Thread(target=lambda: a._sh("sleep 3", [], 10), daemon=True)
+    try:
+        busy.start()
+        while a._slots._value:  # the sleep holds a's only slot
+            busy.join(0.01)
+        with pytest.raises(TimeoutError, match="no free connection slot within 0.5s"):
+            a.ping(timeout=0.5)
+        fleet.target("b").ping(timeout=5)
+    finally:
+        busy.join(10)
+        fleet.close()
+
+
 @pytest.mark.negative("reachable")
 def test_a_host_refusing_connections_fails_reachable_with_the_cause(tmp_path):
     port = free_port()
@@ -451,3 +472,22 @@ def test_the_readme_example_of_many_hosts_loads(tmp_path):
                      "app-errors@web2", "config@web1", "config@web2", "reachable@db1", "config@db1", "reachable@box",
                      "config@box"]
     assert loaded.env.items()[names.index("app-errors@web2")].depends_on == ["reachable@web2", "server@web2"]
+
+
+def test_opsgate_list_shows_each_check_per_host(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "env.yaml"
+    path.write_text(LOCAL_HOSTS + "file:\n  - name: conf\n    hosts: web\n    path: /etc/hostname\n")
+    out = subprocess.run([sys.executable, "-m", "opsgate.cli", "list", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split()[0] for line in out.stdout.splitlines()[1:]]
+    assert rows == ["test_reachable[reachable@web1]", "test_file[conf@web1]", "test_reachable[reachable@web2]",
+                    "test_file[conf@web2]"]
+
+
+def test_a_check_named_reachable_on_hosts_is_a_load_error(tmp_path):
+    found = problems(tmp_path, LOCAL_HOSTS + "file:\n  - name: reachable\n    hosts: web\n    path: /etc/hostname\n")
+    assert len(found) == 1 and "file[0].name (reachable): expected another name" in found[0]

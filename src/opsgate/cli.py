@@ -106,21 +106,37 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("CHECK", "CADENCE", "SEVERITY", "RETRY", "WINDOW", "AFTER")]
     from .model import KINDS
 
+    copies: dict[str, list] = {}  # an item with hosts: -> its check@host copies (and each host's reachable@host first)
+    for check in loaded.env.items() if loaded.env.hosts else ():
+        if check.on_host is not None:
+            copies.setdefault(check.name.rsplit("@", 1)[0], []).append(check)
+    listed: set[str] = set()
     for kind in KINDS:
-        for index, item in enumerate(getattr(loaded.env, kind)):
-            retry = f"{_seconds(item.retry.timeout)} every {_seconds(item.retry.interval)}" if item.retry else "-"
-            window = f"{_seconds(item.window.duration)} every {_seconds(item.window.interval)}" if item.window else "-"
-            after = ", ".join(item.depends_on) or "-"
-            unset = loaded.unset_in.get((kind, index))
-            if unset:  # its values hold placeholders: say so on its row
-                after += "  (uses unset " + ", ".join(f"${{{n}}}" for n in unset) + ")"
-            rows.append((f"test_{item.kind}[{item.name}]", ",".join(item.cadence),
-                         sev.label(item.severity, loaded.env.severity_scale), retry, window, after))
+        for index, raw in enumerate(getattr(loaded.env, kind)):
+            for item in copies.get(raw.name, [raw]) if raw.hosts else [raw]:
+                if item.on_host is not None and item.kind != "reachable" and f"reachable@{item.on_host}" not in listed:
+                    listed.add(f"reachable@{item.on_host}")
+                    reach = next(c for c in copies["reachable"] if c.name == f"reachable@{item.on_host}")
+                    rows.append((f"test_reachable[{reach.name}]", ",".join(reach.cadence),
+                                 sev.label(reach.severity, loaded.env.severity_scale), "-", "-", "-"))
+                rows.append(_row(item, loaded, kind, index))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     _unset_note(loaded)
     return 0
+
+
+def _row(item, loaded, kind: str, index: int) -> tuple[str, ...]:
+    """One check's row of ``opsgate list``."""
+    retry = f"{_seconds(item.retry.timeout)} every {_seconds(item.retry.interval)}" if item.retry else "-"
+    window = f"{_seconds(item.window.duration)} every {_seconds(item.window.interval)}" if item.window else "-"
+    after = ", ".join(item.depends_on) or "-"
+    unset = loaded.unset_in.get((kind, index))
+    if unset:  # its values hold placeholders: say so on its row
+        after += "  (uses unset " + ", ".join(f"${{{n}}}" for n in unset) + ")"
+    return (f"test_{item.kind}[{item.name}]", ",".join(item.cadence),
+            sev.label(item.severity, loaded.env.severity_scale), retry, window, after)
 
 
 def _list_runbook(args: argparse.Namespace, loaded) -> int:

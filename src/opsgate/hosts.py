@@ -268,6 +268,9 @@ def fleet_problems(env: Any, lines: dict, shown: str) -> list:
                 problem(at, item.name, "expected connect: false (the port's owner is read on each host) or host: an "
                                        "address of the host reachable from here; seen a connection to "
                                        f"{item.host}, this machine, which says nothing of the hosts")
+            if item.name == "reachable":  # its copies would take the names of the hosts' own reachable checks
+                problem((kind, index, "name"), item.name, "expected another name for a check with hosts: "
+                                                          "reachable@<host> is each host's own reachability check")
             found, unknown = resolve(item.hosts, hosts)
             for selector in unknown:
                 where = at + (item.hosts.index(selector),) if len(item.hosts) > 1 else at
