@@ -6,8 +6,8 @@ rotation. With several logs (``worker-*.log``) the window applies to each of the
 
 How the reading stays bounded (time and memory), whatever the file:
 
-- ``last_lines`` seeks back from the end in blocks counting newlines, then reads forward
-  from there: the cost depends on the tail, not the file's size. If the current file has
+- ``last_lines`` seeks back from the end in blocks (64 KiB, doubling up to 1 MiB) counting
+  newlines, then reads forward from there: the cost depends on the tail, not the file's size. If the current file has
   fewer lines, the previous rotation supplies the rest (a ``.gz`` is decompressed forward:
   once to count its lines, once to read them).
 - ``last_minutes`` walks back from the end line by line reading each line's time, and
@@ -34,8 +34,9 @@ wants a non-empty log says so: ``expect: ["lines_read > 0"]``); a quiet log whos
 newest line is older than the window passes the same way. But lines whose time cannot be
 read are an error, never a pass: "no timestamp could be read in the last N lines of
 app.log; set timestamp_format". Evidence names a line ``app.log:151`` when its number is
-cheap to know (its file's start is read forward up to 32 MiB) and ``app.log byte
-2147480012`` otherwise; a long line is shown as a redacted excerpt around the match.
+cheap to know (the newlines before the window are counted up to 32 MiB, by the target:
+a remote host counts them itself and sends the number, so a remote read moves the window,
+not the file) and ``app.log byte 2147480012`` otherwise; a long line is shown as a redacted excerpt around the match.
 ``bytes_read`` in the values says how much was read.
 
 >>> import pathlib, tempfile
@@ -176,6 +177,8 @@ def window_name(last_lines: int | None, last_minutes: float | None) -> str:
 
 
 BLOCK = 1 << 20  # bytes read at a time
+FIRST_BLOCK = 64 << 10  # reading backwards starts this small and doubles up to BLOCK: a short tail of
+                        # a remote log moves kilobytes, not a whole block
 LINE_CAP = 1 << 20  # a line up to this long is searched whole; a longer one in windows
 OVERLAP = 1 << 16  # consecutive windows of a long line share this much
 EDGE = 4096  # a window's match must be this far from a cut edge (look-around and redaction context)
@@ -230,6 +233,18 @@ class _Reader:
         self.bytes += len(data)
         return data
 
+    def count_newlines(self, path: Path, size: int) -> int:
+        """The lines ending in the file's first ``size`` bytes, counted where the file is (a
+        remote target sends the number, not the bytes); they count as read."""
+        try:
+            count = self.target.count_newlines(str(path), 0, size, self.left())
+        except TimeoutError:
+            raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)") from None
+        except OSError as exc:
+            raise OSError(f"{path}: cannot read: {exc}") from None
+        self.bytes += size
+        return count
+
     def read_at(self, handle, offset: int, size: int, path: Path) -> bytes:
         handle.seek(offset)
         return self.read(handle, size, path)
@@ -271,9 +286,9 @@ def _tail_start(handle, path: Path, end: int, n: int, reader: _Reader) -> tuple[
     if end == 0:
         return 0, 0
     pos = end - 1 if reader.read_at(handle, end - 1, 1, path) == b"\n" else end
-    found = 0  # newlines seen, each the end of the line before a counted one
+    found, step = 0, FIRST_BLOCK  # newlines seen, each the end of the line before a counted one
     while pos > 0:
-        size = min(BLOCK, pos)
+        size, step = min(step, pos), min(step * 2, BLOCK)
         pos -= size
         block = reader.read_at(handle, pos, size, path)
         if found + block.count(b"\n") < n:
@@ -291,8 +306,9 @@ def _tail_start(handle, path: Path, end: int, n: int, reader: _Reader) -> tuple[
 def _reverse_heads(handle, path: Path, end: int, reader: _Reader) -> Iterator[tuple[int, bytes]]:
     """(start offset, first HEAD bytes) of each line of ``[0, end)``, newest first."""
     pos, carry = end, b""  # carry: the first bytes from pos on (the head of a line begun earlier)
+    step = FIRST_BLOCK
     while pos > 0:
-        size = min(BLOCK, pos)
+        size, step = min(step, pos), min(step * 2, BLOCK)
         pos -= size
         block = reader.read_at(handle, pos, size, path)
         data = block + carry
@@ -643,11 +659,7 @@ def _first_number(part: _Part, reader: _Reader) -> int | None:
         return 1  # gzip parts are read from their first line on
     if part.start > COUNT_PREFIX:
         return None
-    count = 0
-    with reader.open(part.path) as handle:
-        for at in range(0, part.start, BLOCK):
-            count += reader.read(handle, min(BLOCK, part.start - at), part.path).count(b"\n")
-    return count + 1
+    return reader.count_newlines(part.path, part.start) + 1
 
 
 def _read(part: _Part, matcher: "Matcher | _Window", reader: _Reader, clock: Clock | None, since: float | None,

@@ -7,7 +7,8 @@ output is bounded:
 
 - ``stat``/``glob``: ``stat -L --printf`` (glob output at most ``LIST_LIMIT`` bytes);
 - ``read_range``: ``tail -c +N | head -c M``, so the log probe's backward block reads
-  move only the blocks it reads, never the whole file;
+  move only the blocks it reads, never the whole file; ``count_newlines``: the same piped
+  to ``wc -l``, so numbering a log's lines moves a number, not the lines before them;
 - ``resources``: ``/proc/loadavg``, ``/proc/meminfo``, two ``/proc/stat`` samples and
   ``getconf _NPROCESSORS_ONLN``, computed as psutil computes them locally;
 - ``disk``: ``stat -f`` (the statvfs fields psutil uses);
@@ -219,6 +220,17 @@ class TestinfraTarget(Target):
         if rc != 0 or err:
             raise _oserror(err.decode("utf-8", "replace") or "Permission denied", str(path))
         return out
+
+    def count_newlines(self, path: str, offset: int, length: int, timeout: float) -> int:
+        # counted on the far side: only the number crosses the wire, whatever the range's size
+        script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
+                  "tail -c +\"$2\" -- \"$1\" | head -c \"$3\" | wc -l")
+        rc, out, err = self._sh(script, [str(path), str(offset + 1), str(length)], timeout, f"counting lines of {path}")
+        if rc != 0 or err:
+            raise _oserror(err.decode("utf-8", "replace") or "Permission denied", str(path))
+        if not out.strip().isdigit():
+            raise OSError(errno.EIO, f"{self.name}: wc -l answered {out[:40]!r}", str(path))
+        return int(out)
 
     # --- resources -----------------------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""The log kind reads a remote log on the remote side: the last lines of a 20 MB log on a
+real sshd host (tests/support/sshhosts.py) move well under 1 MB over ssh, yet the evidence
+still names lines by their number in the file: the lines before the window are counted on
+the host (``Target.count_newlines``: ``tail -c | head -c | wc -l`` there) and only the
+number comes back. Before, numbering read those 20 MB over the wire.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from opsgate.probes import ProbeContext
+from opsgate.probes.log import COUNT_PREFIX, LogCheck
+from opsgate.runner import run_check
+from opsgate.targets import local
+from tests.support.sshhosts import fleet_fixture
+
+pytest.importorskip("testinfra")
+from opsgate.targets.testinfra import TestinfraTarget  # noqa: E402
+
+ssh_fleet = fleet_fixture(2, names=["web1", "web2"])
+
+LINE = b"INFO request served in 12 ms " + b"." * 70 + b"\n"  # 100 bytes
+LINES = (20 << 20) // len(LINE)  # a 20 MB log, under COUNT_PREFIX: its lines are numbered
+assert LINES * len(LINE) < COUNT_PREFIX
+
+
+@pytest.fixture(scope="module")
+def fleet(ssh_fleet):
+    ssh_fleet.require_isolation()
+    return ssh_fleet
+
+
+def write_log(host, tail: list[bytes]) -> int:
+    """A 20 MB log at <srv>/log/app.log on ``host`` ending with ``tail``; its number of lines."""
+    (host.root / "log").mkdir(exist_ok=True)
+    with open(host.root / "log" / "app.log", "wb") as handle:
+        for _ in range(LINES // 10_000):
+            handle.write(LINE * 10_000)
+        handle.write(LINE * (LINES % 10_000))
+        handle.writelines(tail)
+    return LINES + len(tail)
+
+
+def remote(host, item, tmp_path):
+    """``item`` checked on ``host`` through a fresh ssh target (its own byte count)."""
+    target = TestinfraTarget.connect(host.url)
+    return run_check(item, ProbeContext(tmp_path, target=target)), target
+
+
+@pytest.mark.negative("log")
+def test_last_lines_of_a_20_mb_remote_log_move_the_window_not_the_file(fleet, tmp_path):
+    web1, web2 = fleet
+    total = write_log(web1, [LINE] * 40 + [b"ERROR disk full on /var\n"] + [LINE] * 9)
+    write_log(web2, [LINE] * 50)
+    item = LogCheck(name="app", path=f"{fleet.srv}/log/app.log", last_lines=100, patterns=[{"regex": "ERROR"}])
+
+    broken, target = remote(web1, item, tmp_path)
+    assert broken.status == "fail"
+    error_line = total - 9  # numbered in the whole file, not in the window
+    assert broken.evidence["details"]["lines"]["ERROR"] == [f"app.log:{error_line}: ERROR disk full on /var"]
+    assert f"app.log:{error_line}" in broken.message
+    assert broken.evidence["observed"]["lines_read"] == 100
+    assert target.transferred < 256 << 10, f"received {target.transferred} bytes to read a 20 MB log's last 100 lines"
+
+    clean, target = remote(web2, item, tmp_path)
+    assert clean.status == "pass", clean.message
+    assert clean.evidence["observed"]["matches"] == {"ERROR": 0}
+    assert target.transferred < 256 << 10
+
+    # the same file read locally gives the same line number (the count is the same count)
+    here = run_check(item.model_copy(update={"path": str(web1.root / "log" / "app.log")}), ProbeContext(tmp_path))
+    assert here.evidence["details"]["lines"]["ERROR"] == [f"app.log:{error_line}: ERROR disk full on /var"]
+
+
+def test_count_newlines_on_the_host_matches_a_local_count(fleet, tmp_path):
+    web1, _ = fleet
+    web1.write("log/small.log", b"one\ntwo\n\nfour\nno newline at the end")
+    path = f"{fleet.srv}/log/small.log"
+    target = TestinfraTarget.connect(web1.url)
+    for offset, length in ((0, 0), (0, 4), (0, 8), (3, 6), (0, 1000), (20, 5), (500, 10)):
+        assert target.count_newlines(path, offset, length, timeout=20) == local().count_newlines(
+            str(web1.root / "log" / "small.log"), offset, length, timeout=5), (offset, length)
+    with pytest.raises(FileNotFoundError):
+        target.count_newlines(f"{fleet.srv}/log/absent.log", 0, 10, timeout=20)
+    assert target.transferred < 1000
