@@ -133,14 +133,16 @@ class Condition:
         'healthy'
         """
         text = str(expression).strip()
-        match = _COMPARISON.match(text)
-        try:
-            if match:
-                lhs = _compiled(match.group("lhs"))
-                return cls(text, level, lhs, match.group("op"), _literal(match.group("rhs")))
-            return cls(text, level, _compiled(text))
-        except (JMESPathError, ValueError) as exc:
-            raise ValueError(f"expected a JMESPath condition like \"status == 'healthy'\", seen {text!r}: {exc}") from None
+        cached = _PARSED.get((text, level)) if cls is Condition else None
+        if cached is not None:
+            return cached
+        condition = _parse(cls, text, level)
+        # kept once per text and level: every check re-reads its conditions when it runs, and
+        # thousands of checks often share a few. Only with an immutable limit: a list or dict
+        # limit goes into evidence, which the report's sink redacts in place
+        if cls is Condition and type(condition.limit) in _IMMUTABLE and len(_PARSED) < _PARSED_MAX:
+            _PARSED[(text, level)] = condition
+        return condition
 
     @classmethod
     def compare(cls, path: str | tuple[str | int, ...], op: str, limit: Any, level: str = "fail",
@@ -240,6 +242,22 @@ class Condition:
         except JMESPathError:
             return {}
         return {_render(node): value}
+
+
+def _parse(cls: type, text: str, level: str) -> Condition:
+    match = _COMPARISON.match(text)
+    try:
+        if match:
+            lhs = _compiled(match.group("lhs"))
+            return cls(text, level, lhs, match.group("op"), _literal(match.group("rhs")))
+        return cls(text, level, _compiled(text))
+    except (JMESPathError, ValueError) as exc:
+        raise ValueError(f"expected a JMESPath condition like \"status == 'healthy'\", seen {text!r}: {exc}") from None
+
+
+_PARSED: dict[tuple[str, str], Condition] = {}
+_PARSED_MAX = 4096
+_IMMUTABLE = (str, int, float, bool, type(None))
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -152,8 +152,13 @@ def bound_evidence(value: Any, depth: int = MAX_DEPTH) -> Any:
     return _bound(value, 1, depth, budget)
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
     budget[0] -= 1
+    if type(value) in _PLAIN:  # most values: returned as they are, before any isinstance test
+        return value
     if isinstance(value, str):
         return value if len(value) <= MAX_TEXT else (
             # redaction-aware cut: a secret cut in half could no longer be recognised at the sink
@@ -164,17 +169,17 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
         return f"…truncated at depth {depth}"
     if budget[0] <= 0:
         return f"…truncated: evidence larger than {MAX_VALUES} values"
-    entries = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
-    kept = entries[:MAX_ITEMS]
+    count = len(value)
     if isinstance(value, dict):
+        kept = value.items() if count <= MAX_ITEMS else list(value.items())[:MAX_ITEMS]
         out: Any = {k if isinstance(k, (str, int, float, bool)) or k is None else str(k):
                     _bound(v, level + 1, depth, budget) for k, v in kept}
-        if len(entries) > MAX_ITEMS:
-            out["…"] = f"{len(entries) - MAX_ITEMS} more entries not kept"
+        if count > MAX_ITEMS:
+            out["…"] = f"{count - MAX_ITEMS} more entries not kept"
         return out
-    out = [_bound(v, level + 1, depth, budget) for _, v in kept]
-    if len(entries) > MAX_ITEMS:
-        out.append(f"… {len(entries) - MAX_ITEMS} more items not kept")
+    out = [_bound(v, level + 1, depth, budget) for v in (value if count <= MAX_ITEMS else value[:MAX_ITEMS])]
+    if count > MAX_ITEMS:
+        out.append(f"… {count - MAX_ITEMS} more items not kept")
     return out
 
 

@@ -18,6 +18,7 @@ another origin, a body read in bounded memory and decoded in its charset - is
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -95,6 +96,11 @@ def on_headers(expression: str) -> bool:
     >>> on_headers('contains(headers."content-type", `"json"`)'), on_headers("data.headers == `1`")
     (True, False)
     """
+    return _on_headers(expression)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for each condition of each check as it runs
+def _on_headers(expression: str) -> bool:
     import jmespath
 
     try:
