@@ -90,3 +90,20 @@ def test_a_missing_incident_folder_is_a_usage_error(tmp_path):
     run = run_pytest(project, suite="checks/incident")
     assert run.returncode == 4 and "checks/incident does not exist" in run.output, run.output
     assert not (project / "reports").exists()
+
+
+def test_an_incident_run_that_collects_a_triage_puts_its_own_failures_in_the_timeline(tmp_path):
+    """triage: on_failure after an incident run: the review's timeline is that run's (its watch
+    that failed), not the last daily report's - there is none here, and it would be stale."""
+    env = WATCHED.replace("name: shop\n", "name: shop\ntriage: {{on_failure: [P1], timeout: 5s}}\n", 1)
+    env = env.replace("url: {api}/degraded\n    severity: P2", "url: {api}/degraded\n    severity: P1")
+    with HttpTarget() as api:
+        project = make_project(tmp_path, env.format(api=api.url))
+        _incident_folder(project)
+        run = run_pytest(project, suite="checks/incident")
+    assert run.returncode == 1 and "collected after: P1 degraded-after-fix" in run.output, run.output
+    (incident,) = (project / "reports" / "incidents").iterdir()
+    timeline = (incident / "review.md").read_text().split("## Timeline", 1)[1].split("## Evidence", 1)[0]
+    assert "incident run started" in timeline and "P1 FAIL test_http[degraded-after-fix]" in timeline, timeline
+    assert "incident run finished: verdict FAIL" in timeline and "daily run" not in timeline, timeline
+    assert "latest daily report was not used" not in (incident / "review.md").read_text()

@@ -1,7 +1,8 @@
 """The post-incident review skeleton (``review.md`` of an incident folder): the runbooks'
 template (Aura's incident report, Perfect Jarvis's blameless postmortem and timeline table),
-prefilled with what opsgate knows - the timeline of what failed and when, from the
-environment's latest daily report and the triage's own collections, the severity, the
+prefilled with what opsgate knows - the timeline of what failed and when, from the report of
+the run that collected it (a daily or incident run's; ``opsgate triage``: the environment's
+latest daily report) and the triage's own collections, the severity, the
 remedies the failing checks name - and placeholders for what only people know.
 
 >>> events = [Event(60.0, "P0 FAIL test_http[api]: down"), Event(0.0, "daily run started")]
@@ -50,8 +51,9 @@ def _one_line(text: Any, limit: int = 240) -> str:
 
 
 def daily_events(document: dict[str, Any] | None, scale: str = "P0-P3") -> tuple[list[Event], list[str]]:
-    """The latest daily run's start, each check that failed or warned (when it ran, its
-    severity, its message), and its end with the verdict; and the severities that failed.
+    """The run's start (the latest daily's, or the run that collected the triage: named by its
+    cadence), each check that failed or warned (when it ran, its severity, its message), and its
+    end with the verdict; and the severities that failed.
 
     >>> doc = {"opsgate": {"started_at": "2026-12-01T01:00:00+00:00", "finished_at": "2026-12-01T01:00:05+00:00",
     ...        "verdict": "FAIL"}, "tests": [{"nodeid": "checks/daily::test_http[api]", "metadata": {"opsgate": {
@@ -65,8 +67,9 @@ def daily_events(document: dict[str, Any] | None, scale: str = "P0-P3") -> tuple
     meta = document.get("opsgate") or {}
     events, failed = [], []
     started, finished = _epoch(meta.get("started_at")), _epoch(meta.get("finished_at"))
+    what = f"{_one_line(meta.get('cadence') or 'daily')} run"
     if started is not None:
-        events.append(Event(started, "daily run started"))
+        events.append(Event(started, f"{what} started"))
     for test in document.get("tests") or ():
         check = ((test.get("metadata") or {}).get("opsgate") or {}) if isinstance(test, dict) else {}
         status = check.get("status")
@@ -79,7 +82,7 @@ def daily_events(document: dict[str, Any] | None, scale: str = "P0-P3") -> tuple
         events.append(Event(at, f"{sev.label(level, scale)} {str(status).upper()} {test_id}: {_one_line(check.get('message'))}",
                             f"remedy: {_one_line(check['remedy'])}" if check.get("remedy") else ""))
     if finished is not None:
-        events.append(Event(finished, f"daily run finished: verdict {meta.get('verdict', '?')}"))
+        events.append(Event(finished, f"{what} finished: verdict {meta.get('verdict', '?')}"))
     return sorted(events), failed
 
 

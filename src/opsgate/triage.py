@@ -310,8 +310,10 @@ def latest_daily(reports_root: Path, environment: str, limit: int = 64 << 20) ->
 
 
 def run(loaded: Any, reports_root: Path, incident_id: str | None = None, timeout: float = TIMEOUT_S,
-        log_lines: int = LOG_LINES) -> Incident:
-    """Collect, write ``<reports_root>/incidents/<id>/`` and return what was written.
+        log_lines: int = LOG_LINES, run_report: dict[str, Any] | None = None) -> Incident:
+    """Collect, write ``<reports_root>/incidents/<id>/`` and return what was written. The
+    review's timeline is ``run_report`` (the report of the run that called the triage: daily,
+    incident ...), else the environment's latest daily report.
     TriageError when the folder exists already (an incident's evidence is never overwritten)."""
     from .review import write_review
 
@@ -330,7 +332,7 @@ def run(loaded: Any, reports_root: Path, incident_id: str | None = None, timeout
         folder = root / f"{ident}-{int(started * 1000) % 1000:03d}"
         folder.mkdir()
     collections = collect(env, loaded.base_dir, timeout, log_lines)
-    daily, problem = latest_daily(reports_root, env.name)
+    daily, problem = (run_report, None) if run_report is not None else latest_daily(reports_root, env.name)
     incident = Incident(ident if folder.name == ident else folder.name, folder, env.name, started, time.time(),
                         collections, daily, problem)
     taken: set[str] = set()
@@ -371,7 +373,8 @@ def after_run(loaded: Any, report: dict[str, Any], reports_root: Path) -> str | 
     if not failing:
         return None
     try:
-        incident = run(loaded, reports_root, timeout=settings.timeout)
+        # the timeline is this run's own report: an incident run's failures, not the last daily's
+        incident = run(loaded, reports_root, timeout=settings.timeout, run_report=report)
     except Exception as exc:
         return REDACTOR.excerpt(f"incident triage could not be collected: {type(exc).__name__}: {exc}", 300)
     names = ", ".join(f"{m.get('severity')} {m.get('name')}" for m in failing[:4]) + (" ..." if len(failing) > 4 else "")
