@@ -491,3 +491,26 @@ def test_opsgate_list_shows_each_check_per_host(tmp_path):
 def test_a_check_named_reachable_on_hosts_is_a_load_error(tmp_path):
     found = problems(tmp_path, LOCAL_HOSTS + "file:\n  - name: reachable\n    hosts: web\n    path: /etc/hostname\n")
     assert len(found) == 1 and "file[0].name (reachable): expected another name" in found[0]
+
+
+def test_a_host_that_stops_answering_mid_run_costs_one_timeout(tmp_path, ssh_fleet):
+    """After one operation outlived its deadline on a hung host, the next ones fail at once
+    saying so, instead of each waiting out its own timeout."""
+    web1 = ssh_fleet["web1"]
+    hosts = {"web1": HostEntry(url=f"ssh://{web1.hostspec}")}
+    fleet = Fleet(hosts, HostOptions(known_hosts=str(ssh_fleet.known_hosts), identity_file=str(ssh_fleet.identity_file),
+                                     connect_timeout=3), tmp_path)
+    target = fleet.target("web1")
+    try:
+        target.ping(timeout=5)
+        web1.hang()
+        try:
+            with pytest.raises(TimeoutError, match="did not answer"):
+                target.stat("/etc/hostname", timeout=1)
+            with pytest.raises(TimeoutError, match="did not answer .*; not asked again in this run"):
+                target.stat("/etc/hostname", timeout=30)
+        finally:
+            web1.resume()
+    finally:
+        fleet.close()
+        web1.disconnect()

@@ -121,7 +121,8 @@ class Fleet:
         backend._encoding = "utf-8"  # testinfra would otherwise ask the host's python first (one more round trip)
         host = Host(backend)
         backend.set_host(host)
-        target = TestinfraTarget(host, self.options.per_host_concurrency, name=f"{name} ({transport})")
+        target = TestinfraTarget(host, self.options.per_host_concurrency, name=f"{name} ({transport})",
+                                 give_up_on_hang=True)
         if transport in ("ssh", "safe-ssh"):
             target.close = lambda: _ssh_exit(backend, kwargs["ssh_extra_args"])  # type: ignore[method-assign]
         elif transport == "paramiko":

@@ -112,13 +112,18 @@ class TestinfraTarget(Target):
 
     __test__ = False  # not a pytest test class, whatever its name says
 
-    def __init__(self, host, slots: int | None = None, name: str | None = None) -> None:
+    def __init__(self, host, slots: int | None = None, name: str | None = None, give_up_on_hang: bool = False) -> None:
         self.host = host
         self.name = name or f"testinfra:{host.backend.get_pytest_id()}"
         self.transferred = 0
         self._lock = threading.Lock()
         # remote operations in flight at once (a host's per_host_concurrency); None: unbounded
         self._slots = threading.BoundedSemaphore(slots) if slots else None
+        # give_up_on_hang: once the transport stops answering (an operation outlived even its
+        # grace), later operations fail at once saying so, instead of each waiting out its
+        # timeout: a hung host of a run costs one timeout, not one per check
+        self._give_up_on_hang = give_up_on_hang
+        self.stopped_answering: str | None = None
 
     @classmethod
     def connect(cls, hostspec: str) -> "TestinfraTarget":
@@ -132,6 +137,8 @@ class TestinfraTarget(Target):
     def _sh(self, script: str, args: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
         """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
         it or the transport runs out (naming ``what`` was being done)."""
+        if self.stopped_answering:
+            raise TimeoutError(f"{self.stopped_answering}; not asked again in this run")
         if self._slots is not None:
             waited = time.monotonic()
             if not self._slots.acquire(timeout=timeout):
@@ -160,7 +167,10 @@ class TestinfraTarget(Target):
         worker.join(timeout + GRACE_S)
         doing = f" {what}" if what else ""
         if worker.is_alive():
-            raise TimeoutError(f"{self.name} did not answer{doing} within {timeout + GRACE_S:g}s")
+            message = f"{self.name} did not answer{doing} within {timeout + GRACE_S:g}s"
+            if self._give_up_on_hang:
+                self.stopped_answering = message
+            raise TimeoutError(message)
         if "error" in box:
             raise OSError(errno.EIO, f"{self.name}: {transport_error(box['error'])}")
         result = box["result"]
