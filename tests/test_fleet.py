@@ -514,3 +514,8 @@ def test_a_host_that_stops_answering_mid_run_costs_one_timeout(tmp_path, ssh_fle
     finally:
         fleet.close()
         web1.disconnect()
+
+
+def test_hosts_all_without_any_host_is_a_load_error_not_a_check_run_nowhere(tmp_path):
+    found = problems(tmp_path, "name: x\nfile:\n  - name: conf\n    hosts: all\n    path: /etc/hostname\n")
+    assert len(found) == 1 and "expected hosts: to name at least one host" in found[0], found

@@ -278,6 +278,9 @@ def fleet_problems(env: Any, lines: dict, shown: str) -> list:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 problem(where, item.name, f"expected a host, a group or {ALL} ({known_names(hosts)}), seen "
                                           f"{selector!r}{hint}")
+            if not found and not unknown:  # `all` with no hosts: the check would silently run nowhere
+                problem(at, item.name, f"expected hosts: to name at least one host ({known_names(hosts)}), seen "
+                                       f"{', '.join(item.hosts)}, which names none")
             on[item.name] = found
     for kind in REGISTRY:
         for index, item in enumerate(getattr(env, kind)):
