@@ -16,6 +16,8 @@ import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gate_helpers import run_gate, write_policy
@@ -465,3 +467,50 @@ def test_a_real_run_over_three_sshd_hosts_one_missing_its_config_is_judged_per_h
     assert "2 of 3 hosts pass (66.7%): broken" in strict.stdout
     assert "web3: config@web3 (fail: " in strict.stdout and f"{ssh_fleet.srv}/app/config.yml" in strict.stdout
     assert "web1:" not in strict.stdout and "web2:" not in strict.stdout
+
+
+# --- a property: the verdict is the rule's arithmetic, whatever the hosts' statuses ------------
+
+STATUSES = ("pass", "warn", "fail", "error", "blocked", "skipped")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(STATUSES), min_size=1, max_size=3), min_size=1, max_size=6),
+       st.integers(min_value=0, max_value=100))
+def test_the_verdict_is_the_share_of_hosts_whose_every_p0_check_passed(hosts, at_least):
+    from opsgate.gate import evaluate, from_document, load_policy
+
+    tests = [on(f"web{h}", r.check(f"c{i}@web{h}", status, "P0", "process"))
+             for h, statuses in enumerate(hosts) for i, status in enumerate(statuses)]
+    doc = r.document(tests, "shop", "ctl")
+    doc["opsgate"]["hosts"] = {f"web{h}": {"groups": ["web"], "transport": "ssh"} for h in range(len(hosts))}
+    path = _policy_file(at_least)
+    result = evaluate([from_document(doc, "r.json")], load_policy(path), "g")
+    judged = [[s for s in statuses if s != "skipped"] for statuses in hosts]
+    passing = sum(1 for statuses in judged if statuses and all(s in ("pass", "warn") for s in statuses))
+    holds = passing * 100 >= at_least * len(hosts)
+    executed = any(s in ("pass", "warn", "fail", "error") for statuses in hosts for s in statuses)
+    if not executed or not any(judged):
+        assert result.verdict == "ERROR"  # zero checks ran, or no P0 check on any host: nothing to judge
+    elif not holds:
+        assert result.verdict == "FAIL" and sorted(result.fleet[0].broken) == sorted(
+            f"web{h}" for h, statuses in enumerate(judged) if not statuses or any(s not in ("pass", "warn") for s in statuses))
+    elif passing < len(hosts):
+        assert result.verdict == "WARN", result.headline()  # tolerated, never a plain PASS
+    else:
+        assert result.verdict in ("PASS", "WARN") and result.fleet[0].holds
+        assert result.verdict == ("WARN" if any("warn" in s for s in hosts) else "PASS")
+
+
+_POLICIES: dict[int, object] = {}
+
+
+def _policy_file(at_least: int):
+    import tempfile
+    from pathlib import Path
+
+    if at_least not in _POLICIES:
+        folder = Path(tempfile.mkdtemp(prefix="opsgate-fleet-policy-"))
+        _POLICIES[at_least] = write_policy(folder, "gates:\n  g:\n    block: [P0]\n    fleet:\n"
+                                                   f"      - {{severity: [P0], group: web, at_least: {at_least}%}}\n")
+    return _POLICIES[at_least]

@@ -202,6 +202,8 @@ def evaluate(reports: list[Report], policy: LoadedPolicy, gate_name: str | None 
     verdict = _verdict(errors, findings)
     if verdict in (Verdict.PASS, Verdict.WARN) and any(not o.holds for o in outcomes):
         verdict = Verdict.FAIL  # a host broken only by a check that ran nowhere, or blocked by an ungated one
+    elif verdict == Verdict.PASS and any(o.broken for o in outcomes):
+        verdict = Verdict.WARN  # a rule that holds tolerates its broken hosts: a warning, never a plain PASS
     sources = []
     by_source: dict[str, list[Report]] = defaultdict(list)
     for report in reports:
