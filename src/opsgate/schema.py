@@ -86,7 +86,7 @@ Severity = Annotated[str, WithJsonSchema({"type": "string", "description": "P0..
 class Strict(BaseModel):
     """Unknown keys are errors, so a typo never silently disables a limit."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN limit fails every comparison; .inf disables one
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)  # a NaN limit fails every comparison; .inf disables one
 
 
 class Retry(Strict):

@@ -36,9 +36,8 @@ import subprocess
 import time
 from typing import Callable, Collection
 
-import psutil
-
 from .. import children
+from ..lazy import lazy
 
 from . import (Command, DiskUsage, FileStat, Listeners, NotRegularFile, ProcessInfo, Ran, Resources, Sink,
                Target)
@@ -49,7 +48,13 @@ _READ = 1 << 18
 _MAX_PID_FILE = 4096  # a pid file holds one number; read no more than this
 _MAX_CGROUP = 64 * 1024  # /proc/<pid>/cgroup: a few lines
 _BASIC = ["pid", "name", "cmdline", "status", "create_time"]  # one read of /proc/<pid>/stat, and cmdline
-_GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+# imported on first use: a run of http or tcp checks reads no process (psutil costs ~10 ms to import)
+psutil = lazy("psutil")
+
+
+def _gone(status: str) -> bool:
+    return status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 def _file_stat(path: str, st: os.stat_result) -> FileStat:
@@ -108,7 +113,7 @@ class LocalTarget(Target):
                 info = proc.info if hasattr(proc, "info") else proc.as_dict(_BASIC)
             except psutil.Error:
                 continue
-            if info["pid"] == own or info["status"] in _GONE or info["create_time"] is None:
+            if info["pid"] == own or _gone(info["status"]) or info["create_time"] is None:
                 continue  # the checker's own command line names what it looks for
             basic = ProcessInfo(info["pid"], None, info["name"] or "", tuple(info["cmdline"] or ()),
                                 info["status"], info["create_time"])
@@ -165,7 +170,7 @@ class LocalTarget(Target):
         sampled = {}
         for proc in primed:
             try:
-                if proc.status() not in _GONE:
+                if not _gone(proc.status()):
                     sampled[proc.pid] = proc.cpu_percent(None)
             except psutil.Error:
                 continue  # it ended while we looked: it no longer counts
