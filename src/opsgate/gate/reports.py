@@ -347,7 +347,8 @@ def fleet_hosts(value: Any) -> dict[str, tuple[str, ...]]:
     for name, entry in value.items():
         if not isinstance(entry, dict):
             raise TypeError(f"{name!r} is a {type(entry).__name__}, expected an object {{groups, transport}}")
-        out[str(name)] = _strings(entry.get("groups"), f"{name}.groups")
+        groups = entry.get("groups")
+        out[str(name)] = _strings(list(groups) if isinstance(groups, tuple) else groups, f"{name}.groups")
     return out
 
 
