@@ -27,6 +27,14 @@
 per-thread CPU clock in every thread (the engine's probe threads included), writes the
 merged stats to FILE and prints the top functions and the CPU per check by component.
 
+``--baseline REV`` runs only parts 1 and 3, for opsgate as committed at REV (its src exported
+to the temp dir) and as measured (this tree, or ``--commit``), interleaved over 5 rounds
+(``BENCH_COMPARE_ROUNDS``), and prints them side by side: wall best and smallest CPU of the
+trivial run (installed, and once with -p no:opsgate) and of the 200 x 100 ms run, each
+source's goals, and its imports in a 10-check run::
+
+    .venv/bin/python bench/bench_scale.py --baseline 2c5e2f6   # before/after in one run (~1 min)
+
 Nothing is written in the repository: projects, bytecode (PYTHONPYCACHEPREFIX), nginx's
 prefix and logs stay in a temp dir removed at the end. Every subprocess has a timeout.
 """
@@ -445,6 +453,82 @@ def part_slow(tmp: Path, env: dict[str, str]) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- --baseline: before and after
+
+COMPARE_ROUNDS = int(os.environ.get("BENCH_COMPARE_ROUNDS", 5))
+
+
+def part_compare(tmp: Path, envs: dict[str, dict[str, str]], target: FastTarget) -> dict:
+    """Start-up (part 1) and the 200 x 100 ms case (part 3) for two sources of opsgate (label ->
+    env whose PYTHONPATH selects it), interleaved round by round, so the machine's load hits
+    both alike: per source, a trivial run with opsgate installed and the 200-check run; once
+    per round, the trivial run with -p no:opsgate (which loads no opsgate at all)."""
+    server = SlowServer()
+    try:
+        (tmp / "compare").mkdir()
+        trivial = trivial_project(tmp / "compare")
+        c200 = opsgate_project(tmp / "compare", "slow-c200", [server.url(i) for i in range(200)], 200)
+        small = opsgate_project(tmp / "compare", "small", [target.url(i) for i in range(SMALL_N)], CONCURRENCY)
+        for env in envs.values():  # bytecode of each source into the temp prefix, untimed
+            run("warm", trivial_argv(trivial), trivial, env, 1)
+            run("warm", opsgate_argv(), c200, env, 200)
+        first = next(iter(envs.values()))
+        r: dict = {"without": [], **{label: {"trivial": [], "c200": []} for label in envs}}
+        for i in range(COMPARE_ROUNDS):
+            print(f"  round {i + 1}/{COMPARE_ROUNDS} ...", flush=True)
+            r["without"].append(run("trivial, -p no:opsgate", trivial_argv(trivial, "-p", "no:opsgate"), trivial,
+                                    first, 1))
+            for label, env in envs.items():
+                r[label]["trivial"].append(run("trivial, opsgate installed", trivial_argv(trivial), trivial, env, 1))
+                r[label]["c200"].append(run("opsgate 200 x 100 ms, concurrency 200", opsgate_argv(), c200, env, 200))
+        imports = {label: importtime(opsgate_argv(), small, env) for label, env in envs.items()}
+    finally:
+        server.close()
+    return {"runs": r, "imports": imports}
+
+
+def report_compare(cmp: dict, labels: dict[str, str]) -> list[dict]:
+    """Side by side: best of COMPARE_ROUNDS wall (and the smallest CPU) per source, and the goals."""
+    r, rows = cmp["runs"], []
+    without = best(r["without"])
+    width = 34
+    print(f"\nBefore and after, best of {COMPARE_ROUNDS} (interleaved; CPU = user+sys, the smallest)")
+    print(f"   {'':44}" + "".join(f"{labels[k][:width]:<{width + 2}}" for k in labels))
+
+    def cpu(procs: list[Proc]) -> float | None:
+        return min((p.cpu_s for p in procs if p.ok), default=None)
+
+    def line(name: str, cell) -> None:
+        print(f"   {name:<44}" + "".join(f"{cell(k):<{width + 2}}" for k in labels))
+
+    print(f"   {'trivial, -p no:opsgate (no opsgate at all)':<44}{_s(without)}   CPU {cpu(r['without']) or 0:.3f} s")
+    line("trivial, opsgate installed", lambda k: f"{_s(best(r[k]['trivial']))}   CPU {cpu(r[k]['trivial']) or 0:.3f} s")
+    line("200 x 100 ms, concurrency 200", lambda k: f"{_s(best(r[k]['c200']))}   CPU {cpu(r[k]['c200']) or 0:.3f} s")
+    line("  runs", lambda k: ", ".join(f"{p.seconds:.2f}" if p.ok else "FAILED" for p in r[k]["c200"]))
+    line("opsgate's imports in a 10-check run", lambda k: f"{cmp['imports'][k]['opsgate_cumulative_ms']:.0f} ms "
+         "cumulative (-X importtime)")
+    print()
+    for k, label in labels.items():
+        t, c200 = best(r[k]["trivial"]), best(r[k]["c200"])
+        startup = (t.seconds - without.seconds) * 1000 if t and without else None
+        ratio = c200.seconds / (t.seconds + 0.1) if t and c200 else None
+        rows.append({"source": label, "startup_diff_ms": startup, "ratio_c200": ratio,
+                     "c200_s": c200.seconds if c200 else None, "trivial_s": t.seconds if t else None,
+                     "c200_cpu_s": cpu(r[k]["c200"]), "trivial_cpu_s": cpu(r[k]["trivial"]),
+                     "without_s": without.seconds if without else None,
+                     "imports_ms": cmp["imports"][k]["opsgate_cumulative_ms"]})
+        print(f"   {label}:")
+        print(f"     [{_mark(startup is not None and startup <= GOAL_STARTUP_MS)}] start-up, installed minus "
+              f"-p no:opsgate: " + (f"{startup:+.0f} ms" if startup is not None else "FAILED") + f"  (goal <= {GOAL_STARTUP_MS:g} ms)")
+        print(f"     [{_mark(ratio is not None and ratio <= GOAL_SLOW_RATIO)}] 200 x 100 ms / (trivial + 0.1 s): "
+              + (f"{ratio:.2f}x ({c200.seconds:.2f} s vs {t.seconds + 0.1:.2f} s)" if ratio else "FAILED")
+              + f"  (goal <= {GOAL_SLOW_RATIO:g}x)")
+    failures = [p for procs in (r["without"], *(x for k in labels for x in r[k].values())) for p in procs if not p.ok]
+    for p in failures[:3]:
+        print(f"\n--- {p.label}: {p.reason} ---\n{p.tail}")
+    return rows
+
+
 # --------------------------------------------------------------------------- profile
 
 PROFILE_RUNNER = """\
@@ -675,6 +759,9 @@ def main() -> int:
     parser.add_argument("--profile", metavar="FILE", help="also profile the N-check run; pstats written to FILE")
     parser.add_argument("--commit", metavar="REV", help="measure opsgate as committed at REV (its src exported "
                         "to the temp dir) instead of this working tree's src, e.g. while others edit it")
+    parser.add_argument("--baseline", metavar="REV", help="only parts 1 and 3, side by side for opsgate as committed "
+                        f"at REV (before) and as measured (after: this tree, or --commit), {COMPARE_ROUNDS} interleaved "
+                        "rounds")
     args = parser.parse_args()
     n = 500 if args.quick else 5000
     repeat = max(1, args.repeat)
@@ -697,6 +784,21 @@ def main() -> int:
             print(f"measuring opsgate in {measured}")
         target = FastTarget(tmp)
         print(f"target: {target.kind} on 127.0.0.1:{target.port}" + (f" (NOTE: {target.note})" if target.note else ""))
+        if args.baseline:
+            (tmp / "before").mkdir()
+            before_commit, before_src = export_src(args.baseline, tmp / "before")
+            envs = {"before": {**env, "PYTHONPATH": str(before_src)}, "after": env}
+            labels = {"before": f"before: {before_commit}", "after": "after: " + (measured if args.commit else "this tree")}
+            print(f"comparing opsgate as committed at {before_commit} (before) with {measured} (after)", flush=True)
+            rows = report_compare(part_compare(tmp, envs, target), labels)
+            print("\nload average at the end %.2f %.2f %.2f" % os.getloadavg())
+            if args.json:
+                Path(args.json).write_text(json.dumps({"machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                                                                   "loadavg_at_end": os.getloadavg()},
+                                                       "compare": rows}, indent=2) + "\n")
+                print(f"figures written to {args.json}")
+            ok = all(row["ratio_c200"] is not None and row["startup_diff_ms"] is not None for row in rows)
+            return 0 if ok else 1
         print("warm-up (untimed: bytecode into the temp prefix, file caches) ...", flush=True)
         trivial = trivial_project(tmp)
         warm = opsgate_project(tmp, "warm", [target.url(i) for i in range(2)], CONCURRENCY)
