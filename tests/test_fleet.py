@@ -519,3 +519,38 @@ def test_a_host_that_stops_answering_mid_run_costs_one_timeout(tmp_path, ssh_fle
 def test_hosts_all_without_any_host_is_a_load_error_not_a_check_run_nowhere(tmp_path):
     found = problems(tmp_path, "name: x\nfile:\n  - name: conf\n    hosts: all\n    path: /etc/hostname\n")
     assert len(found) == 1 and "expected hosts: to name at least one host" in found[0], found
+
+
+def test_podman_containers_are_hosts_too(tmp_path):
+    """testinfra's podman backend: a running container answers; a container that does not exist
+    fails its reachable check naming it, and blocks its checks. (The test image is a minimal
+    busybox: the host-level kinds need GNU tools on the far side, so only reachability here.)"""
+    from tests.support.podman import PodmanEngine
+
+    (tmp_path / "podman").mkdir()
+    try:
+        engine = PodmanEngine(tmp_path / "podman").__enter__()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        box = engine.run("exec sleep 3000")
+        gone = f"opsgate-gone-{uuid.uuid4().hex[:8]}"
+        project = make_project(tmp_path, textwrap.dedent(f"""\
+            name: pods
+            hosts:
+              box: "podman://{box.name}"
+              gone: "podman://{gone}"
+            command:
+              - {{name: version, hosts: gone, argv: [cat, /etc/os-release]}}
+            reachable:
+              - {{name: up, hosts: box}}
+            """))
+        run = run_pytest(project, "-q", env={"CONTAINERS_CONF": engine.env["CONTAINERS_CONF"]})
+    finally:
+        engine.__exit__(None, None, None)
+    assert run.status() == {"test_reachable[reachable@box]": "pass", "test_reachable[up@box]": "pass",
+                            "test_reachable[reachable@gone]": "fail", "test_command[version@gone]": "blocked"}, \
+        run.output
+    message = next(t["metadata"]["opsgate"]["message"] for t in run.report()["tests"] if "reachable@gone" in t["nodeid"])
+    assert message.startswith(f"gone: cannot run a command on {gone} (podman): ") and "no container" in message, message
+    assert run.report()["opsgate"]["hosts"]["box"] == {"groups": [], "transport": "podman"}
