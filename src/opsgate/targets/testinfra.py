@@ -323,7 +323,11 @@ case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/nul
             raise OSError(errno.EIO, f"{self.name}: cannot list processes: {err.decode('utf-8', 'replace').strip()}")
         if len(out) > PROC_LIMIT:
             raise OSError(errno.E2BIG, f"{self.name}: the process listing is over {PROC_LIMIT} bytes")
-        return procfs.parse(out, fields)
+        try:
+            return procfs.parse(out, fields)
+        except ValueError as exc:  # a far side without getconf, or whose tools print something else
+            raise OSError(errno.EIO, f"{self.name}: cannot read its process listing ({exc}): the host needs "
+                                     "getconf, xargs, find and grep -z (GNU or busybox with them)") from None
 
     def cpu_percent(self, procs: Collection[ProcessInfo], interval: float, timeout: float) -> dict[int, float]:
         if not procs:
