@@ -168,12 +168,18 @@ def expand(items: list[CheckItem], hosts: dict[str, HostEntry], options: HostOpt
     ``reachable@host`` check per host that has checks. Items without ``hosts:`` stay as they are.
     Unknown names are left out here (the loader reports them)."""
     on: dict[str, list[str]] = {i.name: resolve(i.hosts, hosts)[0] for i in items if i.hosts}
-    if not on:
+    via = {i.name: i.via for i in items if i.via in hosts}  # run here, connecting through that host
+    if not on and not via:
         return items
     out: list[CheckItem] = []
     per_host: dict[str, list[CheckItem]] = {}
     first: dict[str, int] = {}  # host -> where its first check is: its reachable check goes there
     for item in items:
+        if item.name in via:  # it needs its host reachable, as that host's own checks do
+            host = via[item.name]
+            first.setdefault(host, len(out))
+            item = item.model_copy(update={"depends_on": [reachable_name(host), *item.depends_on]})
+            per_host.setdefault(host, []).append(item)
         if item.name not in on:
             out.append(item)
             continue
@@ -254,6 +260,8 @@ def fleet_problems(env: Any, lines: dict, shown: str) -> list:
 
     for kind in REGISTRY:
         for index, item in enumerate(getattr(env, kind)):
+            if item.via is not None:
+                via_problem((kind, index, "via"), item, kind, hosts, problem)
             if item.hosts is None:
                 continue
             at = (kind, index, "hosts")
@@ -296,6 +304,26 @@ def fleet_problems(env: Any, lines: dict, shown: str) -> list:
                     problem(at, item.name, f"expected {dep!r} to run on every host this check runs on (each copy "
                                            f"depends on its own host's), seen it not on {', '.join(missing)}")
     return problems
+
+
+def via_problem(at: tuple, item: CheckItem, kind: str, hosts: dict[str, HostEntry], problem) -> None:
+    """What is wrong with an item's ``via:``: a kind that does not connect with the HTTP client,
+    a name that is no host of ``hosts:`` (a group neither: one request, one host), a host not
+    reached over ssh (the forward rides its ssh connection)."""
+    from .via import VIA_KINDS, VIA_TRANSPORTS
+
+    if kind not in VIA_KINDS:
+        problem(at, item.name, f"expected no via: on a {kind} check; via: (a request made through a host) is for "
+                               f"{', '.join(VIA_KINDS)}")
+    elif item.via not in hosts:
+        close = difflib.get_close_matches(item.via, list(hosts), 1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        named = f"hosts {', '.join(hosts)}" if hosts else "no hosts (the environment has no hosts: section)"
+        group = " (a group: via: names one host)" if item.via in groups_of(hosts) or item.via == ALL else ""
+        problem(at, item.name, f"expected a host of hosts: ({named}), seen {item.via!r}{group}{hint}")
+    elif hosts[item.via].transport not in VIA_TRANSPORTS:
+        problem(at, item.name, f"expected a host reached over ssh:// (the request goes through a forward over its ssh "
+                               f"connection), seen {item.via!r}, a {hosts[item.via].transport}:// host")
 
 
 class InventoryError(ValueError):

@@ -106,6 +106,7 @@ class _Exchange:
         self.done = False
         self.peer_cert: bytes | None = None  # DER of the first hop's certificate
         self.reused = False  # the current request went out on a kept-alive connection
+        self.route = None  # opsgate.via.Route: connections are opened on that host (via:)
         self._lock = threading.Lock()
         # a duplicate of each open socket: shutting a duplicate down ends reads on the original
         # even while TLS owns it (a handshake in progress), and it is never closed under us
@@ -239,9 +240,12 @@ class _Watched:
 
     def _new_conn(self):
         exchange = getattr(_CURRENT, "exchange", None)
-        if exchange is not None:
-            _resolvable(self._dns_host, self.port, exchange)
-        sock = super()._new_conn()
+        if exchange is not None and exchange.route is not None:
+            sock = _routed(exchange.route, self.host, self.port, exchange.left())  # resolved on that host
+        else:
+            if exchange is not None:
+                _resolvable(self._dns_host, self.port, exchange)
+            sock = super()._new_conn()
         if exchange is not None:
             exchange.watch(self, sock)
             if isinstance(self, HTTPSConnection):
@@ -270,6 +274,17 @@ class _Watched:
             exchange.forget(self)
         super().close()
         self.tainted = False  # closed: its next use is a new socket
+
+
+def _routed(route, host: str, port: int, timeout: float) -> socket.socket:
+    """A connection to ``host:port`` opened on the route's host (``via:``); the URL's host name
+    still goes to TLS (SNI, verification) and the Host header."""
+    try:
+        return route.connect(host, port, timeout)
+    except TimeoutError as exc:
+        raise Failed(str(exc)) from None
+    except OSError as exc:
+        raise Failed(exc.strerror or str(exc)) from None
 
 
 def _resolvable(host: str, port: int, exchange: _Exchange) -> None:
@@ -346,10 +361,19 @@ _pools: _Adapter | None = None
 _pools_lock = threading.Lock()
 
 
-def _adapter() -> _Adapter:
+_routed_pools: dict = {}  # route -> its adapter: a kept-alive connection never changes route
+
+
+def _adapter(route=None) -> _Adapter:
     """The process's adapter: one urllib3 pool per origin and TLS settings (requests keys its
-    pools by scheme, host, port, verify and client certificate), shared by every exchange."""
+    pools by scheme, host, port, verify and client certificate), shared by every exchange;
+    the exchanges through a route (``via:``) have an adapter of their own."""
     global _pools
+    if route is not None:
+        with _pools_lock:
+            if route not in _routed_pools:
+                _routed_pools[route] = _Adapter(pool_connections=max(10, POOL_SIZE), pool_maxsize=POOL_SIZE)
+            return _routed_pools[route]
     adapter = _pools
     if adapter is None:
         with _pools_lock:
@@ -372,6 +396,7 @@ def size_pools(connections: int) -> None:
         POOL_SIZE, old, _pools = max(1, connections), _pools, None
     if old is not None:
         old.close()
+    _close_routed()
 
 
 def close_pools() -> None:
@@ -381,6 +406,15 @@ def close_pools() -> None:
         old, _pools = _pools, None
     if old is not None:
         old.close()
+    _close_routed()
+
+
+def _close_routed() -> None:
+    with _pools_lock:
+        routed = list(_routed_pools.values())
+        _routed_pools.clear()
+    for adapter in routed:
+        adapter.close()
 
 
 # --- the body: decoded within max_bytes --------------------------------------------------
@@ -505,16 +539,18 @@ def _secret_headers(headers: dict[str, str], marked: set[str]) -> list[str]:
 
 def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] | None = None, body: str | None = None,
              verify: bool | str = True, max_bytes: int = 1024 * 1024, follow_redirects: bool = True,
-             max_redirects: int = 10, secret_headers: set[str] = frozenset()) -> Answer:
+             max_redirects: int = 10, secret_headers: set[str] = frozenset(), route=None) -> Answer:
     """One HTTP exchange within ``timeout`` seconds in all (every hop, headers and body);
     raises Failed with the cause. ``secret_headers`` names headers marked secret: they, and
-    every header that looks secret, are sent to the configured origin only.
+    every header that looks secret, are sent to the configured origin only. ``route`` (an
+    :class:`opsgate.via.Route`) opens every connection on that host instead of here.
 
     >>> exchange("GET", "http://127.0.0.1:1/health", 1)
     Traceback (most recent call last):
     opsgate.httpclient.Failed: connection refused
     """
     state = _Exchange(timeout)
+    state.route = route
     if verify is True:  # the CA bundle requests' sessions take from the environment, as before
         verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     sent_headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
@@ -525,7 +561,7 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
     previous = getattr(_CURRENT, "exchange", None)
     _CURRENT.exchange = state
     _WATCHDOG.add(state)
-    adapter = _adapter()
+    adapter = _adapter(route)
     try:
         while True:
             state.phase = "connect"
@@ -569,7 +605,9 @@ def _send(adapter: _Adapter, state: _Exchange, method: str, url: str, headers: d
         raise state.stalled()
     try:
         prepared = _prepare(method, url, headers, body)
-        proxies = requests.utils.get_environ_proxies(url) if any(map(os.environ.get, _PROXY_VARS)) else {}
+        # through a route the request is the host's: this machine's proxy settings do not apply
+        proxies = requests.utils.get_environ_proxies(url) if state.route is None and any(
+            map(os.environ.get, _PROXY_VARS)) else {}
         state.reused = False
         try:
             response = _adapter_send(adapter, prepared, left, verify, proxies)
@@ -696,7 +734,7 @@ def _tls_failure(exc: Exception, url: str, state: _Exchange) -> Failed:
     if "verify failed" not in message or state.left() <= 0:
         return Failed(message)
     try:
-        days = cert_days_left(parts.hostname, parts.port or 443, state.left(), state)
+        days = cert_days_left(parts.hostname, parts.port or 443, state.left(), state, state.route)
     except (OSError, ValueError):
         return Failed(message)
     message += f"; expires in {days:.1f} days" if days >= 0 else f"; expired {-days:.1f} days ago"
@@ -743,13 +781,15 @@ def fetch(url: str, timeout: float, verify: bool | str = True, max_bytes: int = 
     return answer.status, answer.body
 
 
-def cert_days_left(host: str, port: int, timeout: float, state: _Exchange | None = None) -> float:
+def cert_days_left(host: str, port: int, timeout: float, state: _Exchange | None = None, route=None) -> float:
     """Days until the certificate served at host:port expires (negative once expired); the
-    handshake is not verified, so an untrusted certificate is measured too."""
+    handshake is not verified, so an untrusted certificate is measured too. ``route``: as the
+    host it names sees host:port."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as raw:
+    with (route.connect(host, port, timeout) if route is not None else
+          socket.create_connection((host, port), timeout=timeout)) as raw:
         if state is not None:
             state.watch(raw, raw)
         try:

@@ -136,6 +136,15 @@ def observe(item: HttpCheck, ctx) -> Observation:
 
     shown = f"{item.method} {item.url}"
     values: dict = {"url": item.url}
+    route = None
+    if item.via is not None:  # the request's connections are opened on that host (opsgate.via)
+        from .. import via
+
+        shown, values["via"] = f"{shown} via {item.via}", item.via
+        try:
+            route = via.route_for(ctx, item.via)
+        except (LookupError, ImportError, OSError, ValueError) as exc:
+            return Observation(values, error=f"{shown}: {exc}")
     verify = item.tls_verify if isinstance(item.tls_verify, bool) else str(ctx.path(item.tls_verify))
     marked = {k for k, v in item.headers.items() if isinstance(v, SecretValue)}
     started = time.perf_counter()
@@ -143,13 +152,13 @@ def observe(item: HttpCheck, ctx) -> Observation:
         answer = client.exchange(item.method, item.url, item.timeout, headers=item.header_values(),
                                  body=item.request_body(),
                                  verify=verify, max_bytes=item.max_body_bytes, follow_redirects=item.follow_redirects,
-                                 max_redirects=item.max_redirects, secret_headers=marked)
+                                 max_redirects=item.max_redirects, secret_headers=marked, route=route)
     except client.TooLarge:
         return Observation(values, error=f"{shown}: response body exceeds max_body_bytes={item.max_body_bytes}")
     except client.Failed as exc:
         if exc.cert_days_left is not None:
             values["cert_days_left"] = exc.cert_days_left
-        return Observation(values, error=f"{shown}: {exc}")
+        return Observation(values, error=f"{shown}: {exc}{via.cause(route, item.url) if route else ''}")
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     headers = response_headers(answer.headers)
     values.update(
@@ -167,7 +176,8 @@ def observe(item: HttpCheck, ctx) -> Observation:
     if urlsplit(item.url).scheme == "https":
         try:
             values["cert_days_left"] = client.days_left(answer.peer_cert) if answer.peer_cert else \
-                client.cert_days_left(urlsplit(item.url).hostname, urlsplit(item.url).port or 443, item.timeout)
+                client.cert_days_left(urlsplit(item.url).hostname, urlsplit(item.url).port or 443, item.timeout,
+                                      route=route)
         except (OSError, ValueError) as exc:
             values["cert_error"] = str(exc)
     needs_text = bool(item.body_regex or item.body_not_regex or item.conditions())

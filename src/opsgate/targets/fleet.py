@@ -52,6 +52,7 @@ class Fleet:
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
         self._control_dir: str | None = None
+        self._routes: dict = {}  # host name -> its opsgate.via.Route (checks with via:)
 
     def target(self, name: str) -> Target:
         """The target of host ``name``, made on first use (KeyError for an unknown host)."""
@@ -63,6 +64,17 @@ class Fleet:
             if name not in self._targets:
                 self._targets[name] = self._make(name, entry)
             return self._targets[name]
+
+    def route(self, name: str):
+        """The ``via:`` route through host ``name`` (:class:`opsgate.via.Route`: forwards over its
+        connection), made on first use; ViaError when the host cannot forward (not ssh)."""
+        from ..via import Route
+
+        target = self.target(name)
+        with self._lock:
+            if name not in self._routes:
+                self._routes[name] = Route(name, target, diagnose_timeout=self.options.connect_timeout)
+            return self._routes[name]
 
     def describe(self, name: str) -> dict[str, str]:
         """How messages name the host's connection: transport, address (no credentials),
@@ -87,6 +99,9 @@ class Fleet:
         """End every host's connection and remove the run's control sockets."""
         with self._lock:
             targets, self._targets = self._targets, {}
+            routes, self._routes = self._routes, {}
+        for route in routes.values():
+            route.close()
         for target in targets.values():
             try:
                 target.close()
