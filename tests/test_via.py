@@ -224,3 +224,11 @@ def test_via_an_unreachable_host_is_blocked_by_its_reachable_check(tmp_path, fle
     for text in [run.output, run.report_text] + [p.read_text() for p in (project / "reports").rglob("*.json")]:
         assert secret not in text
         assert not any(line in text for line in key_lines)
+
+
+def test_the_readme_example_of_via_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Many hosts", 1)[1].split("\n## ", 1)[0]
+    hosts, via = (block.split("```", 1)[0] for block in section.split("```yaml\n")[1:3])
+    items = {i.name: i for i in load_text(tmp_path, hosts + via).env.items()}
+    assert items["admin-api"].via == "web1" and items["admin-api"].depends_on == ["reachable@web1"]
