@@ -19,6 +19,7 @@ described in :mod:`opsgate.pytest_run`.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ def activate(config: pytest.Config, cadence: str = "adhoc") -> Any:
     """Make this run an opsgate run (once): import the real plugin, load the environment, register."""
     if STATE in config.stash:
         return config.stash[STATE]
+    # pytest's start-up objects leave the collector's reach: the full collections that opsgate's
+    # imports and the environment's load trigger then walk only what they made (one ~15 ms less)
+    gc.freeze()
     from .pytest_run import activate as activate_run
 
     return activate_run(config, cadence)
