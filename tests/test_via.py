@@ -11,6 +11,7 @@ naming file, line, key, expected and seen; no credential reaches any output.
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 from opsgate.hosts import HostEntry, HostOptions
 from opsgate.probes import ProbeContext
 from opsgate.probes.http import HttpCheck
+from opsgate.probes.metrics import MetricsCheck
+from opsgate.probes.prometheus import PrometheusCheck
 from opsgate.runner import run_check
 from opsgate.targets.fleet import Fleet
 from tests.support.http_target import TlsCert, free_port
@@ -82,7 +85,7 @@ HTTP = "http:\n  - name: api\n    url: http://127.0.0.1:1/\n    via: {}\n"
     (HOSTS + HTTP.format("box"), "expected a host reached over ssh:// (the request goes through a forward over its "
                                  "ssh connection), seen 'box', a podman:// host"),
     (HOSTS + "tcp:\n  - name: api\n    port: 5432\n    via: web1\n",
-     "expected no via: on a tcp check; via: (a request made through a host) is for http"),
+     "expected no via: on a tcp check; via: (a request made through a host) is for http, metrics, prometheus"),
     ("name: x\n" + HTTP.format("web1"), "expected a host of hosts: (no hosts (the environment has no hosts: "
                                         "section)), seen 'web1'"),
 ], ids=["unknown", "group", "not-ssh", "not-http", "no-hosts"])
@@ -106,6 +109,9 @@ def inside(fleet, tmp_path_factory):
     web1 = fleet["web1"]
     token = uuid.uuid4().hex
     web1.write("www/token.txt", token)
+    web1.write("www/metrics", "# TYPE queue_depth gauge\nqueue_depth 3\n")
+    web1.write("www/api/v1/alerts", json.dumps({"status": "success", "data": {"alerts": [
+        {"state": "firing", "labels": {"alertname": "DiskFull", "severity": "critical"}}]}}))
     cert = TlsCert.self_signed(tmp_path_factory.mktemp("tls"))
     web1.write("tls/cert.pem", cert.cert_path.read_bytes())
     web1.write("tls/key.pem", cert.key_path.read_bytes())
@@ -176,6 +182,36 @@ def test_tls_through_the_host_refuses_an_untrusted_certificate(ctx, inside):
     assert untrusted.status in ("fail", "error")
     assert "certificate verify failed" in untrusted.message, untrusted.message
     assert "expires in" in untrusted.message  # measured through the same route
+
+
+@pytest.mark.negative("metrics")
+def test_metrics_are_scraped_through_the_host(ctx, inside):
+    url = f"http://127.0.0.1:{inside['port']}/metrics"
+    inside_web1 = run_check(MetricsCheck(name="queue", url=url, metric="queue_depth", max_value=10, via="web1",
+                                         timeout=15), ctx)
+    assert inside_web1.status == "pass", inside_web1.message
+    assert inside_web1.evidence["observed"]["via"] == "web1"
+    behind_web2 = run_check(MetricsCheck(name="queue", url=url, metric="queue_depth", max_value=10, via="web2",
+                                         timeout=10), ctx)
+    assert behind_web2.status in ("fail", "error")
+    assert behind_web2.message.startswith(f"GET {url} via web2: "), behind_web2.message
+    assert f"web2 cannot connect to 127.0.0.1:{inside['port']}: Connection refused" in behind_web2.message
+
+
+@pytest.mark.negative("prometheus")
+def test_prometheus_is_asked_through_the_host(ctx, inside):
+    url = f"http://127.0.0.1:{inside['port']}"
+    firing = run_check(PrometheusCheck(name="alerts", url=url, no_firing_alerts=True, via="web1", timeout=15), ctx)
+    assert firing.status == "fail"  # the alert only web1's Prometheus has
+    assert firing.evidence["observed"]["firing_alerts"] == ["DiskFull"], firing.message
+    allowed = run_check(PrometheusCheck(name="alerts", url=url, no_firing_alerts=True, allow_alerts=["DiskFull"],
+                                        via="web1", timeout=15), ctx)
+    assert allowed.status == "pass", allowed.message
+    behind_web2 = run_check(PrometheusCheck(name="alerts", url=url, no_firing_alerts=True, via="web2", timeout=10),
+                            ctx)
+    assert behind_web2.status in ("fail", "error")
+    assert f"web2 cannot connect to 127.0.0.1:{inside['port']}: Connection refused" in behind_web2.message, \
+        behind_web2.message
 
 
 def via_env(fleet, inside) -> str:

@@ -762,22 +762,24 @@ class FetchError(Exception):
 
 
 def fetch(url: str, timeout: float, verify: bool | str = True, max_bytes: int = 16 * 1024 * 1024,
-          params: dict | None = None) -> tuple[int, bytes]:
+          params: dict | None = None, route=None) -> tuple[int, bytes]:
     """GET ``url`` (status, body), the whole exchange within ``timeout`` and ``max_bytes``; for
-    probes that read an API (Prometheus, /metrics) rather than judge an endpoint.
+    probes that read an API (Prometheus, /metrics) rather than judge an endpoint. ``route``:
+    made through that host (``via:``, as :func:`exchange`).
 
     >>> fetch("http://127.0.0.1:1/metrics", 1)
     Traceback (most recent call last):
     opsgate.httpclient.FetchError: GET http://127.0.0.1:1/metrics: connection refused
     """
     full = requests.Request("GET", url, params=params).prepare().url if params else url
+    shown = f"GET {url}" + (f" via {route.name}" if route is not None else "")
     try:
         answer = exchange("GET", full, timeout, verify=verify, max_bytes=max_bytes,
-                          max_redirects=requests.models.DEFAULT_REDIRECT_LIMIT)
+                          max_redirects=requests.models.DEFAULT_REDIRECT_LIMIT, route=route)
     except TooLarge:
-        raise FetchError(f"GET {url}: response body exceeds {max_bytes} bytes") from None
+        raise FetchError(f"{shown}: response body exceeds {max_bytes} bytes") from None
     except Failed as exc:
-        raise FetchError(f"GET {url}: {exc}") from None
+        raise FetchError(f"{shown}: {exc}") from None
     return answer.status, answer.body
 
 

@@ -24,7 +24,6 @@ once; :meth:`Route.diagnose` then asks for the same address once more on a conne
 
 from __future__ import annotations
 
-import errno
 import shlex
 import shutil
 import socket
@@ -36,7 +35,7 @@ import time
 #: transports a route can be made over (an OpenSSH master connection)
 VIA_TRANSPORTS = ("ssh", "safe-ssh")
 #: the kinds that accept ``via:`` (they connect with opsgate's HTTP client)
-VIA_KINDS = ("http",)
+VIA_KINDS = ("http", "metrics", "prometheus")
 
 
 class ViaError(OSError):
@@ -51,7 +50,7 @@ class Route:
         build = getattr(backend, "_build_ssh_command", None)  # the argv testinfra runs, minus host and command
         command, args = build("") if build else ([""], [])
         if command[0] != "ssh":
-            raise ViaError(errno.ENOTSUP, f"via {name}: only a host reached with ssh (a key or an agent) can forward")
+            raise ViaError(f"via {name}: only a host reached with ssh (a key or an agent) can forward")
         self.name, self.target, self.diagnose_timeout = name, target, diagnose_timeout
         self._ssh = shlex.split(" ".join(command[:-1]) % tuple(shlex.quote(str(a)) for a in args[:-2]))
         self._host = backend.host.name
@@ -80,7 +79,7 @@ class Route:
                 with self._lock:
                     self._forwards.pop((host, port), None)
                 if attempt == 2:
-                    raise ViaError(errno.ECONNREFUSED, f"via {self.name}: its ssh connection ended and could not "
+                    raise ViaError(f"via {self.name}: its ssh connection ended and could not "
                                                        "forward again") from None
             except BaseException:
                 sock.close()
@@ -101,7 +100,7 @@ class Route:
                 self.target.ping(max(deadline - time.monotonic(), 0.001))
                 ran = self._ssh_control(["-O", "forward", "-L", spec], deadline)
             if ran.returncode != 0:
-                raise ViaError(errno.EIO, f"via {self.name}: ssh could not forward to {self.address(host, port)}: "
+                raise ViaError(f"via {self.name}: ssh could not forward to {self.address(host, port)}: "
                                           f"{_last_line(ran.stderr) or f'exit code {ran.returncode}'}")
             self._forwards[(host, port)] = path
             return path
@@ -153,6 +152,34 @@ def route_for(ctx, name: str) -> Route:
     if ctx.fleet is None:
         raise LookupError(f"via {name}: no hosts in this run (the environment's hosts: section names them)")
     return ctx.fleet.route(name)
+
+
+def route_of(item, ctx) -> Route | None:
+    """The route of an item with ``via:`` (None without one); ViaError naming the host when it
+    cannot be made (no such host in the run, testinfra missing, not an ssh host).
+
+    >>> from opsgate.probes import ProbeContext
+    >>> from opsgate.probes.http import HttpCheck
+    >>> route_of(HttpCheck(name="a", url="http://x/"), ProbeContext()) is None
+    True
+    >>> route_of(HttpCheck(name="a", url="http://x/", via="web1"), ProbeContext())
+    Traceback (most recent call last):
+    opsgate.via.ViaError: via web1: no hosts in this run (the environment's hosts: section names them)
+    """
+    if item.via is None:
+        return None
+    try:
+        return route_for(ctx, item.via)
+    except ViaError:
+        raise
+    except (LookupError, ImportError, OSError, ValueError) as exc:
+        text = str(exc) if str(exc).startswith("via ") else f"via {item.via}: cannot make its connection: {exc}"
+        raise ViaError(text) from None
+
+
+def evidence(item) -> dict[str, str]:
+    """What a check's values say of its route: ``{"via": "web1"}``, or nothing without one."""
+    return {"via": item.via} if item.via is not None else {}
 
 
 def cause(route: Route | None, url: str) -> str:

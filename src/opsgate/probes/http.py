@@ -140,11 +140,12 @@ def observe(item: HttpCheck, ctx) -> Observation:
     if item.via is not None:  # the request's connections are opened on that host (opsgate.via)
         from .. import via
 
-        shown, values["via"] = f"{shown} via {item.via}", item.via
+        values["via"] = item.via
         try:
-            route = via.route_for(ctx, item.via)
-        except (LookupError, ImportError, OSError, ValueError) as exc:
+            route = via.route_of(item, ctx)
+        except via.ViaError as exc:
             return Observation(values, error=f"{shown}: {exc}")
+        shown = f"{shown} via {item.via}"
     verify = item.tls_verify if isinstance(item.tls_verify, bool) else str(ctx.path(item.tls_verify))
     marked = {k for k, v in item.headers.items() if isinstance(v, SecretValue)}
     started = time.perf_counter()

@@ -41,13 +41,16 @@ class MetricsCheck(CheckItem):
 def observe(item: MetricsCheck, ctx) -> Observation:
     from prometheus_client.parser import text_string_to_metric_families  # paid by runs that scrape
 
+    from .. import via
     from ..httpclient import FetchError, fetch
 
+    route = None
     try:
-        status, body = fetch(item.url, item.timeout, item.tls_verify, item.max_body_bytes)
-    except FetchError as exc:
-        return Observation({"url": item.url}, error=str(exc))
-    values: dict[str, Any] = {"url": item.url, "status_code": status}
+        route = via.route_of(item, ctx)  # via: web1 - scraped from that host
+        status, body = fetch(item.url, item.timeout, item.tls_verify, item.max_body_bytes, route=route)
+    except (FetchError, via.ViaError) as exc:
+        return Observation({"url": item.url, **via.evidence(item)}, error=f"{exc}{via.cause(route, item.url)}")
+    values: dict[str, Any] = {"url": item.url, **via.evidence(item), "status_code": status}
     if status != 200:
         return Observation(values, error=f"GET {item.url}: HTTP {status}, expected 200 with a metrics exposition")
     try:

@@ -70,18 +70,20 @@ class ApiError(Exception):
     pass
 
 
-def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None = None) -> Any:
-    """One API call, within what is left of the check's timeout (a check makes up to three)."""
+def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None = None, route=None) -> Any:
+    """One API call, within what is left of the check's timeout (a check makes up to three);
+    ``route``: made through that host (``via:``)."""
     url = item.url.rstrip("/") + path
     left = deadline - time.monotonic()
     if left <= 0:
         raise ApiError(f"no time left within {item.timeout:g}s for GET {url}")
+    from .. import via
     from ..httpclient import FetchError, fetch  # requests: paid by runs that ask Prometheus
 
     try:
-        status, body = fetch(url, left, item.tls_verify, params=params)
+        status, body = fetch(url, left, item.tls_verify, params=params, route=route)
     except FetchError as exc:
-        raise ApiError(str(exc)) from None
+        raise ApiError(f"{exc}{via.cause(route, url)}") from None
     try:
         answer = json.loads(body)
     except (ValueError, RecursionError):
@@ -121,14 +123,20 @@ def _series_value(series: dict) -> float:
 
 
 def observe(item: PrometheusCheck, ctx) -> Observation:
+    from .. import via
+
     shown = target_name("prometheus", item.url, 9090)
-    values: dict[str, Any] = {"target": shown}
+    values: dict[str, Any] = {"target": shown, **via.evidence(item)}
     details: dict[str, Any] = {}
     explain = []
     deadline = time.monotonic() + item.timeout
     try:
+        route = via.route_of(item, ctx)  # via: web1 - asked from that host
+    except via.ViaError as exc:
+        return Observation(values, error=f"{shown}: {exc}")
+    try:
         if item.no_firing_alerts or item.alert_severities:
-            listed = _field(_api(item, deadline, "/api/v1/alerts"), "alerts", "/api/v1/alerts")
+            listed = _field(_api(item, deadline, "/api/v1/alerts", route=route), "alerts", "/api/v1/alerts")
             alerts = [a for a in listed if a.get("state") == "firing"]
             counted = [a for a in alerts
                        if _labels_of(a).get("alertname") not in item.allow_alerts
@@ -140,7 +148,7 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                 explain.append("firing: " + ", ".join(
                     f"{_labels_of(a).get('alertname')}({_labels_of(a).get('severity', '-')})" for a in counted[:5]))
         if item.query:
-            data = _api(item, deadline, "/api/v1/query", {"query": item.query})
+            data = _api(item, deadline, "/api/v1/query", {"query": item.query}, route)
             kind = data.get("resultType") if isinstance(data, dict) else None
             if kind not in ("vector", "scalar"):
                 raise ApiError(f"query {item.query!r} returned {kind and 'a ' + str(kind) or _shape(data)}, expected an instant vector")
@@ -157,7 +165,8 @@ def observe(item: PrometheusCheck, ctx) -> Observation:
                 explain.append("breaking: " + "; ".join(
                     f"{_labels(s['labels'])} = {s['value']:g}" for s in failing[:5]))
         if item.targets_up:
-            targets = _field(_api(item, deadline, "/api/v1/targets", {"state": "active"}), "activeTargets", "/api/v1/targets")
+            targets = _field(_api(item, deadline, "/api/v1/targets", {"state": "active"}, route), "activeTargets",
+                             "/api/v1/targets")
             if item.jobs:
                 targets = [t for t in targets if _labels_of(t).get("job") in item.jobs]
             down = [t for t in targets if t.get("health") != "up"]
