@@ -154,6 +154,15 @@ def test_a_server_only_inside_web1_is_reached_via_web1(ctx, inside):
     assert again.status == "pass", again.message
 
 
+def test_a_route_survives_its_ssh_connection_ending(ctx, inside):
+    url = f"http://127.0.0.1:{inside['port']}/token.txt"
+    item = HttpCheck(name="inside", url=url, via="web1", body_regex=inside["token"], timeout=15)
+    assert run_check(item, ctx).status == "pass"
+    ctx.fleet.target("web1").close()  # ssh -O exit: the master ends, and its forwards with it
+    again = run_check(item, ctx)  # a new master (the host's target reconnects) and the forward again
+    assert again.status == "pass", again.message
+
+
 @pytest.mark.negative("http")
 def test_without_via_or_via_another_host_it_is_not_reached(ctx, inside):
     url = f"http://127.0.0.1:{inside['port']}/token.txt"

@@ -56,6 +56,7 @@ class Route:
         self._host = backend.host.name
         self._dir: str | None = None
         self._forwards: dict[tuple[str, int], str] = {}
+        self._made = 0  # forwards made: each gets a new socket path (an ended master may leave its file)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -77,7 +78,8 @@ class Route:
             except (FileNotFoundError, ConnectionRefusedError):  # the master ended: its forwards with it
                 sock.close()
                 with self._lock:
-                    self._forwards.pop((host, port), None)
+                    if self._forwards.get((host, port)) == path:
+                        del self._forwards[(host, port)]
                 if attempt == 2:
                     raise ViaError(f"via {self.name}: its ssh connection ended and could not "
                                                        "forward again") from None
@@ -93,7 +95,8 @@ class Route:
                 return path
             if self._dir is None:  # short: a socket path is limited to ~100 bytes
                 self._dir = tempfile.mkdtemp(prefix="opsgate-via-")
-            path = f"{self._dir}/{len(self._forwards)}"
+            self._made += 1
+            path = f"{self._dir}/{self._made}"
             spec = f"{path}:{self.address(host, port)}"
             ran = self._ssh_control(["-O", "forward", "-L", spec], deadline)
             if ran.returncode != 0:  # no master (not made yet, or it ended): make it, then once more
