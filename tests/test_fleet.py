@@ -315,6 +315,11 @@ def fleet_checks(fleet, token: str) -> str:
         """)
 
 
+def address(host) -> str:
+    """How opsgate names a host's address: ``10.a.b.2``, or ``127.0.0.1:PORT`` without namespaces."""
+    return host.hostspec.split("@", 1)[1]
+
+
 @pytest.fixture
 def token():
     return f"{uuid.uuid4().int % 10**9:09d}"
@@ -377,6 +382,7 @@ def test_a_process_missing_on_one_host_fails_exactly_that_pair(tmp_path, ssh_fle
 
 
 def test_an_unreachable_host_is_one_root_cause_blocking_its_checks(tmp_path, ssh_fleet, servers, token):
+    ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     servers("web1", "web2", "db1")
     project = make_project(tmp_path, fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)))
     web2 = ssh_fleet["web2"]
@@ -395,11 +401,12 @@ def test_an_unreachable_host_is_one_root_cause_blocking_its_checks(tmp_path, ssh
     by_id = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
     assert by_id["test_process[server@web2]"]["blocked_by"] == ["reachable@web2"]
     message = by_id["test_reachable[reachable@web2]"]["message"]
-    assert message.startswith(f"web2: no route to {web2.address}") or "no answer from" in message, message
+    assert message.startswith(f"web2: no route to {address(web2)}") or "no answer from" in message, message
     assert run.report()["opsgate"]["counts"]["fail"] == 1, run.report()["opsgate"]["counts"]
 
 
 def test_a_hanging_host_costs_its_timeout_and_blocks_its_checks(tmp_path, ssh_fleet, servers, token):
+    ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     servers("web1", "web2", "db1")
     env = fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)).replace("connect_timeout: 5s", "connect_timeout: 2s")
     project = make_project(tmp_path, env)
@@ -414,10 +421,11 @@ def test_a_hanging_host_costs_its_timeout_and_blocks_its_checks(tmp_path, ssh_fl
     assert {t: s for t, s in status.items() if t.endswith("@db1]") and "reachable" not in t} == {
         "test_process[server@db1]": "blocked", "test_file[config@db1]": "blocked", "test_host[resources@db1]": "blocked"}
     assert all(s == "pass" for t, s in status.items() if not t.endswith("@db1]")), run.output
-    assert f"db1: no answer from {db1.address} within 2s" in run.output
+    assert f"db1: no answer from {address(db1)} within 2s" in run.output
 
 
 def test_a_wrong_host_key_is_refused_with_a_clear_message(tmp_path, ssh_fleet, servers, token):
+    ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     servers("web1", "web2", "db1")
     wrong = ssh_fleet.wrong_known_hosts()
     project = make_project(tmp_path, fleet_env(ssh_fleet, known_hosts=str(wrong), checks=fleet_checks(ssh_fleet, token)))
@@ -425,7 +433,7 @@ def test_a_wrong_host_key_is_refused_with_a_clear_message(tmp_path, ssh_fleet, s
     status = run.status()
     for host in ssh_fleet:
         assert status[f"test_reachable[reachable@{host.name}]"] == "fail", run.output
-        assert f"{host.name}: host key verification failed for {host.address}" in run.output
+        assert f"{host.name}: host key verification failed for {address(host)}" in run.output
         assert status[f"test_process[server@{host.name}]"] == "blocked"
     assert str(wrong) in run.output  # which known_hosts refused it
     # nothing ran on a host whose key was refused: not even the reachable check's command
@@ -434,6 +442,7 @@ def test_a_wrong_host_key_is_refused_with_a_clear_message(tmp_path, ssh_fleet, s
 
 def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token):
     """A host's password comes only from ${VAR} and is a secret; the private key is a path."""
+    ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     servers("web1", "web2", "db1")
     password = "fleet-pw-" + token
     db1 = ssh_fleet["db1"]
@@ -496,6 +505,7 @@ def test_a_check_named_reachable_on_hosts_is_a_load_error(tmp_path):
 def test_a_host_that_stops_answering_mid_run_costs_one_timeout(tmp_path, ssh_fleet):
     """After one operation outlived its deadline on a hung host, the next ones fail at once
     saying so, instead of each waiting out its own timeout."""
+    ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     web1 = ssh_fleet["web1"]
     hosts = {"web1": HostEntry(url=f"ssh://{web1.hostspec}")}
     fleet = Fleet(hosts, HostOptions(known_hosts=str(ssh_fleet.known_hosts), identity_file=str(ssh_fleet.identity_file),
@@ -554,3 +564,22 @@ def test_podman_containers_are_hosts_too(tmp_path):
     message = next(t["metadata"]["opsgate"]["message"] for t in run.report()["tests"] if "reachable@gone" in t["nodeid"])
     assert message.startswith(f"gone: cannot run a command on {gone} (podman): ") and "no container" in message, message
     assert run.report()["opsgate"]["hosts"]["box"] == {"groups": [], "transport": "podman"}
+
+
+def test_a_key_the_host_does_not_accept_fails_reachable_as_authentication(tmp_path, ssh_fleet):
+    import subprocess
+
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    web1 = ssh_fleet["web1"]
+    fleet = Fleet({"web1": HostEntry(url=f"ssh://{web1.hostspec}")},
+                  HostOptions(known_hosts=str(ssh_fleet.known_hosts), identity_file=str(key), connect_timeout=5), tmp_path)
+    item = ReachableCheck.model_construct(name="reachable@web1", timeout=5.0)
+    item._on_host = "web1"
+    try:
+        result = run_check(item, ProbeContext(tmp_path, fleet=fleet))
+    finally:
+        fleet.close()
+    assert result.status == "fail"
+    assert result.message == f"web1: authentication failed for {address(web1)} (identity file {key})", result.message
+    assert key.read_text().splitlines()[1] not in result.message
