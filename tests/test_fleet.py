@@ -381,16 +381,21 @@ def test_a_process_missing_on_one_host_fails_exactly_that_pair(tmp_path, ssh_fle
     assert "server@db1" in run.output
 
 
+def run_broken(project: Path, breaks, repairs):
+    """``pytest checks/daily`` while a host is broken (``breaks``), repaired afterwards whatever happens."""
+    breaks()
+    try:
+        return run_pytest(project, "-q")
+    finally:
+        repairs()
+
+
 def test_an_unreachable_host_is_one_root_cause_blocking_its_checks(tmp_path, ssh_fleet, servers, token):
     ssh_fleet.require_isolation()  # breaks hosts / reads fleet.srv: needs the namespaced hosts
     servers("web1", "web2", "db1")
     project = make_project(tmp_path, fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)))
     web2 = ssh_fleet["web2"]
-    web2.unreachable()
-    try:
-        run = run_pytest(project, "-q")
-    finally:
-        web2.reachable()
+    run = run_broken(project, web2.unreachable, web2.reachable)
     status = run.status()
     assert status["test_reachable[reachable@web2]"] == "fail", run.output
     on_web2 = {t for t in status if t.endswith("@web2]") and "reachable" not in t}
@@ -411,11 +416,7 @@ def test_a_hanging_host_costs_its_timeout_and_blocks_its_checks(tmp_path, ssh_fl
     env = fleet_env(ssh_fleet, checks=fleet_checks(ssh_fleet, token)).replace("connect_timeout: 5s", "connect_timeout: 2s")
     project = make_project(tmp_path, env)
     db1 = ssh_fleet["db1"]
-    db1.hang()
-    try:
-        run = run_pytest(project, "-q")
-    finally:
-        db1.resume()
+    run = run_broken(project, db1.hang, db1.resume)
     status = run.status()
     assert status["test_reachable[reachable@db1]"] == "fail", run.output
     assert {t: s for t, s in status.items() if t.endswith("@db1]") and "reachable" not in t} == {
