@@ -584,3 +584,9 @@ def test_a_key_the_host_does_not_accept_fails_reachable_as_authentication(tmp_pa
     assert result.status == "fail"
     assert result.message == f"web1: authentication failed for {address(web1)} (identity file {key})", result.message
     assert key.read_text().splitlines()[1] not in result.message
+
+
+def test_a_host_password_variable_unset_while_linting_is_no_error(tmp_path):
+    loaded = load_text(tmp_path, 'name: x\nhosts:\n  web1: "paramiko://deploy:${WEB_PW}@10.0.0.1"\n', environ={},
+                       allow_unset=True)
+    assert loaded.unset == ("WEB_PW",)

@@ -555,7 +555,7 @@ def _host_sources(env: Environment, lines: dict[Path_, int], shown: str, base: P
                 env.hosts[name] = entry
     for name, entry in env.hosts.items():
         password = _password(entry.url)
-        if not password:
+        if not password or _has_placeholder(password):  # unset while linting: no secret, not written in the file
             continue
         at = ("hosts", name, "url")
         if at not in hidden and ("hosts", name) not in hidden:
