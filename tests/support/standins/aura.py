@@ -16,6 +16,7 @@ The server reads ``.standin-state.json`` on every request, so a switch takes eff
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -85,22 +86,29 @@ while True:  # like the real one: port 8000 held by another process, it waits fo
 server.serve_forever()
 '''
 
-MONITORING_PY = r'''"""Aura's monitoring, standing in: a metrics sample a while to logs/metrics.jsonl."""
-import json, time
+MONITORING_PY = r'''"""Aura's monitoring, standing in: a metrics sample a while to logs/metrics.jsonl.
+
+It reads the state and appends its sample holding the stand-in's monitor lock, so a fault that
+rewrites the state and the metrics under the same lock is never followed by a sample of the state
+from before it."""
+import fcntl, json, os, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 HOME = Path(__file__).resolve().parents[1]
+EVERY_S = float(os.environ.get("AURA_STANDIN_MONITOR_S", "30"))  # shorter: races with faults tried often
 while True:
     try:
-        s = json.loads((HOME / ".standin-state.json").read_text())
-        sample = {"timestamp": datetime.now(timezone.utc).isoformat(), "cpu_percent": s["cpu_percent"],
-                  "memory_percent": s["memory_percent"], "disk_usage_percent": s["disk_usage_percent"]}
-        with open(HOME / "logs" / "metrics.jsonl", "a") as out:
-            out.write(json.dumps(sample) + "\n")
+        with open(HOME / ".standin-monitor.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            s = json.loads((HOME / ".standin-state.json").read_text())
+            sample = {"timestamp": datetime.now(timezone.utc).isoformat(), "cpu_percent": s["cpu_percent"],
+                      "memory_percent": s["memory_percent"], "disk_usage_percent": s["disk_usage_percent"]}
+            with open(HOME / "logs" / "metrics.jsonl", "a") as out:
+                out.write(json.dumps(sample) + "\n")
     except (OSError, ValueError, KeyError):
         pass
-    time.sleep(30)
+    time.sleep(EVERY_S)
 '''
 
 RUN_TESTS_SH = """#!/bin/sh
@@ -204,6 +212,14 @@ class AuraStandIn:
         (self.home / "logs" / "alerts.jsonl").write_text(
             json.dumps({"timestamp": now.isoformat(), "type": "cpu", "message": "CPU above 80% for 1 minute"}) + "\n")
 
+    @contextlib.contextmanager
+    def monitor_paused(self) -> Iterator[None]:
+        """Hold the lock monitoring.py takes to read the state and append its sample: what is
+        done inside is never interleaved with a sample, nor followed by one of the state before."""
+        with open(self.home / ".standin-monitor.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def _write_state(self, state: dict) -> None:
         path = self.home / ".standin-state.json"
         path.with_suffix(".tmp").write_text(json.dumps(state))
@@ -281,13 +297,18 @@ class AuraStandIn:
             elif name == "backup-stale":
                 self.take_backup(datetime.now() - timedelta(hours=3))  # the RPO is 1 hour
             elif name == "cpu-average":
-                (self.home / "logs" / "metrics.jsonl").write_text(_metrics(datetime.now(timezone.utc), 88.0))
+                # Aura has run at 88 % for the last two hours and still does: the monitor's own
+                # samples during the fault are 88 too, so the average it reads is 88 whenever it ticks
+                with self.monitor_paused():
+                    self._write_state({**state, "cpu_percent": 88.0})
+                    (self.home / "logs" / "metrics.jsonl").write_text(_metrics(datetime.now(timezone.utc), 88.0))
             yield
         finally:
-            self._write_state(HEALTHY_STATE)
+            with self.monitor_paused():  # no sample of the faulty state lands after the heal
+                self._write_state(HEALTHY_STATE)
+                if name in ("critical-log", "error-log", "cpu-average"):
+                    self.reset_logs()
             (self.home / ".standin-failing-test").unlink(missing_ok=True)
-            if name in ("critical-log", "error-log", "cpu-average"):
-                self.reset_logs()
             if name in ("server-down", "port-held"):
                 self.stop_server()
                 self._end(self.squatter)
