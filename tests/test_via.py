@@ -74,6 +74,20 @@ def test_via_makes_the_check_depend_on_the_host_being_reachable(tmp_path):
     assert items["reachable@web1"].severity == "P0" and items["reachable@web1"].on_host == "web1"
 
 
+def test_opsgate_list_shows_the_via_hosts_reachable_check_first(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "env.yaml"
+    path.write_text(HOSTS + HTTP.format("web1"))
+    out = subprocess.run([sys.executable, "-m", "opsgate.cli", "list", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["test_reachable[reachable@web1]", "test_http[api]"], out.stdout
+    assert rows[1][-1] == "reachable@web1"  # AFTER: what it waits for
+
+
 HTTP = "http:\n  - name: api\n    url: http://127.0.0.1:1/\n    via: {}\n"
 
 

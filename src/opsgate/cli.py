@@ -111,12 +111,14 @@ def _list(args: argparse.Namespace) -> int:
         if check.on_host is not None:
             copies.setdefault(check.name.rsplit("@", 1)[0], []).append(check)
     listed: set[str] = set()
+    via = {c.name: c for c in loaded.env.items() if c.via} if loaded.env.hosts else {}  # with reachable@ first
     for kind in KINDS:
         for index, raw in enumerate(getattr(loaded.env, kind)):
-            for item in copies.get(raw.name, [raw]) if raw.hosts else [raw]:
-                if item.on_host is not None and item.kind != "reachable" and f"reachable@{item.on_host}" not in listed:
-                    listed.add(f"reachable@{item.on_host}")
-                    reach = next(c for c in copies["reachable"] if c.name == f"reachable@{item.on_host}")
+            for item in copies.get(raw.name, [raw]) if raw.hosts else [via.get(raw.name, raw)]:
+                host = item.on_host or item.via
+                if host is not None and item.kind != "reachable" and f"reachable@{host}" not in listed:
+                    listed.add(f"reachable@{host}")
+                    reach = next(c for c in copies["reachable"] if c.name == f"reachable@{host}")
                     rows.append((f"test_reachable[{reach.name}]", ",".join(reach.cadence),
                                  sev.label(reach.severity, loaded.env.severity_scale), "-", "-", "-"))
                 rows.append(_row(item, loaded, kind, index))
