@@ -590,3 +590,32 @@ def test_a_host_password_variable_unset_while_linting_is_no_error(tmp_path):
     loaded = load_text(tmp_path, 'name: x\nhosts:\n  web1: "paramiko://deploy:${WEB_PW}@10.0.0.1"\n', environ={},
                        allow_unset=True)
     assert loaded.unset == ("WEB_PW",)
+
+
+def test_an_ansible_inventory_gives_the_hosts_and_groups(tmp_path, ssh_fleet):
+    """Needs ansible-core (ansible-inventory, and ansible for testinfra's backend); skipped without."""
+    import shutil
+
+    if not shutil.which("ansible-inventory") or importlib.util.find_spec("ansible") is None:
+        pytest.skip("ansible-core is not installed")
+    web1, db1 = ssh_fleet["web1"], ssh_fleet["db1"]
+    (tmp_path / "inventory.ini").write_text("\n".join([
+        "[web]", f"web1 ansible_host={web1.address} ansible_port={web1.port}",
+        "[db]", f"db1 ansible_host={db1.address} ansible_port={db1.port}",
+        "[other]", "elsewhere ansible_host=192.0.2.1",
+        "[all:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={ssh_fleet.identity_file}",
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={ssh_fleet.known_hosts} -o StrictHostKeyChecking=yes'"]) + "\n")
+    project = make_project(tmp_path, textwrap.dedent("""\
+        name: inv
+        inventory: {file: ../inventory.ini, pattern: "web:db"}
+        file:
+          - {name: conf, hosts: all, path: /etc/hostname}
+        command:
+          - {name: who, hosts: web, argv: [id, -un], stdout_regex: '^root$'}
+        """))
+    run = run_pytest(project, "-q")
+    assert run.status() == dict.fromkeys(["test_reachable[reachable@db1]", "test_file[conf@db1]",
+                                          "test_reachable[reachable@web1]", "test_file[conf@web1]",
+                                          "test_command[who@web1]"], "pass"), run.output
+    assert run.report()["opsgate"]["hosts"] == {"db1": {"groups": ["db"], "transport": "ansible"},
+                                                "web1": {"groups": ["web"], "transport": "ansible"}}
