@@ -107,6 +107,7 @@ class _Exchange:
         self.peer_cert: bytes | None = None  # DER of the first hop's certificate
         self.reused = False  # the current request went out on a kept-alive connection
         self.route = None  # opsgate.via.Route: connections are opened on that host (via:)
+        self.entry: list | None = None  # its place in the watchdog's heap
         self._lock = threading.Lock()
         # a duplicate of each open socket: shutting a duplicate down ends reads on the original
         # even while TLS owns it (a handshake in progress), and it is never closed under us
@@ -162,6 +163,7 @@ class _Exchange:
         with self._lock:
             self.done = True
             dups, self._open = list(self._open.items()), {}
+        _WATCHDOG.forget(self)
         for key, dup in dups:
             if isinstance(key, _Watched):  # still watched: not released whole, never reused
                 key.tainted = True
@@ -183,36 +185,60 @@ def _shut(sock: socket.socket) -> None:
 
 class _Watchdog:
     """One daemon thread that expires exchanges at their deadlines (a heap, not a timer
-    thread per probe: a thousand probes waiting at once cost one thread here)."""
+    thread per probe: a thousand probes waiting at once cost one thread here). A finished
+    exchange is let go at once: its entry keeps only its deadline until the heap drops it,
+    so thousands of exchanges finished within their timeout are not all held until then."""
 
     def __init__(self) -> None:
         self._heap: list = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._seq = 0
+        self._finished = 0  # entries in the heap whose exchange finished
 
     def add(self, exchange: _Exchange) -> None:
         with self._cond:
             self._seq += 1
-            heapq.heappush(self._heap, (exchange.deadline, self._seq, exchange))
+            if self._finished > 64 and self._finished * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[2] is not None]  # amortised: O(1) per add
+                heapq.heapify(self._heap)
+                self._finished = 0
+            entry = exchange.entry = [exchange.deadline, self._seq, exchange]
+            heapq.heappush(self._heap, entry)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="opsgate-http-watchdog", daemon=True)
                 self._thread.start()
-            if self._heap[0][2] is exchange:  # only an earlier deadline than it waits for wakes it
+            if self._heap[0] is entry:  # only an earlier deadline than it waits for wakes it
                 self._cond.notify()
+
+    def forget(self, exchange: _Exchange) -> None:
+        """``exchange`` finished: nothing is left to expire."""
+        entry = getattr(exchange, "entry", None)
+        if entry is None:
+            return
+        with self._cond:
+            if entry[2] is not None:
+                entry[2] = None
+                self._finished += 1
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._heap:
                     self._cond.wait()
-                deadline, _, exchange = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
+                entry = self._heap[0]
+                exchange = entry[2]
+                if exchange is not None:
+                    wait = entry[0] - time.monotonic()
+                    if wait > 0:
+                        self._cond.wait(wait)
+                        continue
+                    entry[2] = None  # expired here: a later forget() has nothing to count
+                else:
+                    self._finished -= 1
                 heapq.heappop(self._heap)
-            exchange.expire()
+            if exchange is not None:
+                exchange.expire()
 
 
 _WATCHDOG = _Watchdog()

@@ -489,17 +489,34 @@ class CheckRun:
         if type(item) is not ConfiguredCheck or not self._slim_protocol(item):
             return None
         ihook = item.ihook
+        previous, self._previous = self._previous, item
+        if previous is not None:
+            # pytest-timeout keeps its cancel closure on every item once its timer is cancelled;
+            # the previous item's protocol (and pytest-timeout's wrapper around it) has ended
+            previous.__dict__.pop("cancel_timeout", None)
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         item._json_report_extra = {"setup": {}, "call": {}, "teardown": {}}  # what json-report's phase wrappers set
         session = item.session
         reraise = get_reraise_exceptions(item.config)
-        if _phase(item, "setup", lambda: session._setupstate.setup(item), reraise).passed:
-            _phase(item, "call", item.runtest, reraise)
+        kept = self._terminal_stats(item.config)
+        if _phase(item, "setup", lambda: session._setupstate.setup(item), reraise, kept).passed:
+            _phase(item, "call", item.runtest, reraise, kept)
         if session.shouldfail or session.shouldstop:
             nextitem = None  # tear everything down, as pytest's protocol does
-        _phase(item, "teardown", lambda: session._setupstate.teardown_exact(nextitem), reraise)
+        _phase(item, "teardown", lambda: session._setupstate.teardown_exact(nextitem), reraise, kept)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    _previous: pytest.Item | None = None
+    _stats: dict | None = None
+
+    def _terminal_stats(self, config: pytest.Config) -> dict | None:
+        if self._stats is None:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            self._stats = getattr(reporter, "stats", None)
+            if not isinstance(self._stats, dict):
+                self._stats = {}
+        return self._stats
 
     _slim: bool | None = None
 
@@ -579,12 +596,22 @@ SLIM_PHASE_PLUGINS = frozenset({"runner", "capturemanager", "logging-plugin", "s
                                 "unraisableexception", "timeout", "hypothesispytest", "opsgate-run"})
 
 
-def _phase(item: pytest.Item, when: str, run: Any, reraise: tuple) -> pytest.TestReport:
-    """One phase of the slim protocol, reported as pytest's ``call_and_report`` does."""
+def _phase(item: pytest.Item, when: str, run: Any, reraise: tuple, stats: dict | None = None) -> pytest.TestReport:
+    """One phase of the slim protocol, reported as pytest's ``call_and_report`` does.
+
+    A passing setup or teardown with nothing captured is then dropped from the terminal's
+    ``stats[""]``: the terminal keeps every report to look for teardown output of failed
+    tests (by scanning them all, per failure), and a configured check's has none. Thousands
+    of checks then neither hold two reports each until the end nor make a run with many
+    failures quadratic in its summary. pytest-json-report has its entry from the hooks."""
     call = pytest.CallInfo.from_call(run, when=when, reraise=reraise)
     ihook = item.ihook
     report = ihook.pytest_runtest_makereport(item=item, call=call)
     ihook.pytest_runtest_logreport(report=report)
+    if stats and when != "call" and report.passed and not report.sections:
+        unlabelled = stats.get("")
+        if unlabelled and unlabelled[-1] is report:
+            unlabelled.pop()
     if check_interactive_exception(call, report):
         ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report

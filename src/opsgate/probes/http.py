@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import time
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -216,8 +217,12 @@ def response_headers(received: dict) -> dict[str, str]:
     """
     out = {}
     for name, value in received.items():
-        key = str(name).lower()
-        out[key] = f"{out[key]}, {value}" if key in out else str(value)
+        # interned: thousands of checks keep the same few names and values (server,
+        # content-type ...) as one string each, not one per check (interned strings still go
+        # once nothing holds them)
+        key = sys.intern(str(name).lower())
+        text = str(value)
+        out[key] = f"{out[key]}, {text}" if key in out else sys.intern(text) if len(text) <= 256 else text
         if is_secret_name(key):
             REDACTOR.add(out[key])
     return out
