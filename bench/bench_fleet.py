@@ -70,7 +70,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_http import base_env  # noqa: E402  (the environment every benchmark uses)
-from bench_scale import COMMON_FLAGS, PY, TIME_BIN, Proc, run  # noqa: E402  (one timed process)
+from bench_scale import COMMON_FLAGS, PY, TIME_BIN, Proc, run, tree_state  # noqa: E402  (one timed process)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -547,6 +547,8 @@ def main() -> int:
     print(f"nproc {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), Python {platform.python_version()} "
           f"({PY}), {platform.system()} {platform.release()}")
     print("load average %.2f %.2f %.2f at the start (other work on the machine skews wall times)" % os.getloadavg())
+    measured = tree_state()
+    print(f"measuring opsgate in this tree: {measured}")
     tmp = Path(tempfile.mkdtemp(prefix="opsgate-bench-fleet-"))
     figures: dict = {}
     all_ok = True
@@ -652,7 +654,7 @@ def main() -> int:
         figures = {
             "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                         "loadavg_at_end": os.getloadavg()},
-            "hosts": n, "checks": N_CHECKS, "repeat": repeat, "cpu_sample_s": args.cpu_sample,
+            "measured": measured, "hosts": n, "checks": N_CHECKS, "repeat": repeat, "cpu_sample_s": args.cpu_sample,
             "testinfra_mux": not args.no_mux, "memory_from": "/usr/bin/time -v" if TIME_BIN else "VmHWM polled",
             "ways": {k: {kk: vv for kk, vv in asdict(p).items() if kk != "tail"} | {"runs_s": s}
                      | {"masters_cpu_s": getattr(p, "masters_cpu_s", None), "sshd_cpu_s": getattr(p, "sshd_cpu_s", None)}
