@@ -104,7 +104,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.runbook:
         return _list_runbook(args, loaded)
     rows = [("CHECK", "CADENCE", "SEVERITY", "RETRY", "WINDOW", "AFTER")]
-    from .model import KINDS
+    from .kinds import REGISTRY  # the kinds' names: only the environment's kinds are imported
 
     copies: dict[str, list] = {}  # an item with hosts: -> its check@host copies (and each host's reachable@host first)
     for check in loaded.env.items() if loaded.env.hosts else ():
@@ -112,7 +112,7 @@ def _list(args: argparse.Namespace) -> int:
             copies.setdefault(check.name.rsplit("@", 1)[0], []).append(check)
     listed: set[str] = set()
     via = {c.name: c for c in loaded.env.items() if c.via} if loaded.env.hosts else {}  # with reachable@ first
-    for kind in KINDS:
+    for kind in REGISTRY:
         for index, raw in enumerate(getattr(loaded.env, kind)):
             for item in copies.get(raw.name, [raw]) if raw.hosts else [via.get(raw.name, raw)]:
                 host = item.on_host or item.via
