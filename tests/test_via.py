@@ -178,6 +178,19 @@ def test_a_route_survives_its_ssh_connection_ending(ctx, inside):
 
 
 @pytest.mark.negative("http")
+def test_via_a_host_that_stopped_answering_fails_at_the_checks_deadline(ctx, fleet, inside):
+    url = f"http://127.0.0.1:{inside['port']}/token.txt"
+    assert run_check(HttpCheck(name="inside", url=url, via="web1", timeout=15), ctx).status == "pass"
+    fleet["web1"].hang()  # its sshd stopped: the forward's channel gets no answer
+    try:
+        stalled = run_check(HttpCheck(name="inside", url=url, via="web1", timeout=2), ctx)
+    finally:
+        fleet["web1"].resume()
+    assert stalled.status in ("fail", "error")
+    assert stalled.message.startswith(f"GET {url} via web1: ") and "within 2s" in stalled.message, stalled.message
+
+
+@pytest.mark.negative("http")
 def test_without_via_or_via_another_host_it_is_not_reached(ctx, inside):
     url = f"http://127.0.0.1:{inside['port']}/token.txt"
     direct = run_check(HttpCheck(name="direct", url=url, body_regex=inside["token"], timeout=5), ctx)

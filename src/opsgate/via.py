@@ -89,7 +89,11 @@ class Route:
         raise AssertionError("unreachable")
 
     def _forward(self, host: str, port: int, deadline: float) -> str:
-        with self._lock:
+        # bounded: another check setting up a forward to a host that stopped answering must not
+        # hold this one past its own deadline
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.001)):
+            raise TimeoutError(f"via {self.name}: another check's forward through it did not finish in time")
+        try:
             path = self._forwards.get((host, port))
             if path is not None:
                 return path
@@ -104,9 +108,11 @@ class Route:
                 ran = self._ssh_control(["-O", "forward", "-L", spec], deadline)
             if ran.returncode != 0:
                 raise ViaError(f"via {self.name}: ssh could not forward to {self.address(host, port)}: "
-                                          f"{_last_line(ran.stderr) or f'exit code {ran.returncode}'}")
+                               f"{_last_line(ran.stderr) or f'exit code {ran.returncode}'}")
             self._forwards[(host, port)] = path
             return path
+        finally:
+            self._lock.release()
 
     def _ssh_control(self, options: list[str], deadline: float) -> subprocess.CompletedProcess:
         left = deadline - time.monotonic()
@@ -185,14 +191,15 @@ def evidence(item) -> dict[str, str]:
     return {"via": item.via} if item.via is not None else {}
 
 
-def cause(route: Route | None, url: str) -> str:
-    """What to add to a failure through ``route``: why the host cannot connect to the URL's
+def cause(route: Route | None, url: str, failure: str = "") -> str:
+    """What to add to a ``failure`` through ``route``: why the host cannot connect to the URL's
     address, when it cannot ("; web1 cannot connect to 127.0.0.1:8080: Connection refused").
+    Not asked after a stall: a host that stopped answering would only hold the check longer.
 
-    >>> cause(None, "http://x/")
+    >>> cause(None, "http://x/", "connection refused")
     ''
     """
-    if route is None:
+    if route is None or "(stalled " in failure:
         return ""
     from urllib.parse import urlsplit
 

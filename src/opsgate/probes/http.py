@@ -160,7 +160,7 @@ def observe(item: HttpCheck, ctx) -> Observation:
     except client.Failed as exc:
         if exc.cert_days_left is not None:
             values["cert_days_left"] = exc.cert_days_left
-        return Observation(values, error=f"{shown}: {exc}{via.cause(route, item.url) if route else ''}")
+        return Observation(values, error=f"{shown}: {exc}{via.cause(route, item.url, str(exc)) if route else ''}")
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     headers = response_headers(answer.headers)
     values.update(

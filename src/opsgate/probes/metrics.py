@@ -49,7 +49,7 @@ def observe(item: MetricsCheck, ctx) -> Observation:
         route = via.route_of(item, ctx)  # via: web1 - scraped from that host
         status, body = fetch(item.url, item.timeout, item.tls_verify, item.max_body_bytes, route=route)
     except (FetchError, via.ViaError) as exc:
-        return Observation({"url": item.url, **via.evidence(item)}, error=f"{exc}{via.cause(route, item.url)}")
+        return Observation({"url": item.url, **via.evidence(item)}, error=f"{exc}{via.cause(route, item.url, str(exc))}")
     values: dict[str, Any] = {"url": item.url, **via.evidence(item), "status_code": status}
     if status != 200:
         return Observation(values, error=f"GET {item.url}: HTTP {status}, expected 200 with a metrics exposition")

@@ -83,7 +83,7 @@ def _api(item: PrometheusCheck, deadline: float, path: str, params: dict | None 
     try:
         status, body = fetch(url, left, item.tls_verify, params=params, route=route)
     except FetchError as exc:
-        raise ApiError(f"{exc}{via.cause(route, url)}") from None
+        raise ApiError(f"{exc}{via.cause(route, url, str(exc))}") from None
     try:
         answer = json.loads(body)
     except (ValueError, RecursionError):
