@@ -166,6 +166,12 @@ def test_a_server_only_inside_web1_is_reached_via_web1(ctx, inside):
     assert result.evidence["observed"]["status_code"] == 200
     again = run_check(item, ctx)  # the same forward, a kept-alive connection of the route's own pool
     assert again.status == "pass", again.message
+    # the forward is a Unix socket in a folder only this user can enter (no loopback port any
+    # local user could use), removed with the run's connections
+    folder = Path(ctx.fleet.route("web1")._dir)
+    assert folder.stat().st_mode & 0o077 == 0 and any(p.is_socket() for p in folder.iterdir())
+    ctx.fleet.close()
+    assert not folder.exists()
 
 
 def test_a_route_survives_its_ssh_connection_ending(ctx, inside):
