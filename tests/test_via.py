@@ -23,6 +23,7 @@ from opsgate.probes import ProbeContext
 from opsgate.probes.http import HttpCheck
 from opsgate.probes.metrics import MetricsCheck
 from opsgate.probes.prometheus import PrometheusCheck
+from opsgate.probes.redis import RedisCheck
 from opsgate.runner import run_check
 from opsgate.targets.fleet import Fleet
 from tests.support.http_target import TlsCert, free_port
@@ -99,7 +100,8 @@ HTTP = "http:\n  - name: api\n    url: http://127.0.0.1:1/\n    via: {}\n"
     (HOSTS + HTTP.format("box"), "expected a host reached over ssh:// (the request goes through a forward over its "
                                  "ssh connection), seen 'box', a podman:// host"),
     (HOSTS + "tcp:\n  - name: api\n    port: 5432\n    via: web1\n",
-     "expected no via: on a tcp check; via: (a request made through a host) is for http, metrics, prometheus"),
+     "expected no via: on a tcp check; via: (a request made through a host) is for http, metrics, prometheus, "
+     "redis"),
     ("name: x\n" + HTTP.format("web1"), "expected a host of hosts: (no hosts (the environment has no hosts: "
                                         "section)), seen 'web1'"),
 ], ids=["unknown", "group", "not-ssh", "not-http", "no-hosts"])
@@ -254,6 +256,33 @@ def test_prometheus_is_asked_through_the_host(ctx, inside):
     assert behind_web2.status in ("fail", "error")
     assert f"web2 cannot connect to 127.0.0.1:{inside['port']}: Connection refused" in behind_web2.message, \
         behind_web2.message
+
+
+@pytest.fixture(scope="module")
+def redis_inside(fleet):
+    """A Redis server listening on web1's own loopback only."""
+    web1, port = fleet["web1"], free_port()
+    pid = web1.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--dir", fleet.srv])
+    web1.run(["sh", "-c", f"for i in $(seq 100); do redis-cli -p {port} ping && exit 0; sleep 0.1; done; exit 1"])
+    yield port
+    web1.kill(pid)
+
+
+@pytest.mark.negative("redis")
+def test_redis_is_checked_through_the_host(ctx, redis_inside):
+    url = f"redis://127.0.0.1:{redis_inside}/0"
+    inside_web1 = run_check(RedisCheck(name="cache", url=url, role="master", via="web1", timeout=15), ctx)
+    assert inside_web1.status == "pass", inside_web1.message
+    assert inside_web1.evidence["observed"]["via"] == "web1"
+    direct = run_check(RedisCheck(name="cache", url=url, role="master", timeout=5), ctx)
+    assert direct.status in ("fail", "error") and "connection refused" in direct.message, direct.message
+    behind_web2 = run_check(RedisCheck(name="cache", url=url, via="web2", timeout=10), ctx)
+    assert behind_web2.status in ("fail", "error")
+    assert behind_web2.message.startswith(f"redis 127.0.0.1:{redis_inside}/0 via web2: "), behind_web2.message
+    assert f"web2 cannot connect to 127.0.0.1:{redis_inside}: Connection refused" in behind_web2.message
+    tls = run_check(RedisCheck(name="cache", url=url.replace("redis:", "rediss:"), via="web1", timeout=5), ctx)
+    assert tls.status in ("fail", "error") and "rediss:// (TLS) cannot go through a host yet" in tls.message
 
 
 def via_env(fleet, inside) -> str:

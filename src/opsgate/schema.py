@@ -160,7 +160,7 @@ class CheckItem(Strict):
     hosts: Annotated[list[str], BeforeValidator(_name_list)] | None = Field(
         None, description="host-level kinds: the hosts it runs on - a host name, a group, \"all\", or a list of them "
                           "(from the environment's hosts: section); one test per host, named check@host")
-    via: str | None = Field(None, description="http, metrics, prometheus: a host of hosts: (reached over ssh) the "
+    via: str | None = Field(None, description="http, metrics, prometheus, redis: a host of hosts: (ssh) the "
                                               "request runs on, through a forward over its ssh connection; the "
                                               "check then depends on reachable@<host>")
     # the host this copy runs on (set when the environment expands ``hosts``); None: where opsgate runs

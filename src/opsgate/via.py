@@ -35,7 +35,11 @@ import time
 #: transports a route can be made over (an OpenSSH master connection)
 VIA_TRANSPORTS = ("ssh", "safe-ssh")
 #: the kinds that accept ``via:`` (they connect with opsgate's HTTP client)
-VIA_KINDS = ("http", "metrics", "prometheus")
+VIA_KINDS = ("http", "metrics", "prometheus", "redis")
+
+
+#: the port a URL without one means, by scheme
+DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379}
 
 
 class ViaError(OSError):
@@ -186,6 +190,23 @@ def route_of(item, ctx) -> Route | None:
         raise ViaError(text) from None
 
 
+def redis_connection(route: Route):
+    """A redis-py connection class whose sockets are opened through ``route`` (plain redis://:
+    redis-py cannot put TLS on a socket it did not make, so rediss:// is refused by the probe)."""
+    import redis
+
+    class RoutedConnection(redis.Connection):
+        def _connect(self):
+            sock = route.connect(self.host, self.port, self.socket_connect_timeout or 10.0)
+            sock.settimeout(self.socket_timeout)
+            return sock
+
+        def _host_error(self):
+            return f"{self.host}:{self.port} via {route.name}"
+
+    return RoutedConnection
+
+
 def evidence(item) -> dict[str, str]:
     """What a check's values say of its route: ``{"via": "web1"}``, or nothing without one."""
     return {"via": item.via} if item.via is not None else {}
@@ -205,7 +226,7 @@ def cause(route: Route | None, url: str, failure: str = "") -> str:
 
     parts = urlsplit(url)
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
     except ValueError:
         return ""
     found = route.diagnose(parts.hostname or "", port)

@@ -60,26 +60,43 @@ def _cause(exc: Exception, item: RedisCheck) -> str:
     return f"{type(exc).__name__}: {REDACTOR.excerpt(text, 200)}"
 
 
-def _client(item: RedisCheck) -> redis.Redis:
+def _client(item: RedisCheck, route=None) -> redis.Redis:
     import redis  # paid by runs that check Redis
 
+    routed = {}
+    if route is not None:  # via: web1 - its connections opened on that host
+        from ..via import redis_connection
+
+        routed = {"connection_class": redis_connection(route)}
     return redis.Redis.from_url(item.url, socket_timeout=item.timeout, socket_connect_timeout=item.timeout,
-                                retry_on_timeout=False, client_name="opsgate")
+                                retry_on_timeout=False, client_name="opsgate", **routed)
 
 
 def observe(item: RedisCheck, ctx) -> Observation:
     import redis
 
+    from .. import via
+
     shown = target_name("redis", item.url, 6379, "/0")
-    values: dict[str, Any] = {"target": shown}
+    values: dict[str, Any] = {"target": shown, **via.evidence(item)}
+    route = None
     try:
-        with ctx.shared.use(("redis", item.url), lambda: _client(item), item.timeout) as client:
+        route = via.route_of(item, ctx)
+        if route is not None and item.url.startswith("rediss:"):
+            raise via.ViaError(f"via {item.via}: rediss:// (TLS) cannot go through a host yet; use redis:// or "
+                               "no via:")
+    except via.ViaError as exc:
+        return Observation(values, error=f"{shown}: {exc}")
+    shown += f" via {item.via}" if route is not None else ""
+    try:
+        # keyed by the route too: a client through web1 and one from here never share connections
+        with ctx.shared.use(("redis", item.url, item.via), lambda: _client(item, route), item.timeout) as client:
             started = time.perf_counter()
             client.ping()
             values["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             info = client.info()
     except (redis.RedisError, OSError, TimeoutError) as exc:
-        return Observation(values, error=f"{shown}: {_cause(exc, item)}")
+        return Observation(values, error=f"{shown}: {_cause(exc, item)}{via.cause(route, item.url, str(exc))}")
     maxmemory = int(info.get("maxmemory", 0))
     values.update(
         role="replica" if info.get("role") == "slave" else str(info.get("role")),
