@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 import pydantic
 
@@ -43,7 +43,7 @@ from . import runbook
 from .hosts import InventoryError, fleet_problems, inventory_hosts
 from .kinds import REGISTRY
 from .model import SecretValue, environment_for
-from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_variable
+from .redact import MIN_SECRET, REDACTOR, is_secret_name, is_secret_parameter, is_secret_variable
 from .yamlfile import Path_, Problem, ProblemsError, dotted, line_of, parse, problems_from, read
 
 if TYPE_CHECKING:
@@ -250,6 +250,8 @@ class _Substitution:
         if isinstance(value, list):
             return [self.walk(v, at + (i,)) for i, v in enumerate(value)]
         if not isinstance(value, str) or "$" not in value:
+            if isinstance(value, str) and "?" in value and "://" in value:
+                _register_query_credentials(value)  # before validation: a load error masks them already
             return value
         if len(at) == 3 and at[0] == "command" and at[2] == "shell" and isinstance(at[1], int):
             return shell_references(value, lambda m: self._shell_variable(m, at))
@@ -261,8 +263,11 @@ class _Substitution:
                 userinfo = range(start, end + 1)
                 colon = value.find(":", start, end)  # no ':' here: the variable holds user:password
                 password = range(colon + 1 if colon >= 0 else start, end + 1)
-        return _VAR.sub(lambda m: self._value(m, at, m.start() in userinfo and m.end() in userinfo,
-                                              m.start() in password and m.end() in password), value)
+        result = _VAR.sub(lambda m: self._value(m, at, m.start() in userinfo and m.end() in userinfo,
+                                                m.start() in password and m.end() in password), value)
+        if "?" in result and "://" in result:
+            _register_query_credentials(result)
+        return result
 
     def _value(self, match: re.Match, at: Path_, in_userinfo: bool = False, in_password: bool = False) -> str:
         if match.group(0) == "$$":
@@ -438,8 +443,7 @@ def register_secret(value: str, whole: bool = False) -> bool:
     """
     if not value:
         return True
-    password = _password(value) if "://" in value else None
-    parts = [password, unquote(password)] if password else []
+    parts = [form for secret in _address_secrets(value) for form in _decoded(secret)] if "://" in value else []
     if whole or not parts:
         parts.insert(0, value)
     return all([REDACTOR.add(part) for part in parts])
@@ -625,11 +629,10 @@ def _register_secrets(env: Environment, lines: dict[Path_, int], shown: str,
         for index, item in enumerate(getattr(env, kind_name)):
             for field in REGISTRY[kind_name].secret_fields:  # what its kind module declares secret
                 value, at = getattr(item, field), (kind_name, index, field)
-                if isinstance(value, str):  # an address: the password in it
-                    password = _password(value)
-                    if password:
-                        register(password, at, whole=True)
-                        register(unquote(password), at, whole=True)
+                if isinstance(value, str):  # an address: the password in it, the credentials in its query
+                    for secret in _address_secrets(value):
+                        for form in _decoded(secret):
+                            register(form, at, whole=True)
                 elif isinstance(value, dict):
                     for name, entry in value.items():
                         _register_entry(name, entry, at + (name,), field == "env", env.secrets, register, skip)
@@ -662,6 +665,48 @@ def _password(address: str) -> str | None:
         return urlsplit(address).password
     except ValueError:  # not a URL after all
         return None
+
+
+def _query_credentials(address: str) -> list[str]:
+    """The values of an address's credential query parameters, as written (not decoded).
+
+    >>> _query_credentials("postgresql://app@db/shop?sslmode=require&password=hunter2xyz&sslpassword=k%26y-9")
+    ['hunter2xyz', 'k%26y-9']
+    """
+    try:
+        query = urlsplit(address).query
+    except ValueError:  # not a URL after all
+        return []
+    found = []
+    for pair in re.split(r"[&;]", query):
+        name, eq, value = pair.partition("=")
+        if eq and value and is_secret_parameter(unquote_plus(name)):
+            found.append(value)
+    return found
+
+
+def _address_secrets(address: str) -> list[str]:
+    """The credentials an address carries: the password of its user, and the values of the
+    credential parameters of its query string (``?password=``, ``?sslpassword=``, ``?token=``).
+
+    >>> _address_secrets("redis://:rpw-1234@cache:6379/0?password=qpw-5678&db=0")
+    ['rpw-1234', 'qpw-5678']
+    """
+    password = _password(address)
+    return ([password] if password else []) + _query_credentials(address)
+
+
+def _decoded(secret: str) -> list[str]:
+    """A secret as written in an address and as the client reads it (percent- and plus-decoded)."""
+    return list(dict.fromkeys((secret, unquote(secret), unquote_plus(secret))))
+
+
+def _register_query_credentials(address: str) -> None:
+    """Register the credentials of an address's query string (no placeholder is one)."""
+    for secret in _query_credentials(address):
+        if not _has_placeholder(secret):
+            for form in _decoded(secret):
+                REDACTOR.add(form)
 
 
 def _basic_password(token: str) -> str:

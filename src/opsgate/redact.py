@@ -13,7 +13,9 @@ Which values are secret (registered by :mod:`opsgate.envfile`):
 - a value written ``{value: ..., secret: true}`` (a header or command ``env`` entry);
 - a header whose name looks secret (:func:`is_secret_name`: Authorization, Cookie,
   X-Api-Key, X-Auth-Token ...), and the token after its scheme (``Bearer <token>``);
-- the password of every URL or DSN (``url``, ``dsn``, ``engine``).
+- the password of every URL or DSN (``url``, ``dsn``, ``engine``), and the value of each
+  credential in its query string (:func:`is_secret_parameter`: ``?password=``,
+  ``?sslpassword=``, ``?token=`` ...), written in the file or substituted.
 
 A secret value that parses as a URL with a password registers only the password (a
 ``DATABASE_URL`` hides ``pw`` in ``postgresql://app:pw@db/x``, not the host). Values
@@ -60,6 +62,15 @@ SECRET_NAME = re.compile(
 )
 # variable names whose values are secret: documented, predictable, no AUTH/SESSION/URL
 SECRET_VARIABLE = re.compile(r"key|secret|token|passw(or)?d|credential|private", re.IGNORECASE)
+# query parameters of an address whose values are credentials: a secret word at the END of the
+# name (password, sslpassword, passwd, pass, access_token, api_key, client_secret), or the whole
+# name auth/session/cookie; not passfile, authSource, target_session_attrs (a path, a database,
+# a mode: masking those everywhere would hide evidence)
+SECRET_PARAMETER = re.compile(
+    r"(?:pass(?:word|wd)?|pwd|token|secret|api[-_]?key|access[-_]?key|credentials?|private[-_]?key|session[-_]?id)$"
+    r"|^(?:auth|session|cookie)$",
+    re.IGNORECASE,
+)
 _PATTERNS = [
     # scheme://user:password@host -> keep the user, hide the password
     (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@", re.IGNORECASE), r"\g<keep>***@"),
@@ -99,6 +110,17 @@ def is_secret_variable(name: str) -> bool:
     [True, True, True, False, False]
     """
     return bool(SECRET_VARIABLE.search(name))
+
+
+def is_secret_parameter(name: str) -> bool:
+    """True when a query-string parameter of a URL or DSN holds a credential.
+
+    >>> [is_secret_parameter(n) for n in ("password", "sslpassword", "pass", "access_token", "api_key")]
+    [True, True, True, True, True]
+    >>> [is_secret_parameter(n) for n in ("passfile", "authSource", "target_session_attrs", "sslmode", "db")]
+    [False, False, False, False, False]
+    """
+    return bool(SECRET_PARAMETER.search(name))
 
 
 def encoded_forms(secret: str) -> set[str]:
