@@ -168,14 +168,45 @@ def _compose(loader: Any) -> yaml.Node | None:
         return None
     loader.get_event()  # document start
     anchors: dict[str, yaml.Node] = {}
-    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded depth)
-    stack: list[list] = []  # open collections: [node, size, depth, pending mapping key]
+    measured: dict[int, tuple[int, int]] = {}  # id(anchored node) -> (expanded size, expanded depth), once complete
+    stack: list[list] = []  # open collections: [node, size, depth, pending mapping key, anchored]
     too_big = None  # where the size limit was first passed: composing goes on a little, to say by how much
     aliases = events = 0
+    get_event, tags = loader.get_event, {}  # tags: a plain scalar's resolved tag, by (value, implicit)
     while True:
-        event = loader.get_event()
+        event = get_event()
         events += 1
-        if isinstance(event, yaml.AliasEvent):
+        what = _EVENTS.get(type(event)) or _event_kind(event)
+        if what is _SCALAR:
+            if "\0" in event.value:
+                raise _Refused(event.start_mark, "expected no NUL character (\\0), seen one; no name, path or text "
+                               "may hold it", _where(stack))
+            key = (event.value, event.implicit) if event.tag is None or event.tag == "!" else None
+            tag = tags.get(key) if key is not None else None
+            if tag is None:
+                node = _node(loader, event)
+                if key is not None:
+                    tags[key] = node.tag
+            else:  # the same plain text again (a key name, a repeated value): what _node gave it before
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+            size, depth = 1, 0
+            if event.anchor is not None:
+                anchors[event.anchor] = node
+                measured[id(node)] = (1, 0)
+        elif what is _START:
+            node = _node(loader, event)
+            if event.anchor is not None:
+                anchors[event.anchor] = node
+            stack.append([node, 1, 1, None, event.anchor is not None])
+            if len(stack) > MAX_DEPTH:
+                raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; refused")
+            continue
+        elif what is _END:
+            node, size, depth, _, anchored = stack.pop()
+            node.end_mark = event.end_mark
+            if anchored:
+                measured[id(node)] = (size, depth)
+        elif what is _ALIAS:
             aliases += 1
             node = anchors.get(event.anchor)
             if node is None:
@@ -183,50 +214,49 @@ def _compose(loader: Any) -> yaml.Node | None:
             if id(node) not in measured:
                 raise _Refused(event.start_mark, f"invalid YAML: alias *{event.anchor} is inside the value it names "
                                "(a recursive structure)")
-        elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            if isinstance(event, yaml.ScalarEvent) and "\0" in event.value:
-                raise _Refused(event.start_mark, "expected no NUL character (\\0), seen one; no name, path or text "
-                               "may hold it", _where(stack))
-            node = _node(loader, event)
-            if event.anchor is not None:
-                anchors[event.anchor] = node
-            if not isinstance(node, yaml.ScalarNode):
-                stack.append([node, 1, 1, None])
-                if len(stack) > MAX_DEPTH:
-                    raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep; refused")
-                continue
-            measured[id(node)] = (1, 0)
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            node, size, depth, _ = stack.pop()
-            node.end_mark = event.end_mark
-            measured[id(node)] = (size, depth)
+            size, depth = measured[id(node)]
         else:
             raise _Refused(event.start_mark, f"invalid YAML: unexpected {type(event).__name__}")
         if not stack:
             break
-        size, depth = measured[id(node)]
         frame = stack[-1]
-        if not isinstance(frame[0], yaml.MappingNode):
-            frame[0].value.append(node)
-        elif frame[3] is None:
+        if frame[3] is None and type(frame[0]) is yaml.MappingNode:
             frame[3] = node
+        elif frame[3] is None:
+            frame[0].value.append(node)
         else:
             frame[0].value.append((frame[3], node))
             frame[3] = None
         frame[1] += size
-        frame[2] = max(frame[2], depth + 1)
-        if frame[2] + len(stack) - 1 > MAX_DEPTH:  # only an alias can get here: plain nesting stopped above
-            raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep through aliases; refused")
+        if depth >= frame[2]:
+            frame[2] = depth + 1
+            if frame[2] + len(stack) - 1 > MAX_DEPTH:  # only an alias can get here: plain nesting stopped above
+                raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep through aliases; refused")
         if frame[1] > MAX_NODES and too_big is None:
             too_big = event.start_mark
         if too_big is not None and events > 2 * MAX_NODES:  # a big file, not a small bomb: stop counting
             raise _too_many(too_big, f"more than {sum(f[1] for f in stack):,}", aliases)
     if too_big is not None:
-        raise _too_many(too_big, f"{measured[id(node)][0]:,}", aliases)
+        raise _too_many(too_big, f"{size:,}", aliases)
     loader.get_event()  # document end
     if not loader.check_event(yaml.StreamEndEvent):
         raise _Refused(loader.peek_event().start_mark, "expected a single YAML document, seen a second one here")
     return node
+
+
+# what _compose does with each parser event, by its class
+_SCALAR, _START, _END, _ALIAS = "scalar", "start", "end", "alias"
+_EVENTS: dict[type, str] = {}
+
+
+def _event_kind(event: Any) -> str | None:
+    """The handling of an event class not seen yet (remembered); None: not one _compose takes."""
+    for classes, what in (((yaml.ScalarEvent,), _SCALAR), ((yaml.SequenceStartEvent, yaml.MappingStartEvent), _START),
+                          ((yaml.SequenceEndEvent, yaml.MappingEndEvent), _END), ((yaml.AliasEvent,), _ALIAS)):
+        if isinstance(event, classes):
+            _EVENTS[type(event)] = what
+            return what
+    return None
 
 
 def _node(loader: Any, event: Any) -> yaml.Node:
@@ -248,7 +278,7 @@ def _node(loader: Any, event: Any) -> yaml.Node:
 def _where(stack: list[list]) -> str:
     """The key path of the value about to be added to the open collections, for a message."""
     at: list[Any] = []
-    for node, _, _, pending in stack:
+    for node, _, _, pending, _ in stack:
         if isinstance(node, yaml.SequenceNode):
             at.append(len(node.value))
         elif pending is not None:
