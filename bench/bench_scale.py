@@ -504,7 +504,8 @@ def report_compare(cmp: dict, labels: dict[str, str]) -> list[dict]:
     print(f"   {'trivial, -p no:opsgate (no opsgate at all)':<44}{_s(without)}   CPU {cpu(r['without']) or 0:.3f} s")
     line("trivial, opsgate installed", lambda k: f"{_s(best(r[k]['trivial']))}   CPU {cpu(r[k]['trivial']) or 0:.3f} s")
     line("200 x 100 ms, concurrency 200", lambda k: f"{_s(best(r[k]['c200']))}   CPU {cpu(r[k]['c200']) or 0:.3f} s")
-    line("  runs", lambda k: ", ".join(f"{p.seconds:.2f}" if p.ok else "FAILED" for p in r[k]["c200"]))
+    for k, label in labels.items():
+        print(f"     runs, {label}: " + ", ".join(f"{p.seconds:.2f}" if p.ok else "FAILED" for p in r[k]["c200"]))
     line("opsgate's imports in a 10-check run", lambda k: f"{cmp['imports'][k]['opsgate_cumulative_ms']:.0f} ms "
          "cumulative (-X importtime)")
     print()
