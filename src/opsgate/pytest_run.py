@@ -473,6 +473,7 @@ class CheckRun:
                 from . import httpclient
 
                 httpclient.size_pools(state.concurrency)  # a connection kept alive per concurrent check
+            _add_prerequisites(checks, state._configured())
             state.engine = Engine(checks.values(), state.ctx, state.concurrency)
             state.engine.start()
             state.progress = _progress(session.config, state.engine)
@@ -615,6 +616,26 @@ def _phase(item: pytest.Item, when: str, run: Any, reraise: tuple, stats: dict |
     if check_interactive_exception(call, report):
         ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report
+
+
+def _add_prerequisites(checks: dict[str, CheckItem], configured: dict[str, CheckItem]) -> None:
+    """Add to ``checks`` every configured prerequisite of them that -k/-m left out (a host's
+    ``reachable@host`` under ``-k server``): it runs unseen and still blocks its dependents, as
+    it does on a pytest-xdist worker, instead of letting them run as if it had passed.
+
+    >>> from opsgate.probes.file import FileCheck
+    >>> a, b = FileCheck(name="a", path="/x"), FileCheck(name="b", path="/x", depends_on=["a"])
+    >>> chosen = {"b": b}
+    >>> _add_prerequisites(chosen, {"a": a, "b": b})
+    >>> sorted(chosen)
+    ['a', 'b']
+    """
+    todo = list(checks.values())
+    while todo:
+        for name in todo.pop().depends_on:
+            if name not in checks and name in configured:
+                checks[name] = configured[name]
+                todo.append(configured[name])
 
 
 def _print_plans(session: pytest.Session, checks) -> None:
