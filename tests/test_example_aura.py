@@ -1,7 +1,9 @@
 """config/examples/aura.yaml against a stand-in Aura (tests/support/standins/aura.py): the daily,
-weekly, monthly and quarterly suites pass on a healthy one; each fault from the runbooks fails (or warns,
-where the runbook's severity only warns) exactly the check that encodes its step, at the
-runbook's severity, and every other check passes or is blocked by it.
+weekly, monthly, quarterly and incident (the diagnosis again, then the 30-minute post-fix watch)
+suites pass on a healthy one; each fault from the runbooks fails (or warns, where the runbook's
+severity only warns) exactly the check that encodes its step, at the runbook's severity, and
+every other check passes or is blocked by it. The post-fix watch is the incident suite's only:
+no other suite, the monthly one included, samples a window; a fix that does not hold fails it.
 
 One stand-in and one project serve the whole module; a fault breaks only what it needs and
 heals it afterwards."""
@@ -14,7 +16,7 @@ import pytest
 
 from opsgate import envfile
 from tests.support.standins.aura import AuraStandIn
-from tests.support.standins.proof import assert_all_pass, assert_only_broken, example_project, run_suite
+from tests.support.standins.proof import assert_all_pass, assert_only_broken, checks, example_project, run_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "examples" / "aura.yaml"
 
@@ -30,9 +32,17 @@ def project(tmp_path_factory) -> Path:
     return example_project(tmp_path_factory.mktemp("aura-project"), EXAMPLE)
 
 
-@pytest.mark.parametrize("cadence, count", [("daily", 13), ("weekly", 13), ("monthly", 11), ("quarterly", 4)])
+@pytest.mark.parametrize("cadence, count", [("daily", 13), ("weekly", 13), ("monthly", 10), ("quarterly", 4),
+                                            ("incident", 14)])
 def test_healthy_aura_passes_each_suite(project, aura, cadence, count):
-    assert_all_pass(run_suite(project, aura.environ(), cadence), count)
+    result = run_suite(project, aura.environ(), cadence)
+    assert_all_pass(result, count)
+    found = checks(result)
+    # the post-fix watch samples its window in the incident suite only (the monthly one no longer waits for it)
+    sampled = {name for name, check in found.items() if "samples" in (check.get("evidence") or {})}
+    assert sampled == ({"post-fix-watch"} if cadence == "incident" else set()), sampled
+    if cadence == "incident":
+        assert len(found["post-fix-watch"]["evidence"]["samples"]) == 3, found["post-fix-watch"]  # 1s every 0.5s
 
 
 FAULTS = [
@@ -56,6 +66,17 @@ def test_fault_fails_exactly_its_check(project, aura, fault, cadence, failing, s
     with aura.fault(fault):
         result = run_suite(project, aura.environ(), cadence)
     assert_only_broken(result, failing, status, severity, verdict, cause)
+
+
+def test_a_fix_that_does_not_hold_fails_the_incident_watch(project, aura):
+    """The checklist's "monitor for 30 minutes" after a fix: /health answers healthy at first,
+    then degraded within the window. The incident suite's watch fails (P1) with the sample that
+    broke, after a healthy first one; every diagnosis check passed."""
+    with aura.fault("relapse"):
+        result = run_suite(project, aura.environ(), "incident")
+    assert_only_broken(result, "post-fix-watch", "fail", "P1", "FAIL", "degraded")
+    samples = checks(result)["post-fix-watch"]["evidence"]["samples"]
+    assert samples[0]["status"] == "pass" and samples[-1]["status"] == "fail", samples
 
 
 def test_every_runbook_step_is_traced():

@@ -116,6 +116,22 @@ def test_markdown_without_runbook_is_a_usage_error(write_env, capsys):
     assert "--markdown goes with --runbook" in capsys.readouterr().err
 
 
+def test_auras_trace_puts_its_post_fix_watch_in_the_incident_suite():
+    """The runbooks' "monitor for 30 minutes" (post-maintenance), "monitor for 15 minutes"
+    (hotfix) and "monitor for resolution" (P1) are the incident suite's watch, never a
+    scheduled suite's; the daily checks are the incident guide's diagnosis too."""
+    examples = Path(__file__).resolve().parents[1] / "config" / "examples"
+    env = envfile.load(examples / "aura.yaml", environ={}).env
+    steps = {step.step: step.names for step in env.runbook.steps if "post-fix-watch" in step.names}
+    assert {"monitor for 30 minutes minimum", "5. monitor for 15 minutes (tail -f logs/aura.log)",
+            "5. monitor for resolution"} <= set(steps), steps
+    watch = next(item for item in env.items() if item.name == "post-fix-watch")
+    assert watch.cadence == ["incident"] and watch.window is not None
+    assert {i.name for i in env.items(cadence="daily")} < {i.name for i in env.items(cadence="incident")}
+    trace = (examples / "aura.md").read_text()
+    assert "| Maintenance Checklist: Post | monitor for 30 minutes minimum | native | post-fix-watch (http, incident, P1) |" in trace
+
+
 @pytest.mark.parametrize("system", ["aura", "perfect-jarvis", "living-codex", "personal-ai-chatbot"])
 def test_generated_trace_matches_its_example(system, tmp_path, capsys):
     """config/examples/<system>.md is what opsgate list --runbook --markdown writes for it."""

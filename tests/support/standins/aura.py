@@ -6,7 +6,8 @@ on a free port answering ``/health`` like the runbook's payload and serving the 
 ``Numtema_AGENCY_backup_<time>`` beside the install; torch and transformers "installed" as
 their metadata on ``PYTHONPATH`` (what ``pip list`` reads).
 
-The server reads ``.standin-state.json`` on every request, so a switch takes effect at once.
+The server reads ``.standin-state.json`` on every request, so a switch takes effect at once;
+``relapse`` (a fix that does not hold) answers healthy at first, then degraded.
 :meth:`AuraStandIn.fault` breaks it one way and puts it back afterwards::
 
     with AuraStandIn(tmp) as aura, aura.fault("degraded"):
@@ -35,12 +36,13 @@ HEALTHY_STATE = {"status": "healthy", "cpu_percent": 25.5, "memory_percent": 45.
                  "alerts": []}
 
 SERVER_PY = r'''"""Aura's server, standing in: /health as the runbook shows it, the UI at /."""
-import json, os, socket, sys, time
+import json, os, socket, sys, threading, time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HOME = Path(__file__).resolve().parents[1]
+ANSWERED, COUNTING = {}, threading.Lock()  # relapse token -> /health answers given since the switch
 
 def state():
     try:
@@ -55,6 +57,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             s = state()
+            if s.get("relapse_after") is not None and "Origin" not in self.headers:
+                with COUNTING:  # a browser's request (CORS) is not counted: it reads headers only
+                    seen = ANSWERED[s["relapse_token"]] = ANSWERED.get(s["relapse_token"], 0) + 1
+                if seen > s["relapse_after"]:
+                    s = {**s, "status": "degraded"}
             body = json.dumps({
                 "status": s["status"], "timestamp": datetime.now(timezone.utc).isoformat(),
                 "checks": {"cpu_healthy": s["cpu_percent"] < 80, "memory_healthy": s["memory_percent"] < 80,
@@ -151,7 +158,7 @@ class AuraStandIn:
     """Aura's install under ``root/Numtema_AGENCY``, its server and monitoring running."""
 
     FAULTS = ("degraded", "cpu-91", "no-cors", "critical-log", "error-log", "tests-8of9", "server-down", "port-held",
-              "backup-stale", "cpu-average")
+              "backup-stale", "cpu-average", "relapse")
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
@@ -296,6 +303,13 @@ class AuraStandIn:
                 self.server = self._spawn([sys.executable, str(self.home / "backend" / "server.py")], self.home)
             elif name == "backup-stale":
                 self.take_backup(datetime.now() - timedelta(hours=3))  # the RPO is 1 hour
+            elif name == "relapse":
+                # a fix that does not hold: /health says healthy to its first three readers - the
+                # health check (which every other reader waits for), resources and the watch's first
+                # sample, in whichever order they ask - then degraded. Only health and the watch read
+                # the status, and the watch samples three times (AURA_WATCH 1s every 0.5s), so one of
+                # its samples comes after the third answer whatever the order: the watch fails, no other
+                self._write_state({**state, "relapse_after": 3, "relapse_token": time.monotonic_ns()})
             elif name == "cpu-average":
                 # Aura has run at 88 % for the last two hours and still does: the monitor's own
                 # samples during the fault are 88 too, so the average it reads is 88 whenever it ticks
