@@ -266,6 +266,9 @@ class Waiver(Strict):
         return today > self.expires
 
 
+_DEFAULT_GATE_DESCRIPTION = "every failing check blocks; the plain reading of a run"
+
+
 class Policy(Strict):
     """The whole gates file."""
 
@@ -275,7 +278,7 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _default_gate(self) -> "Policy":
-        self.gates.setdefault(DEFAULT_GATE, Gate(description="every failing check blocks; the plain reading of a run"))
+        self.gates.setdefault(DEFAULT_GATE, Gate(description=_DEFAULT_GATE_DESCRIPTION))
         return self
 
 
@@ -328,10 +331,22 @@ def find_policy(explicit: str | os.PathLike | None, search: list[Path]) -> Path 
     return None
 
 
+def _default_policy() -> Policy:
+    """``Policy()``: the default gate only. Made from the models' defaults without validating
+    them (there is nothing to check), so a run without a gates file never builds the policy
+    models' validators (~8 ms of every opsgate run's start).
+
+    >>> _default_policy() == Policy()
+    True
+    """
+    gate = Gate.model_construct(description=_DEFAULT_GATE_DESCRIPTION)
+    return Policy.model_construct(gates={DEFAULT_GATE: gate})
+
+
 def load_policy(path: str | os.PathLike | None) -> LoadedPolicy:
     """Read and validate a gates file (None: the built-in default gate only)."""
     if path is None:
-        return LoadedPolicy(Policy(), None)
+        return LoadedPolicy(_default_policy(), None)
     path = Path(path)
     shown = str(path)
     data, lines = parse(read(path, shown, PolicyError), shown, PolicyError)  # bounded; bytes checked as UTF-8
