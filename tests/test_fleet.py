@@ -619,3 +619,31 @@ def test_an_ansible_inventory_gives_the_hosts_and_groups(tmp_path, ssh_fleet):
                                           "test_command[who@web1]"], "pass"), run.output
     assert run.report()["opsgate"]["hosts"] == {"db1": {"groups": ["db"], "transport": "ansible"},
                                                 "web1": {"groups": ["web"], "transport": "ansible"}}
+
+
+def test_paths_on_a_remote_host_are_the_hosts_own(tmp_path, ssh_fleet):
+    """A relative path or ~ on a remote host would name this machine's folder or home: the
+    check fails saying the path must be absolute, never reading a local file in its place; a
+    command with no cwd runs in the host's own default folder, not this project's."""
+    ssh_fleet.require_isolation()
+    local_copy = tmp_path / "proj" / "app" / "config.yml"  # exists here, on this machine only
+    checks = textwrap.dedent("""\
+        file:
+          - name: relative-config
+            hosts: web1
+            path: app/config.yml
+        command:
+          - name: where
+            hosts: web1
+            argv: [pwd]
+            stdout_regex: '^/root$'
+        """)
+    project = make_project(tmp_path, fleet_env(ssh_fleet, checks=checks))
+    local_copy.parent.mkdir(parents=True)
+    local_copy.write_text("port: 8080\n")
+    run = run_pytest(project, "-q")
+    status = run.status()
+    assert status["test_command[where@web1]"] == "pass", run.output
+    assert status["test_file[relative-config@web1]"] == "fail", run.output
+    message = next(t["metadata"]["opsgate"]["message"] for t in run.report()["tests"] if "relative-config@web1" in t["nodeid"])
+    assert "path 'app/config.yml' is not absolute: on host web1 a path must be absolute" in message

@@ -135,10 +135,27 @@ class ProbeContext:
             return {"transport": "local", "address": "this machine"}
         return self.fleet.describe(self.host)
 
+    @property
+    def remote(self) -> bool:
+        """Whether this context reads another machine (a fleet host not reached as ``local://``)."""
+        return self.host is not None and self.fleet is not None and self.fleet.describe(self.host)["transport"] != "local"
+
     def path(self, value: str) -> Path:
-        """Resolve ``value`` against the environment's base_dir (``~`` expanded)."""
+        """Resolve ``value`` against the environment's base_dir (``~`` expanded). On a remote host
+        a path must be absolute: this machine's folder and home mean nothing there.
+
+        >>> ProbeContext(Path("/srv/ops")).path("logs/app.log")
+        PosixPath('/srv/ops/logs/app.log')
+        """
+        if self.remote and not value.startswith("/"):
+            raise RemotePathError(f"path {value!r} is not absolute: on host {self.host} a path must be absolute "
+                                  "(a relative path or ~ would be this machine's folder or home, not the host's)")
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
+
+
+class RemotePathError(ValueError):
+    """A relative (or ``~``) path given to a check on a remote host."""
 
 
 def target_name(label: str, url: str, default_port: int, default_path: str = "") -> str:
@@ -164,7 +181,10 @@ def observe(item: CheckItem, ctx: ProbeContext) -> Observation:
             ctx = ctx.for_host(host)
         except (LookupError, ImportError, OSError, ValueError) as exc:  # no such host, a transport not installed
             return Observation(error=f"{host}: cannot make its connection: {exc}")
-    return kinds.get(item.kind).observe(item, ctx)
+    try:
+        return kinds.get(item.kind).observe(item, ctx)
+    except RemotePathError as exc:
+        return Observation(error=str(exc))
 
 
 def limits(item: CheckItem) -> list[Condition]:

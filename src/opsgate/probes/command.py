@@ -205,9 +205,10 @@ class _Stream:
 
 
 def _command(item: CommandCheck, ctx) -> Command:
-    cwd = ctx.path(item.cwd) if item.cwd else ctx.base_dir
+    # no cwd on a remote host: the host's own default (its user's home), not this machine's folder
+    cwd = ctx.path(item.cwd) if item.cwd else None if ctx.remote else ctx.base_dir
     return Command(argv=list(item.argv) if item.argv else None, shell=item.shell, env=item.env_values(),
-                   cwd=str(cwd))
+                   cwd=None if cwd is None else str(cwd))
 
 
 def _size(n: int) -> str:
