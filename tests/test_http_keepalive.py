@@ -113,3 +113,17 @@ def test_a_non_idempotent_request_is_not_sent_twice(server):
     assert httpclient.exchange("GET", url + "/once-per-connection", 5).status == 200
     with pytest.raises(httpclient.Failed, match="closed the connection without a complete response"):
         httpclient.exchange("POST", url + "/once-per-connection", 5, body="{}")
+
+
+def test_finished_exchanges_are_not_held_until_their_deadline(server):
+    """The watchdog lets a finished exchange go at once (a run of thousands of checks with a
+    long timeout would otherwise hold every exchange until then), and still cuts a stalled
+    one at its deadline afterwards."""
+    httpd, url = server
+    for _ in range(200):
+        assert httpclient.exchange("GET", url + "/ok", 60).status == 200
+    ours = [entry for entry in list(httpclient._WATCHDOG._heap) if entry[0] > time.monotonic() + 30]
+    assert all(entry[2] is None for entry in ours)  # no finished exchange is referenced
+    assert len(ours) < 200  # and their entries are compacted away as exchanges are added
+    with pytest.raises(httpclient.Failed, match=r"body not received within 0.5s"):
+        httpclient.exchange("GET", url + "/stall-body", 0.5)
