@@ -500,12 +500,17 @@ class CheckRun:
         session = item.session
         reraise = get_reraise_exceptions(item.config)
         kept = self._terminal_stats(item.config)
-        if _phase(item, "setup", lambda: session._setupstate.setup(item), reraise, kept).passed:
-            _phase(item, "call", item.runtest, reraise, kept)
+        reports = [_phase(item, "setup", lambda: session._setupstate.setup(item), reraise, kept)]
+        if reports[0].passed:
+            reports.append(_phase(item, "call", item.runtest, reraise, kept))
         if session.shouldfail or session.shouldstop:
             nextitem = None  # tear everything down, as pytest's protocol does
-        _phase(item, "teardown", lambda: session._setupstate.teardown_exact(nextitem), reraise, kept)
+        reports.append(_phase(item, "teardown", lambda: session._setupstate.teardown_exact(nextitem), reraise, kept))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        for report in reports:
+            # pytest-json-report's per-phase scratch (its test entry is built): not kept until
+            # the end by the reports the terminal holds
+            report.__dict__.pop("_json_report_extra", None)
         return True
 
     _previous: pytest.Item | None = None
