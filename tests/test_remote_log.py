@@ -2,10 +2,16 @@
 real sshd host (tests/support/sshhosts.py) move well under 1 MB over ssh, yet the evidence
 still names lines by their number in the file: the lines before the window are counted on
 the host (``Target.count_newlines``: ``tail -c | head -c | wc -l`` there) and only the
-number comes back. Before, numbering read those 20 MB over the wire.
+number comes back. Before, numbering read those 20 MB over the wire. A window reaching into
+the previous rotation (``app.log.1.gz``) is found and read there too: the host decompresses and
+counts it (``Target.gz_line_count``) and sends only the lines after those skipped
+(``Target.open_gz_after``), where it used to send the whole compressed file, twice.
 """
 
 from __future__ import annotations
+
+import gzip
+import os
 
 import pytest
 
@@ -84,3 +90,37 @@ def test_count_newlines_on_the_host_matches_a_local_count(fleet, tmp_path):
     with pytest.raises(FileNotFoundError):
         target.count_newlines(f"{fleet.srv}/log/absent.log", 0, 10, timeout=20)
     assert target.transferred < 1000
+
+
+def write_rotated(host, gz_tail: list[bytes], current: int) -> tuple[int, int]:
+    """app.log with ``current`` lines and app.log.1.gz: ~10 MB of lines that barely compress,
+    ending with ``gz_tail``. Returns the line counts of the .gz and its compressed size."""
+    (host.root / "log").mkdir(exist_ok=True)
+    lines = [os.urandom(40).hex().encode() + b"\n" for _ in range(120_000)] + gz_tail
+    packed = gzip.compress(b"".join(lines), compresslevel=1)
+    (host.root / "log" / "app.log.1.gz").write_bytes(packed)
+    (host.root / "log" / "app.log").write_bytes(LINE * current)
+    return len(lines), len(packed)
+
+
+@pytest.mark.negative("log")
+def test_a_window_reaching_into_a_remote_gz_rotation_moves_only_its_lines(fleet, tmp_path):
+    web1, web2 = fleet
+    gz_lines, packed = write_rotated(web1, [LINE] * 50 + [b"ERROR replica lost\n"] + [LINE] * 19, current=30)
+    item = LogCheck(name="app", path=f"{fleet.srv}/log/app.log", last_lines=100, patterns=[{"regex": "ERROR"}])
+
+    broken, target = remote(web1, item, tmp_path)
+    assert broken.status == "fail"
+    assert broken.evidence["details"]["lines"]["ERROR"] == [f"app.log.1.gz:{gz_lines - 19}: ERROR replica lost"]
+    assert broken.evidence["observed"]["lines_read"] == 100
+    assert target.transferred < 256 << 10, f"received {target.transferred} bytes; the .gz is {packed} bytes"
+    here = run_check(item.model_copy(update={"path": str(web1.root / "log" / "app.log")}), ProbeContext(tmp_path))
+    assert here.evidence["details"]["lines"] == broken.evidence["details"]["lines"]
+
+    # a truncated rotation on web2: the host's gzip says so, and the check fails naming the file
+    write_rotated(web2, [LINE] * 70, current=30)
+    whole = (web2.root / "log" / "app.log.1.gz").read_bytes()
+    (web2.root / "log" / "app.log.1.gz").write_bytes(whole[: len(whole) // 2])
+    cut, _ = remote(web2, item, tmp_path)
+    assert cut.status in ("fail", "error")
+    assert "app.log.1.gz: cannot read" in cut.message and "unexpected end of file" in cut.message, cut.message

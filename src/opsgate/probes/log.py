@@ -7,9 +7,10 @@ rotation. With several logs (``worker-*.log``) the window applies to each of the
 How the reading stays bounded (time and memory), whatever the file:
 
 - ``last_lines`` seeks back from the end in blocks (64 KiB, doubling up to 1 MiB) counting
-  newlines, then reads forward from there: the cost depends on the tail, not the file's size. If the current file has
-  fewer lines, the previous rotation supplies the rest (a ``.gz`` is decompressed forward:
-  once to count its lines, once to read them).
+  newlines, then reads forward from there: the cost depends on the tail, not the file's size.
+  If the current file has fewer lines, the previous rotation supplies the rest (a ``.gz`` is
+  decompressed forward: once to count its lines, once to read them; on a remote host both
+  happen there, and only the lines of the window cross the wire).
 - ``last_minutes`` walks back from the end line by line reading each line's time, and
   stops after 200 timed lines in a row older than the window (a little disorder between
   writers is tolerated); the window then is read forward. A line without a time belongs
@@ -220,6 +221,28 @@ class _Reader:
                 return
             with gzip.GzipFile(filename=str(path), mode="rb", fileobj=raw) as handle:
                 yield handle
+
+    @contextmanager
+    def open_part(self, part: "_Part") -> Iterator[tuple]:
+        """The part's file at its start, and how many lines of a ``.gz`` the target skipped on its
+        side (a remote host sends only what follows them; here none are: reading is free)."""
+        if part.end is not None:
+            with self.open(part.path) as handle:
+                handle.seek(part.start)
+                yield handle, 0
+            return
+        handle, skipped = self.target.open_gz_after(str(part.path), part.start, self.deadline)
+        with handle:
+            yield handle, skipped
+
+    def gz_lines(self, path: Path) -> int:
+        """The lines of a ``.gz``, counted where it is (a remote host sends the number)."""
+        try:
+            return self.target.gz_line_count(str(path), self.left())
+        except TimeoutError:
+            raise TimeoutError(f"{path}: reading took longer than the timeout ({self.timeout:g}s)") from None
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz among them
+            raise OSError(f"{path}: cannot read: {exc}") from None
 
     def read(self, handle, size: int, path: Path) -> bytes:
         if time.monotonic() > self.deadline:
@@ -562,21 +585,13 @@ class _Part:
     end: int | None
 
 
-def _gz_lines(path: Path, reader: _Reader) -> int:
-    count, last = 0, b"\n"
-    with reader.open(path) as handle:
-        while data := reader.read(handle, BLOCK, path):
-            count, last = count + data.count(b"\n"), data[-1:]
-    return count + (last != b"\n")
-
-
 def _last_lines(log: list[Path], n: int, reader: _Reader) -> dict[Path, _Part]:
     parts: dict[Path, _Part] = {}
     for path in reversed(log):
         if n <= 0:
             break
         if _is_gz(path):
-            total = _gz_lines(path, reader)
+            total = reader.gz_lines(path)
             parts[path] = _Part(path, max(0, total - n), None)
             n -= min(total, n)
         else:
@@ -668,9 +683,9 @@ def _read(part: _Part, matcher: "Matcher | _Window", reader: _Reader, clock: Clo
     number = _first_number(part, reader)
     skip = part.start if part.end is None else 0  # gzip: lines before the part
     keep, where, column, name = False, "", 0, part.path.name
-    with reader.open(part.path) as handle:
-        if part.end is not None:
-            handle.seek(part.start)
+    with reader.open_part(part) as (handle, skipped):
+        skip -= skipped  # skipped by the target: numbered, never read
+        number = number + skipped if number is not None else None
         limit = None if part.end is None else part.end - part.start
         for offset, piece, first, last in _pieces(handle, part.path, reader, limit):
             if first:

@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import shlex
@@ -105,6 +106,35 @@ def _cpu_times(line: str) -> tuple[float, float]:
     fields += [0.0] * (10 - len(fields))
     total = sum(fields) - fields[8] - fields[9]
     return total - fields[3] - fields[4], total
+
+
+class _GzTail(io.RawIOBase):
+    """A gzip file decompressed on the far side past its first ``lines`` lines, read in ranges
+    (``gzip -dc | tail -n +K | tail -c +B | head -c M``): the part after the skipped lines is all
+    that crosses the wire. Each read decompresses the file again there, so reads are large."""
+
+    def __init__(self, target: "TestinfraTarget", path: str, lines: int, deadline: float) -> None:
+        super().__init__()
+        self.target, self.path, self.lines, self.deadline, self.pos = target, path, lines, deadline, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{self.path}: reading took longer than its timeout")
+        script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
+                  "gzip -dc -- \"$1\" | tail -n +\"$2\" | tail -c +\"$3\" | head -c \"$4\"")
+        args = [self.path, str(self.lines + 1), str(self.pos + 1), str(len(buffer))]
+        rc, out, err = self.target._sh(script, args, left, f"reading {self.path}")
+        problems = [line for line in err.decode("utf-8", "replace").splitlines() if "Broken pipe" not in line]
+        if rc not in (0, 141) or problems:  # 141: a writer ended by head having enough
+            raise _oserror("\n".join(problems) or f"exit code {rc}", self.path)
+        data = out[:len(buffer)]
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 class TestinfraTarget(Target):
@@ -241,6 +271,22 @@ class TestinfraTarget(Target):
         if not out.strip().isdigit():
             raise OSError(errno.EIO, f"{self.name}: wc -l answered {out[:40]!r}", str(path))
         return int(out)
+
+    def gz_line_count(self, path: str, timeout: float) -> int:
+        # decompressed and counted on the far side: the number crosses the wire, not the file
+        script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
+                  "n=$(gzip -dc -- \"$1\" | wc -l); last=$(gzip -dc -- \"$1\" 2>/dev/null | tail -c 1 | od -An -tx1); "
+                  "echo \"$n\" $last")
+        rc, out, err = self._sh(script, [str(path)], timeout, f"counting lines of {path}")
+        fields = out.decode("utf-8", "replace").split()
+        if rc != 0 or err or not fields or not fields[0].isdigit():
+            raise _oserror(err.decode("utf-8", "replace") or f"gzip -dc | wc -l answered {out[:40]!r}", str(path))
+        return int(fields[0]) + (len(fields) > 1 and fields[1] != "0a")
+
+    def open_gz_after(self, path: str, lines: int, deadline: float):
+        if lines <= 0:  # from the start: the compressed bytes cross the wire, decompressed here
+            return super().open_gz_after(path, lines, deadline)
+        return _GzTail(self, str(path), lines, deadline), lines
 
     # --- resources -----------------------------------------------------------------------------
 
