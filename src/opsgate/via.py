@@ -1,11 +1,11 @@
-"""``via: web1``: an HTTP check's request made from a host of the environment, through that
-host's ssh connection (issue 14: the HTTP kinds connect from where opsgate runs, optionally
-through a host).
+"""``via: web1``: an http, metrics, prometheus or redis check's requests made from a host of the
+environment, through that host's ssh connection (issue 14: these kinds connect from where
+opsgate runs, optionally through a host).
 
-How: the request still runs here, in opsgate's own HTTP client, but its TCP connections are
-opened on the host: ``ssh -O forward -L <socket>:<address>:<port>`` asks the host's existing
-master connection (the one its checks share, see :mod:`opsgate.targets.fleet`) for a forward
-from a Unix socket in a private folder of this run (mode 0700: no other user of this machine
+How: the request still runs here, in opsgate's own client (HTTP, or redis-py), but its TCP
+connections are opened on the host: ``ssh -O forward -L <socket>:<address>:<port>`` asks the
+host's existing master connection (the one its checks share, see :mod:`opsgate.targets.fleet`)
+for a forward from a Unix socket in a private folder of this run (mode 0700: no other user of this machine
 can use it) to ``address:port`` as the host sees it - its own loopback, its own network, its
 own name resolution. So every defence of the client holds unchanged (one deadline, size
 limits, redirects that keep secrets at their origin, hostile-server bounds), and the URL's host
@@ -34,10 +34,10 @@ import time
 
 #: transports a route can be made over (an OpenSSH master connection)
 VIA_TRANSPORTS = ("ssh", "safe-ssh")
-#: the kinds that accept ``via:`` (they connect with opsgate's HTTP client)
+#: the kinds that accept ``via:`` (their client takes a socket opened elsewhere: opsgate's HTTP
+#: client, redis-py). Not: postgres (libpq opens its own), tcp (a forward accepts before the host
+#: connects, so a closed port would pass), rediss:// (redis-py puts TLS only on its own sockets)
 VIA_KINDS = ("http", "metrics", "prometheus", "redis")
-
-
 #: the port a URL without one means, by scheme
 DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379, "rediss": 6379}
 
@@ -51,7 +51,9 @@ class Route:
 
     def __init__(self, name: str, target, diagnose_timeout: float = 10.0) -> None:
         backend = getattr(getattr(target, "host", None), "backend", None)
-        build = getattr(backend, "_build_ssh_command", None)  # the argv testinfra runs, minus host and command
+        # the argv testinfra's ssh backend runs (its options: config, user, port, key, control
+        # path), without the host and command; a private method, pinned by tests/test_via.py
+        build = getattr(backend, "_build_ssh_command", None)
         command, args = build("") if build else ([""], [])
         if command[0] != "ssh":
             raise ViaError(f"via {name}: only a host reached with ssh (a key or an agent) can forward")
