@@ -34,6 +34,7 @@ from ..kinds import Kind
 from ..redact import REDACTOR, is_secret_variable
 from ..results import Observation
 from ..schema import CheckItem, Duration, Regex, Size, Strict
+from ..targets import READ_AHEAD
 
 
 # a condition's text, compiled when the file is loaded so a typo is a load error
@@ -108,7 +109,9 @@ def observe(item: FileCheck, ctx) -> Observation:
     path = ctx.path(item.path)
     values = {"path": str(path), "exists": True}
     try:
-        st = ctx.target.stat(str(path), item.timeout)
+        # content wanted: a remote target sends a small file's bytes with its stat (one round trip)
+        st = ctx.target.stat(str(path), item.timeout, read_ahead=min(READ_AHEAD, item.max_read) if
+                             item.reads_content() and not item.directory else 0)
     except TimeoutError as exc:
         return Observation(values, error=f"{path}: cannot stat: {exc}")
     except OSError as exc:
@@ -144,7 +147,10 @@ def _content(item: FileCheck, path: str, st, target, timeout: float, values: dic
         return Observation(values, error=f"{path}: {st.size} bytes, more than max_read ({item.max_read}); its "
                                          "content is not judged on a part (raise max_read)")
     try:
-        data = target.read_range(path, 0, item.max_read + 1, timeout)
+        # all of it came with the stat (same moment, same size), or it is read now
+        data = st.whole()
+        if data is None:
+            data = target.read_range(path, 0, item.max_read + 1, timeout)
     except (OSError, TimeoutError) as exc:
         return Observation(values, error=f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")
     if len(data) > item.max_read:  # grown since the stat

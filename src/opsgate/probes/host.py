@@ -31,7 +31,8 @@ class HostCheck(CheckItem):
 def observe(item: HostCheck, ctx) -> Observation:
     deadline = time.monotonic() + item.timeout
     try:
-        now = ctx.target.resources(item.cpu_sample, item.timeout)
+        # the disks come along where the target can read them in the same operation
+        now = ctx.target.resources(item.cpu_sample, item.timeout, disks=[str(ctx.path(d.path)) for d in item.disks])
     except (OSError, TimeoutError) as exc:
         return Observation({"disks": {}}, error=f"cannot read the host's resources: {exc}")
     values: dict = {"cpu_percent": now.cpu_percent, "memory_percent": now.memory_percent,
@@ -39,7 +40,9 @@ def observe(item: HostCheck, ctx) -> Observation:
     for disk in item.disks:
         path = ctx.path(disk.path)
         try:
-            usage = ctx.target.disk(str(path), max(deadline - time.monotonic(), 0.5))
+            usage = now.disks.get(str(path)) or ctx.target.disk(str(path), max(deadline - time.monotonic(), 0.5))
+            if isinstance(usage, OSError):
+                raise usage
         except TimeoutError as exc:
             return Observation(values, error=f"{path}: cannot read disk usage: {exc}")
         except OSError as exc:

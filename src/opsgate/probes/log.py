@@ -70,7 +70,7 @@ from ..kinds import Kind
 from ..redact import REDACTOR
 from ..results import Observation
 from ..schema import CheckItem, LogPattern, Regex, Strict
-from ..targets import FileStat, local as local_target
+from ..targets import READ_AHEAD, FileStat, RangeFile, local as local_target
 
 
 class RatedPattern(LogPattern):
@@ -204,6 +204,9 @@ class _Reader:
     def __init__(self, deadline: float, timeout: float, target=None) -> None:
         self.deadline, self.timeout, self.bytes = deadline, timeout, 0
         self.target = target or local_target()
+        # this check's stats of its files (with the bytes a remote target sent along): opening a
+        # file again, or counting its lines, reuses them within the check, never beyond it
+        self.known: dict[str, FileStat] = {}
 
     def left(self) -> float:
         """Seconds before the deadline (TimeoutError once it passed)."""
@@ -215,7 +218,9 @@ class _Reader:
     @contextmanager
     def open(self, path: Path) -> Iterator:
         """The file, decompressed when it is a ``.gz``; seekable when it is not."""
-        with self.target.open(str(path), self.deadline) as raw:
+        with self.target.open(str(path), self.deadline, known=self.known.get(str(path))) as raw:
+            if isinstance(raw, RangeFile):
+                self.known.setdefault(str(path), raw.stat)
             if not _is_gz(path):
                 yield raw
                 return
@@ -259,6 +264,10 @@ class _Reader:
     def count_newlines(self, path: Path, size: int) -> int:
         """The lines ending in the file's first ``size`` bytes, counted where the file is (a
         remote target sends the number, not the bytes); they count as read."""
+        known = self.known.get(str(path))
+        if known is not None and known.data is not None and known.data_at == 0 and len(known.data) >= size:
+            self.bytes += size  # already here: counted without asking the target again
+            return known.data[:size].count(b"\n")
         try:
             count = self.target.count_newlines(str(path), 0, size, self.left())
         except TimeoutError:
@@ -551,12 +560,15 @@ def count_patterns(patterns: list[LogPattern], lines: Iterable[tuple[str, str]],
 def _files(item: LogCheck, ctx, reader: _Reader) -> dict[Path, FileStat]:
     """The log files (rotations included) and their stat, oldest first."""
     pattern = str(ctx.path(item.path))
-    found = {s.path: s for s in reader.target.glob(pattern, reader.left())}
+    # a single file comes with its tail (a remote target sends its last bytes along): often the
+    # whole window, read without another round trip
+    found = {s.path: s for s in reader.target.glob(pattern, reader.left(), read_ahead=READ_AHEAD + 1)}
     if item.rotated:
         for base in list(found) or [pattern]:
             found.update((s.path, s) for s in reader.target.glob(glob.escape(base) + ".*", reader.left())
                          if re.search(r"\.\d+(\.gz)?$", s.path))
     stats = {Path(p): s for p, s in found.items() if s.is_file}
+    reader.known.update((p, s) for p, s in found.items() if s.is_file)
     files = list(stats)
     # Within one log, the rotation number says which is older (app.log.2.gz < app.log.1 < app.log),
     # whatever the mtimes say (compression or a copy to scratch resets them); logs by mtime.

@@ -77,8 +77,15 @@ def observe(item: TcpCheck, ctx) -> Observation:
 
 
 def _owners(item: TcpCheck, values: dict, ctx, deadline: float) -> Observation:
+    infos = None
     try:
-        pids, unknown = listening_pids(item.port, ctx, item.timeout)
+        if item.listening is None:  # the owners' fields are known now: a remote target reads them along
+            found = ctx.target.listeners(item.port, item.timeout, fields=_OWNER_FIELDS)
+            pids, unknown, infos = set(found.pids), found.unknown, found.owners
+        else:
+            pids, unknown = listening_pids(item.port, ctx, item.timeout)
+    except OSError as exc:  # as listening_pids says it
+        return Observation(values, error=f"cannot list the listening sockets of port {item.port}: {exc}")
     except process.NotObservable as exc:
         return Observation(values, error=str(exc))
     if not pids and not unknown:
@@ -88,8 +95,9 @@ def _owners(item: TcpCheck, values: dict, ctx, deadline: float) -> Observation:
                                           "read (another user's process; run the check as root or as that user)"))
     try:
         checks = _scope_checks(item, ctx, deadline)
-        fields = process.scope_fields(checks) | {"user", "exe", "cwd"}
-        infos = {p.pid: p for p in ctx.target.processes(process.time_left(deadline), fields, pids=pids)}
+        fields = process.scope_fields(checks) | _OWNER_FIELDS
+        if infos is None:
+            infos = {p.pid: p for p in ctx.target.processes(process.time_left(deadline), fields, pids=pids)}
     except process.NotObservable as exc:
         return Observation(values, error=str(exc))
     except OSError as exc:  # TimeoutError too: the target did not answer in time
@@ -116,6 +124,9 @@ def _owners(item: TcpCheck, values: dict, ctx, deadline: float) -> Observation:
                 expected += ", which cannot be read for it"
             return Observation(values, details=details, error=f"{who}, expected a process {expected}")
     return Observation(values, details=details)
+
+
+_OWNER_FIELDS = frozenset({"user", "exe", "cwd"})  # what the evidence shows of an owner
 
 
 def _scope_checks(item: TcpCheck, ctx, deadline: float) -> list:

@@ -21,7 +21,7 @@ import errno
 import io
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Protocol
 
 READ_AHEAD = 64 << 10  # a small read of a remote file fetches this much, so gzip's 8 KiB reads stay few
@@ -37,6 +37,20 @@ class FileStat:
     mtime: float
     mode: int  # st_mode: type and permission bits
     is_file: bool
+    # bytes read in the same operation (``read_ahead``): from offset ``data_at``; None when not read.
+    # They belong to the check that asked (a RangeFile or a probe's own reader), never to the target
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    data_at: int = field(default=0, repr=False, compare=False)
+
+    def whole(self) -> bytes | None:
+        """The file's content, when ``data`` holds all of it (read from its start to its end).
+
+        >>> FileStat("f", 2, 0.0, 0o100644, True, b"ab").whole(), FileStat("f", 2, 0.0, 0o100644, True).whole()
+        (b'ab', None)
+        """
+        if self.data is None or self.data_at != 0 or len(self.data) != self.size:
+            return None
+        return self.data
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,9 @@ class Resources:
     cpu_percent: float
     memory_percent: float
     load_per_core: float
+    # the disks asked for along (``Target.resources(disks=...)``) that the target read in the same
+    # operation: path -> DiskUsage, or the OSError reading it raised; a path missing is read apart
+    disks: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,9 @@ class Listeners:
 
     pids: frozenset[int]
     unknown: int
+    # the owners (pid -> ProcessInfo with the fields asked for), when the target read them in the
+    # same operation (``listeners(fields=...)``); None: read them with ``processes(pids=...)``
+    owners: dict | None = field(default=None, compare=False)
 
 
 class _Discard:
@@ -149,21 +169,27 @@ class Target(ABC):
     name: str = "target"
 
     @abstractmethod
-    def stat(self, path: str, timeout: float) -> FileStat:
-        """The file at ``path``; FileNotFoundError when there is none, OSError when it cannot be read."""
+    def stat(self, path: str, timeout: float, read_ahead: int = 0) -> FileStat:
+        """The file at ``path``; FileNotFoundError when there is none, OSError when it cannot be read.
+        ``read_ahead``: a target that reaches files through commands may also send, in the same
+        operation, the last ``read_ahead`` bytes of a readable regular file (all of it when it
+        is smaller) as ``data``/``data_at``; a local target need not (reading here is cheap)."""
 
     @abstractmethod
-    def glob(self, pattern: str, timeout: float) -> list[FileStat]:
+    def glob(self, pattern: str, timeout: float, read_ahead: int = 0) -> list[FileStat]:
         """Existing paths matching a shell ``pattern`` (``*``, ``?``, ``[...]``; dot files only
-        when the pattern says so), each stat'ed."""
+        when the pattern says so), each stat'ed; ``read_ahead`` as for ``stat``, when a single
+        regular file matches."""
 
     @abstractmethod
     def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
         """Up to ``length`` bytes of ``path`` from ``offset`` (fewer only at its end)."""
 
     @abstractmethod
-    def resources(self, cpu_sample: float, timeout: float) -> Resources:
-        """CPU % over ``cpu_sample`` seconds, memory % in use, 1-minute load per core."""
+    def resources(self, cpu_sample: float, timeout: float, disks: Collection[str] = ()) -> Resources:
+        """CPU % over ``cpu_sample`` seconds, memory % in use, 1-minute load per core; a target
+        that reaches the machine through commands also reads the use of ``disks`` (paths) in the
+        same operation (``Resources.disks``); the others are read with ``disk``."""
 
     @abstractmethod
     def disk(self, path: str, timeout: float) -> DiskUsage:
@@ -193,8 +219,10 @@ class Target(ABC):
         read, NotRegularFile when it is no regular file (a FIFO must not hang the probe)."""
 
     @abstractmethod
-    def listeners(self, port: int, timeout: float) -> Listeners:
-        """Who listens on local TCP ``port``; OSError when the sockets cannot be listed."""
+    def listeners(self, port: int, timeout: float, fields: Collection[str] | None = None) -> Listeners:
+        """Who listens on local TCP ``port``; OSError when the sockets cannot be listed. With
+        ``fields``, a target that reaches the machine through commands also reads the owners'
+        processes (as ``processes(fields=fields, pids=...)``) in the same operation."""
 
     @abstractmethod
     def realpath(self, path: str, timeout: float) -> str:
@@ -244,10 +272,11 @@ class Target(ABC):
                 todo.extend(children.get(child, ()))
         return found
 
-    def open(self, path: str, deadline: float):
+    def open(self, path: str, deadline: float, known: FileStat | None = None):
         """A readable, seekable binary file object over ``path``; its reads raise TimeoutError
-        after ``deadline``. Close it (it is a context manager)."""
-        return RangeFile(self, path, deadline)
+        after ``deadline``. ``known``: the file's stat taken earlier by the same check (with its
+        ``data``), used instead of a new one. Close it (it is a context manager)."""
+        return RangeFile(self, path, deadline, known)
 
     def count_newlines(self, path: str, offset: int, length: int, timeout: float) -> int:
         """How many ``\\n`` bytes ``path`` holds in ``[offset, offset + length)`` (fewer bytes at its
@@ -315,12 +344,16 @@ class RangeFile(io.RawIOBase):
     True
     """
 
-    def __init__(self, target: Target, path: str, deadline: float) -> None:
+    def __init__(self, target: Target, path: str, deadline: float, known: FileStat | None = None) -> None:
         super().__init__()
         self.target, self.path, self.deadline = target, path, deadline
-        self.size = target.stat(path, self._left()).size
+        # the stat also brings the file's last READ_AHEAD bytes where a target sends them: a
+        # small file is then read in one operation, and a log's tail is at hand
+        # (+1: a backward reader's first block ends before the file's last byte, read first on its own)
+        self.stat = known if known is not None else target.stat(path, self._left(), read_ahead=READ_AHEAD + 1)
+        self.size = self.stat.size
         self.pos = 0
-        self._cache, self._cache_at = b"", 0
+        self._cache, self._cache_at = self.stat.data or b"", self.stat.data_at
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()

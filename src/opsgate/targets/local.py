@@ -66,10 +66,10 @@ class LocalTarget(Target):
 
     name = "local"
 
-    def stat(self, path: str, timeout: float) -> FileStat:
-        return _file_stat(str(path), os.stat(path))
+    def stat(self, path: str, timeout: float, read_ahead: int = 0) -> FileStat:
+        return _file_stat(str(path), os.stat(path))  # no read-ahead: a read here costs no round trip
 
-    def glob(self, pattern: str, timeout: float) -> list[FileStat]:
+    def glob(self, pattern: str, timeout: float, read_ahead: int = 0) -> list[FileStat]:
         found = []
         for path in globbing.glob(pattern):
             try:
@@ -83,10 +83,10 @@ class LocalTarget(Target):
             handle.seek(offset)
             return handle.read(length)
 
-    def open(self, path: str, deadline: float):
+    def open(self, path: str, deadline: float, known: FileStat | None = None):
         return _open_regular(path)  # the log probe checks its deadline before every block
 
-    def resources(self, cpu_sample: float, timeout: float) -> Resources:
+    def resources(self, cpu_sample: float, timeout: float, disks: Collection[str] = ()) -> Resources:
         return Resources(
             cpu_percent=psutil.cpu_percent(interval=min(cpu_sample, timeout / 2)),
             memory_percent=psutil.virtual_memory().percent,
@@ -186,7 +186,7 @@ class LocalTarget(Target):
         finally:
             os.close(fd)
 
-    def listeners(self, port: int, timeout: float) -> Listeners:
+    def listeners(self, port: int, timeout: float, fields: Collection[str] | None = None) -> Listeners:
         pids, unknown = set(), 0
         try:
             conns = psutil.net_connections(kind="tcp")

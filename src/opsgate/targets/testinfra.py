@@ -47,6 +47,7 @@ import stat as statmod
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Callable, Collection
 
 from . import (PROCESS_FIELDS, Command, DiskUsage, FileStat, Listeners, NotRegularFile, ProcessInfo, Ran, Resources,
@@ -93,6 +94,49 @@ def transport_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+#: the far side's part of a read-ahead (after the stat line; $1 the path, $2 the bytes wanted):
+#: a readable regular file's last $2 bytes up to the size the stat saw, after "\0=<offset>\0"
+_READ_AHEAD_SH = ("[ \"$2\" -gt 0 ] && [ -f \"$1\" ] && [ -r \"$1\" ] || exit 0; s=${l%% *}; o=$(( s > $2 ? s - $2 : 0 )); "
+                  "printf '\\0=%s\\0' \"$o\"; tail -c +$(( o + 1 )) -- \"$1\" | head -c $(( s - o ))")
+MAX_READ_AHEAD = 1 << 20  # bytes a stat or glob sends with it, at most
+
+
+def _split_read_ahead(out: bytes) -> tuple[list[bytes], bytes | None, int]:
+    """NUL-separated stat lines, then maybe ``=<offset>`` and the read-ahead bytes to the end.
+
+    >>> _split_read_ahead(b"1 2.0 81a4 /a\\0=0\\0x\\0y")
+    ([b'1 2.0 81a4 /a'], b'x\\x00y', 0)
+    """
+    entries, pos = [], 0
+    while pos < len(out):
+        end = out.find(b"\0", pos)
+        entry = out[pos:] if end < 0 else out[pos:end]
+        if entry.startswith(b"=") and end >= 0:
+            return entries, out[end + 1:], int(entry[1:])
+        entries.append(entry)
+        if end < 0:
+            break
+        pos = end + 1
+    return entries, None, 0
+
+
+_STATFS = "stat -f -L --printf '%b %f %a %S %c %d'"  # the statvfs fields psutil's disk_usage uses
+
+
+def _disk_usage(text: str) -> DiskUsage:
+    """A filesystem's use from ``_STATFS``'s fields (ValueError when they are not there), as psutil computes it.
+
+    >>> _disk_usage("100 50 40 4096 1000 900")
+    DiskUsage(used_percent=55.6, free_gb=0.0, inodes_percent=10.0)
+    """
+    blocks, bfree, bavail, frsize, files, ffree = (int(x) for x in text.split())
+    used = (blocks - bfree) * frsize
+    user_total = used + bavail * frsize
+    used_percent = round(used / user_total * 100, 1) if user_total else 0.0
+    inodes = (files - ffree) / files * 100 if files else 0.0
+    return DiskUsage(used_percent, round(bavail * frsize / 2**30, 2), round(inodes, 2))
+
+
 def _stat_line(line: str) -> FileStat:
     size, mtime, mode, path = line.split(" ", 3)
     mode_bits = int(mode, 16)
@@ -137,6 +181,49 @@ class _GzTail(io.RawIOBase):
         return len(data)
 
 
+#: processes whose fields a whole listing reads along when asked "?<letters>" (few: cheaper than a
+#: second round trip for the kept ones; many: the fields are read for the kept ones only)
+FEW_PROCESSES = 64
+
+#: The far side's listing of /proc records: $1 a nonce (marks the listing's own processes), $2 the
+#: fields read from files (letters: u user, e exe, c cwd, g cgroup; "-" none; "?<letters>": only
+#: if at most FEW_PROCESSES are listed, saying so with a first record "fields:all"), then the pids
+#: (all when none).
+_PROC_SCRIPT = rf"""
+cd /proc || exit 3
+w=$2; shift 2
+[ $# -gt 0 ] || set -- [0-9]*
+{{
+case $w in \?*) if [ $# -le {FEW_PROCESSES} ]; then w=${{w#?}}; printf 'fields:all\0'; else w=-; fi;; esac
+printf 'clock:%s %s %s\0' "$(getconf CLK_TCK)" "$(getconf PAGESIZE)" "$(sed -n 's/^btime //p' stat)"
+printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
+printf '%s/cmdline\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
+case $w in *u*)
+  printf '%s/status\0' "$@" | xargs -0 grep -a -H '^Uid:' 2>/dev/null | tr '\n' '\0'
+  uids=$(printf '%s/status\0' "$@" | xargs -0 sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' 2>/dev/null | sort -u)
+  [ -z "$uids" ] || getent passwd $uids | cut -d: -f1,3 | sed 's/^/passwd:/' | tr '\n' '\0';;
+esac
+for f in exe cwd; do  # pids are digits: split into find's paths
+  case $f:$w in exe:*e*|cwd:*c*) find $(printf "%s/$f " "$@") -maxdepth 0 -printf '%p:%l\0' 2>/dev/null;; esac
+done
+case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null;; esac
+}} | head -c {PROC_LIMIT + 1}
+"""
+
+
+def _letters(fields: Collection[str]) -> str:
+    """The letters ``_PROC_SCRIPT`` takes as $2 for ``fields``.
+
+    >>> _letters({"user", "cwd", "memory"}), _letters(())
+    ('uc', '-')
+    """
+    pairs = (("user", "u"), ("exe", "e"), ("cwd", "c"), ("cgroup", "g"))
+    return "".join(letter for field, letter in pairs if field in fields) or "-"
+
+
+_OWNERS = b"\0opsgate-owners\0"  # between ss's lines and the owners' /proc records
+
+
 class TestinfraTarget(Target):
     """A testinfra ``Host`` (``testinfra.get_host("ssh://web1")``) seen as a target."""
 
@@ -167,6 +254,14 @@ class TestinfraTarget(Target):
     def _sh(self, script: str, args: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
         """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
         it or the transport runs out (naming ``what`` was being done)."""
+        tail = "sh -c {} opsgate {}".format(shlex.quote(script), " ".join(shlex.quote(a) for a in args))
+        return self._bounded(tail, timeout, what)
+
+    def _tool(self, argv: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
+        """Run one program (no shell of its own: the far side's ``timeout`` starts it) as ``_sh``."""
+        return self._bounded(shlex.join(argv), timeout, what)
+
+    def _bounded(self, command: str, timeout: float, what: str) -> tuple[int, bytes, bytes]:
         if self.stopped_answering:
             raise TimeoutError(f"{self.stopped_answering}; not asked again in this run")
         if self._slots is not None:
@@ -176,14 +271,14 @@ class TestinfraTarget(Target):
                                    "host held them all)")
             timeout = max(timeout - (time.monotonic() - waited), 0.001)
             try:
-                return self._sh_now(script, args, timeout, what)
+                return self._run_now(command, timeout, what)
             finally:
                 self._slots.release()
-        return self._sh_now(script, args, timeout, what)
+        return self._run_now(command, timeout, what)
 
-    def _sh_now(self, script: str, args: list[str], timeout: float, what: str) -> tuple[int, bytes, bytes]:
-        line = "timeout -k 1 {:.3f} sh -c {} opsgate {}".format(
-            max(timeout, 0.001), shlex.quote(script), " ".join(shlex.quote(a) for a in args))
+    def _run_now(self, command: str, timeout: float, what: str) -> tuple[int, bytes, bytes]:
+        # exec: the backend's shell becomes timeout (one process less per operation on the far side)
+        line = "exec timeout -k 1 {:.3f} {}".format(max(timeout, 0.001), command)
         box: dict = {}
 
         def call() -> None:
@@ -212,26 +307,42 @@ class TestinfraTarget(Target):
         return result.rc, out, err
 
     def ping(self, timeout: float) -> None:
-        rc, _out, err = self._sh("true", [], timeout, "running true")
+        rc, _out, err = self._tool(["true"], timeout, "running true")
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: `true` failed: {err.decode('utf-8', 'replace').strip()[:300]}")
 
     # --- files ---------------------------------------------------------------------------------
 
-    def stat(self, path: str, timeout: float) -> FileStat:
-        rc, out, err = self._sh("stat -L --printf '%s %.9Y %f %n' -- \"$1\"", [str(path)], timeout)
+    def stat(self, path: str, timeout: float, read_ahead: int = 0) -> FileStat:
+        if read_ahead <= 0:  # the far side's timeout runs stat itself: no shell
+            rc, out, err = self._tool(["stat", "-L", "--printf", "%s %.9Y %f %n", "--", str(path)], timeout)
+            if rc != 0:
+                raise _oserror(err.decode("utf-8", "replace"), str(path))
+            return _stat_line(out.decode("utf-8", "surrogateescape"))
+        # "<stat line>" and, for a readable regular file, "\0=<offset>\0<its bytes from offset to its size>"
+        script = "l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s' \"$l\"; " + _READ_AHEAD_SH
+        rc, out, err = self._sh(script, [str(path), str(min(read_ahead, MAX_READ_AHEAD))], timeout)
         if rc != 0:
             raise _oserror(err.decode("utf-8", "replace"), str(path))
-        return _stat_line(out.decode("utf-8", "surrogateescape"))
+        entries, data, at = _split_read_ahead(out)
+        found = _stat_line(entries[0].decode("utf-8", "surrogateescape"))
+        return replace(found, data=data, data_at=at) if data is not None else found
 
-    def glob(self, pattern: str, timeout: float) -> list[FileStat]:
-        # IFS empty: the pattern is expanded as a path pattern, never split at spaces
-        script = ("IFS=; set -- $1; [ $# -gt 1 ] || [ -e \"$1\" ] || exit 0; "
+    def glob(self, pattern: str, timeout: float, read_ahead: int = 0) -> list[FileStat]:
+        # IFS empty: the pattern is expanded as a path pattern, never split at spaces; a single
+        # regular file matching is sent with its read-ahead bytes, as by stat
+        script = ("IFS=; set -- \"$2\" $1; [ $# -gt 2 ] || [ -e \"$2\" ] || exit 0; n=$1; shift; "
+                  "if [ $# -eq 1 ] && [ \"$n\" -gt 0 ]; then l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\" 2>/dev/null) "
+                  "|| exit 0; printf '%s' \"$l\"; set -- \"$1\" \"$n\"; " + _READ_AHEAD_SH + "; exit 0; fi; "
                   f"stat -L --printf '%s %.9Y %f %n\\0' -- \"$@\" 2>/dev/null | head -c {LIST_LIMIT + 1}")
-        _rc, out, _err = self._sh(script, [pattern], timeout)
-        if len(out) > LIST_LIMIT:
+        _rc, out, _err = self._sh(script, [pattern, str(min(read_ahead, MAX_READ_AHEAD))], timeout)
+        entries, data, at = _split_read_ahead(out)
+        if sum(map(len, entries)) > LIST_LIMIT:
             raise OSError(errno.E2BIG, f"more than {LIST_LIMIT} bytes of paths match", pattern)
-        return [_stat_line(entry) for entry in out.decode("utf-8", "surrogateescape").split("\0") if entry]
+        found = [_stat_line(entry.decode("utf-8", "surrogateescape")) for entry in entries if entry]
+        if data is not None and len(found) == 1:
+            found[0] = replace(found[0], data=data, data_at=at)
+        return found
 
     def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
         depth = "" if recursive else "-maxdepth 1 "
@@ -290,31 +401,35 @@ class TestinfraTarget(Target):
 
     # --- resources -----------------------------------------------------------------------------
 
-    def resources(self, cpu_sample: float, timeout: float) -> Resources:
+    def resources(self, cpu_sample: float, timeout: float, disks: Collection[str] = ()) -> Resources:
         sample = min(cpu_sample, timeout / 2)
+        # the disks' statvfs in the same operation: one line each, "disk <fields>" or "disk <error>"
         script = ("cat /proc/loadavg && getconf _NPROCESSORS_ONLN && grep -E '^(MemTotal|MemAvailable):' /proc/meminfo"
-                  " && head -n 1 /proc/stat && sleep \"$1\" && head -n 1 /proc/stat")
-        rc, out, err = self._sh(script, [f"{sample:.3f}"], timeout)
+                  " && head -n 1 /proc/stat && sleep \"$1\" && head -n 1 /proc/stat || exit 1; shift; "
+                  f"for p; do printf 'disk '; {_STATFS} -- \"$p\" 2>&1 | head -c 2000 | tr '\\n' ' '; echo; done")
+        rc, out, err = self._sh(script, [f"{sample:.3f}", *map(str, disks)], timeout)
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot read /proc: {err.decode('utf-8', 'replace').strip()}")
-        lines = out.decode().splitlines()
+        lines = out.decode("utf-8", "replace").splitlines()
         load, cpus = float(lines[0].split()[0]), int(lines[1])
         mem = {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in lines[2:4])}
         (busy1, total1), (busy2, total2) = _cpu_times(lines[4]), _cpu_times(lines[5])
         cpu = round((busy2 - busy1) / (total2 - total1) * 100, 1) if total2 > total1 else 0.0
         memory = round((mem["MemTotal"] - mem["MemAvailable"]) / mem["MemTotal"] * 100, 1)
-        return Resources(cpu, memory, round(load / (cpus or 1), 3))
+        found: dict = {}
+        for path, line in zip(disks, lines[6:]):
+            text = line.removeprefix("disk ").strip()
+            try:
+                found[path] = _disk_usage(text)
+            except ValueError:
+                found[path] = _oserror(text, str(path))
+        return Resources(cpu, memory, round(load / (cpus or 1), 3), found)
 
     def disk(self, path: str, timeout: float) -> DiskUsage:
-        rc, out, err = self._sh("stat -f -L --printf '%b %f %a %S %c %d' -- \"$1\"", [str(path)], timeout)
+        rc, out, err = self._tool([*shlex.split(_STATFS), "--", str(path)], timeout)
         if rc != 0:
             raise _oserror(err.decode("utf-8", "replace"), str(path))
-        blocks, bfree, bavail, frsize, files, ffree = (int(x) for x in out.split())
-        used = (blocks - bfree) * frsize
-        user_total = used + bavail * frsize
-        used_percent = round(used / user_total * 100, 1) if user_total else 0.0
-        inodes = (files - ffree) / files * 100 if files else 0.0
-        return DiskUsage(used_percent, round(bavail * frsize / 2**30, 2), round(inodes, 2))
+        return _disk_usage(out.decode("utf-8", "replace"))
 
     # --- processes and sockets ----------------------------------------------------------------
 
@@ -325,48 +440,36 @@ class TestinfraTarget(Target):
             raise ValueError(f"unknown process fields: {sorted(fields - PROCESS_FIELDS)}")
         deadline = time.monotonic() + timeout
         nonce = f"opsgate-{uuid.uuid4().hex[:12]}"  # marks this listing's own processes
-        listed = self._proc_read(nonce, fields if select is None else frozenset(), pids, timeout)
+        # a whole listing to select from: the fields come along when the host has few processes
+        few = select is not None and bool(fields) and pids is None
+        listed, with_fields = self._proc_read(nonce, fields if select is None or few else frozenset(), pids, timeout,
+                                              few)
         if pids is None:
             for pid in procfs.own_processes(listed, nonce):
                 del listed[pid]
         kept = [p for p in listed.values() if select is None or select(p)]
-        if select is None or not fields or not kept:
+        if select is None or not fields or not kept or with_fields:
             return sorted(kept, key=lambda p: p.pid)
         # the fields, for the kept processes only; one that ended or whose pid was reused is gone
-        again = self._proc_read(nonce, fields, [p.pid for p in kept], max(deadline - time.monotonic(), 0.001))
+        again, _ = self._proc_read(nonce, fields, [p.pid for p in kept], max(deadline - time.monotonic(), 0.001))
         return [again[p.pid] for p in sorted(kept, key=lambda p: p.pid)
                 if p.pid in again and again[p.pid].create_time == p.create_time]
 
-    def _proc_read(self, nonce: str, fields: frozenset[str], pids: Collection[int] | None,
-                   timeout: float) -> dict[int, ProcessInfo]:
-        """One command reading the /proc records of ``pids`` (all when None) for ``fields``."""
-        files = {"exe", "cwd", "cgroup"} & fields
-        script = rf"""
-cd /proc || exit 3
-w=$2; shift 2
-[ $# -gt 0 ] || set -- [0-9]*
-{{
-printf 'clock:%s %s %s\0' "$(getconf CLK_TCK)" "$(getconf PAGESIZE)" "$(sed -n 's/^btime //p' stat)"
-printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
-printf '%s/cmdline\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
-case $w in *u*)
-  printf '%s/status\0' "$@" | xargs -0 grep -a -H '^Uid:' 2>/dev/null | tr '\n' '\0'
-  uids=$(printf '%s/status\0' "$@" | xargs -0 sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' 2>/dev/null | sort -u)
-  [ -z "$uids" ] || getent passwd $uids | cut -d: -f1,3 | sed 's/^/passwd:/' | tr '\n' '\0';;
-esac
-for f in {" ".join(sorted(files - {"cgroup"}))}; do  # pids are digits: split into find's paths
-  find $(printf "%s/$f " "$@") -maxdepth 0 -printf '%p:%l\0' 2>/dev/null
-done
-case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null;; esac
-}} | head -c {PROC_LIMIT + 1}
-"""
-        letters = "".join(letter for field, letter in (("user", "u"), ("cgroup", "g")) if field in fields) or "-"
+    def _proc_read(self, nonce: str, fields: frozenset[str], pids: Collection[int] | None, timeout: float,
+                   few: bool = False) -> tuple[dict[int, ProcessInfo], bool]:
+        """One command reading the /proc records of ``pids`` (all when None) for ``fields`` (``few``:
+        only if at most FEW_PROCESSES are listed); and whether the fields were read."""
+        letters = ("?" if few else "") + _letters(fields)
         args = [nonce, letters, *(str(int(pid)) for pid in (pids if pids is not None else ()))]
         if pids is not None and not pids:
-            return {}
-        rc, out, err = self._sh(script, args, timeout, "listing processes")
+            return {}, True
+        rc, out, err = self._sh(_PROC_SCRIPT, args, timeout, "listing processes")
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot list processes: {err.decode('utf-8', 'replace').strip()}")
+        with_fields = not few or out.startswith(b"fields:all\0")
+        return self._proc_parse(out, fields if with_fields else frozenset()), with_fields
+
+    def _proc_parse(self, out: bytes, fields: frozenset[str]) -> dict[int, ProcessInfo]:
         if len(out) > PROC_LIMIT:
             raise OSError(errno.E2BIG, f"{self.name}: the process listing is over {PROC_LIMIT} bytes")
         try:
@@ -410,9 +513,19 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
             raise _oserror(err.decode("utf-8", "replace"), str(path))
         return out[:4096].decode("ascii", "replace")
 
-    def listeners(self, port: int, timeout: float) -> Listeners:
+    def listeners(self, port: int, timeout: float, fields: Collection[str] | None = None) -> Listeners:
         script = f"ss -Hltnp \"sport = :$1\" | head -c {LIST_LIMIT + 1}"
-        rc, out, err = self._sh(script, [str(int(port))], timeout, "listing listening sockets")
+        args = [str(int(port))]
+        if fields is not None:  # the owners' records too, in the same operation
+            fields = frozenset(fields)
+            if fields - PROCESS_FIELDS:
+                raise ValueError(f"unknown process fields: {sorted(fields - PROCESS_FIELDS)}")
+            script = (f"out=$({script}); printf '%s\\n' \"$out\"; "
+                      "set -- \"$2\" \"$3\" $(printf '%s\\n' \"$out\" | grep -o 'pid=[0-9]*' | cut -c5- | sort -u); "
+                      "[ $# -gt 2 ] || exit 0; printf '\\0opsgate-owners\\0'\n" + _PROC_SCRIPT)
+            args += [f"opsgate-{uuid.uuid4().hex[:12]}", _letters(fields)]
+        rc, out, err = self._sh(script, args, timeout, "listing listening sockets")
+        out, marker, records = out.partition(_OWNERS)
         if rc != 0 or len(out) > LIST_LIMIT:
             raise OSError(errno.EIO, f"{self.name}: cannot list sockets: "
                                      f"{err.decode('utf-8', 'replace').strip() or 'ss failed'}")
@@ -423,7 +536,10 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
                 pids.update(owners)
             elif line.strip():
                 unknown += 1
-        return Listeners(frozenset(pids), unknown)
+        owners = None
+        if fields is not None:
+            owners = self._proc_parse(records, fields) if marker else {}
+        return Listeners(frozenset(pids), unknown, owners)
 
     def realpath(self, path: str, timeout: float) -> str:
         rc, out, _err = self._sh("readlink -f -- \"$1\" || printf '%s\\n' \"$1\"", [str(path)], timeout,
