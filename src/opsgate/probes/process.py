@@ -195,6 +195,48 @@ def _realpath(value: str, ctx, timeout: float = 5.0) -> str:
     return _target(ctx).realpath(path, timeout)
 
 
+class _LazyPath:
+    """A configured path (exe, cwd), resolved on the target only when needed: a process whose
+    /proc link (already a resolved path) equals it as written shows that it resolves to itself,
+    so a remote host is asked to resolve it only when a process differs from it, or to name it
+    in a message when no process showed it (one round trip less for a matching process).
+
+    >>> path = _LazyPath("/", None, time.monotonic() + 5)
+    >>> path.holds("/"), path.shown()
+    (True, '/')
+    """
+
+    def __init__(self, value: str, ctx, deadline: float) -> None:
+        self.written = str(ctx.path(value) if ctx is not None else value)
+        self.ctx, self.deadline = ctx, deadline
+        self.resolved: str | None = None
+
+    def real(self) -> str:
+        if self.resolved is None:
+            self.resolved = _target(self.ctx).realpath(self.written, time_left(self.deadline))
+        return self.resolved
+
+    def holds(self, seen: str | None) -> bool:
+        if seen is not None and seen == self.written:
+            self.resolved = self.written  # a resolved path, as the kernel shows it
+            return True
+        return seen is not None and seen == self.real()
+
+    def shown(self) -> str:
+        return self.real()
+
+
+class _PathScope(Scope):
+    """An exe/cwd scope whose path is a :class:`_LazyPath` (its label and phrase name it resolved)."""
+
+    def __init__(self, key: str, what: str, path: _LazyPath) -> None:
+        self.key, self.what, self.path = key, what, path
+        super().__init__("", "", lambda p: path.holds(getattr(p, key)), key)
+
+    label = property(lambda self: f"{self.key}={self.path.shown()}", lambda self, _value: None)
+    phrase = property(lambda self: f"{self.what} {self.path.shown()}", lambda self, _value: None)
+
+
 def scope_fields(checks: list[Scope]) -> set[str]:
     """The process fields ``checks`` read.
 
@@ -204,9 +246,11 @@ def scope_fields(checks: list[Scope]) -> set[str]:
     return {s.field for s in checks if s.field}
 
 
-def scopes(scope: ProcessScope, ctx, port: int | None = None, timeout: float = 5.0) -> list[Scope]:
+def scopes(scope: ProcessScope, ctx, port: int | None = None, timeout: float = 5.0, lazy: bool = False) -> list[Scope]:
     """The scopes ``scope`` sets besides pid_file (which selects candidates), in the order
-    they are applied.
+    they are applied. ``lazy``: exe and cwd are resolved on the target only when a process
+    needs it (their tests and labels may then ask the target: call them where its errors are
+    caught).
 
     >>> [s.label for s in scopes(ProcessScope(user="app", cwd="/srv"), None, port=8000)]
     ['port=8000', 'user=app', 'cwd=/srv']
@@ -223,10 +267,14 @@ def scopes(scope: ProcessScope, ctx, port: int | None = None, timeout: float = 5
         else:
             out.append(Scope(f"user={user}", f"owned by user {user!r}", lambda p: p.user == user, "user"))
     # /proc/<pid>/exe and cwd are resolved paths already; the configured ones are resolved on the target
-    if scope.exe is not None:
+    if scope.exe is not None and lazy:
+        out.append(_PathScope("exe", "running executable", _LazyPath(scope.exe, ctx, deadline)))
+    elif scope.exe is not None:
         exe = _realpath(scope.exe, ctx, time_left(deadline))
         out.append(Scope(f"exe={exe}", f"running executable {exe}", lambda p: p.exe == exe, "exe"))
-    if scope.cwd is not None:
+    if scope.cwd is not None and lazy:
+        out.append(_PathScope("cwd", "with working directory", _LazyPath(scope.cwd, ctx, deadline)))
+    elif scope.cwd is not None:
         cwd = _realpath(scope.cwd, ctx, time_left(deadline))
         out.append(Scope(f"cwd={cwd}", f"with working directory {cwd}", lambda p: p.cwd == cwd, "cwd"))
     if scope.container is not None:
@@ -296,7 +344,7 @@ def _matches(item: ProcessCheck, ctx=None, deadline: float | None = None) -> tup
     """The processes that count, why there are none (pid_file), and the scoping record."""
     deadline = deadline if deadline is not None else time.monotonic() + item.timeout
     pattern = re.compile(item.cmdline) if item.cmdline else None
-    checks = scopes(item, ctx, item.port, time_left(deadline))
+    checks = scopes(item, ctx, item.port, time_left(deadline), lazy=True)
     fields = scope_fields(checks) | _ROW_FIELDS
 
     def named(info: ProcessInfo) -> bool:
