@@ -149,3 +149,32 @@ def test_a_ports_owner_comes_with_its_listeners(tmp_path, remote):
             result.message, result.message
     result = check(TcpCheck(name="t", port=port, connect=False, listening_process="python"), tmp_path, remote)
     assert result.status == "fail" and f"no local process listens on port {port}" in result.message
+
+
+def test_a_cwd_scope_is_resolved_on_the_host_only_when_a_process_needs_it(tmp_path, remote):
+    import subprocess
+
+    from opsgate.model import ProcessCheck
+
+    real, other = tmp_path / "release-7", tmp_path / "other"
+    real.mkdir(), other.mkdir()
+    (tmp_path / "current").symlink_to(real)
+    marker = f"{time.time_ns() % 10**9 / 1000:.3f}"  # a sleep only this test starts
+    procs = [subprocess.Popen(["sleep", f"{marker}1"], cwd=real), subprocess.Popen(["sleep", f"{marker}1"], cwd=other)]
+    try:
+        as_written = ProcessCheck(name="p", cmdline=f"^sleep {marker}1$", cwd=str(real), min_count=1, max_count=1)
+        result = check(as_written, tmp_path, remote)
+        assert result.status == "pass", result.message
+        assert not any("readlink" in c for c in remote.calls)  # the server ran there: nothing to resolve
+        assert result.evidence["details"]["scoping"]["excluded"] == {f"cwd={real}": 1}
+        through_link = as_written.model_copy(update={"cwd": str(tmp_path / "current")})
+        result = check(through_link, tmp_path, remote)
+        assert result.status == "pass", result.message
+        assert result.evidence["details"]["scoping"]["scopes"] == [f"cwd={real}"]
+        elsewhere = as_written.model_copy(update={"cwd": str(tmp_path)})
+        result = check(elsewhere, tmp_path, remote)
+        assert result.status == "fail" and f"none with working directory {tmp_path}" in result.message, result.message
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
