@@ -178,3 +178,25 @@ def test_a_cwd_scope_is_resolved_on_the_host_only_when_a_process_needs_it(tmp_pa
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def test_a_directorys_entries_come_with_its_stat(tmp_path, remote):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for i in range(12):
+        (spool / f"job-{i:03d}.json").write_text("{}\n")
+    (spool / "sub").mkdir()
+    item = FileCheck(name="d", path=str(spool), directory={"max_files": 12, "max_entries": 100})
+    result = check(item, tmp_path, remote)
+    assert result.status == "pass" and result.evidence["observed"]["files"] == 12, result.message
+    assert len(remote.calls) == 1, remote.calls
+    (spool / "job-999.json").write_text("{}\n")  # the next check lists it again
+    result = check(item, tmp_path, remote)
+    assert result.status == "fail" and "files" in result.message and "13" in result.message, result.message
+    few = FileCheck(name="d", path=str(spool), directory={"max_entries": 5})
+    result = check(few, tmp_path, remote)
+    assert result.status == "fail" and "holds more than max_entries (5)" in result.message, result.message
+    result = check(FileCheck(name="d", path=str(spool / "job-001.json"), directory={}), tmp_path, remote)
+    assert result.status == "fail" and result.message.endswith("job-001.json: not a directory"), result.message
+    result = check(FileCheck(name="d", path=str(tmp_path / "gone"), directory={}), tmp_path, remote)
+    assert result.status == "fail" and "directory does not exist" in result.message, result.message

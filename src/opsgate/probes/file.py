@@ -108,10 +108,14 @@ def observe(item: FileCheck, ctx) -> Observation:
     deadline = time.monotonic() + item.timeout
     path = ctx.path(item.path)
     values = {"path": str(path), "exists": True}
+    listing = None
     try:
-        # content wanted: a remote target sends a small file's bytes with its stat (one round trip)
-        st = ctx.target.stat(str(path), item.timeout, read_ahead=min(READ_AHEAD, item.max_read) if
-                             item.reads_content() and not item.directory else 0)
+        if item.directory and item.exists:  # its entries in the same operation where the target can
+            st, listing = ctx.target.stat_and_list(str(path), item.directory.max_entries, item.timeout,
+                                                   item.directory.recursive)
+        else:  # content wanted: a remote target sends a small file's bytes with its stat (one round trip)
+            st = ctx.target.stat(str(path), item.timeout, read_ahead=min(READ_AHEAD, item.max_read) if
+                                 item.reads_content() else 0)
     except TimeoutError as exc:
         return Observation(values, error=f"{path}: cannot stat: {exc}")
     except OSError as exc:
@@ -132,7 +136,7 @@ def observe(item: FileCheck, ctx) -> Observation:
         return Observation(values)
     left = max(0.001, deadline - time.monotonic())
     if item.directory:
-        return _directory(item.directory, str(path), ctx.target, left, values)
+        return _directory(item.directory, str(path), listing, values)
     if item.reads_content():
         return _content(item, str(path), st, ctx.target, left, values)
     return Observation(values)
@@ -245,13 +249,14 @@ def _observed(content: Content, document: Any) -> tuple[dict[str, Any], dict[str
 
 # --- directories ----------------------------------------------------------------------------
 
-def _directory(spec: Directory, path: str, target, timeout: float, values: dict) -> Observation:
-    try:
-        files, read, more = target.list_dir(path, spec.max_entries, timeout, spec.recursive)
-    except NotADirectoryError:
+def _directory(spec: Directory, path: str, listing, values: dict) -> Observation:
+    """Judge ``listing`` (``Target.stat_and_list``'s: None when ``path`` is no directory, or
+    the OSError listing it raised)."""
+    if listing is None or isinstance(listing, NotADirectoryError):
         return Observation(values, error=f"{path}: not a directory")
-    except (OSError, TimeoutError) as exc:
-        return Observation(values, error=f"{path}: cannot list: {getattr(exc, 'strerror', None) or exc}")
+    if isinstance(listing, OSError):  # TimeoutError too
+        return Observation(values, error=f"{path}: cannot list: {getattr(listing, 'strerror', None) or listing}")
+    files, read, more = listing
     now = time.time()
     matching = [f for f in files if fnmatch.fnmatchcase(f.path.rsplit("/", 1)[-1], spec.match)]
     oldest = min(matching, key=lambda f: f.mtime, default=None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import io
+import stat as statmod
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -253,6 +254,25 @@ class Target(ABC):
         (2, 2, True)
         """
         raise OSError(errno.ENOTSUP, f"{self.name} cannot list directories", path)
+
+    def stat_and_list(self, path: str, limit: int, timeout: float, recursive: bool = False):
+        """``stat(path)`` and, when it is a directory, ``list_dir(path, limit, ...)`` -- in one
+        operation where the target reaches files through commands: (stat, listing), the listing
+        None when ``path`` is no directory, or the OSError listing it raised. The stat's own
+        failure is raised, as ``stat`` raises it.
+
+        >>> st, (files, read, more) = local().stat_and_list("/", limit=1, timeout=5)
+        >>> st.is_file, read, more
+        (False, 1, True)
+        """
+        deadline = time.monotonic() + timeout
+        found = self.stat(path, timeout)
+        if not statmod.S_ISDIR(found.mode):
+            return found, None
+        try:
+            return found, self.list_dir(path, limit, max(deadline - time.monotonic(), 0.001), recursive)
+        except OSError as exc:  # TimeoutError too
+            return found, exc
 
     def descendants(self, pid: int, timeout: float) -> list[int]:
         """The pids of ``pid``'s children, their children, and so on (none when it does not run).

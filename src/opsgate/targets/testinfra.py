@@ -137,6 +137,27 @@ def _disk_usage(text: str) -> DiskUsage:
     return DiskUsage(used_percent, round(bavail * frsize / 2**30, 2), round(inodes, 2))
 
 
+def _find(recursive: bool) -> str:
+    """The far side's listing of directory $1: one NUL-terminated "size mtime type path" per
+    entry, at most $2 of them."""
+    depth = "" if recursive else "-maxdepth 1 "
+    return f"find \"$1\" -mindepth 1 {depth}-printf '%s %T@ %y %p\\0' | head -z -n \"$2\""
+
+
+def _listing(out: bytes, err: bytes, limit: int, path: str) -> tuple[list[FileStat], int, bool]:
+    """``_find``'s entries as ``Target.list_dir`` answers them; OSError when a part could not be read."""
+    text = err.decode("utf-8", "replace")
+    if text.strip() and "Broken pipe" not in text:  # an unreadable subdirectory: the listing is incomplete
+        raise _oserror(text, path)
+    entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e]
+    files = []
+    for entry in entries[:limit]:
+        size, mtime, kind, name = entry.split(" ", 3)
+        if kind == "f":
+            files.append(FileStat(name, int(size), float(mtime), statmod.S_IFREG | 0o644, True))
+    return files, min(len(entries), limit), len(entries) > limit
+
+
 def _stat_line(line: str) -> FileStat:
     size, mtime, mode, path = line.split(" ", 3)
     mode_bits = int(mode, 16)
@@ -345,24 +366,27 @@ class TestinfraTarget(Target):
         return found
 
     def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
-        depth = "" if recursive else "-maxdepth 1 "
-        # one NUL-terminated "size mtime type path" per entry, at most limit + 1 of them
-        script = ("[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; "
-                  f"find \"$1\" -mindepth 1 {depth}-printf '%s %T@ %y %p\\0' | head -z -n \"$2\"")
+        script = "[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; " + _find(recursive)
         rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}")
-        text = err.decode("utf-8", "replace")
         if rc == 20:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
-        if text.strip() and "Broken pipe" not in text:  # an unreadable subdirectory: the listing is incomplete
-            raise _oserror(text, str(path))
-        entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e]
-        more = len(entries) > limit
-        files = []
-        for entry in entries[:limit]:
-            size, mtime, kind, name = entry.split(" ", 3)
-            if kind == "f":
-                files.append(FileStat(name, int(size), float(mtime), statmod.S_IFREG | 0o644, True))
-        return files, min(len(entries), limit), more
+        return _listing(out, err, limit, str(path))
+
+    def stat_and_list(self, path: str, limit: int, timeout: float, recursive: bool = False):
+        # one operation: "<stat line>\0", and for a directory "=list\0" and its entries
+        script = ("l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s\\0' \"$l\"; "
+                  "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _find(recursive))
+        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}")
+        if rc != 0:
+            raise _oserror(err.decode("utf-8", "replace"), str(path))
+        line, _, rest = out.partition(b"\0")
+        found = _stat_line(line.decode("utf-8", "surrogateescape"))
+        if not rest.startswith(b"=list\0"):
+            return found, None
+        try:
+            return found, _listing(rest[len(b"=list\0"):], err, limit, str(path))
+        except OSError as exc:
+            return found, exc
 
     def read_range(self, path: str, offset: int, length: int, timeout: float) -> bytes:
         script = ("[ -r \"$1\" ] || { stat -L -- \"$1\" >/dev/null && echo 'Permission denied' >&2; exit 1; }; "
