@@ -56,3 +56,29 @@ def test_the_entry_points_cadences_are_the_models():
     from opsgate.model import CADENCES
 
     assert tuple(plugin.CADENCES) == tuple(CADENCES)
+
+
+def test_enforced_markers_cost_a_plain_run_no_model(tmp_path):
+    """``--strict-markers`` (or ``--markers``) makes the entry point register a marker per kind:
+    it reads their names from the registry, so a plain run still imports no model, no pydantic
+    and no kind's module, and a test marked with a kind's name is allowed."""
+    proc, seen = _run(tmp_path, "test_plain.py", "--strict-markers", files={
+        "test_plain.py": "import pytest\n\n\n@pytest.mark.http\ndef test_one():\n    assert 1\n"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [m for m in HEAVY if m in seen["modules"]] == []
+    assert [m for m in seen["modules"] if m.startswith("opsgate.probes")] == []
+
+
+def test_an_opsgate_run_imports_only_the_kinds_its_environment_uses(tmp_path):
+    """The kinds' modules (each with its schema and client libraries) are imported when an
+    environment uses them: a run of file checks imports the file kind's module and no other
+    kind's (opsgate.kinds.REGISTRY, opsgate.model.environment_for)."""
+    from opsgate.kinds import MODULES
+
+    (tmp_path / "checks" / "daily").mkdir(parents=True)
+    (tmp_path / "env.yaml").write_text("name: lazy\nfile:\n  - name: hostname\n    path: /etc/hostname\n")
+    proc, seen = _run(tmp_path, "checks/daily", "--env", "env.yaml", "--no-report", files={})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    kinds = {m.rsplit(".", 1)[-1] for m in seen["modules"] if m.startswith("opsgate.probes.")} & set(MODULES)
+    assert kinds == {"file"}, kinds
