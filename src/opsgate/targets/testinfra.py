@@ -213,21 +213,29 @@ FEW_PROCESSES = 64
 _PROC_SCRIPT = rf"""
 cd /proc || exit 3
 w=$2; shift 2
-[ $# -gt 0 ] || set -- [0-9]*
+set -f
+[ $# -gt 0 ] || {{ set +f; set -- [0-9]*; set -f; }}
 {{
 case $w in \?*) if [ $# -le {FEW_PROCESSES} ]; then w=${{w#?}}; printf 'fields:all\0'; else w=-; fi;; esac
 printf 'clock:%s %s %s\0' "$(getconf CLK_TCK)" "$(getconf PAGESIZE)" "$(sed -n 's/^btime //p' stat)"
-printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
-printf '%s/cmdline\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null
-case $w in *u*)
-  printf '%s/status\0' "$@" | xargs -0 grep -a -H '^Uid:' 2>/dev/null | tr '\n' '\0'
-  uids=$(printf '%s/status\0' "$@" | xargs -0 sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' 2>/dev/null | sort -u)
-  [ -z "$uids" ] || getent passwd $uids | cut -d: -f1,3 | sed 's/^/passwd:/' | tr '\n' '\0';;
+{{ printf '%s/stat\0' "$@"; printf '%s/cmdline\0' "$@"; case $w in *g*) printf '%s/cgroup\0' "$@";; esac; }} |
+  xargs -0 grep -a -z -H '' 2>/dev/null
+case $w in *u*)  # each Uid line, and the names of those uids (shell builtins: few processes)
+  s=$(printf '%s/status\0' "$@" | xargs -0 grep -a -H '^Uid:' 2>/dev/null)
+  uids= nl='
+'
+  IFS=$nl
+  for l in $s; do
+    printf '%s\0' "$l"
+    u=${{l#*Uid:}}; u=${{u#"${{u%%[0-9]*}}"}}; u=${{u%%[!0-9]*}}
+    case " $uids " in *" $u "*) ;; *) uids="$uids $u";; esac
+  done
+  IFS=" 	$nl"
+  [ -z "$uids" ] || getent passwd $uids | while IFS=: read -r name _ uid _; do printf 'passwd:%s:%s\0' "$name" "$uid"; done;;
 esac
-for f in exe cwd; do  # pids are digits: split into find's paths
-  case $f:$w in exe:*e*|cwd:*c*) find $(printf "%s/$f " "$@") -maxdepth 0 -printf '%p:%l\0' 2>/dev/null;; esac
-done
-case $w in *g*) printf '%s/cgroup\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null;; esac
+l=
+for p; do case $w in *e*) l="$l $p/exe";; esac; case $w in *c*) l="$l $p/cwd";; esac; done
+[ -z "$l" ] || find $l -maxdepth 0 -printf '%p:%l\0' 2>/dev/null  # pids are digits: split into paths
 }} | head -c {PROC_LIMIT + 1}
 """
 
