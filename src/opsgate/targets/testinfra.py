@@ -123,6 +123,21 @@ def _split_read_ahead(out: bytes) -> tuple[list[bytes], bytes | None, int]:
 _STATFS = "stat -f -L --printf '%b %f %a %S %c %d'"  # the statvfs fields psutil's disk_usage uses
 
 
+def _cpu_count(text: str) -> int:
+    """CPUs from ``getconf _NPROCESSORS_ONLN`` or ``online:`` and /sys/devices/system/cpu/online's ranges.
+
+    >>> _cpu_count("8"), _cpu_count("online:0-3,6,8-9")
+    (8, 7)
+    """
+    if not text.startswith("online:"):
+        return int(text)
+    count = 0
+    for part in text.removeprefix("online:").strip().split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
 def _disk_usage(text: str) -> DiskUsage:
     """A filesystem's use from ``_STATFS``'s fields (ValueError when they are not there), as psutil computes it.
 
@@ -435,15 +450,20 @@ class TestinfraTarget(Target):
 
     def resources(self, cpu_sample: float, timeout: float, disks: Collection[str] = ()) -> Resources:
         sample = min(cpu_sample, timeout / 2)
-        # the disks' statvfs in the same operation: one line each, "disk <fields>" or "disk <error>"
-        script = ("cat /proc/loadavg && getconf _NPROCESSORS_ONLN && grep -E '^(MemTotal|MemAvailable):' /proc/meminfo"
-                  " && head -n 1 /proc/stat && sleep \"$1\" && head -n 1 /proc/stat || exit 1; shift; "
-                  f"for p; do printf 'disk '; {_STATFS} -- \"$p\" 2>&1 | head -c 2000 | tr '\\n' ' '; echo; done")
+        # read with shell builtins (only sleep is a process): the load, the online CPUs (or getconf's
+        # count), MemTotal and MemAvailable, two /proc/stat cpu lines; then the disks' statvfs in
+        # the same operation, one line each: "disk <fields>" or "disk <stat's error>"
+        script = ("{ read -r a _ </proc/loadavg && echo \"$a\" && { read -r c </sys/devices/system/cpu/online && "
+                  "echo \"online:$c\" || getconf _NPROCESSORS_ONLN; } && while read -r k v _; do case $k in "
+                  "MemTotal:|MemAvailable:) echo \"$k $v\";; esac; [ \"$k\" != MemAvailable: ] || break; done </proc/meminfo "
+                  "&& read -r c </proc/stat && echo \"$c\" && sleep \"$1\" && read -r c </proc/stat && echo \"$c\"; } "
+                  "|| exit 1; shift; "
+                  f"for p; do printf 'disk '; {_STATFS[:-1]}\\n' -- \"$p\" 2>&1; done; exit 0")
         rc, out, err = self._sh(script, [f"{sample:.3f}", *map(str, disks)], timeout)
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot read /proc: {err.decode('utf-8', 'replace').strip()}")
         lines = out.decode("utf-8", "replace").splitlines()
-        load, cpus = float(lines[0].split()[0]), int(lines[1])
+        load, cpus = float(lines[0].split()[0]), _cpu_count(lines[1])
         mem = {k.rstrip(":"): int(v) for k, v, *_ in (line.split() for line in lines[2:4])}
         (busy1, total1), (busy2, total2) = _cpu_times(lines[4]), _cpu_times(lines[5])
         cpu = round((busy2 - busy1) / (total2 - total1) * 100, 1) if total2 > total1 else 0.0
@@ -552,8 +572,10 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
             fields = frozenset(fields)
             if fields - PROCESS_FIELDS:
                 raise ValueError(f"unknown process fields: {sorted(fields - PROCESS_FIELDS)}")
-            script = (f"out=$({script}); printf '%s\\n' \"$out\"; "
-                      "set -- \"$2\" \"$3\" $(printf '%s\\n' \"$out\" | grep -o 'pid=[0-9]*' | cut -c5- | sort -u); "
+            # the pids of ss's "pid=N" picked with shell builtins, each once
+            script = (f"out=$({script}); printf '%s\\n' \"$out\"; r=$out p=; while :; do case $r in *pid=*) "
+                      "r=${r#*pid=}; q=${r%%[!0-9]*}; case \" $p \" in *\" $q \"*) ;; *) p=\"$p $q\";; esac;; "
+                      "*) break;; esac; done; set -- \"$2\" \"$3\" $p; "
                       "[ $# -gt 2 ] || exit 0; printf '\\0opsgate-owners\\0'\n" + _PROC_SCRIPT)
             args += [f"opsgate-{uuid.uuid4().hex[:12]}", _letters(fields)]
         rc, out, err = self._sh(script, args, timeout, "listing listening sockets")
@@ -592,9 +614,10 @@ trap 'rm -rf "$d"' EXIT
 if [ -n "$1" ] && ! cd -- "$1" 2>/dev/null; then echo nocwd 0 0 0; exit 0; fi
 command -v -- "$2" >/dev/null 2>&1 || {{ echo noprogram 0 0 0; exit 0; }}
 timeout -k 1 "$3" sh -c '{quoted}; echo $? >"$0/rc"' "$d" </dev/null >"$d/o" 2>"$d/e"
-if [ -f "$d/rc" ]; then state="exited $(cat "$d/rc")"; else state="timeout -"; fi
-echo "$state $(wc -c <"$d/o") $(wc -c <"$d/e")"
-head -c {OUTPUT_LIMIT} "$d/o"; head -c {OUTPUT_LIMIT} "$d/e"
+if [ -f "$d/rc" ]; then read -r r <"$d/rc"; state="exited $r"; else state="timeout -"; fi
+set -- $(stat -c %s -- "$d/o" "$d/e")
+echo "$state $1 $2"
+head -q -c {OUTPUT_LIMIT} -- "$d/o" "$d/e"
 """
         rc, data, stderr = self._sh(script, [command.cwd or "", program, f"{timeout:.3f}"], timeout + 2)
         header, _, body = data.partition(b"\n")
