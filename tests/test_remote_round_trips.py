@@ -200,3 +200,34 @@ def test_a_directorys_entries_come_with_its_stat(tmp_path, remote):
     assert result.status == "fail" and result.message.endswith("job-001.json: not a directory"), result.message
     result = check(FileCheck(name="d", path=str(tmp_path / "gone"), directory={}), tmp_path, remote)
     assert result.status == "fail" and "directory does not exist" in result.message, result.message
+
+
+def test_a_runs_end_closes_every_hosts_master_connection_at_once(tmp_path):
+    from opsgate.hosts import HostEntry, HostOptions
+    from opsgate.targets.fleet import Fleet
+    from tests.support.sshhosts import start_hosts
+
+    with start_hosts(3, tmp_path / "hosts") as hosts:
+        fleet = Fleet({h.name: HostEntry(url=f"ssh://{h.hostspec}") for h in hosts},
+                      HostOptions(known_hosts=str(hosts.known_hosts), identity_file=str(hosts.identity_file)))
+        for h in hosts:
+            fleet.target(h.name).ping(timeout=30)
+        control = fleet._control_dir
+
+        def masters() -> list[int]:
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        if control.encode() in handle.read():
+                            found.append(int(pid))
+                except OSError:
+                    continue
+            return found
+
+        assert len(masters()) == 3  # one shared connection per host
+        fleet.close()
+        deadline = time.monotonic() + 10
+        while masters() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert masters() == [], "a host's master connection outlived the run"

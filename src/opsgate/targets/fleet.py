@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +41,8 @@ from . import Target
 CONTROL_PERSIST_S = 120
 #: keep-alive probes: a connection that stopped answering ends after about 3 x 5 s
 ALIVE_INTERVAL_S, ALIVE_COUNT = 5, 3
+#: seconds the run's end waits for its hosts' connections to close (each close is bounded itself)
+CLOSE_WAIT_S = 10
 
 
 class Fleet:
@@ -102,11 +105,15 @@ class Fleet:
             routes, self._routes = self._routes, {}
         for route in routes.values():
             route.close()
-        for target in targets.values():
-            try:
-                target.close()
-            except Exception:  # closing a broken connection may fail; it is dropped anyway
-                pass
+        # all hosts at once: each close asks its master to end (a bounded ssh -O exit), which
+        # one after the other adds up with many hosts at the end of every run
+        closing = [threading.Thread(target=_close_quietly, args=(target,), daemon=True, name="opsgate close")
+                   for target in targets.values()]
+        for thread in closing:
+            thread.start()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for thread in closing:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._control_dir:
             shutil.rmtree(self._control_dir, ignore_errors=True)
             self._control_dir = None
@@ -164,6 +171,13 @@ class Fleet:
             args += ["-o IdentitiesOnly=yes"]
         return {"ssh_extra_args": " ".join(args), "ssh_identity_file": identity,
                 "timeout": max(1, round(options.connect_timeout)), "controlpersist": CONTROL_PERSIST_S}
+
+
+def _close_quietly(target: Target) -> None:
+    try:
+        target.close()
+    except Exception:  # closing a broken connection may fail; it is dropped anyway
+        pass
 
 
 def _ssh_exit(backend, extra_args: str) -> None:
