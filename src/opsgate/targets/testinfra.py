@@ -97,7 +97,8 @@ def transport_error(error: BaseException) -> str:
 #: the far side's part of a read-ahead (after the stat line; $1 the path, $2 the bytes wanted):
 #: a readable regular file's last $2 bytes up to the size the stat saw, after "\0=<offset>\0"
 _READ_AHEAD_SH = ("[ \"$2\" -gt 0 ] && [ -f \"$1\" ] && [ -r \"$1\" ] || exit 0; s=${l%% *}; o=$(( s > $2 ? s - $2 : 0 )); "
-                  "printf '\\0=%s\\0' \"$o\"; tail -c +$(( o + 1 )) -- \"$1\" | head -c $(( s - o ))")
+                  "printf '\\0=%s\\0' \"$o\"; [ $o -gt 0 ] || exec head -c \"$s\" -- \"$1\"; "
+                  "tail -c +$(( o + 1 )) -- \"$1\" | head -c $(( s - o ))")
 MAX_READ_AHEAD = 1 << 20  # bytes a stat or glob sends with it, at most
 
 
