@@ -453,13 +453,13 @@ class TestinfraTarget(Target):
         sample = min(cpu_sample, timeout / 2)
         # read with shell builtins (only sleep is a process): the load, the online CPUs (or getconf's
         # count), MemTotal and MemAvailable, two /proc/stat cpu lines; then the disks' statvfs in
-        # the same operation, one line each: "disk <fields>" or "disk <stat's error>"
+        # the same operation, one line each: "disk<i> <fields>" or "disk<i> <stat's error>"
         script = ("{ read -r a _ </proc/loadavg && echo \"$a\" && { read -r c </sys/devices/system/cpu/online && "
                   "echo \"online:$c\" || getconf _NPROCESSORS_ONLN; } && while read -r k v _; do case $k in "
                   "MemTotal:|MemAvailable:) echo \"$k $v\";; esac; [ \"$k\" != MemAvailable: ] || break; done </proc/meminfo "
                   "&& read -r c </proc/stat && echo \"$c\" && sleep \"$1\" && read -r c </proc/stat && echo \"$c\"; } "
                   "|| exit 1; shift; "
-                  f"for p; do printf 'disk '; {_STATFS[:-1]}\\n' -- \"$p\" 2>&1; done; exit 0")
+                  f"i=0; for p; do printf 'disk%s ' $i; {_STATFS[:-1]}\\n' -- \"$p\" 2>&1; i=$(( i + 1 )); done; exit 0")
         rc, out, err = self._sh(script, [f"{sample:.3f}", *map(str, disks)], timeout)
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot read /proc: {err.decode('utf-8', 'replace').strip()}")
@@ -469,13 +469,16 @@ class TestinfraTarget(Target):
         (busy1, total1), (busy2, total2) = _cpu_times(lines[4]), _cpu_times(lines[5])
         cpu = round((busy2 - busy1) / (total2 - total1) * 100, 1) if total2 > total1 else 0.0
         memory = round((mem["MemTotal"] - mem["MemAvailable"]) / mem["MemTotal"] * 100, 1)
+        # each disk's line by its number: an error message broken over lines cannot shift a
+        # reading onto another disk
+        answered = dict(m.groups() for m in map(re.compile(r"disk(\d+) (.*)").fullmatch, lines[6:]) if m)
         found: dict = {}
-        for path, line in zip(disks, lines[6:]):
-            text = line.removeprefix("disk ").strip()
+        for i, path in enumerate(disks):
+            text = answered.get(str(i), "").strip()
             try:
                 found[path] = _disk_usage(text)
             except ValueError:
-                found[path] = _oserror(text, str(path))
+                found[path] = _oserror(text or "no answer", str(path))
         return Resources(cpu, memory, round(load / (cpus or 1), 3), found)
 
     def disk(self, path: str, timeout: float) -> DiskUsage:
