@@ -5,23 +5,31 @@ Every operation here is therefore a short POSIX shell script (GNU coreutils or b
 on the far side: ``stat``, ``tail``, ``head``, ``timeout``, ``mktemp``, ``/proc``) whose
 output is bounded:
 
-- ``stat``/``glob``: ``stat -L --printf`` (glob output at most ``LIST_LIMIT`` bytes);
+- ``stat``/``glob``: ``stat -L --printf`` (glob output at most ``LIST_LIMIT`` bytes); with
+  ``read_ahead``, a readable regular file's last bytes (all of a small one) come in the same
+  command, so a file check's content or a log's tail costs no second round trip;
+  ``stat_and_list``: a directory's stat and its entries (``find -printf``) in one command;
 - ``read_range``: ``tail -c +N | head -c M``, so the log probe's backward block reads
   move only the blocks it reads, never the whole file; ``count_newlines``: the same piped
   to ``wc -l``, so numbering a log's lines moves a number, not the lines before them;
-- ``resources``: ``/proc/loadavg``, ``/proc/meminfo``, two ``/proc/stat`` samples and
-  ``getconf _NPROCESSORS_ONLN``, computed as psutil computes them locally;
-- ``disk``: ``stat -f`` (the statvfs fields psutil uses);
+- ``resources``: ``/proc/loadavg``, ``/proc/meminfo``, two ``/proc/stat`` samples and the
+  online CPUs, computed as psutil computes them locally (read with shell builtins), and the
+  ``disks`` asked for along; ``disk``: ``stat -f`` (the statvfs fields psutil uses);
 - ``processes``: ``/proc/<pid>/stat`` and ``cmdline`` of every process in one command
   (``grep -a -z -H``, see :mod:`opsgate.targets.procfs`), then only for the processes kept
   the files their fields need (``status`` and ``getent passwd``, the ``exe`` and ``cwd``
-  links, ``cgroup``); ``cpu_percent``: two ``stat`` snapshots ``interval`` apart;
-- ``listeners``: ``ss -Hltnp`` filtered to the port; ``read_pid_file``: ``head -c 4096``;
+  links, ``cgroup``) -- read in the same command when the host lists at most
+  ``FEW_PROCESSES``; ``cpu_percent``: two ``stat`` snapshots ``interval`` apart;
+- ``listeners``: ``ss -Hltnp`` filtered to the port (with ``fields``, the owners' records in
+  the same command); ``read_pid_file``: ``head -c 4096``;
 - ``run``: the command runs under ``timeout`` with its output sent to files in a
   ``mktemp -d`` directory (removed after); each stream is transferred up to
   ``OUTPUT_LIMIT`` bytes: beyond that the result is "truncated" and says so.
 
-Every script runs under ``timeout`` on the far side, and the call is also waited for
+One operation is one remote command, so one round trip (over ssh, one session of the shared
+connection): what a check needs is asked in as few as possible. Every command runs under
+``timeout`` on the far side (the backend's shell execs it; a single tool runs without a
+shell of its own), and the call is also waited for
 here with a deadline: a transport that hangs (an ssh connection that stopped answering)
 is a TimeoutError after ``timeout + GRACE_S``; its thread is left behind, as nothing can
 interrupt a blocked testinfra call. ``transferred`` counts the bytes received.
