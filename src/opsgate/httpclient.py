@@ -592,7 +592,7 @@ def exchange(method: str, url: str, timeout: float, *, headers: dict[str, str] |
         while True:
             state.phase = "connect"
             hop_headers = sent_headers
-            if _origin(current) != origin:  # Host too: it names the configured origin, not this one
+            if state.hop and _origin(current) != origin:  # Host too: it names the configured origin, not this one
                 hop_headers = {k: v for k, v in sent_headers.items() if k not in secret and k.lower() != "host"}
                 dropped = sorted(set(secret) & set(sent_headers))
             response = _send(adapter, state, current_method, current, hop_headers, current_body, verify)
@@ -678,7 +678,8 @@ def _prepare(method: str, url: str, headers: dict, body: str | None) -> requests
     prepared.prepare_url(url, None)
     prepared.prepare_headers(headers)
     prepared.prepare_body(body, None, None)
-    prepared.prepare_auth(None, url)  # user:password@ in the URL becomes Basic auth, as before
+    if "@" in prepared.url:  # no userinfo without one: requests would find none
+        prepared.prepare_auth(None, url)  # user:password@ in the URL becomes Basic auth, as before
     return prepared
 
 
@@ -706,11 +707,18 @@ def _adapter_send(adapter: _Adapter, request: requests.PreparedRequest, left: fl
     errors = urllib3.exceptions
     rx = requests.exceptions
     try:
-        conn = adapter.get_connection_with_tls_context(request, verify, proxies=proxies)
+        if proxies:
+            conn = adapter.get_connection_with_tls_context(request, verify, proxies=proxies)
+        else:  # what it does with no proxy, without looking for one in an empty mapping twice
+            try:
+                host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(request, verify, None)
+            except ValueError as e:
+                raise rx.InvalidURL(e, request=request)
+            conn = adapter.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
     except errors.LocationValueError as e:
         raise rx.InvalidURL(e, request=request)
     adapter.cert_verify(conn, request.url, verify, None)
-    url = adapter.request_url(request, proxies)
+    url = adapter.request_url(request, proxies) if proxies else request.path_url
     try:
         resp = conn.urlopen(method=request.method, url=url, body=request.body, headers=request.headers,
                             redirect=False, assert_same_host=False, preload_content=False, decode_content=False,
