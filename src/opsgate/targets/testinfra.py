@@ -26,6 +26,16 @@ output is bounded:
   ``mktemp -d`` directory (removed after); each stream is transferred up to
   ``OUTPUT_LIMIT`` bytes: beyond that the result is "truncated" and says so.
 
+BusyBox far sides (Alpine, minimal images, embedded boxes) get their own scripts where GNU's
+do not run there: ``stat -c`` (mtimes' fractions from ``%y``; whole seconds where a busybox
+prints none), ``find -print0`` with one ``stat`` for the entries, the exe/cwd links read with
+``readlink``, statvfs with ``stat -f -c``. The flavour is learnt by the first GNU-only command,
+behind a guard (``stat --printf`` missing: it runs nothing, exits 97, and is sent again as
+busybox's), so a GNU host pays no round trip for it. Portable to both: CLK_TCK and the page size
+from the auxiliary vector where there is no ``getconf``, users from /etc/passwd where there is no
+``getent``, listeners from /proc/net/tcp{,6} and the fd links where there is no ``ss``, a
+command's temporary directory in /var/tmp, /dev/shm or /run where /tmp is missing.
+
 One operation is one remote command, so one round trip (over ssh, one session of the shared
 connection): what a check needs is asked in as few as possible. Every command runs under
 ``timeout`` on the far side (the backend's shell execs it; a single tool runs without a
@@ -47,6 +57,7 @@ True
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
@@ -130,6 +141,53 @@ def _split_read_ahead(out: bytes) -> tuple[list[bytes], bytes | None, int]:
 
 
 _STATFS = "stat -f -L --printf '%b %f %a %S %c %d'"  # the statvfs fields psutil's disk_usage uses
+_BB_STATFS = "stat -f -L -c '%b %f %a %S %c %d'"  # the same on busybox (no --printf; -c ends each with a newline)
+
+#: the far side's flavour probe: GNU stat takes --printf, busybox's does not (a host with neither
+#: is answered as busybox: its scripts fail there naming the tool, never an empty pass)
+_FLAVOUR_PROBE = "stat --printf gnu -- / 2>/dev/null || echo busybox"
+#: while a target's flavour is unknown, a GNU-only command runs behind this guard (one stat more,
+#: no round trip more): where GNU stat is missing it runs nothing and says so
+_NOT_GNU = b"opsgate: not GNU"
+_GNU_GUARD = ("sh -c 'stat --printf \"\" -- / 2>/dev/null || { echo \"" + _NOT_GNU.decode() +
+              "\" >&2; exit 97; }; exec \"$@\"' opsgate-guard ")
+
+
+class _NotGnu(Exception):
+    """A GNU-only command met a far side without GNU tools (its flavour is now known: ask again)."""
+
+
+def _flavoured(operation):
+    """An operation whose scripts depend on the far side's flavour: run again once when its
+    first try learnt that the far side is not GNU."""
+
+    @functools.wraps(operation)
+    def again_if_not_gnu(self, *args, **kwargs):
+        try:
+            return operation(self, *args, **kwargs)
+        except _NotGnu:
+            return operation(self, *args, **kwargs)
+
+    return again_if_not_gnu
+
+#: busybox: sets $l to "<size> <mtime> <hex mode> <path>" for path $1 (as GNU's --printf
+#: '%s %.9Y %f %n' gives it); busybox has no %.9Y: the fraction comes from %y's
+#: "YYYY-MM-DD HH:MM:SS.NNNNNNNNN +ZZZZ" (whole seconds where a busybox prints none)
+_BB_ST = ("st() { l=$(stat -L -c '%s %Y %y %f' -- \"$1\") || return 1; IFS=' '; set -- \"$1\" $l; f=${5#*.}; "
+          "[ \"$f\" != \"$5\" ] || f=0; l=\"$2 $3.$f $7 $1\"; }; ")
+
+
+def _bb_stat_each(follow: bool, types: bool) -> str:
+    """busybox: "<size> <mtime> <hex mode, or f/o with types> <path>\\0" for each path in "$@", one
+    ``stat`` for all of them (lines in the order of the paths; if one cannot be stat'ed, one
+    ``stat`` per path, skipping it). The names come from the shell, never from stat's lines: a
+    name with a newline cannot shift one file's reading onto another."""
+    opt = "-L " if follow else ""
+    kind = "case $6 in 8???) t=f;; *) t=o;; esac; " if types else "t=$6; "
+    return ("e() { g=${4#*.}; [ \"$g\" != \"$4\" ] || g=0; " + kind + "printf '%s %s.%s %s %s\\0' \"$1\" \"$2\" "
+            f"\"$g\" \"$t\" \"$7\"; }}; IFS=' '; if s=$(stat {opt}-c '%s %Y %y %f' -- \"$@\" 2>/dev/null); then "
+            "printf '%s\\n' \"$s\" | while read -r a b c d z m; do e $a $b $c $d $z $m \"$1\"; shift; done; "
+            f"else for p; do s=$(stat {opt}-c '%s %Y %y %f' -- \"$p\" 2>/dev/null) && e $s \"$p\"; done; fi")
 
 
 def _cpu_count(text: str) -> int:
@@ -168,12 +226,24 @@ def _find(recursive: bool) -> str:
     return f"find \"$1\" -mindepth 1 {depth}-printf '%s %T@ %y %p\\0' | head -z -n \"$2\""
 
 
+def _bb_find(recursive: bool) -> str:
+    """``_find`` on busybox (no ``-printf``, no ``head -z``): the entries' names from ``find
+    -print0``, their sizes, mtimes and types from ``stat`` (``_bb_stat_each``), bounded in bytes
+    (``_listing`` counts what came: an answer cut short before ``$2`` entries is an error)."""
+    depth = "" if recursive else "-maxdepth 1 "
+    return (f"find \"$1\" -mindepth 1 {depth}-print0 | xargs -0 -r sh -c {shlex.quote(_bb_stat_each(False, True))} x "
+            f"| head -c {LIST_LIMIT + 1}")
+
+
 def _listing(out: bytes, err: bytes, limit: int, path: str) -> tuple[list[FileStat], int, bool]:
     """``_find``'s entries as ``Target.list_dir`` answers them; OSError when a part could not be read."""
     text = err.decode("utf-8", "replace")
     if text.strip() and "Broken pipe" not in text:  # an unreadable subdirectory: the listing is incomplete
         raise _oserror(text, path)
-    entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e]
+    cut = len(out) > LIST_LIMIT  # busybox's listing is bounded in bytes: the last entry may be cut
+    entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e][:-1 if cut else None]
+    if cut and len(entries) <= limit:  # entries not counted: a count too small would be a false pass
+        raise OSError(errno.E2BIG, f"the listing is over {LIST_LIMIT} bytes before {limit} entries", path)
     files = []
     for entry in entries[:limit]:
         size, mtime, kind, name = entry.split(" ", 3)
@@ -230,6 +300,14 @@ class _GzTail(io.RawIOBase):
 #: second round trip for the kept ones; many: the fields are read for the kept ones only)
 FEW_PROCESSES = 64
 
+#: CLK_TCK and the page size ($t, $z): getconf's, or the kernel's auxiliary vector (AT_PAGESZ 6,
+#: AT_CLKTCK 17) read with od where there is no getconf (busybox); run in /proc
+_CLOCK_SH = r"""
+if command -v getconf >/dev/null; then t=$(getconf CLK_TCK) z=$(getconf PAGESIZE)
+else aux() { set -- $(od -An -t"$1" -v self/auxv); while [ $# -gt 1 ]; do case $1 in 6) z=$2;; 17) t=$2;; esac; shift 2; done; }
+  aux u8; [ -n "$t" ] || aux u4; fi
+"""
+
 #: The far side's listing of /proc records: $1 a nonce (marks the listing's own processes), $2 the
 #: fields read from files (letters: u user, e exe, c cwd, g cgroup; "-" none; "?<letters>": only
 #: if at most FEW_PROCESSES are listed, saying so with a first record "fields:all"), then the pids
@@ -241,7 +319,8 @@ set -f
 [ $# -gt 0 ] || {{ set +f; set -- [0-9]*; set -f; }}
 {{
 case $w in \?*) if [ $# -le {FEW_PROCESSES} ]; then w=${{w#?}}; printf 'fields:all\0'; else w=-; fi;; esac
-printf 'clock:%s %s %s\0' "$(getconf CLK_TCK)" "$(getconf PAGESIZE)" "$(sed -n 's/^btime //p' stat)"
+{_CLOCK_SH}
+printf 'clock:%s %s %s\0' "$t" "$z" "$(sed -n 's/^btime //p' stat)"
 {{ printf '%s/stat\0' "$@"; printf '%s/cmdline\0' "$@"; case $w in *g*) printf '%s/cgroup\0' "$@";; esac; }} |
   xargs -0 grep -a -z -H '' 2>/dev/null
 case $w in *u*)  # each Uid line, and the names of those uids (shell builtins: few processes)
@@ -255,13 +334,26 @@ case $w in *u*)  # each Uid line, and the names of those uids (shell builtins: f
     case " $uids " in *" $u "*) ;; *) uids="$uids $u";; esac
   done
   IFS=" 	$nl"
-  [ -z "$uids" ] || getent passwd $uids | while IFS=: read -r name _ uid _; do printf 'passwd:%s:%s\0' "$name" "$uid"; done;;
+  if [ -z "$uids" ]; then :
+  elif command -v getent >/dev/null; then
+    getent passwd $uids | while IFS=: read -r name _ uid _; do printf 'passwd:%s:%s\0' "$name" "$uid"; done
+  elif [ -r /etc/passwd ]; then  # no getent (busybox): the local users only
+    while IFS=: read -r name _ uid _; do case " $uids " in *" $uid "*) printf 'passwd:%s:%s\0' "$name" "$uid";; esac
+    done </etc/passwd
+  fi;;
 esac
 l=
 for p; do case $w in *e*) l="$l $p/exe";; esac; case $w in *c*) l="$l $p/cwd";; esac; done
 [ -z "$l" ] || find $l -maxdepth 0 -printf '%p:%l\0' 2>/dev/null  # pids are digits: split into paths
 }} | head -c {PROC_LIMIT + 1}
 """
+
+
+_FIND_LINKS = "[ -z \"$l\" ] || find $l -maxdepth 0 -printf '%p:%l\\0' 2>/dev/null"
+assert _FIND_LINKS in _PROC_SCRIPT
+#: _PROC_SCRIPT on busybox, whose find has no -printf: the exe and cwd links read one by one
+_BB_PROC_SCRIPT = _PROC_SCRIPT.replace(
+    _FIND_LINKS, "for f in $l; do printf '%s:%s\\0' \"$f\" \"$(readlink \"$f\" 2>/dev/null)\"; done")
 
 
 def _letters(fields: Collection[str]) -> str:
@@ -273,6 +365,18 @@ def _letters(fields: Collection[str]) -> str:
     pairs = (("user", "u"), ("exe", "e"), ("cwd", "c"), ("cgroup", "g"))
     return "".join(letter for field, letter in pairs if field in fields) or "-"
 
+
+#: where there is no ``ss`` (busybox): a line per socket listening on TCP port $1 (IPv4 and IPv6,
+#: /proc/net/tcp state 0A), with its owners as ss names them ("pid=N") read from the processes'
+#: fd links (``ls -l``: one process); a socket whose owner cannot be seen is a line without one
+_PROC_NET_SH = (
+    "{ h=$(printf '%04X' \"$1\"); i=; for f in /proc/net/tcp /proc/net/tcp6; do [ -r $f ] || continue; "
+    "while read -r _ a _ st _ _ _ _ _ n _; do case $a:$st in *:$h:0A) i=\"$i $n\";; esac; done <$f; done; "
+    "[ -n \"$i\" ] || exit 0; o=$(ls -l /proc/[0-9]*/fd 2>/dev/null | while read -r x; do case $x in "
+    "/proc/*/fd:) c=${x#/proc/}; c=${c%/fd:};; *socket:\\[*) k=${x##*socket:\\[}; k=${k%]}; "
+    "case \" $i \" in *\" $k \"*) printf ' %s=%s' \"$k\" \"$c\";; esac;; esac; done); "
+    "for n in $i; do l=\"LISTEN inode=$n\"; for kv in $o; do case $kv in \"$n=\"*) l=\"$l pid=${kv#*=}\";; esac; done; "
+    "echo \"$l\"; done; }")
 
 _OWNERS = b"\0opsgate-owners\0"  # between ss's lines and the owners' /proc records
 
@@ -294,6 +398,23 @@ class TestinfraTarget(Target):
         # timeout: a hung host of a run costs one timeout, not one per check
         self._give_up_on_hang = give_up_on_hang
         self.stopped_answering: str | None = None
+        self._flavour: str | None = None  # "gnu" or "busybox": the far side's tools, probed once
+
+    def flavour(self, timeout: float) -> str:
+        """The far side's userland, probed once and kept: ``"gnu"`` (coreutils, findutils) or
+        ``"busybox"`` (its applets: ``stat -c`` without ``--printf``, ``find`` without
+        ``-printf``, no ``head -z``), which selects the scripts the operations send. The
+        operations do not ask it first: the first GNU-only command learns it (``_GNU_GUARD``)."""
+        if self._flavour is None:
+            rc, out, err = self._sh(_FLAVOUR_PROBE, [], timeout, "asking which tools it has")
+            if rc != 0:
+                raise OSError(errno.EIO, f"{self.name}: cannot run sh: {err.decode('utf-8', 'replace').strip()[:300]}")
+            self._flavour = "gnu" if out.strip() == b"gnu" else "busybox"
+        return self._flavour
+
+    def _busybox(self) -> bool:
+        """Whether the busybox scripts are sent: only once known (unknown: GNU's, behind the guard)."""
+        return self._flavour == "busybox"
 
     @classmethod
     def connect(cls, hostspec: str) -> "TestinfraTarget":
@@ -304,15 +425,30 @@ class TestinfraTarget(Target):
 
     # --- the one primitive -------------------------------------------------------------------
 
-    def _sh(self, script: str, args: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
+    def _sh(self, script: str, args: list[str], timeout: float, what: str = "",
+            gnu: bool = False) -> tuple[int, bytes, bytes]:
         """Run ``script`` with ``args`` ($1 ...) under the far side's ``timeout``; TimeoutError when
-        it or the transport runs out (naming ``what`` was being done)."""
+        it or the transport runs out (naming ``what`` was being done). ``gnu``: a script for GNU
+        tools only (``_NotGnu`` when the far side turns out not to have them)."""
         tail = "sh -c {} opsgate {}".format(shlex.quote(script), " ".join(shlex.quote(a) for a in args))
-        return self._bounded(tail, timeout, what)
+        return self._gnu_only(tail, timeout, what) if gnu else self._bounded(tail, timeout, what)
 
-    def _tool(self, argv: list[str], timeout: float, what: str = "") -> tuple[int, bytes, bytes]:
+    def _tool(self, argv: list[str], timeout: float, what: str = "", gnu: bool = False) -> tuple[int, bytes, bytes]:
         """Run one program (no shell of its own: the far side's ``timeout`` starts it) as ``_sh``."""
-        return self._bounded(shlex.join(argv), timeout, what)
+        command = shlex.join(argv)
+        return self._gnu_only(command, timeout, what) if gnu else self._bounded(command, timeout, what)
+
+    def _gnu_only(self, command: str, timeout: float, what: str) -> tuple[int, bytes, bytes]:
+        """``_bounded`` for a command needing GNU tools: behind ``_GNU_GUARD`` while the far side's
+        flavour is unknown (the first such command learns it)."""
+        if self._flavour is not None:
+            return self._bounded(command, timeout, what)
+        rc, out, err = self._bounded(_GNU_GUARD + command, timeout, what)
+        if rc == 97 and _NOT_GNU in err:
+            self._flavour = "busybox"
+            raise _NotGnu()
+        self._flavour = "gnu"
+        return rc, out, err
 
     def _bounded(self, command: str, timeout: float, what: str) -> tuple[int, bytes, bytes]:
         if self.stopped_answering:
@@ -366,29 +502,50 @@ class TestinfraTarget(Target):
 
     # --- files ---------------------------------------------------------------------------------
 
+    @_flavoured
     def stat(self, path: str, timeout: float, read_ahead: int = 0) -> FileStat:
+        if self._busybox():
+            return self._bb_stat(path, timeout, read_ahead)
         if read_ahead <= 0:  # the far side's timeout runs stat itself: no shell
-            rc, out, err = self._tool(["stat", "-L", "--printf", "%s %.9Y %f %n", "--", str(path)], timeout)
+            rc, out, err = self._tool(["stat", "-L", "--printf", "%s %.9Y %f %n", "--", str(path)], timeout, gnu=True)
             if rc != 0:
                 raise _oserror(err.decode("utf-8", "replace"), str(path))
             return _stat_line(out.decode("utf-8", "surrogateescape"))
         # "<stat line>" and, for a readable regular file, "\0=<offset>\0<its bytes from offset to its size>"
         script = "l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s' \"$l\"; " + _READ_AHEAD_SH
-        rc, out, err = self._sh(script, [str(path), str(min(read_ahead, MAX_READ_AHEAD))], timeout)
+        rc, out, err = self._sh(script, [str(path), str(min(read_ahead, MAX_READ_AHEAD))], timeout, gnu=True)
         if rc != 0:
             raise _oserror(err.decode("utf-8", "replace"), str(path))
         entries, data, at = _split_read_ahead(out)
         found = _stat_line(entries[0].decode("utf-8", "surrogateescape"))
         return replace(found, data=data, data_at=at) if data is not None else found
 
+    def _bb_stat(self, path: str, timeout: float, read_ahead: int) -> FileStat:
+        """``stat`` on busybox: one shell script (``_BB_ST``), the read-ahead as on GNU."""
+        script = _BB_ST + "st \"$1\" || exit 1; printf '%s' \"$l\"; " + _READ_AHEAD_SH
+        rc, out, err = self._sh(script, [str(path), str(min(max(read_ahead, 0), MAX_READ_AHEAD))], timeout)
+        if rc != 0:
+            raise _oserror(err.decode("utf-8", "replace"), str(path))
+        entries, data, at = _split_read_ahead(out)
+        found = _stat_line(entries[0].decode("utf-8", "surrogateescape"))
+        return replace(found, data=data, data_at=at) if data is not None else found
+
+    @_flavoured
     def glob(self, pattern: str, timeout: float, read_ahead: int = 0) -> list[FileStat]:
         # IFS empty: the pattern is expanded as a path pattern, never split at spaces; a single
         # regular file matching is sent with its read-ahead bytes, as by stat
-        script = ("IFS=; set -- \"$2\" $1; [ $# -gt 2 ] || [ -e \"$2\" ] || exit 0; n=$1; shift; "
-                  "if [ $# -eq 1 ] && [ \"$n\" -gt 0 ]; then l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\" 2>/dev/null) "
-                  "|| exit 0; printf '%s' \"$l\"; set -- \"$1\" \"$n\"; " + _READ_AHEAD_SH + "; exit 0; fi; "
-                  f"stat -L --printf '%s %.9Y %f %n\\0' -- \"$@\" 2>/dev/null | head -c {LIST_LIMIT + 1}")
-        _rc, out, _err = self._sh(script, [pattern, str(min(read_ahead, MAX_READ_AHEAD))], timeout)
+        busybox = self._busybox()
+        if busybox:
+            script = ("IFS=; set -- \"$2\" $1; [ $# -gt 2 ] || [ -e \"$2\" ] || exit 0; n=$1; shift; " + _BB_ST +
+                      "if [ $# -eq 1 ] && [ \"$n\" -gt 0 ]; then st \"$1\" 2>/dev/null || exit 0; printf '%s' \"$l\"; "
+                      "set -- \"$1\" \"$n\"; " + _READ_AHEAD_SH + "; exit 0; fi; "
+                      f"{{ {_bb_stat_each(True, False)}; }} | head -c {LIST_LIMIT + 1}")
+        else:
+            script = ("IFS=; set -- \"$2\" $1; [ $# -gt 2 ] || [ -e \"$2\" ] || exit 0; n=$1; shift; "
+                      "if [ $# -eq 1 ] && [ \"$n\" -gt 0 ]; then l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\" 2>/dev/null) "
+                      "|| exit 0; printf '%s' \"$l\"; set -- \"$1\" \"$n\"; " + _READ_AHEAD_SH + "; exit 0; fi; "
+                      f"stat -L --printf '%s %.9Y %f %n\\0' -- \"$@\" 2>/dev/null | head -c {LIST_LIMIT + 1}")
+        _rc, out, _err = self._sh(script, [pattern, str(min(read_ahead, MAX_READ_AHEAD))], timeout, gnu=not busybox)
         entries, data, at = _split_read_ahead(out)
         if sum(map(len, entries)) > LIST_LIMIT:
             raise OSError(errno.E2BIG, f"more than {LIST_LIMIT} bytes of paths match", pattern)
@@ -397,18 +554,27 @@ class TestinfraTarget(Target):
             found[0] = replace(found[0], data=data, data_at=at)
         return found
 
+    @_flavoured
     def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
-        script = "[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; " + _find(recursive)
-        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}")
+        busybox = self._busybox()
+        listing = _bb_find(recursive) if busybox else _find(recursive)
+        script = "[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; " + listing
+        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}", gnu=not busybox)
         if rc == 20:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
         return _listing(out, err, limit, str(path))
 
+    @_flavoured
     def stat_and_list(self, path: str, limit: int, timeout: float, recursive: bool = False):
         # one operation: "<stat line>\0", and for a directory "=list\0" and its entries
-        script = ("l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s\\0' \"$l\"; "
-                  "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _find(recursive))
-        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}")
+        busybox = self._busybox()
+        if busybox:
+            script = (_BB_ST + "st \"$1\" || exit 1; printf '%s\\0' \"$l\"; "
+                      "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _bb_find(recursive))
+        else:
+            script = ("l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s\\0' \"$l\"; "
+                      "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _find(recursive))
+        rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}", gnu=not busybox)
         if rc != 0:
             raise _oserror(err.decode("utf-8", "replace"), str(path))
         line, _, rest = out.partition(b"\0")
@@ -457,18 +623,21 @@ class TestinfraTarget(Target):
 
     # --- resources -----------------------------------------------------------------------------
 
+    @_flavoured
     def resources(self, cpu_sample: float, timeout: float, disks: Collection[str] = ()) -> Resources:
         sample = min(cpu_sample, timeout / 2)
+        busybox = self._busybox()
+        statfs = _BB_STATFS if busybox else _STATFS[:-1] + "\\n'"
         # read with shell builtins (only sleep is a process): the load, the online CPUs (or getconf's
         # count), MemTotal and MemAvailable, two /proc/stat cpu lines; then the disks' statvfs in
         # the same operation, one line each: "disk<i> <fields>" or "disk<i> <stat's error>"
         script = ("{ read -r a _ </proc/loadavg && echo \"$a\" && { read -r c </sys/devices/system/cpu/online && "
-                  "echo \"online:$c\" || getconf _NPROCESSORS_ONLN; } && while read -r k v _; do case $k in "
+                  "echo \"online:$c\" || getconf _NPROCESSORS_ONLN 2>/dev/null || nproc; } && while read -r k v _; do case $k in "
                   "MemTotal:|MemAvailable:) echo \"$k $v\";; esac; [ \"$k\" != MemAvailable: ] || break; done </proc/meminfo "
                   "&& read -r c </proc/stat && echo \"$c\" && sleep \"$1\" && read -r c </proc/stat && echo \"$c\"; } "
                   "|| exit 1; shift; "
-                  f"i=0; for p; do printf 'disk%s ' $i; {_STATFS[:-1]}\\n' -- \"$p\" 2>&1; i=$(( i + 1 )); done; exit 0")
-        rc, out, err = self._sh(script, [f"{sample:.3f}", *map(str, disks)], timeout)
+                  f"i=0; for p; do printf 'disk%s ' $i; {statfs} -- \"$p\" 2>&1; i=$(( i + 1 )); done; exit 0")
+        rc, out, err = self._sh(script, [f"{sample:.3f}", *map(str, disks)], timeout, gnu=bool(disks) and not busybox)
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot read /proc: {err.decode('utf-8', 'replace').strip()}")
         lines = out.decode("utf-8", "replace").splitlines()
@@ -489,14 +658,18 @@ class TestinfraTarget(Target):
                 found[path] = _oserror(text or "no answer", str(path))
         return Resources(cpu, memory, round(load / (cpus or 1), 3), found)
 
+    @_flavoured
     def disk(self, path: str, timeout: float) -> DiskUsage:
-        rc, out, err = self._tool([*shlex.split(_STATFS), "--", str(path)], timeout)
+        busybox = self._busybox()
+        rc, out, err = self._tool([*shlex.split(_BB_STATFS if busybox else _STATFS), "--", str(path)], timeout,
+                                  gnu=not busybox)
         if rc != 0:
             raise _oserror(err.decode("utf-8", "replace"), str(path))
         return _disk_usage(out.decode("utf-8", "replace"))
 
     # --- processes and sockets ----------------------------------------------------------------
 
+    @_flavoured
     def processes(self, timeout: float, fields: Collection[str] = (), pids: Collection[int] | None = None,
                   select: Callable[[ProcessInfo], bool] | None = None) -> list[ProcessInfo]:
         fields = frozenset(fields)
@@ -527,7 +700,10 @@ class TestinfraTarget(Target):
         args = [nonce, letters, *(str(int(pid)) for pid in (pids if pids is not None else ()))]
         if pids is not None and not pids:
             return {}, True
-        rc, out, err = self._sh(_PROC_SCRIPT, args, timeout, "listing processes")
+        busybox = self._busybox()
+        # only the exe and cwd links need GNU's find -printf
+        rc, out, err = self._sh(_BB_PROC_SCRIPT if busybox else _PROC_SCRIPT, args, timeout, "listing processes",
+                                gnu=not busybox and bool(set(letters) & set("ec")))
         if rc != 0:
             raise OSError(errno.EIO, f"{self.name}: cannot list processes: {err.decode('utf-8', 'replace').strip()}")
         with_fields = not few or out.startswith(b"fields:all\0")
@@ -540,7 +716,7 @@ class TestinfraTarget(Target):
             return procfs.parse(out, fields)
         except ValueError as exc:  # a far side without getconf, or whose tools print something else
             raise OSError(errno.EIO, f"{self.name}: cannot read its process listing ({exc}): the host needs "
-                                     "getconf, xargs, find and grep -z (GNU or busybox with them)") from None
+                                     "xargs and grep -z (GNU or busybox with them) and getconf or od") from None
 
     def cpu_percent(self, procs: Collection[ProcessInfo], interval: float, timeout: float) -> dict[int, float]:
         if not procs:
@@ -550,7 +726,8 @@ class TestinfraTarget(Target):
 cd /proc || exit 3
 s=$1; n=$2; shift 2
 snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$@" | xargs -0 grep -a -z -H '' 2>/dev/null; }
-{ printf 'clock:%s 0 0\0' "$(getconf CLK_TCK)"; snap "$@"; sleep "$s"; snap "$@"; } | head -c "$n"
+""" + _CLOCK_SH + r"""
+{ printf 'clock:%s 0 0\0' "$t"; snap "$@"; sleep "$s"; snap "$@"; } | head -c "$n"
 """
         rc, out, err = self._sh(script, [f"{sample:.3f}", str(PROC_LIMIT), *(str(int(p.pid)) for p in procs)],
                                 timeout, "sampling CPU")
@@ -577,8 +754,10 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
             raise _oserror(err.decode("utf-8", "replace"), str(path))
         return out[:4096].decode("ascii", "replace")
 
+    @_flavoured
     def listeners(self, port: int, timeout: float, fields: Collection[str] | None = None) -> Listeners:
-        script = f"ss -Hltnp \"sport = :$1\" | head -c {LIST_LIMIT + 1}"
+        script = (f"if command -v ss >/dev/null; then ss -Hltnp \"sport = :$1\"; else {_PROC_NET_SH}; fi "
+                  f"| head -c {LIST_LIMIT + 1}")
         args = [str(int(port))]
         if fields is not None:  # the owners' records too, in the same operation
             fields = frozenset(fields)
@@ -588,13 +767,15 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
             script = (f"out=$({script}); printf '%s\\n' \"$out\"; r=$out p=; while :; do case $r in *pid=*) "
                       "r=${r#*pid=}; q=${r%%[!0-9]*}; case \" $p \" in *\" $q \"*) ;; *) p=\"$p $q\";; esac;; "
                       "*) break;; esac; done; set -- \"$2\" \"$3\" $p; "
-                      "[ $# -gt 2 ] || exit 0; printf '\\0opsgate-owners\\0'\n" + _PROC_SCRIPT)
+                      "[ $# -gt 2 ] || exit 0; printf '\\0opsgate-owners\\0'\n" +
+                      (_BB_PROC_SCRIPT if self._busybox() else _PROC_SCRIPT))
             args += [f"opsgate-{uuid.uuid4().hex[:12]}", _letters(fields)]
-        rc, out, err = self._sh(script, args, timeout, "listing listening sockets")
+        links = fields is not None and bool(fields & {"exe", "cwd"}) and not self._busybox()
+        rc, out, err = self._sh(script, args, timeout, "listing listening sockets", gnu=links)
         out, marker, records = out.partition(_OWNERS)
         if rc != 0 or len(out) > LIST_LIMIT:
             raise OSError(errno.EIO, f"{self.name}: cannot list sockets: "
-                                     f"{err.decode('utf-8', 'replace').strip() or 'ss failed'}")
+                                     f"{err.decode('utf-8', 'replace').strip() or 'ss or /proc/net/tcp failed'}")
         pids, unknown = set(), 0
         for line in out.decode("utf-8", "replace").splitlines():
             owners = [int(pid) for pid in _SS_PID.findall(line)]
@@ -621,7 +802,8 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
         quoted = inner.replace("'", "'\\''")  # inside the script's single quotes
         # header: "<state> <rc> <stdout bytes> <stderr bytes>", then at most OUTPUT_LIMIT of each stream
         script = f"""
-d=$(mktemp -d) || exit 90
+d=$(mktemp -d 2>/dev/null) || for t in /var/tmp /dev/shm /run; do d=$(mktemp -d -p $t 2>/dev/null) && break; done
+[ -d "$d" ] || {{ echo notmp 0 0 0; exit 0; }}
 trap 'rm -rf "$d"' EXIT
 if [ -n "$1" ] && ! cd -- "$1" 2>/dev/null; then echo nocwd 0 0 0; exit 0; fi
 command -v -- "$2" >/dev/null 2>&1 || {{ echo noprogram 0 0 0; exit 0; }}
@@ -641,6 +823,9 @@ head -q -c {OUTPUT_LIMIT} -- "$d/o" "$d/e"
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), command.cwd)
         if state == "noprogram":
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if state == "notmp":  # its output is kept in files there until it ends
+            raise OSError(errno.EROFS, f"{self.name}: no writable temporary directory to run in (tried $TMPDIR or "
+                                       "/tmp, /var/tmp, /dev/shm, /run)")
         out_kept, err_kept = min(out_size, OUTPUT_LIMIT), min(err_size, OUTPUT_LIMIT)
         out.feed(body[:out_kept])
         err.feed(body[out_kept:out_kept + err_kept])
