@@ -304,7 +304,8 @@ FEW_PROCESSES = 64
 #: AT_CLKTCK 17) read with od where there is no getconf (busybox); run in /proc
 _CLOCK_SH = r"""
 if command -v getconf >/dev/null; then t=$(getconf CLK_TCK) z=$(getconf PAGESIZE)
-else aux() { set -- $(od -An -t"$1" -v self/auxv); while [ $# -gt 1 ]; do case $1 in 6) z=$2;; 17) t=$2;; esac; shift 2; done; }
+else aux() { set -- $(od -An -t"$1" -v self/auxv)
+    while [ $# -gt 1 ]; do case $1 in 6) z=$2;; 17) t=$2;; esac; shift 2; done; }
   aux u8; [ -n "$t" ] || aux u4; fi
 """
 
@@ -632,7 +633,8 @@ class TestinfraTarget(Target):
         # count), MemTotal and MemAvailable, two /proc/stat cpu lines; then the disks' statvfs in
         # the same operation, one line each: "disk<i> <fields>" or "disk<i> <stat's error>"
         script = ("{ read -r a _ </proc/loadavg && echo \"$a\" && { read -r c </sys/devices/system/cpu/online && "
-                  "echo \"online:$c\" || getconf _NPROCESSORS_ONLN 2>/dev/null || nproc; } && while read -r k v _; do case $k in "
+                  "echo \"online:$c\" || getconf _NPROCESSORS_ONLN 2>/dev/null || nproc; } && "
+                  "while read -r k v _; do case $k in "
                   "MemTotal:|MemAvailable:) echo \"$k $v\";; esac; [ \"$k\" != MemAvailable: ] || break; done </proc/meminfo "
                   "&& read -r c </proc/stat && echo \"$c\" && sleep \"$1\" && read -r c </proc/stat && echo \"$c\"; } "
                   "|| exit 1; shift; "
