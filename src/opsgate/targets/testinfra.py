@@ -367,12 +367,14 @@ def _letters(fields: Collection[str]) -> str:
     return "".join(letter for field, letter in pairs if field in fields) or "-"
 
 
+_NO_PROC_NET = "no ss, and /proc/net/tcp cannot be read"
 #: where there is no ``ss`` (busybox): a line per socket listening on TCP port $1 (IPv4 and IPv6,
 #: /proc/net/tcp state 0A), with its owners as ss names them ("pid=N") read from the processes'
 #: fd links (``ls -l``: one process); a socket whose owner cannot be seen is a line without one
 _PROC_NET_SH = (
-    "{ h=$(printf '%04X' \"$1\"); i=; for f in /proc/net/tcp /proc/net/tcp6; do [ -r $f ] || continue; "
+    "{ h=$(printf '%04X' \"$1\"); i=; r=; for f in /proc/net/tcp /proc/net/tcp6; do [ -r $f ] || continue; r=1; "
     "while read -r _ a _ st _ _ _ _ _ n _; do case $a:$st in *:$h:0A) i=\"$i $n\";; esac; done <$f; done; "
+    "[ -n \"$r\" ] || { echo '" + _NO_PROC_NET + "' >&2; exit 1; }; "
     "[ -n \"$i\" ] || exit 0; o=$(ls -l /proc/[0-9]*/fd 2>/dev/null | while read -r x; do case $x in "
     "/proc/*/fd:) c=${x#/proc/}; c=${c%/fd:};; *socket:\\[*) k=${x##*socket:\\[}; k=${k%]}; "
     "case \" $i \" in *\" $k \"*) printf ' %s=%s' \"$k\" \"$c\";; esac;; esac; done); "
@@ -405,7 +407,11 @@ class TestinfraTarget(Target):
         """The far side's userland, probed once and kept: ``"gnu"`` (coreutils, findutils) or
         ``"busybox"`` (its applets: ``stat -c`` without ``--printf``, ``find`` without
         ``-printf``, no ``head -z``), which selects the scripts the operations send. The
-        operations do not ask it first: the first GNU-only command learns it (``_GNU_GUARD``)."""
+        operations do not ask it first: the first GNU-only command learns it (``_GNU_GUARD``).
+
+        >>> TestinfraTarget.connect("local://").flavour(timeout=10)
+        'gnu'
+        """
         if self._flavour is None:
             rc, out, err = self._sh(_FLAVOUR_PROBE, [], timeout, "asking which tools it has")
             if rc != 0:
@@ -775,7 +781,7 @@ snap() { read -r up _ <uptime; printf 'uptime:%s\0' "$up"; printf '%s/stat\0' "$
         links = fields is not None and bool(fields & {"exe", "cwd"}) and not self._busybox()
         rc, out, err = self._sh(script, args, timeout, "listing listening sockets", gnu=links)
         out, marker, records = out.partition(_OWNERS)
-        if rc != 0 or len(out) > LIST_LIMIT:
+        if rc != 0 or len(out) > LIST_LIMIT or _NO_PROC_NET.encode() in err:  # (the pipe's status is head's)
             raise OSError(errno.EIO, f"{self.name}: cannot list sockets: "
                                      f"{err.decode('utf-8', 'replace').strip() or 'ss or /proc/net/tcp failed'}")
         pids, unknown = set(), 0
