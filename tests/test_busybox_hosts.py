@@ -65,9 +65,11 @@ def listening(engine, box, port: int) -> None:
 
 @pytest.fixture(scope="module")
 def boxes(engine):
-    """``good``: its files, a clean log, a 64 MB data disk, httpd on PORT; ``bad``: no backup,
-    mode off, an ERROR line last, a full 256 KB data disk, nc (not httpd) on PORT."""
-    good = engine.run("exec sleep 3600", tmpfs={"/srv/data": "size=64m"})
+    """``good``: its files, a clean log (and a rotated one, gzipped), a 64 MB data disk, an
+    /etc/passwd, httpd as user www on PORT; ``bad``: no backup, mode off, an ERROR line last, a
+    full 256 KB data disk, no /etc/passwd, nc (not httpd) on PORT."""
+    # root on a host reads other users' /proc links; in a container it needs CAP_SYS_PTRACE for that
+    good = engine.run("exec sleep 3600", tmpfs={"/srv/data": "size=64m"}, cap_add=["SYS_PTRACE"])
     bad = engine.run("exec sleep 3600", tmpfs={"/srv/data": "size=256k"})
     for box, mode, last in ((good, "on", "INFO all good"), (bad, "off", "ERROR disk full")):
         sh(engine, box, f"""mkdir -p /srv/log /srv/www /srv/spool/sub
@@ -76,7 +78,10 @@ def boxes(engine):
             echo '{last}' >>/srv/log/app.log
             echo a >/srv/spool/one.job; echo bb >'/srv/spool/two words.job'; printf x >'/srv/spool/new
 line.job'""")
-    sh(engine, good, "head -c 2048 /dev/zero >/srv/backup.sql; echo yes >/srv/ready; httpd -p 8089 -h /srv/www")
+    sh(engine, good, "head -c 2048 /dev/zero >/srv/backup.sql; echo yes >/srv/ready; "
+                     "i=0; while [ $i -lt 50 ]; do echo line $i; i=$((i+1)); done | gzip >/srv/log/app.log.1.gz; "
+                     "printf 'root:x:0:0::/:/bin/sh\\nwww:x:33:33::/:/bin/false\\n' >/etc/passwd; "
+                     "httpd -u www -p 8089 -h /srv/www")
     sh(engine, bad, "dd if=/dev/zero of=/srv/data/fill bs=1024 count=1024 2>/dev/null; "
                     "(nc -ll -p 8089 -e true </dev/null >/dev/null 2>&1 &)")
     for box in (good, bad):
@@ -117,6 +122,9 @@ def test_files_are_read_with_busybox_stat(engine, boxes):
     log_size = box.stat("/srv/log/app.log", timeout=20).size
     assert box.read_range("/srv/log/app.log", log_size - 14, 14, timeout=20) == b"INFO all good\n"
     assert box.count_newlines("/srv/log/app.log", 0, log_size, timeout=20) == 501
+    assert box.gz_line_count("/srv/log/app.log.1.gz", timeout=20) == 50
+    rotated, skipped = box.open_gz_after("/srv/log/app.log.1.gz", 47, time.monotonic() + 20)
+    assert (rotated.read(), skipped) == (b"line 47\nline 48\nline 49\n", 47)
 
 
 @pytest.mark.negative("host")
@@ -152,14 +160,24 @@ def test_processes_and_listeners_are_read_from_proc_with_busybox(engine, boxes):
                              select=lambda p: p.name == "httpd")
     assert len(servers) == 1, servers
     httpd = servers[0]
-    assert httpd.cmdline == ("httpd", "-p", "8089", "-h", "/srv/www") and httpd.exe == "/bin/busybox"
-    assert httpd.uid == 0 and httpd.user == "0"  # no /etc/passwd, no getent: the uid is its name
+    assert httpd.cmdline == ("httpd", "-u", "www", "-p", "8089", "-h", "/srv/www")
+    assert (httpd.exe, httpd.cwd) == ("/bin/busybox", "/srv/www")  # busybox's find has no -printf: readlink
+    assert (httpd.uid, httpd.user) == (33, "www")  # no getent: the name from /etc/passwd
     assert httpd.rss > 0 and httpd.create_time > time.time() - 3600  # CLK_TCK and page size from auxv
     assert bad.processes(timeout=20, select=lambda p: p.name == "httpd") == []
+    # bad's root has no CAP_SYS_PTRACE: a process of another user has its links said unreadable, not guessed
+    engine.podman("exec", "-d", "--user", "65534", boxes["bad"].name, "sleep", "3599")
+    for _ in range(50):  # podman exec -d returns once it is started, perhaps not yet exec'd
+        found = bad.processes(timeout=20, fields={"exe", "user"}, select=lambda p: p.cmdline == ("sleep", "3599"))
+        if found:
+            break
+        time.sleep(0.1)
+    (other,) = found
+    assert other.uid == 65534 and other.exe is None and other.unreadable == {"exe"}
     owners = good.listeners(PORT, timeout=20, fields={"user"})  # /proc/net/tcp and fd links: busybox has no ss
     assert owners.pids == {httpd.pid} and owners.unknown == 0 and owners.owners[httpd.pid].name == "httpd"
-    other = bad.listeners(PORT, timeout=20, fields=set())
-    assert [p.name for p in other.owners.values()] == ["nc"]
+    other = bad.listeners(PORT, timeout=20, fields={"user"})
+    assert [(p.name, p.user) for p in other.owners.values()] == [("nc", "0")]  # no /etc/passwd: the uid
     assert good.listeners(PORT + 1, timeout=20).pids == frozenset()
 
 
@@ -194,10 +212,12 @@ def test_the_daily_suite_checks_busybox_hosts(engine, boxes, tmp_path):
             stdout_regex: '^\\[two words\\]\\[\\$HOME\\]\\[\\*\\]\\[\\$\\(id\\)\\]\\[a;b\\]$'
           - {{name: ready, hosts: all, argv: [test, -e, /srv/ready]}}
         process:
-          - {{name: server, hosts: all, cmdline: '^httpd -p {PORT}'}}
+          - {{name: server, hosts: all, cmdline: '^httpd -u www -p {PORT}', user: www}}
         tcp:
-          - {{name: port-good, hosts: good, host: {ips['good']}, port: {PORT}, listening_process: '^httpd$'}}
-          - {{name: port-bad, hosts: bad, host: {ips['bad']}, port: {PORT}, listening_process: '^httpd$'}}
+          - {{name: port-good, hosts: good, host: {ips['good']}, port: {PORT}, listening_process: '^httpd$',
+             listening: {{user: www}}}}
+          - {{name: port-bad, hosts: bad, host: {ips['bad']}, port: {PORT}, listening_process: '^httpd$',
+             listening: {{user: www}}}}
         """))
     run = run_pytest(project, "-q", env={"CONTAINERS_CONF": engine.env["CONTAINERS_CONF"]})
     status = run.status()
