@@ -119,6 +119,12 @@ def test_files_are_read_with_busybox_stat(engine, boxes):
     assert count == 2 and more
     with pytest.raises(NotADirectoryError):
         box.list_dir("/srv/app.json", limit=10, timeout=20)
+    # busybox has no head -z: a listing is bounded in bytes, enough for limit + 1 entries of any path
+    sh(engine, boxes["good"], "mkdir -p /srv/many && cd /srv/many && i=0; "
+                              "while [ $i -lt 3000 ]; do : >file-$i.job; i=$((i+1)); done")
+    before = box.transferred
+    files, count, more = box.list_dir("/srv/many", limit=10, timeout=20)
+    assert (len(files), count, more) == (10, 10, True) and box.transferred - before < 50_000
     log_size = box.stat("/srv/log/app.log", timeout=20).size
     assert box.read_range("/srv/log/app.log", log_size - 14, 14, timeout=20) == b"INFO all good\n"
     assert box.count_newlines("/srv/log/app.log", 0, log_size, timeout=20) == 501

@@ -226,24 +226,33 @@ def _find(recursive: bool) -> str:
     return f"find \"$1\" -mindepth 1 {depth}-printf '%s %T@ %y %p\\0' | head -z -n \"$2\""
 
 
-def _bb_find(recursive: bool) -> str:
+def _bb_cap(limit: int) -> int:
+    """Bytes of a busybox listing enough for ``limit`` + 1 entries of paths up to PATH_MAX (at most LIST_LIMIT).
+
+    >>> _bb_cap(9), _bb_cap(10**6) == LIST_LIMIT
+    (41600, True)
+    """
+    return min(LIST_LIMIT, (limit + 1) * (4096 + 64))
+
+
+def _bb_find(recursive: bool, cap: int) -> str:
     """``_find`` on busybox (no ``-printf``, no ``head -z``): the entries' names from ``find
     -print0``, their sizes, mtimes and types from ``stat`` (``_bb_stat_each``), bounded in bytes
     (``_listing`` counts what came: an answer cut short before ``$2`` entries is an error)."""
     depth = "" if recursive else "-maxdepth 1 "
     return (f"find \"$1\" -mindepth 1 {depth}-print0 | xargs -0 -r sh -c {shlex.quote(_bb_stat_each(False, True))} x "
-            f"| head -c {LIST_LIMIT + 1}")
+            f"| head -c {cap + 1}")
 
 
-def _listing(out: bytes, err: bytes, limit: int, path: str) -> tuple[list[FileStat], int, bool]:
+def _listing(out: bytes, err: bytes, limit: int, path: str, cap: int = LIST_LIMIT) -> tuple[list[FileStat], int, bool]:
     """``_find``'s entries as ``Target.list_dir`` answers them; OSError when a part could not be read."""
     text = err.decode("utf-8", "replace")
     if text.strip() and "Broken pipe" not in text:  # an unreadable subdirectory: the listing is incomplete
         raise _oserror(text, path)
-    cut = len(out) > LIST_LIMIT  # busybox's listing is bounded in bytes: the last entry may be cut
+    cut = len(out) > cap  # busybox's listing is bounded in bytes (_bb_cap): the last entry may be cut
     entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e][:-1 if cut else None]
     if cut and len(entries) <= limit:  # entries not counted: a count too small would be a false pass
-        raise OSError(errno.E2BIG, f"the listing is over {LIST_LIMIT} bytes before {limit} entries", path)
+        raise OSError(errno.E2BIG, f"the listing is over {cap} bytes before {limit} entries", path)
     files = []
     for entry in entries[:limit]:
         size, mtime, kind, name = entry.split(" ", 3)
@@ -564,12 +573,12 @@ class TestinfraTarget(Target):
     @_flavoured
     def list_dir(self, path: str, limit: int, timeout: float, recursive: bool = False) -> tuple[list[FileStat], int, bool]:
         busybox = self._busybox()
-        listing = _bb_find(recursive) if busybox else _find(recursive)
+        listing = _bb_find(recursive, _bb_cap(limit)) if busybox else _find(recursive)
         script = "[ -d \"$1\" ] || { echo 'Not a directory' >&2; exit 20; }; " + listing
         rc, out, err = self._sh(script, [str(path), str(limit + 1)], timeout, f"listing {path}", gnu=not busybox)
         if rc == 20:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
-        return _listing(out, err, limit, str(path))
+        return _listing(out, err, limit, str(path), _bb_cap(limit) if busybox else LIST_LIMIT)
 
     @_flavoured
     def stat_and_list(self, path: str, limit: int, timeout: float, recursive: bool = False):
@@ -577,7 +586,7 @@ class TestinfraTarget(Target):
         busybox = self._busybox()
         if busybox:
             script = (_BB_ST + "st \"$1\" || exit 1; printf '%s\\0' \"$l\"; "
-                      "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _bb_find(recursive))
+                      "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _bb_find(recursive, _bb_cap(limit)))
         else:
             script = ("l=$(stat -L --printf '%s %.9Y %f %n' -- \"$1\") || exit 1; printf '%s\\0' \"$l\"; "
                       "[ -d \"$1\" ] || exit 0; printf '=list\\0'; " + _find(recursive))
@@ -589,7 +598,8 @@ class TestinfraTarget(Target):
         if not rest.startswith(b"=list\0"):
             return found, None
         try:
-            return found, _listing(rest[len(b"=list\0"):], err, limit, str(path))
+            cap = _bb_cap(limit) if busybox else LIST_LIMIT
+            return found, _listing(rest[len(b"=list\0"):], err, limit, str(path), cap)
         except OSError as exc:
             return found, exc
 
