@@ -534,8 +534,8 @@ def test_hosts_all_without_any_host_is_a_load_error_not_a_check_run_nowhere(tmp_
 
 def test_podman_containers_are_hosts_too(tmp_path):
     """testinfra's podman backend: a running container answers; a container that does not exist
-    fails its reachable check naming it, and blocks its checks. (The test image is a minimal
-    busybox: the host-level kinds need GNU tools on the far side, so only reachability here.)"""
+    fails its reachable check naming it, and blocks its checks. (The host-level kinds on such a
+    busybox container, checked and broken: tests/test_busybox_hosts.py.)"""
     from tests.support.podman import PodmanEngine
 
     (tmp_path / "podman").mkdir()
