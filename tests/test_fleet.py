@@ -647,3 +647,24 @@ def test_paths_on_a_remote_host_are_the_hosts_own(tmp_path, ssh_fleet):
     assert status["test_file[relative-config@web1]"] == "fail", run.output
     message = next(t["metadata"]["opsgate"]["message"] for t in run.report()["tests"] if "relative-config@web1" in t["nodeid"])
     assert "path 'app/config.yml' is not absolute: on host web1 a path must be absolute" in message
+
+
+@pytest.mark.negative("reachable")
+def test_a_host_whose_login_runs_nothing_is_not_reachable(tmp_path, ssh_fleet):
+    """A host that says nothing - its account's shell is /bin/true, so every command 'succeeds'
+    with exit code 0 and runs nothing - is not reachable: the ping's token never comes back."""
+    ssh_fleet.require_isolation()
+    web2 = ssh_fleet["web2"]
+    with open(web2.passwd, "a") as handle:  # written in place: the bind mount holds the inode
+        handle.write("silent:x:0:0::/root:/bin/true\n")  # uid 0: it can read the fleet's authorized_keys
+    spec = web2.hostspec.replace("root@", "silent@", 1)
+    fleet = Fleet({"web2": HostEntry(url=f"ssh://{spec}")},
+                  HostOptions(known_hosts=str(ssh_fleet.known_hosts), identity_file=str(ssh_fleet.identity_file),
+                              connect_timeout=5), tmp_path)
+    try:
+        result = run_check(ReachableCheck(name="reachable", timeout=10),
+                           ProbeContext(tmp_path, fleet=fleet).for_host("web2"))
+    finally:
+        fleet.close()
+    assert result.status == "fail", result.message
+    assert "did not get the token back" in result.message

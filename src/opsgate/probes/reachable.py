@@ -1,4 +1,5 @@
-"""``reachable``: a host answers - connect and run ``true`` through its target within the timeout.
+"""``reachable``: a host answers - connect and run a command through its target within the timeout
+(remotely ``echo <token>``, whose token must come back: exit code 0 alone is not an answer).
 
 An environment's loader adds one ``reachable@<host>`` check per host that has checks (see
 :mod:`opsgate.hosts`); every check on that host depends on it, so a host that is down, hangs,
@@ -41,7 +42,7 @@ _CAUSES = (
 
 
 class ReachableCheck(CheckItem):
-    """A host answers: its target connects and runs ``true`` within the timeout."""
+    """A host answers: its target connects and runs a command (remotely ``echo <token>``, the token read back) within the timeout."""
 
     kind: ClassVar[str] = "reachable"
 

@@ -512,9 +512,15 @@ class TestinfraTarget(Target):
         return result.rc, out, err
 
     def ping(self, timeout: float) -> None:
-        rc, _out, err = self._tool(["true"], timeout, "running true")
+        # a token echoed back, not only exit code 0: a transport that says nothing (a wrapper that
+        # ran no command, an exec into something that is not a shell) must not read as reachable
+        token = uuid.uuid4().hex
+        rc, out, err = self._tool(["echo", token], timeout, "running echo")
         if rc != 0:
-            raise OSError(errno.EIO, f"{self.name}: `true` failed: {err.decode('utf-8', 'replace').strip()[:300]}")
+            raise OSError(errno.EIO, f"{self.name}: `echo` failed: {err.decode('utf-8', 'replace').strip()[:300]}")
+        if out.strip() != token.encode():
+            raise OSError(errno.EIO, f"{self.name}: ran `echo <token>` but did not get the token back "
+                                     f"(got {len(out)} bytes): the transport did not run the command")
 
     # --- files ---------------------------------------------------------------------------------
 
