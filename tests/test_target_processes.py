@@ -19,6 +19,7 @@ import pytest
 
 from opsgate.model import ProcessCheck, TcpCheck
 from opsgate.probes import ProbeContext
+from opsgate.redact import REDACTOR
 from opsgate.runner import run_check
 from opsgate.targets import NotRegularFile, Target, local
 from tests.support.http_target import free_port
@@ -97,7 +98,10 @@ def test_port_owner_check_tells_the_server_from_its_decoy_on_both(tmp_path, targ
     assert ok.status == "pass", ok.message
     assert ok.evidence["observed"]["pid"] == server.pid
     owner = ok.evidence["details"]["owners"][0]
-    assert owner["user"] == "root" and owner["exe"] == os.path.realpath(sys.executable) and marker in owner["cmdline"]
+    # the evidence shows the owner's command line as a bounded excerpt (its first 200 characters):
+    # exactly the server's, whatever the length of the checkout's path before its marker
+    shown = REDACTOR.excerpt(" ".join([sys.executable, "-c", LISTENER, marker]), 200)
+    assert owner["user"] == "root" and owner["exe"] == os.path.realpath(sys.executable) and owner["cmdline"] == shown
 
     mistaken = tcp(listening={"pid_file": "decoy.pid"})
     assert mistaken.status == "fail"  # the name matches: only the pid file tells them apart
