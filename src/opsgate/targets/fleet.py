@@ -7,7 +7,9 @@ Host keys are checked, always, unless ``insecure_no_host_key_check`` says otherw
   ``StrictHostKeyChecking=yes`` against ``known_hosts`` (or ssh's own), ``ConnectTimeout``,
   keep-alives that end a connection that stopped answering, and one master connection per
   host (``ControlMaster``/``ControlPersist``, its socket in a private folder of this run) that
-  every check on that host shares; closing the run ends it (``ssh -O exit``).
+  every check on that host shares; closing the run ends it (``ssh -O exit``). Once the master
+  is up, operations go to its control socket directly (:mod:`opsgate.targets.sshmux`), not
+  through one ``ssh`` client process each. No agent or X11 forwarding, whatever ssh's config says.
 - ``paramiko://``: unknown and changed host keys are refused (paramiko's RejectPolicy, with
   ``known_hosts`` loaded), not testinfra's default of accepting them with a warning.
 - ``podman://``, ``docker://``, ``kubectl://``, ``local://`` ...: testinfra's backend as it is.
@@ -24,6 +26,7 @@ hosts are checked in parallel.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shlex
 import shutil
@@ -35,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..hosts import HostEntry, HostOptions
-from . import Target
+from . import Target, sshmux
 
 #: seconds an idle master connection stays open (the run closes it at its end anyway)
 CONTROL_PERSIST_S = 120
@@ -143,6 +146,7 @@ class Fleet:
         backend._encoding = "utf-8"  # testinfra would otherwise ask the host's python first (one more round trip)
         if transport in ("ssh", "safe-ssh"):
             _start_ssh_without_a_shell(backend)
+            _run_through_the_master(backend)
         host = Host(backend)
         backend.set_host(host)
         target = TestinfraTarget(host, self.options.per_host_concurrency, name=f"{name} ({transport})",
@@ -157,7 +161,9 @@ class Fleet:
         if self._control_dir is None:  # short: a socket path is limited to ~100 bytes
             self._control_dir = tempfile.mkdtemp(prefix="opsgate-ssh-")
         options = self.options
-        args = ["-o BatchMode=yes", "-o LogLevel=ERROR", f"-o ConnectTimeout={max(1, round(options.connect_timeout))}",
+        # never lend the checked host this machine's agent or display (a user's ssh config may
+        # say otherwise); sessions through the master (sshmux) never ask for them either
+        args = ["-o BatchMode=yes", "-o LogLevel=ERROR", "-o ForwardAgent=no", "-o ForwardX11=no", f"-o ConnectTimeout={max(1, round(options.connect_timeout))}",
                 f"-o ServerAliveInterval={ALIVE_INTERVAL_S}", f"-o ServerAliveCountMax={ALIVE_COUNT}",
                 "-o ControlMaster=auto", f"-o ControlPersist={CONTROL_PERSIST_S}s",
                 f"-o ControlPath={shlex.quote(os.path.join(self._control_dir, '%C'))}"]
@@ -202,6 +208,73 @@ def _start_ssh_without_a_shell(backend) -> None:
         return backend.result(process.returncode, backend.encode(line), stdout, stderr)
 
     backend.run_local = run_local
+
+
+def _run_through_the_master(backend) -> None:
+    """Once a host's master connection is up, its remote operations go to the master's control
+    socket directly (:mod:`opsgate.targets.sshmux`) instead of through one ``ssh`` client process
+    each; the first operation, and any the master cannot take, still start ``ssh`` (which makes
+    the master). The control path and the environment ``ssh`` would send (``SendEnv``/``SetEnv``)
+    are read once from ``ssh -G`` with the host's own options, so both ways send the same.
+
+    >>> from testinfra.backend import get_backend
+    >>> backend = get_backend("ssh://web1", ssh_extra_args="-o ControlPath=none")
+    >>> _run_through_the_master(backend)
+    >>> backend.run_ssh.__name__, _master_of(backend)
+    ('run_ssh', None)
+    """
+    by_client = backend.run_ssh
+    state: dict = {}
+    lock = threading.Lock()
+
+    def run_ssh(command: str):
+        master = state.get("master")
+        if master is None and state.get("tried_client"):
+            with lock:
+                if "master" not in state:
+                    state["master"] = _master_of(backend) or False
+            master = state["master"]
+        if master:
+            path, env = master
+            try:
+                rc, out, err = sshmux.run(path, command, env)
+            except sshmux.Unavailable:
+                pass  # the master is gone or refused: ssh makes a new one
+            else:
+                result = backend.result(rc, backend.encode(command), out, err)
+                if rc == 255:  # as testinfra's run_ssh: ssh's own failure (or the command's 255)
+                    raise RuntimeError(result)
+                return result
+        state["tried_client"] = True
+        return by_client(command)
+
+    backend.run_ssh = run_ssh
+
+
+def _master_of(backend) -> tuple[str, list[str]] | None:
+    """The control socket ``ssh`` uses for this host and the environment it would send with a
+    command, from ``ssh -G`` (None: no master connection is configured, or ssh cannot say)."""
+    cmd, args = backend._build_ssh_command("true")
+    argv = shlex.split(backend.quote(" ".join(cmd), *args))
+    if argv[0] != "ssh":  # sshpass: never for opsgate's hosts (passwords are refused at load)
+        return None
+    try:
+        shown = subprocess.run([*argv[:-2], "-G", argv[-2]], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path, send, set_ = None, [], []
+    for line in shown.stdout.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "controlpath" and value and value != "none":
+            path = value
+        elif key == "sendenv":
+            send.append(value)
+        elif key == "setenv":
+            set_ += value.split()
+    if shown.returncode != 0 or path is None:
+        return None
+    env = [f"{k}={v}" for k, v in os.environ.items() if any(fnmatch.fnmatchcase(k, p) for p in send)]
+    return path, env + set_
 
 
 def _ssh_exit(backend, extra_args: str) -> None:
