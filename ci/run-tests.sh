@@ -3,6 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash ci/install-services.sh || exit 1
+# the venv's programs (ansible-inventory, ansible: testinfra's ansible backend runs them from PATH)
+export PATH="$PWD/.venv/bin:$PATH"
 .venv/bin/pytest tests src/opsgate --doctest-modules "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -175,14 +175,27 @@ def test_turning_host_key_checking_off_is_warned(tmp_path):
     assert hosts_block(loaded.env) == {"web1": {"groups": [], "transport": "ssh", "host_key_checked": False}}
 
 
-def test_an_inventory_without_ansible_says_to_install_ansible_core(tmp_path):
-    import shutil
-
-    if shutil.which("ansible-inventory"):
-        pytest.skip("ansible-core is installed here")
+def test_an_inventory_without_ansible_says_to_install_ansible_core(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "venv" / "bin" / "python"))  # no ansible beside it
     (tmp_path / "inventory.ini").write_text("[web]\nweb1\n")
     found = problems(tmp_path, "name: x\ninventory: {file: inventory.ini, pattern: web}\n")
     assert len(found) == 1 and "inventory.file" in found[0] and "pip install ansible-core" in found[0]
+
+
+def test_an_inventory_with_ansible_outside_path_says_to_activate_the_virtualenv(tmp_path, monkeypatch):
+    """ansible-core installed in opsgate's virtualenv, run as .venv/bin/pytest without activating it:
+    testinfra's ansible backend would not find ansible, so the load error says what to do."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "ansible-inventory").write_text("#!/bin/sh\nexit 1\n")
+    (venv_bin / "ansible-inventory").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("sys.executable", str(venv_bin / "python"))
+    (tmp_path / "inventory.ini").write_text("[web]\nweb1\n")
+    found = problems(tmp_path, "name: x\ninventory: {file: inventory.ini, pattern: web}\n")
+    assert len(found) == 1 and "seen it only in " in found[0] and "venv/bin" in found[0], found
+    assert "activate the virtualenv" in found[0]
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -469,7 +482,11 @@ def test_no_credential_appears_in_any_output(tmp_path, ssh_fleet, servers, token
     if importlib.util.find_spec("paramiko") is None:
         assert by_id["test_reachable[reachable@vault]"]["message"] == \
             "vault: cannot make its connection: paramiko:// needs paramiko (pip install paramiko), or use ssh://"
-    assert by_id["test_log[auth@vault]"]["status"] == "blocked"
+        assert by_id["test_log[auth@vault]"]["status"] == "blocked"
+    else:  # paramiko logs in with the identity file (the host takes the key); the log is missing there
+        assert by_id["test_reachable[reachable@vault]"]["status"] == "pass"
+        assert by_id["test_log[auth@vault]"]["status"] == "fail"
+        assert "/var/log/none-such.log" in by_id["test_log[auth@vault]"]["message"]
 
 
 def test_the_readme_example_of_many_hosts_loads(tmp_path):
@@ -668,3 +685,44 @@ def test_a_host_whose_login_runs_nothing_is_not_reachable(tmp_path, ssh_fleet):
         fleet.close()
     assert result.status == "fail", result.message
     assert "did not get the token back" in result.message
+
+
+def paramiko_env(fleet, token: str, known_hosts: str | None = None) -> str:
+    """The same environment with every host reached through paramiko instead of OpenSSH."""
+    return fleet_env(fleet, known_hosts=known_hosts, checks=fleet_checks(fleet, token)).replace(
+        'url: "ssh://', 'url: "paramiko://')
+
+
+def test_paramiko_hosts_pass_the_same_checks_with_their_keys_checked(tmp_path, ssh_fleet, servers, token):
+    pytest.importorskip("paramiko")
+    ssh_fleet.require_isolation()
+    servers("web1", "web2")  # not on db1: the same pair fails as over ssh
+    project = make_project(tmp_path, paramiko_env(ssh_fleet, token))
+    run = run_pytest(project, "-q")
+    status = run.status()
+    assert {t for t, s in status.items() if s != "pass"} == {"test_process[server@db1]"}, run.output
+    assert len(status) == 14
+    assert run.report()["opsgate"]["hosts"]["web1"] == {"groups": ["web"], "transport": "paramiko",
+                                                         "host_key_checked": True}
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["changed-key", "unknown-host"])
+def test_paramiko_refuses_a_wrong_or_unknown_host_key(tmp_path, ssh_fleet, servers, token, missing):
+    pytest.importorskip("paramiko")
+    ssh_fleet.require_isolation()
+    servers("web1", "web2", "db1")
+    if missing:
+        known = tmp_path / "known_hosts"
+        known.write_text("")
+    else:
+        known = ssh_fleet.wrong_known_hosts()
+    project = make_project(tmp_path, paramiko_env(ssh_fleet, token, known_hosts=str(known)))
+    run = run_pytest(project, "-q")
+    status = run.status()
+    by_id = {t["nodeid"].rsplit("::", 1)[-1]: t["metadata"]["opsgate"] for t in run.report()["tests"]}
+    for host in ssh_fleet:
+        assert status[f"test_reachable[reachable@{host.name}]"] == "fail", run.output
+        assert status[f"test_process[server@{host.name}]"] == "blocked"
+        message = by_id[f"test_reachable[reachable@{host.name}]"]["message"]
+        assert message.startswith(f"{host.name}: host key verification failed for {address(host)}"), message
+    assert run.returncode != 0

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -344,6 +346,11 @@ def inventory_hosts(inventory: Inventory, base_dir: Path) -> dict[str, HostEntry
         raise InventoryError(f"expected an Ansible inventory file, seen none at {path}")
     program = shutil.which("ansible-inventory")
     if program is None:
+        beside = shutil.which("ansible-inventory", path=os.path.dirname(sys.executable))
+        if beside:  # installed with opsgate, in a virtualenv that is not activated
+            raise InventoryError(f"expected ansible-inventory on PATH, seen it only in {os.path.dirname(beside)} "
+                                 "(testinfra's ansible backend runs ansible from PATH): activate the virtualenv "
+                                 "or put that folder on PATH")
         raise InventoryError("expected ansible-core to read an Ansible inventory (ansible-inventory is not on PATH): "
                              "pip install ansible-core, or list the hosts in hosts: instead")
     try:
