@@ -124,3 +124,38 @@ def test_a_window_reaching_into_a_remote_gz_rotation_moves_only_its_lines(fleet,
     cut, _ = remote(web2, item, tmp_path)
     assert cut.status in ("fail", "error")
     assert "app.log.1.gz: cannot read" in cut.message and "unexpected end of file" in cut.message, cut.message
+
+
+def stamped(at: float, text: str) -> bytes:
+    import time as _time
+
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(at)).encode() + b" " + text.encode() + b"\n"
+
+
+@pytest.mark.negative("log")
+def test_a_last_minutes_window_reaching_into_a_remote_gz_rotation_moves_only_its_lines(fleet, tmp_path):
+    """The window's part of app.log.1.gz is found from its end (tails of growing size, skipped on
+    the host), so a ~10 MB rotation sends kilobytes; an ERROR older than the window is not counted."""
+    import time as _time
+
+    web1, _ = fleet
+    now = _time.time()
+    old = [stamped(now - 7200 + i * 0.05, f"INFO {os.urandom(30).hex()}") for i in range(120_000)]
+    old[1000] = stamped(now - 7000, "ERROR before the window")
+    window = [stamped(now - 300 + i, "INFO served") for i in range(60)] + [stamped(now - 200, "ERROR replica lost")]
+    packed = gzip.compress(b"".join(old + window), compresslevel=1)
+    (web1.root / "log").mkdir(exist_ok=True)
+    (web1.root / "log" / "app.log.1.gz").write_bytes(packed)
+    (web1.root / "log" / "app.log").write_bytes(b"".join(stamped(now - 60 + i, "INFO ok") for i in range(30)))
+    item = LogCheck(name="app", path=f"{fleet.srv}/log/app.log", last_minutes=10, patterns=[{"regex": "ERROR"}])
+
+    broken, target = remote(web1, item, tmp_path)
+    assert broken.status == "fail", broken.message
+    [line] = broken.evidence["details"]["lines"]["ERROR"]
+    assert line.startswith(f"app.log.1.gz:{len(old) + 61}: ") and line.endswith(" ERROR replica lost"), line
+    assert broken.evidence["observed"]["matches"] == {"ERROR": 1}
+    assert target.transferred < 256 << 10, f"received {target.transferred} bytes; the .gz is {len(packed)} bytes"
+    print(f"last_minutes into a {len(packed)}-byte .gz: {target.transferred} bytes received")
+    here = run_check(item.model_copy(update={"path": str(web1.root / "log" / "app.log")}), ProbeContext(tmp_path))
+    assert here.evidence["details"]["lines"] == broken.evidence["details"]["lines"]
+    assert here.evidence["observed"]["matches"] == broken.evidence["observed"]["matches"]

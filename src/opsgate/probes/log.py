@@ -14,7 +14,10 @@ How the reading stays bounded (time and memory), whatever the file:
 - ``last_minutes`` walks back from the end line by line reading each line's time, and
   stops after 200 timed lines in a row older than the window (a little disorder between
   writers is tolerated); the window then is read forward. A line without a time belongs
-  to the line before it (a traceback).
+  to the line before it (a traceback). A ``.gz`` rotation the window reaches is read
+  forward, time-filtered; on a remote host its window is found from its end first (its last
+  1,024 lines, then 4x as many, until they start before the window; the host decompresses
+  and skips the rest), so a rotation's few minutes cross the wire, not the rotation.
 - A line is searched whole up to 1 MiB; a longer one (or a file without any newline) is
   searched in 1 MiB windows overlapping by 64 KiB: a match up to 56 KiB long is always
   found, ``^`` and ``$`` mean the line's real start and end, and look-arounds see 4 KiB
@@ -186,6 +189,8 @@ EDGE = 4096  # a window's match must be this far from a cut edge (look-around an
 HEAD = 1024  # a line's time is looked for in its first bytes
 DISORDER = 200  # timed lines older than the window, in a row, before the backward walk stops
 UNSTAMPED_LIMIT = 10_000  # lines without any time before "no timestamp could be read"
+GZ_TAIL_LINES = 1024  # a remote .gz rotation's last lines first looked at for a last_minutes window
+GZ_PROBE_BYTES = 64 << 10  # bytes of such a tail read to see whether it starts before the window
 COUNT_PREFIX = 32 << 20  # line numbers are counted when the part before the window is this small
 EXCERPT = 400  # evidence characters per line
 BEFORE = 120  # of which before the match
@@ -652,14 +657,40 @@ def _gz_starts_before(path: Path, walk: _Walk, reader: _Reader) -> bool:
     return False
 
 
+def _gz_window_start(path: Path, walk: _Walk, reader: _Reader) -> int:
+    """Lines of a ``.gz`` rotation before a ``last_minutes`` window, found from its end, where
+    the target skips lines on its side (a remote host: only the window's lines cross the wire,
+    not the whole rotation); 0, to read it whole, on a target that decompresses here anyway or
+    when the window reaches the rotation's first lines. Tails of GZ_TAIL_LINES, then 4x as many,
+    until one starts with timed lines older than the window."""
+    if not reader.target.skips_gz_lines_itself:
+        return 0
+    total, tail = reader.gz_lines(path), GZ_TAIL_LINES
+    while tail < total:
+        handle, skipped = reader.target.open_gz_after(str(path), total - tail, reader.deadline)
+        older = newer = 0
+        with handle:
+            for _, piece, first, _last in _pieces(handle, path, reader, GZ_PROBE_BYTES):
+                if first and (stamp := walk.stamp(piece[:HEAD])) is not None:
+                    newer += stamp >= walk.since
+                    older += stamp < walk.since
+                    if newer or older >= DISORDER:
+                        break
+        if older and not newer:
+            return skipped
+        tail *= 4
+    return 0
+
+
 def _last_minutes(log: list[Path], walk: _Walk, reader: _Reader) -> dict[Path, _Part]:
     parts: dict[Path, _Part] = {}
     for path in reversed(log):
         if walk.old_in_a_row:  # the newer file's oldest timed lines are before the window: so is all this one
             break
-        if _is_gz(path):  # read whole (time-filtered); older rotations only if the window reaches them
-            parts[path] = _Part(path, 0, None)
-            if _gz_starts_before(path, walk, reader):
+        if _is_gz(path):  # from its lines in the window on (time-filtered); older ones only if it reaches them
+            start = _gz_window_start(path, walk, reader)
+            parts[path] = _Part(path, start, None)
+            if start or _gz_starts_before(path, walk, reader):
                 break
             continue
         with reader.open(path) as handle:

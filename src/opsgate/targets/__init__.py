@@ -167,6 +167,10 @@ class Target(ABC):
     has a default built on ``read_range`` and ``stat`` for targets that reach files only
     through commands."""
 
+    #: whether ``open_gz_after`` skips the lines on the target's side (then only what follows
+    #: them crosses a wire, and a reader should skip what it can; here skipping costs nothing)
+    skips_gz_lines_itself = False
+
     name: str = "target"
 
     @abstractmethod

@@ -397,6 +397,7 @@ class TestinfraTarget(Target):
     """A testinfra ``Host`` (``testinfra.get_host("ssh://web1")``) seen as a target."""
 
     __test__ = False  # not a pytest test class, whatever its name says
+    skips_gz_lines_itself = True  # open_gz_after skips them on the far side (gzip -dc | tail -n +K)
 
     def __init__(self, host, slots: int | None = None, name: str | None = None, give_up_on_hang: bool = False) -> None:
         self.host = host
