@@ -239,6 +239,30 @@ waivers:
     assert "3 of 3 hosts pass (100%): holds" in run.stdout and "WAIVED  test_process[server@web3]" in run.stdout
 
 
+def test_a_waiver_for_one_host_names_it_and_covers_no_other(tmp_path):
+    """``host: web3`` waives the check there only: the same failure on web1 still breaks the rule."""
+    policy = write_policy(tmp_path, POLICY + """
+waivers:
+  - check: server
+    host: web3
+    justification: "web3 is being rebuilt, OPS-501"
+    expires: 2999-01-01
+""")
+    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h == "web3" else "pass", "P0", "process")) for h in WEB],
+                     "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
+    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 0, run.output
+    assert "WAIVED  test_process[server@web3]" in run.stdout
+
+    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h in ("web1", "web3") else "pass", "P0", "process"))
+                      for h in WEB], "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
+    run = run_gate(r.write(tmp_path, doc, "two.json"), "--policy", policy, "--gate", "strict")
+    assert run.returncode == 1, run.output
+    assert "web1" in run.stdout and "WAIVED  test_process[server@web3]" in run.stdout
+
+
 def test_bad_fleet_policy_input_names_file_line_key_expected_and_seen(tmp_path):
     report = fleet_run(tmp_path)
     bad = tmp_path / "bad.yaml"

@@ -253,14 +253,34 @@ class Waiver(Strict):
     expires: date = Field(description="last day the waiver applies (YYYY-MM-DD)")
     gates: list[str] = Field(default_factory=list, description="gates it applies to (default: all)")
     source: Pattern | None = Field(None, description="glob on environment@host (default: all)")
+    host: Pattern | None = Field(None, description="glob on the host the check judged (a fleet host, or the machine "
+                                                   "of a self-check report); check: then also matches the name "
+                                                   "without @host (default: any host, names as written)")
 
     def applies_to(self, gate: str) -> bool:
         return not self.gates or gate in self.gates
 
     def matches(self, check) -> bool:
+        """Whether this waiver covers ``check`` (a CheckRecord).
+
+        >>> from opsgate.gate.reports import CheckRecord
+        >>> on_web3 = CheckRecord("shop@ctl", "f::test_process[server@web3]", "server@web3", "process", "P0",
+        ...                       "daily", "fail", host="web3")
+        >>> w = dict(justification="web3 is being rebuilt, OPS-501", expires="2999-01-01")
+        >>> [Waiver(check=c, host=h, **w).matches(on_web3) for c, h in
+        ...  (("server@web3", None), ("server", None), ("server", "web3"), ("server", "web*"), ("server", "web1"))]
+        [True, False, True, True, False]
+        """
         if self.source and not glob_match(check.source, self.source):
             return False
-        return any(glob_match(text, self.check) for text in (check.name, check.test_id, check.nodeid))
+        names = (check.name, check.test_id, check.nodeid)
+        if self.host:
+            host = getattr(check, "host", None)
+            if host is None or not glob_match(host, self.host):
+                return False
+            base = check.name.removesuffix(f"@{host}")
+            names += (base,)
+        return any(glob_match(text, self.check) for text in names)
 
     def expired(self, today: date) -> bool:
         return today > self.expires
