@@ -224,6 +224,14 @@ def test_hosts_on_which_no_check_of_the_severity_ran_break_the_rule_or_leave_not
     assert "no P0 check ran on any host of group 'web' (web1, web2); nothing to judge" in run.stdout
 
 
+def servers_failing_on(tmp_path, *failing: str, name: str = "report.json"):
+    """A report of the server check on web1..web3, failing on the hosts named."""
+    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h in failing else "pass", "P0", "process")) for h in WEB],
+                     "shop", "ctl")
+    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
+    return r.write(tmp_path, doc, name)
+
+
 def test_a_waived_failure_does_not_break_its_host(tmp_path):
     policy = write_policy(tmp_path, POLICY + """
 waivers:
@@ -231,10 +239,7 @@ waivers:
     justification: "web3 is being rebuilt, OPS-501"
     expires: 2999-01-01
 """)
-    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h == "web3" else "pass", "P0", "process")) for h in WEB],
-                     "shop", "ctl")
-    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
-    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    run = run_gate(servers_failing_on(tmp_path, "web3"), "--policy", policy, "--gate", "strict")
     assert run.returncode == 0, run.output
     assert "3 of 3 hosts pass (100%): holds" in run.stdout and "WAIVED  test_process[server@web3]" in run.stdout
 
@@ -248,17 +253,11 @@ waivers:
     justification: "web3 is being rebuilt, OPS-501"
     expires: 2999-01-01
 """)
-    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h == "web3" else "pass", "P0", "process")) for h in WEB],
-                     "shop", "ctl")
-    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
-    run = run_gate(r.write(tmp_path, doc), "--policy", policy, "--gate", "strict")
+    run = run_gate(servers_failing_on(tmp_path, "web3"), "--policy", policy, "--gate", "strict")
     assert run.returncode == 0, run.output
     assert "WAIVED  test_process[server@web3]" in run.stdout
 
-    doc = r.document([on(h, r.check(f"server@{h}", "fail" if h in ("web1", "web3") else "pass", "P0", "process"))
-                      for h in WEB], "shop", "ctl")
-    doc["opsgate"]["hosts"] = {h: {"groups": ["web"], "transport": "ssh"} for h in WEB}
-    run = run_gate(r.write(tmp_path, doc, "two.json"), "--policy", policy, "--gate", "strict")
+    run = run_gate(servers_failing_on(tmp_path, "web1", "web3", name="two.json"), "--policy", policy, "--gate", "strict")
     assert run.returncode == 1, run.output
     assert "web1" in run.stdout and "WAIVED  test_process[server@web3]" in run.stdout
 
