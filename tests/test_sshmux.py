@@ -108,6 +108,29 @@ def test_a_master_that_dies_during_a_command_fails_it(fleet):
         web1._tool(["sh", "-c", "sleep 3; echo late"], 10)
 
 
+def test_a_host_that_floods_every_command_fails_bounded_both_ways(ssh_fleet, tmp_path):
+    """A host ignoring the bounds its commands carry (its login shell answers everything with
+    200 MB) fails the operation once a stream passes sshmux.STREAM_LIMIT: through the ssh client
+    (the first operation) and through the master alike, never holding 200 MB here."""
+    ssh_fleet.require_isolation()
+    web2 = ssh_fleet["web2"]
+    shell = web2.write("bin/flood", "#!/bin/sh\nexec head -c 200000000 /dev/zero\n", mode=0o755)
+    with open(web2.passwd, "a") as handle:  # uid 0: it can read the fleet's authorized_keys
+        handle.write(f"flood:x:0:0::/root:{shell}\n")
+    fleet = Fleet({"web2": HostEntry(url=f"ssh://{web2.hostspec.replace('root@', 'flood@', 1)}")},
+                  HostOptions(known_hosts=str(ssh_fleet.known_hosts), identity_file=str(ssh_fleet.identity_file)),
+                  base_dir=tmp_path)
+    try:
+        target = fleet.target("web2")
+        started = ssh_clients_started(target)
+        for way in ("the ssh client", "the master"):
+            with pytest.raises(OSError, match=f"more than {sshmux.STREAM_LIMIT} bytes on stdout"):
+                target.ping(30)
+            assert len(started) == 1, way
+    finally:
+        fleet.close()
+
+
 # --- stand-in masters: Unix sockets that speak the control protocol wrongly ------------------
 
 def stand_in_master(path, hello, answer=b""):

@@ -192,7 +192,8 @@ def _start_ssh_without_a_shell(backend) -> None:
     """testinfra's ``run_local`` hands the ``ssh ...`` line it built to ``/bin/sh``: one process
     more per remote operation (~1 ms of CPU each, hundreds per run). The same line's words, split
     as the shell splits them (opsgate's options and testinfra's quoted arguments hold no
-    expansions), go to ``ssh`` directly instead.
+    expansions), go to ``ssh`` directly instead, and its output is read bounded
+    (``sshmux.STREAM_LIMIT`` per stream: past it, ssh is killed and the operation fails).
 
     >>> from testinfra.backend import get_backend
     >>> backend = get_backend("ssh://web1", ssh_extra_args="-o BatchMode=yes")
@@ -202,9 +203,17 @@ def _start_ssh_without_a_shell(backend) -> None:
     """
     def run_local(command: str, *args: str):
         line = backend.quote(command, *args)
-        process = subprocess.Popen(shlex.split(line), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        process = subprocess.Popen(shlex.split(line), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
-        stdout, stderr = process.communicate()
+        try:  # bounded: a host that ignores its commands' own bounds does not fill this memory
+            stdout, stderr = sshmux.collect(process.stdout.fileno(), process.stderr.fileno())
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()
+            process.stderr.close()
+            process.wait()
         return backend.result(process.returncode, backend.encode(line), stdout, stderr)
 
     backend.run_local = run_local

@@ -43,6 +43,9 @@ OPEN_TIMEOUT_S = 10.0
 MAX_MESSAGE = 256 * 1024
 #: exit status when the session ended without one (what ssh itself returns then)
 NO_EXIT_STATUS = 255
+#: bytes accepted on each of a command's streams: opsgate's remote commands bound their own
+#: output far below this (16 MiB at most); a host sending more ignores those bounds
+STREAM_LIMIT = 64 << 20
 
 
 class Unavailable(OSError):
@@ -181,43 +184,75 @@ def run(control_path: str, command: str, env: list[str] | None = None) -> tuple[
             os.close(fd)
 
 
+class TooMuchOutput(OSError):
+    """The far side sent more than a stream's limit (a host ignoring the bounds its commands
+    carry, or one that is hostile): the session is ended, nothing it sent is judged."""
+
+
+def collect(out_r: int, err_r: int, limit: int = STREAM_LIMIT, control: socket.socket | None = None,
+            on_control=None) -> tuple[bytes, bytes]:
+    """Read ``out_r`` and ``err_r`` (and ``control``, handing what arrives to ``on_control``;
+    it returns False at the control stream's end) until all end; TooMuchOutput once a stream
+    passes ``limit`` bytes (the caller then ends the session by closing its side).
+
+    >>> r1, w1 = os.pipe(); r2, w2 = os.pipe()
+    >>> _ = os.write(w1, b"out"); _ = os.write(w2, b"x" * 10); os.close(w1); os.close(w2)
+    >>> collect(r1, r2, limit=5)
+    Traceback (most recent call last):
+    ...
+    opsgate.targets.sshmux.TooMuchOutput: the host sent more than 5 bytes on stderr
+    """
+    out, err = bytearray(), bytearray()
+    streams = {out_r: (out, "stdout"), err_r: (err, "stderr")}
+    with selectors.DefaultSelector() as selector:
+        for fd in streams:
+            selector.register(fd, selectors.EVENT_READ)
+        if control is not None:
+            selector.register(control, selectors.EVENT_READ)
+        open_ = len(selector.get_map())
+        while open_:
+            for key, _ in selector.select():
+                if key.fileobj is control:
+                    if not on_control():
+                        selector.unregister(control)
+                        open_ -= 1
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    open_ -= 1
+                    continue
+                buffer, name = streams[key.fd]
+                buffer += chunk
+                if len(buffer) > limit:
+                    raise TooMuchOutput(f"the host sent more than {limit} bytes on {name}")
+    return bytes(out), bytes(err)
+
+
 def _relay(sock: socket.socket, reader: _Reader, out_r: int, err_r: int, session: int) -> tuple[int, bytes, bytes]:
     """Collect stdout and stderr until both end and the master closed the control connection
     (it writes the exit status first; closing early would end the session early)."""
     sock.settimeout(None)
     sock.setblocking(False)
-    out, err = bytearray(), bytearray()
-    status: int | None = None
-    streams = {out_r: out, err_r: err}
-    with selectors.DefaultSelector() as selector:
-        for fd in streams:
-            selector.register(fd, selectors.EVENT_READ)
-        selector.register(sock, selectors.EVENT_READ)
-        open_ = 3
-        while open_:
-            for key, _ in selector.select():
-                if key.fileobj is sock:
-                    try:
-                        more = reader.feed()
-                    except BlockingIOError:
-                        continue
-                    while (msg := reader.message()) is not None:
-                        kind, body = msg
-                        if kind == MUX_S_EXIT_MESSAGE and len(body) >= 8 and struct.unpack(">I", body[:4])[0] == session:
-                            status = struct.unpack(">I", body[4:8])[0]
-                        elif kind != MUX_S_TTY_ALLOC_FAIL:
-                            err += f"opsgate: the ssh master said 0x{kind:08x}: {_error_text(b'    ' + body)[:200]}\n".encode()
-                    if not more:
-                        selector.unregister(sock)
-                        open_ -= 1
-                else:
-                    chunk = os.read(key.fd, 65536)
-                    if chunk:
-                        streams[key.fd] += chunk
-                    else:
-                        selector.unregister(key.fd)
-                        open_ -= 1
-    if status is None:
+    said: list[bytes] = []
+    status: list[int] = []
+
+    def on_control() -> bool:
+        try:
+            more = reader.feed()
+        except BlockingIOError:
+            return True
+        while (msg := reader.message()) is not None:
+            kind, body = msg
+            if kind == MUX_S_EXIT_MESSAGE and len(body) >= 8 and struct.unpack(">I", body[:4])[0] == session:
+                status.append(struct.unpack(">I", body[4:8])[0])
+            elif kind != MUX_S_TTY_ALLOC_FAIL:
+                said.append(f"opsgate: the ssh master said 0x{kind:08x}: {_error_text(b'    ' + body)[:200]}\n".encode())
+        return more
+
+    out, err = collect(out_r, err_r, control=sock, on_control=on_control)
+    err += b"".join(said)
+    if not status:
         err += b"opsgate: the ssh master connection ended the session without an exit status\n"
-        return NO_EXIT_STATUS, bytes(out), bytes(err)
-    return status, bytes(out), bytes(err)
+        return NO_EXIT_STATUS, out, err
+    return status[0], out, err
