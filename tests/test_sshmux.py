@@ -131,6 +131,23 @@ def test_a_host_that_floods_every_command_fails_bounded_both_ways(ssh_fleet, tmp
         fleet.close()
 
 
+def test_a_flooding_host_through_another_transport_fails_bounded_too(tmp_path, monkeypatch):
+    """Every testinfra transport started here (podman, docker, kubectl, local ...) is read with the
+    same bound. A local:// host whose ``timeout`` (which every remote operation runs) answers with
+    200 MB stands for a host or container that ignores its commands' bounds."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "timeout").write_text("#!/bin/sh\nexec head -c 200000000 /dev/zero\n")
+    (tools / "timeout").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    fleet = Fleet({"box": HostEntry(url="local://")}, HostOptions(), base_dir=tmp_path)
+    try:
+        with pytest.raises(OSError, match=f"more than {sshmux.STREAM_LIMIT} bytes on stdout"):
+            fleet.target("box").ping(30)
+    finally:
+        fleet.close()
+
+
 # --- stand-in masters: Unix sockets that speak the control protocol wrongly ------------------
 
 def stand_in_master(path, hello, answer=b""):

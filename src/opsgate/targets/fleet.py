@@ -30,6 +30,7 @@ import fnmatch
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -145,8 +146,10 @@ class Fleet:
         backend = _paramiko_backend(entry, self) if transport == "paramiko" else get_backend(entry.url, **kwargs)
         backend._encoding = "utf-8"  # testinfra would otherwise ask the host's python first (one more round trip)
         if transport in ("ssh", "safe-ssh"):
-            _start_ssh_without_a_shell(backend)
+            _run_local_bounded(backend, shell=False)
             _run_through_the_master(backend)
+        elif transport != "paramiko":  # paramiko reads its own channel
+            _run_local_bounded(backend)
         host = Host(backend)
         backend.set_host(host)
         target = TestinfraTarget(host, self.options.per_host_concurrency, name=f"{name} ({transport})",
@@ -188,27 +191,37 @@ def _close_quietly(target: Target) -> None:
         pass
 
 
-def _start_ssh_without_a_shell(backend) -> None:
-    """testinfra's ``run_local`` hands the ``ssh ...`` line it built to ``/bin/sh``: one process
-    more per remote operation (~1 ms of CPU each, hundreds per run). The same line's words, split
-    as the shell splits them (opsgate's options and testinfra's quoted arguments hold no
-    expansions), go to ``ssh`` directly instead, and its output is read bounded
-    (``sshmux.STREAM_LIMIT`` per stream: past it, ssh is killed and the operation fails).
+def _run_local_bounded(backend, shell: bool = True) -> None:
+    """testinfra's ``run_local`` (how its ssh, podman, docker, kubectl, local ... backends start
+    their commands here) with the output read bounded: ``sshmux.STREAM_LIMIT`` per stream, past
+    which the command is killed and the operation fails (a host or container ignoring its
+    commands' own bounds does not fill this memory; testinfra reads to the end).
+
+    ``shell=False`` (ssh): testinfra hands the ``ssh ...`` line it built to ``/bin/sh``, one
+    process more per remote operation (~1 ms of CPU each, hundreds per run); the same line's
+    words, split as the shell splits them (opsgate's options and testinfra's quoted arguments
+    hold no expansions), go to ``ssh`` directly instead.
 
     >>> from testinfra.backend import get_backend
     >>> backend = get_backend("ssh://web1", ssh_extra_args="-o BatchMode=yes")
-    >>> _start_ssh_without_a_shell(backend)
+    >>> _run_local_bounded(backend, shell=False)
     >>> backend.run_local("echo %s %s", "it's", "$HOME").stdout
     "it's $HOME\\n"
     """
     def run_local(command: str, *args: str):
         line = backend.quote(command, *args)
-        process = subprocess.Popen(shlex.split(line), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
-        try:  # bounded: a host that ignores its commands' own bounds does not fill this memory
+        argv = line if shell else shlex.split(line)
+        # a shell's children (podman exec ...) go with it: its own process group, killed whole;
+        # ssh alone is killed by itself (its ControlPersist master must outlive it)
+        process = subprocess.Popen(argv, shell=shell, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=shell)
+        try:
             stdout, stderr = sshmux.collect(process.stdout.fileno(), process.stderr.fileno())
         except BaseException:
-            process.kill()
+            if shell:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             raise
         finally:
             process.stdout.close()
