@@ -323,6 +323,27 @@ def plain_argv(project: Path, *extra: str) -> list[str]:
             "--rootdir", str(project), "-c", str(project / "pytest.ini"), *extra]
 
 
+def floor_project(root: Path, name: str, n: int, wait_s: float = 0.0) -> Path:
+    """pytest alone, as cheap as a check can be: ``n`` parametrized tests that do nothing (after
+    one shared wait of ``wait_s``, a session fixture): what any design that makes every check a
+    pytest test item pays before doing anything."""
+    project = root / name
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_floor.py").write_text(
+        "import time\n\nimport pytest\n\n\n"
+        "@pytest.fixture(scope='session')\ndef waited():\n"
+        f"    time.sleep({wait_s!r})\n\n\n"
+        f"@pytest.mark.parametrize('i', range({n}))\n"
+        "def test_nothing(i, waited):\n    pass\n")
+    return project
+
+
+def floor_argv(project: Path, *extra: str) -> list[str]:
+    return [PY, "-m", "pytest", "test_floor.py", *COMMON_FLAGS, "--rootdir", str(project),
+            "-c", str(project / "pytest.ini"), "-p", "no:opsgate", *extra]
+
+
 def trivial_project(root: Path) -> Path:
     project = root / "trivial"
     project.mkdir()
@@ -407,13 +428,19 @@ def part_scale(tmp: Path, env: dict[str, str], n: int, repeat: int, target: Fast
     og_big = opsgate_project(tmp, "scale-big", urls, CONCURRENCY)
     pl_small = plain_project(tmp, "plain-small", urls[:SMALL_N])
     pl_big = plain_project(tmp, "plain-big", urls)
-    r: dict[str, list[Proc]] = {"og_small": [], "og_big": [], "pl_small": [], "pl_big": []}
+    floor = floor_project(tmp, "floor-big", n)
+    report_file = str(tmp / "floor-report.json")
+    r: dict[str, list[Proc]] = {"og_small": [], "og_big": [], "pl_small": [], "pl_big": [], "fl_big": []}
     for i in range(repeat):
-        print(f"  round {i + 1}/{repeat}: opsgate {SMALL_N} and {n}, plain pytest {SMALL_N} and {n} ...", flush=True)
+        print(f"  round {i + 1}/{repeat}: opsgate {SMALL_N} and {n}, plain pytest {SMALL_N} and {n}, "
+              f"the floor ...", flush=True)
         r["og_small"].append(run(f"opsgate, {SMALL_N} checks", opsgate_argv(), og_small, env, SMALL_N, True, tmp))
         r["og_big"].append(run(f"opsgate, {n} checks", opsgate_argv(), og_big, env, n, True, tmp))
         r["pl_small"].append(run(f"plain pytest, {SMALL_N}", plain_argv(pl_small), pl_small, env, SMALL_N, True, tmp))
         r["pl_big"].append(run(f"plain pytest, {n}", plain_argv(pl_big), pl_big, env, n, True, tmp))
+        r["fl_big"].append(run(f"floor: {n} empty + json", floor_argv(floor, "--json-report",
+                                                                     f"--json-report-file={report_file}"),
+                               floor, env, n, True, tmp))
     out: dict = {"n": n, "runs": r}
     for key, procs in r.items():
         good = [p for p in procs if p.ok]
@@ -439,9 +466,11 @@ def part_slow(tmp: Path, env: dict[str, str]) -> dict:
         trivial = tmp / "trivial"
         c200 = opsgate_project(tmp, "slow-c200", urls, 200)
         c50 = opsgate_project(tmp, "slow-c50", urls, 50)
-        r: dict[str, list[Proc]] = {"trivial": [], "c200": [], "c50": []}
+        floor = floor_project(tmp, "floor-slow", 200, wait_s=0.1)
+        r: dict[str, list[Proc]] = {"trivial": [], "floor": [], "c200": [], "c50": []}
         for _ in range(SLOW_ROUNDS):
             r["trivial"].append(run("trivial pytest", trivial_argv(trivial), trivial, env, 1))
+            r["floor"].append(run("floor: 200 empty tests, one 100 ms wait", floor_argv(floor), floor, env, 200))
             r["c200"].append(run("opsgate 200 x 100 ms, concurrency 200", opsgate_argv(), c200, env, 200))
             r["c50"].append(run("opsgate 200 x 100 ms, concurrency 50", opsgate_argv(), c50, env, 200))
     finally:
@@ -450,6 +479,7 @@ def part_slow(tmp: Path, env: dict[str, str]) -> dict:
     t = out["trivial"]
     out["ratio_c200"] = out["c200"].seconds / (t.seconds + 0.1) if t and out["c200"] else None
     out["ratio_c50"] = out["c50"].seconds / (t.seconds + 0.4) if t and out["c50"] else None
+    out["ratio_floor"] = out["floor"].seconds / (t.seconds + 0.1) if t and out["floor"] else None
     return out
 
 
@@ -655,7 +685,7 @@ def report(su: dict, sc: dict, sl: dict, target: FastTarget, quick: bool, repeat
         print(f"   NOTE: {target.note}")
     mem_how = "/usr/bin/time -v" if TIME_BIN else "VmHWM polled every 10 ms"
     print(f"   {'variant':<26} {'wall':>9} {'CPU':>8} {'peak RSS':>10}   ({mem_how})")
-    for key in ("og_small", "og_big", "pl_small", "pl_big"):
+    for key in ("og_small", "og_big", "pl_small", "pl_big", "fl_big"):
         p = sc[key]
         if p is None:
             failed = next((q for q in sc["runs"][key] if not q.ok), None)
@@ -666,6 +696,9 @@ def report(su: dict, sc: dict, sl: dict, target: FastTarget, quick: bool, repeat
     row(f"scale: {n} checks, whole process", _s(og).strip() + (f" ({og.seconds / pl.seconds:.2f}x plain serial "
         f"{pl.seconds:.2f} s)" if og and pl else ""), f"<= {GOAL_SCALE_S:g} s" + (" at 5,000" if quick else ""),
         (og.seconds <= GOAL_SCALE_S) if og else False)
+    fl = sc["fl_big"]
+    row(f"  floor: pytest + json-report, {n} empty tests", _s(fl).strip() + " (any check as a test item pays this)",
+        "(reference)", None)
     kb = sc["og_kb_per_check"]
     row("scale: peak memory per check", (f"{kb:.1f} KB" if kb is not None else "FAILED")
         + (f" (plain pytest {sc['pl_kb_per_check']:.1f} KB)" if sc["pl_kb_per_check"] is not None else ""),
@@ -675,7 +708,7 @@ def report(su: dict, sc: dict, sl: dict, target: FastTarget, quick: bool, repeat
         + (f" vs plain pytest {cpu_pl:.2f} ms" if cpu_pl is not None else ""), "(printed beside plain)", None)
 
     print("\n3. 200 checks answering after 100 ms, best of %d (interleaved)" % SLOW_ROUNDS)
-    for key in ("trivial", "c200", "c50"):
+    for key in ("trivial", "floor", "c200", "c50"):
         procs = sl["runs"][key]
         print(f"   {procs[0].label:<40} best {_s(sl[key])}   runs: "
               + ", ".join(f"{p.seconds:.3f}" if p.ok else "FAILED" for p in procs))
@@ -683,6 +716,10 @@ def report(su: dict, sc: dict, sl: dict, target: FastTarget, quick: bool, repeat
     row("200 x 100 ms, concurrency 200 / (trivial + 0.1 s)",
         f"{r200:.2f}x ({sl['c200'].seconds:.2f} s vs {t.seconds + 0.1:.2f} s)" if r200 else "FAILED",
         f"<= {GOAL_SLOW_RATIO:g}x", (r200 <= GOAL_SLOW_RATIO) if r200 else False)
+    rf = sl["ratio_floor"]
+    row("  floor: pytest, 200 empty tests + one 100 ms wait",
+        f"{rf:.2f}x ({sl['floor'].seconds:.2f} s vs {t.seconds + 0.1:.2f} s)" if rf else "FAILED",
+        "(reference: no opsgate)", None)
     row("  the same at concurrency 50 / (trivial + 0.4 s)",
         f"{r50:.2f}x ({sl['c50'].seconds:.2f} s vs {t.seconds + 0.4:.2f} s)" if r50 else "FAILED", "(reference)", None)
 
@@ -836,10 +873,12 @@ def main() -> int:
                         "best_without_s": getattr(su["best_without"], "seconds", None),
                         "diff_ms": su["diff_ms"], "imports_trivial": su["imports_trivial"],
                         "imports_run": su["imports_run"]},
-            "scale": {k: (_plain(v) if isinstance(v, Proc) or v is None and k in ("og_small", "og_big", "pl_small", "pl_big") else v)
+            "scale": {k: (_plain(v) if isinstance(v, Proc) or v is None and k in ("og_small", "og_big", "pl_small", "pl_big",
+                                                                                   "fl_big") else v)
                       for k, v in sc.items() if k != "runs"},
-            "slow": {"trivial": _plain(sl["trivial"]), "c200": _plain(sl["c200"]), "c50": _plain(sl["c50"]),
-                     "ratio_c200": sl["ratio_c200"], "ratio_c50": sl["ratio_c50"]},
+            "slow": {"trivial": _plain(sl["trivial"]), "floor": _plain(sl["floor"]), "c200": _plain(sl["c200"]),
+                     "c50": _plain(sl["c50"]), "ratio_c200": sl["ratio_c200"], "ratio_c50": sl["ratio_c50"],
+                     "ratio_floor": sl["ratio_floor"]},
         }
         if prof and prof["proc"].ok:
             figures["profile"] = {"cpu_s": prof["total_s"], "components": prof["components"]}
