@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers opsgate's own tests start (PostgreSQL, Redis, Prometheus, podman
 # with runc and busybox for locally built images; restic and sqlite3 for backups; OpenSSH and
-# iproute2 for the sshd test hosts), through apt-get, only when missing.
+# iproute2 and sudo for the sshd test hosts), through apt-get, only when missing.
 # Runs as root or through sudo; on a machine where neither works it says what is missing.
 set -euo pipefail
 
@@ -19,6 +19,8 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v ip >/dev/null || need+=(iproute2)
+# a remote host's checks run through sudo (?sudo=true&sudo_user=...): sudo on the sshd hosts
+command -v sudo >/dev/null || need+=(sudo)
 
 if [ "${#need[@]}" -eq 0 ]; then
     exit 0

@@ -9,6 +9,7 @@ servers, each in its own network namespace (tests/support/sshhosts.py).
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import textwrap
 import uuid
 from pathlib import Path
@@ -726,3 +727,37 @@ def test_paramiko_refuses_a_wrong_or_unknown_host_key(tmp_path, ssh_fleet, serve
         message = by_id[f"test_reachable[reachable@{host.name}]"]["message"]
         assert message.startswith(f"{host.name}: host key verification failed for {address(host)}"), message
     assert run.returncode != 0
+
+
+def test_checks_on_a_host_run_as_the_sudo_user_its_spec_names(tmp_path, ssh_fleet):
+    """``?sudo=true&sudo_user=...`` (testinfra's own spec) runs every operation through sudo, on
+    the ssh client and the master's sessions alike: a root-only file read as root passes, the
+    same check as the host's app user fails with permission denied (never passes unread)."""
+    if not shutil.which("sudo"):
+        pytest.skip("sudo is not installed (ci/install-services.sh installs it)")
+    ssh_fleet.require_isolation()
+    web1 = ssh_fleet["web1"]
+    secret = web1.write("app/root-only.conf", "port: 8080\n", mode=0o600)
+    checks = textwrap.dedent(f"""\
+        file:
+          - {{name: conf, hosts: all, path: {secret}, contains: ["port: 8080"]}}
+        command:
+          - {{name: who, hosts: all, argv: [id, -un], stdout_regex: '^{web1.user}$'}}
+        """)
+
+    def env(url: str) -> str:
+        return "\n".join(["name: sudo", "hosts:", f'  web1: "{url}"', "host_options:",
+                          f"  known_hosts: {ssh_fleet.known_hosts}", f"  identity_file: {ssh_fleet.identity_file}",
+                          "", checks])
+
+    as_app = run_pytest(make_project(tmp_path / "app", env(f"ssh://{web1.hostspec}?sudo=true&sudo_user={web1.user}")),
+                        "-q")
+    status = as_app.status()
+    assert status["test_command[who@web1]"] == "pass", as_app.output
+    assert status["test_file[conf@web1]"] == "fail", as_app.output
+    message = next(t["metadata"]["opsgate"]["message"] for t in as_app.report()["tests"] if "conf@web1" in t["nodeid"])
+    assert "permission denied" in message.lower(), message
+
+    as_root = run_pytest(make_project(tmp_path / "root", env(f"ssh://{web1.hostspec}")), "-q")
+    assert as_root.status()["test_file[conf@web1]"] == "pass", as_root.output
+    assert as_root.status()["test_command[who@web1]"] == "fail"  # root is not the app user
