@@ -56,7 +56,7 @@ from .remedy import of_check as remedy_of, of_marker, remedy_for, suffix as reme
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .hosts import hosts_block
 from .results import CheckResult, Status
-from .runner import run_check
+from .runner import forget_shared, run_check
 from .scheduler import blocked, prerequisites_first
 from .summary import write_summary
 
@@ -919,6 +919,7 @@ class RunRecorder:
         state.record, state.checked = record, from_record(record)
         plain = evaluate([state.checked], load_policy(None))
         json_report["opsgate"] = record.opsgate_block(plain.counts, plain.verdict)
+        forget_shared()  # evidence mappings shared by checks are redacted in place next: no later check gets one
         sink_document(json_report)  # in place: the results' evidence is shared, not copied
 
     @pytest.hookimpl(trylast=True)

@@ -153,6 +153,46 @@ def bound_evidence(value: Any, depth: int = MAX_DEPTH) -> Any:
 
 
 _PLAIN = frozenset({int, float, bool, type(None)})
+_SHARED_TYPES = frozenset({str, int, float, bool, type(None)})
+_ONLY_STR = frozenset({str})
+_SHARED_MAX_ENTRIES = 8
+_SHARED_LIMIT = 4096  # distinct mappings remembered; past it the cache starts over
+#: small flat mappings of evidence, by content: thousands of checks whose evidence holds the
+#: same condition outcome or the same headers keep one dict, not one each (~1 KB per check)
+_SHARED: dict[tuple, dict] = {}
+
+
+def _shared(mapping: dict) -> dict:
+    """An equal dict kept by an earlier check, else ``mapping`` (remembered): only a flat
+    dict of plain values (their types equal too: ``True`` is not ``1``, a ``Status`` not a
+    ``str``), string keys, and no ``0.0`` (equal to ``-0.0``, which a report writes apart).
+
+    A shared dict is never changed afterwards but by the report's redaction in place, which
+    gives equal content equal output; :func:`forget_shared` starts over before it runs, so
+    no later check is handed a redacted dict.
+
+    >>> a = _shared({"ok": True, "level": "fail"}); b = _shared({"ok": True, "level": "fail"})
+    >>> a is b, _shared({"ok": 1, "level": "fail"}) is a, _shared({"x": [1]}) == {"x": [1]}
+    (True, False, True)
+    """
+    keys, values = tuple(mapping), tuple(mapping.values())
+    types = tuple(map(type, values))
+    if not _SHARED_TYPES.issuperset(types) or (float in types and 0.0 in values) or \
+            not _ONLY_STR.issuperset(map(type, keys)):
+        return mapping
+    key = (keys, values, types)
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()
+    _SHARED[key] = mapping
+    return mapping
+
+
+def forget_shared() -> None:
+    """Start the shared mappings over (before a report is redacted in place)."""
+    _SHARED.clear()
 
 
 def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
@@ -176,6 +216,8 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
                     _bound(v, level + 1, depth, budget) for k, v in kept}
         if count > MAX_ITEMS:
             out["…"] = f"{count - MAX_ITEMS} more entries not kept"
+        elif level > 1 and count <= _SHARED_MAX_ENTRIES:
+            return _shared(out)
         return out
     out = [_bound(v, level + 1, depth, budget) for v in (value if count <= MAX_ITEMS else value[:MAX_ITEMS])]
     if count > MAX_ITEMS:
