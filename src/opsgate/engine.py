@@ -93,11 +93,12 @@ class Engine:
         self._done = threading.Condition()  # a result was set: whoever waits for one looks
         self.futures: dict[str, _Outcome] = {name: _Outcome(self._done) for name in self.items}
         self._submitted: set[str] = set()
-        self._dependents: dict[str, list[str]] = {name: [] for name in self.items}
+        # only checks something depends on have an entry: not an empty list for each of thousands
+        self._dependents: dict[str, list[str]] = {}
         for item in self.items.values():
             for dep in item.depends_on:
                 if dep in self.items:
-                    self._dependents[dep].append(item.name)
+                    self._dependents.setdefault(dep, []).append(item.name)
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._ready: deque[str] = deque()
@@ -235,7 +236,7 @@ class Engine:
             if outcome.host is None:  # a check@host copy's result names its host
                 outcome.host = self.items[done].on_host
             self.futures[done].set_result(outcome)
-            for dependent in self._dependents[done]:
+            for dependent in self._dependents.get(done, ()):
                 blocked = self._maybe_submit(dependent)
                 if blocked:
                     pending.append(blocked)

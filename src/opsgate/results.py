@@ -71,7 +71,7 @@ class Observation:
     not_applicable: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a run keeps one per check until it ends
 class CheckResult:
     """The outcome of one check, ready for the test, the terminal and the JSON report."""
 

@@ -77,7 +77,7 @@ CLOCK_SKEW_S = 300  # a report may seem this far in the future before its age is
 EFFECTS = tuple(Effect)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: one per check of a run
 class Finding:
     """One check as the gate judged it."""
 

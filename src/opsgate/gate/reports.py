@@ -54,7 +54,7 @@ _EXIT_PROBLEMS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)  # slots: the gate keeps one per check of a run
 class CheckRecord:
     """One check of one report, as the gate sees it."""
 
@@ -290,9 +290,10 @@ def _fill(report: Report, tests: list, exitcode: Any, collectors: Any, not_run: 
         report.problems.append(f"{shown}: the run stopped early ({stopped_early}); later checks did not run")
     # a run without hosts is a machine checking itself: its checks are on the report's host
     itself = None if report.hosts or report.host == "?" else report.host
+    source = report.source  # one string for every check's record, not one each
     for index, test in enumerate(tests):
         try:
-            record = _record(test, report.source, itself)
+            record = _record(test, source, itself)
         except (TypeError, ValueError, AttributeError) as exc:
             report.problems.append(f"{shown}: tests[{index}] is malformed ({exc})"[:300])
             continue
