@@ -55,7 +55,7 @@ from .redact import REDACTOR, sink, sink_document
 from .remedy import of_check as remedy_of, of_marker, remedy_for, suffix as remedy_suffix
 from .report import ReportError, prune_reports, read_key_file, report_folder, seal_key_from_environment, write_marker, write_report
 from .hosts import hosts_block
-from .results import CheckResult, Status
+from .results import CheckResult, Status, status_word
 from .runner import forget_shared, run_check
 from .scheduler import blocked, prerequisites_first
 from .summary import write_summary
@@ -166,9 +166,17 @@ class RunState:
             self._by_name = {c.name: c for c in self.loaded.env.items()}
         return dict(self._by_name)
 
+    def stop_probes(self) -> None:
+        """The tests are over: checks not started are not run, and the engine lets go of its
+        per-check bookkeeping and idle probe threads before the record is built (a run of
+        thousands of checks held them through its most memory-hungry step). A probe still
+        running ends at its own deadline, as at the end of the run."""
+        engine, self.engine, self.progress = self.engine, None, None
+        if engine:
+            engine.shutdown()
+
     def close(self) -> None:
-        if self.engine:
-            self.engine.shutdown()
+        self.stop_probes()
         if self._ctx is not None:
             self._ctx.shared.close()
             if self._ctx.fleet is not None:
@@ -478,6 +486,12 @@ class CheckRun:
             state.engine.start()
             state.progress = _progress(session.config, state.engine)
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session):
+        """Before pytest-json-report's sessionfinish builds the record: the engine stops."""
+        self.state.stop_probes()
+        return (yield)
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         """A configured check's slim protocol: it has no fixtures and prints nothing, so its
@@ -569,7 +583,7 @@ class CheckRun:
         report = outcome.get_result()
         result = item.stash.get(RESULT, None)
         if result is not None and report.when == "call":
-            report.opsgate_status = str(result.status)  # a plain str: pytest-xdist sends reports through execnet
+            report.opsgate_status = status_word(result.status)  # a plain str: pytest-xdist sends reports through execnet
         if report.failed and ITEM not in item.stash and (shown := remedy_for("fail", of_marker(item))):
             report.sections.append(("opsgate remedy", sink(shown)))  # a hand-written check's next step
 

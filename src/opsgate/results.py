@@ -42,6 +42,16 @@ class Status(StrEnum):
 STATUSES = tuple(Status)
 
 
+def status_word(status: str) -> str:
+    """The status as a plain ``str``, one shared object per status (``str(Status.PASS)`` makes a
+    new copy each time, and a run keeps two per check).
+
+    >>> status_word(Status.PASS) is status_word(Status("pass")), type(status_word(Status.WARN)), status_word("fail")
+    (True, <class 'str'>, 'fail')
+    """
+    return status._value_ if isinstance(status, Status) else str(status)
+
+
 class _NoDocument:
     """The probe parsed no document; ``None`` is a document (a JSON body of ``null``)."""
 
@@ -97,7 +107,7 @@ class CheckResult:
         is the plain word (pytest-xdist's execnet serialises only built-in types)."""
         # built once, sharing the evidence (bounded and owned by this result) instead of
         # asdict's deep copy of it for every check
-        return {"name": self.name, "kind": self.kind, "severity": self.severity, "status": str(self.status),
+        return {"name": self.name, "kind": self.kind, "severity": self.severity, "status": status_word(self.status),
                 "message": self.message, "evidence": self.evidence, "started_at": self.started_at,
                 "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": list(self.blocked_by),
                 "host": self.host}

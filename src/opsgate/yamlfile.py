@@ -172,7 +172,7 @@ def _compose(loader: Any) -> yaml.Node | None:
     stack: list[list] = []  # open collections: [node, size, depth, pending mapping key, anchored]
     too_big = None  # where the size limit was first passed: composing goes on a little, to say by how much
     aliases = events = 0
-    get_event, tags = loader.get_event, {}  # tags: a plain scalar's resolved tag, by (value, implicit)
+    get_event, tags = loader.get_event, {}  # tags: a plain scalar's resolved tag and text, by (value, implicit)
     while True:
         event = get_event()
         events += 1
@@ -182,13 +182,14 @@ def _compose(loader: Any) -> yaml.Node | None:
                 raise _Refused(event.start_mark, "expected no NUL character (\\0), seen one; no name, path or text "
                                "may hold it", _where(stack))
             key = (event.value, event.implicit) if event.tag is None or event.tag == "!" else None
-            tag = tags.get(key) if key is not None else None
-            if tag is None:
+            known = tags.get(key) if key is not None else None
+            if known is None:
                 node = _node(loader, event)
                 if key is not None:
-                    tags[key] = node.tag
-            else:  # the same plain text again (a key name, a repeated value): what _node gave it before
-                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                    tags[key] = node.tag, node.value
+            else:  # the same plain text again (a key name, a repeated value): what _node gave it before,
+                # and the same string (thousands of checks with one condition keep one copy of its text)
+                node = yaml.ScalarNode(known[0], known[1], event.start_mark, event.end_mark, style=event.style)
             size, depth = 1, 0
             if event.anchor is not None:
                 anchors[event.anchor] = node
