@@ -183,12 +183,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A hand-written check with a severity marker is selected by ``-m P1`` too (on the
-    environment's scale); the alias a configured check carries already is added once more, harmlessly."""
+    environment's scale). An item that has the alias already (every configured check) is left
+    as it is: not a second mark object per check, which a run of thousands keeps to its end."""
     on_scale = scale(config)
     for item in items:
         mark = item.get_closest_marker("severity")
         if mark is not None:
-            item.add_marker(getattr(pytest.mark, sev.marker(marker_severity(mark, on_scale), on_scale)))
+            alias = sev.marker(marker_severity(mark, on_scale), on_scale)
+            if item.get_closest_marker(alias) is None:
+                item.add_marker(getattr(pytest.mark, alias))
 
 
 @pytest.fixture
