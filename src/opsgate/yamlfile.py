@@ -172,7 +172,7 @@ def _compose(loader: Any) -> yaml.Node | None:
     stack: list[list] = []  # open collections: [node, size, depth, pending mapping key, anchored]
     too_big = None  # where the size limit was first passed: composing goes on a little, to say by how much
     aliases = events = 0
-    get_event, tags = loader.get_event, {}  # tags: a plain scalar's resolved tag and text, by (value, implicit)
+    get_event, tags = loader.get_event, {}  # tags: a plain scalar's first node (its resolved tag), by (value, implicit)
     while True:
         event = get_event()
         events += 1
@@ -186,10 +186,10 @@ def _compose(loader: Any) -> yaml.Node | None:
             if known is None:
                 node = _node(loader, event)
                 if key is not None:
-                    tags[key] = node.tag, node.value
-            else:  # the same plain text again (a key name, a repeated value): what _node gave it before,
-                # and the same string (thousands of checks with one condition keep one copy of its text)
-                node = yaml.ScalarNode(known[0], known[1], event.start_mark, event.end_mark, style=event.style)
+                    tags[key] = node
+            else:  # the same plain text again (a key name, a repeated value): the tag _node gave it
+                # before, and the same string (5,000 checks with one condition keep one copy of its text)
+                node = yaml.ScalarNode(known.tag, known.value, event.start_mark, None, style=event.style)
             size, depth = 1, 0
             if event.anchor is not None:
                 anchors[event.anchor] = node
@@ -204,7 +204,6 @@ def _compose(loader: Any) -> yaml.Node | None:
             continue
         elif what is _END:
             node, size, depth, _, anchored = stack.pop()
-            node.end_mark = event.end_mark
             if anchored:
                 measured[id(node)] = (size, depth)
         elif what is _ALIAS:
@@ -273,7 +272,7 @@ def _node(loader: Any, event: Any) -> yaml.Node:
                        "(standard tags such as !!str and !!int only)")
     if kind is not yaml.ScalarNode:
         return kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-    return yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+    return yaml.ScalarNode(tag, event.value, event.start_mark, None, style=event.style)
 
 
 def _where(stack: list[list]) -> str:
