@@ -164,7 +164,26 @@ def load(name_or_path: str | os.PathLike | None = None, search: list[Path] | Non
     for where in dict.fromkeys(substitution.too_short + registered):
         warnings.warn(f"{where}: a secret shorter than {MIN_SECRET} characters is not masked in output "
                       "(masking it would hide every occurrence of those characters)", stacklevel=2)
+    _share_field_names(env.configured())
     return LoadedEnvironment(env, path, base, embedded, tuple(substitution.unset), unset_in)
+
+
+def _share_field_names(items: list[Any]) -> None:
+    """Items of one kind that set the same fields share one set of those names (pydantic keeps
+    a set per item, ~220 bytes each, for ``model_fields_set``). Nothing assigns a field of a
+    loaded item (which would add its name to the shared set); ``model_copy`` copies the set.
+
+    >>> from opsgate.model import TcpCheck
+    >>> a, b = TcpCheck(name="a", port=1), TcpCheck(name="b", port=2)
+    >>> _share_field_names([a, b]); a.model_fields_set is b.model_fields_set, sorted(b.model_fields_set)
+    (True, ['name', 'port'])
+    """
+    shared: dict[tuple[type, frozenset[str]], set[str]] = {}
+    for item in items:
+        names = item.__pydantic_fields_set__
+        same = shared.setdefault((type(item), frozenset(names)), names)
+        if same is not names:
+            object.__setattr__(item, "__pydantic_fields_set__", same)
 
 
 def _placeholder(name: str) -> str:
