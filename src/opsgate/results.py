@@ -105,9 +105,9 @@ class CheckResult:
         """A JSON-ready dict, not redacted: redaction happens at the sinks (the report's document
         is redacted whole before it is serialised; see :func:`opsgate.redact.sink`). The status
         is the plain word (pytest-xdist's execnet serialises only built-in types)."""
-        # built once, sharing the evidence (bounded and owned by this result) instead of
-        # asdict's deep copy of it for every check
+        # built once, sharing the evidence (bounded and owned by this result) and the blocked_by
+        # list instead of asdict's deep copy of them for every check
+        blocked_by = self.blocked_by if type(self.blocked_by) is list else list(self.blocked_by)
         return {"name": self.name, "kind": self.kind, "severity": self.severity, "status": status_word(self.status),
                 "message": self.message, "evidence": self.evidence, "started_at": self.started_at,
-                "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": list(self.blocked_by),
-                "host": self.host}
+                "duration_s": self.duration_s, "attempts": self.attempts, "blocked_by": blocked_by, "host": self.host}

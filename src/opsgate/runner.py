@@ -159,7 +159,7 @@ _SHARED_MAX_ENTRIES = 8
 _SHARED_LIMIT = 4096  # distinct mappings remembered; past it the cache starts over
 #: small flat mappings of evidence, by content: thousands of checks whose evidence holds the
 #: same condition outcome or the same headers keep one dict, not one each (~1 KB per check)
-_SHARED: dict[tuple, dict] = {}
+_SHARED: dict[tuple, Any] = {}
 
 
 def _shared(mapping: dict) -> dict:
@@ -188,6 +188,24 @@ def _shared(mapping: dict) -> dict:
         _SHARED.clear()
     _SHARED[key] = mapping
     return mapping
+
+
+def _shared_list(items: list[dict]) -> list[dict]:
+    """A list of the very same dicts (shared ones: a check's condition outcomes) as a list an
+    earlier check kept, else ``items`` (remembered). The cache holds the list, so the ids of
+    its dicts cannot be reused by other objects while it is remembered.
+
+    >>> a = _shared({"ok": True}); _shared_list([a]) is _shared_list([a]), _shared_list([{"ok": True}]) == [a]
+    (True, True)
+    """
+    key = (list, *map(id, items))
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()
+    _SHARED[key] = items
+    return items
 
 
 def forget_shared() -> None:
@@ -222,6 +240,8 @@ def _bound(value: Any, level: int, depth: int, budget: list[int]) -> Any:
     out = [_bound(v, level + 1, depth, budget) for v in (value if count <= MAX_ITEMS else value[:MAX_ITEMS])]
     if count > MAX_ITEMS:
         out.append(f"… {count - MAX_ITEMS} more items not kept")
+    elif level > 1 and 0 < count <= _SHARED_MAX_ENTRIES and all(type(v) is dict for v in out):
+        return _shared_list(out)
     return out
 
 
