@@ -11,8 +11,10 @@ backends), ``oldest_transaction_s`` (oldest active transaction), ``oldest_idle_i
 
 Checks on the same DSN share one connection (autocommit) for the run, one check at a time;
 every statement is bounded by the item's timeout (``statement_timeout`` on the server, and
-a client-side cut one second later for a server that went silent), connecting by
-``connect_timeout``.
+a client-side cut one second later for a server that went silent, which also asks the server
+to cancel what it runs), connecting by ``connect_timeout``. A ``query``'s rows are read one at
+a time and bounded (``MAX_QUERY_ROWS``, ``MAX_QUERY_BYTES``): more fails the check, since a
+cut would make ``count`` lie.
 The password is registered with the redactor when the environment loads; messages name
 host, port and database only.
 
@@ -92,7 +94,21 @@ FROM pg_stat_replication
 """
 
 
-def _cause(exc: Exception, item: PostgresCheck) -> str:
+#: rows a query may return: conditions read them all, so more is refused, never cut (a cut
+#: count would pass "count < 100000"); a query that needs more should aggregate in SQL
+MAX_QUERY_ROWS = 10_000
+#: characters of text and bytes in those rows, all together
+MAX_QUERY_BYTES = 64 * 1024 * 1024
+#: how long the deadline's cancel request may take (it runs on the timer's own thread)
+CANCEL_TIMEOUT_S = 5.0
+
+
+class _TooMuch(Exception):
+    """A query answered more than a check reads."""
+
+
+def _cause(exc: Exception, item: PostgresCheck, cut: bool = False) -> str:
+    """``cut``: the client-side deadline shut the connection (so a lost connection is silence)."""
     text = " ".join(str(exc).split())
     lowered = text.lower()
     if "connection refused" in lowered:
@@ -109,6 +125,8 @@ def _cause(exc: Exception, item: PostgresCheck) -> str:
     if "statement timeout" in lowered:
         return f"a query took longer than {item.timeout:g}s (statement_timeout)"
     if "server closed the connection" in lowered or "consuming input failed" in lowered or "connection is lost" in lowered:
+        if not cut:  # the server hung up on its own: saying "went silent" would send the reader the wrong way
+            return "the server closed the connection unexpectedly (it crashed, restarted or is not a PostgreSQL)"
         return f"no answer within {item.timeout:g}s (the server accepted the connection, then went silent)"
     return REDACTOR.excerpt(text, 200)
 
@@ -135,26 +153,81 @@ def _jsonable(value: Any) -> Any:
 
 
 @contextmanager
-def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+def _deadline(conn: psycopg.Connection, seconds: float) -> Iterator[threading.Event]:
     """Past ``seconds``, shut the connection's socket: statement_timeout is the server's to
     enforce, and a wedged server enforces nothing. The blocked call then fails, the
-    connection is broken, and the next check reconnects."""
+    connection is broken, and the next check reconnects. The server is then asked to cancel
+    the statement: a backend sleeping or waiting on a lock never notices its client is gone
+    (a query that turned statement_timeout off ran on for its whole length). The event
+    yielded is set once the cut is made."""
     import psycopg
 
+    fired = threading.Event()
+
     def cut() -> None:
+        fired.set()
         try:
             with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
         except (OSError, psycopg.Error):
+            pass
+        # cancel_safe, bounded and polled from Python: libpq's blocking PQcancel holds the GIL, so a
+        # wedged server that never closes the cancel connection would stop every thread
+        try:
+            conn.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+        except Exception:  # closed meanwhile, or no answer: the cut stands
             pass
 
     timer = threading.Timer(seconds, cut)
     timer.daemon = True
     timer.start()
     try:
-        yield
+        yield fired
     finally:
         timer.cancel()
+
+
+def _query_rows(cur: psycopg.Cursor, query: str) -> list[dict[str, Any]]:
+    """The rows of ``query``, read one at a time (libpq's single-row mode): past
+    ``MAX_QUERY_ROWS`` rows or ``MAX_QUERY_BYTES`` of values the rest is cancelled on the server
+    and the check fails, instead of millions of rows held in memory (each a dict here)."""
+    import psycopg
+
+    rows: list[dict[str, Any]] = []
+    size = 0
+
+    def keep(row: dict[str, Any]) -> None:
+        nonlocal size
+        row = {k: _jsonable(v) for k, v in row.items()}
+        size += sum(len(v) for v in row.values() if isinstance(v, (str, bytes)))
+        if len(rows) == MAX_QUERY_ROWS:
+            raise _TooMuch(f"the query returned more than {MAX_QUERY_ROWS} rows; a check reads them all "
+                           "(aggregate in SQL: count(*), max(...))")
+        if size > MAX_QUERY_BYTES:
+            raise _TooMuch(f"the query returned more than {MAX_QUERY_BYTES // (1024 * 1024)} MiB of values")
+        rows.append(row)
+
+    stream = cur.stream(query)
+    try:
+        for row in stream:
+            keep(row)
+    except psycopg.errors.SyntaxError as exc:
+        if "multiple commands" not in str(exc):
+            raise
+        # several statements are refused before any runs: sent again as one (the last one's
+        # rows count); libpq then holds them all at once, this check only MAX_QUERY_ROWS + 1
+        cur.execute(query)
+        while cur.nextset():  # the cursor starts on the first statement's result
+            pass
+        for row in cur.fetchmany(MAX_QUERY_ROWS + 1) if cur.description else []:
+            keep(row)
+    except psycopg.ProgrammingError as exc:  # SyntaxError's base: after it
+        if "didn't produce a result" not in str(exc):
+            raise
+        return []  # SET, INSERT ...: it ran, and has no rows
+    finally:
+        stream.close()  # an early stop cancels the rest of the query on the server
+    return rows
 
 
 def observe(item: PostgresCheck, ctx) -> Observation:
@@ -166,12 +239,13 @@ def observe(item: PostgresCheck, ctx) -> Observation:
     document = NO_DOCUMENT
     details: dict[str, Any] = {}
     explain = None
+    cut = None
     stage = "cannot connect"
     try:
         with ctx.shared.use(("postgres", item.dsn), lambda: _connect(item), item.timeout, _alive, exclusive=True) as conn:
             stage = "query failed"
             # the server cancels a slow statement at the timeout; the client cuts a silent one just after
-            with _deadline(conn, item.timeout + 1), conn.cursor(row_factory=dict_row) as cur:
+            with _deadline(conn, item.timeout + 1) as cut, conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(f"SET statement_timeout = {int(item.timeout * 1000)}")
                 started = time.perf_counter()
                 cur.execute("SELECT 1")
@@ -197,14 +271,15 @@ def observe(item: PostgresCheck, ctx) -> Observation:
                     if receiver != "streaming":
                         explain = f"WAL receiver is {receiver or 'not running'}: replication is down, its lag unknown"
                 if item.query:
-                    cur.execute(item.query)
-                    rows = [{k: _jsonable(v) for k, v in row.items()} for row in cur.fetchall()] if cur.description else []
+                    rows = _query_rows(cur, item.query)
                     document = dict(values, rows=rows, row=rows[0] if rows else None, count=len(rows))
                     details["query_rows"] = rows[:20]
     except QueueTimeout as exc:
         return Observation(values, error=f"{shown}: {exc}")
+    except _TooMuch as exc:
+        return Observation(values, error=f"{shown}: {exc}")
     except (psycopg.Error, OSError, TimeoutError) as exc:
-        return Observation(values, error=f"{shown}: {stage}: {_cause(exc, item)}")
+        return Observation(values, error=f"{shown}: {stage}: {_cause(exc, item, cut is not None and cut.is_set())}")
     return Observation(values, document=document, details=details, explain=explain)
 
 
