@@ -133,11 +133,18 @@ def _ask_server(item: DnsCheck, address: str, port: int, shown: str) -> list[str
     code = reply.rcode()
     if code != dns.rcode.NOERROR:
         raise _Failed(f"{dns.rcode.to_text(code)} from {shown}")
-    wanted = dns.rdatatype.from_text(item.record)
-    found = [rd.to_text() for rrset in reply.answer if rrset.rdtype == wanted for rd in rrset]
-    if not found:
-        raise _Failed(f"no {item.record} record in the answer from {shown}")
-    return found
+    # only the records of the name asked, through its CNAME chain: a record for another name
+    # (a broken or hostile server's) with the expected address passed the check
+    try:
+        answer = reply.resolve_chaining().answer
+    except dns.exception.DNSException as exc:
+        raise _Failed(f"unusable answer from {shown}: {exc}") from None
+    if answer is None:
+        others = sorted({f"{rrset.name.to_text(omit_final_dot=True)} {dns.rdatatype.to_text(rrset.rdtype)}"
+                         for rrset in reply.answer})
+        raise _Failed(f"no {item.record} record in the answer from {shown}"
+                      + (f" (it has records for: {', '.join(others[:5])})" if others else ""))
+    return [rd.to_text() for rd in answer]
 
 
 def _system_nameserver() -> tuple[str, int]:
