@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -155,7 +156,37 @@ def _state(container: Any) -> dict[str, Any]:
     }
 
 
+#: the phases of one check (the API calls, exec, logs) are each bounded by its timeout
+PHASES = 3
+
+
 def observe(item: ContainerCheck, ctx) -> Observation:
+    """``_observe`` on its own thread, abandoned past every phase's timeout: the Docker SDK's
+    timeout bounds each socket read, so an engine that trickles its answer a byte at a time
+    held the check for ever. The abandoned thread ends when the engine stops or the run does."""
+    shown = f"container {item.container}" if item.container else f"compose project {item.compose_project}"
+    limit = PHASES * item.timeout + item.cpu_sample + 1
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["observation"] = _observe(item, ctx)
+        except BaseException as exc:  # raised again on the caller's thread: a probe bug stays one
+            box["raised"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name=f"container probe {shown}")
+    worker.start()
+    worker.join(limit)
+    if "raised" in box:
+        raise box["raised"]
+    if "observation" not in box:
+        return Observation({"target": shown}, error=(
+            f"{shown}: the container engine at {engine_of(item)} did not finish answering within {limit:g}s "
+            "(it kept the connection open, answering too slowly)"))
+    return box["observation"]
+
+
+def _observe(item: ContainerCheck, ctx) -> Observation:
     import docker
     import requests
 
