@@ -37,6 +37,7 @@ from ..capture import Capture
 from ..conditions import Condition
 from ..jsondoc import TooDeep, loads_bounded
 from ..kinds import Kind
+from ..redact import REDACTOR
 from ..results import Observation
 from ..schema import CheckItem
 from ..targets import Command
@@ -182,7 +183,12 @@ def _audit(python: str, ctx, deadline: float) -> tuple[str, list[str], str | Non
     document = _json(out, "pip-audit --format json") if out.data.strip() else None
     if document is None:
         raise _Failed(f"pip-audit exited {code} with no report: {_last_lines(err.text())}")
-    dependencies = document.get("dependencies", []) if isinstance(document, dict) else document
+    dependencies = document.get("dependencies") if isinstance(document, dict) else document
+    # a report that lists no package audited nothing (every environment has pip at least):
+    # "{}" or no dependencies passed as clean
+    if not isinstance(dependencies, list) or not dependencies:
+        raise _Failed(f"pip-audit exited {code} with a report that lists no audited package "
+                      f"({REDACTOR.excerpt(out.text(), 120)!r})")
     findings = []
     try:
         for dependency in dependencies:
