@@ -180,14 +180,7 @@ def _shared(mapping: dict) -> dict:
     if not _SHARED_TYPES.issuperset(types) or (float in types and 0.0 in values) or \
             not _ONLY_STR.issuperset(map(type, keys)):
         return mapping
-    key = (keys, values, types)
-    found = _SHARED.get(key)
-    if found is not None:
-        return found
-    if len(_SHARED) >= _SHARED_LIMIT:
-        _SHARED.clear()
-    _SHARED[key] = mapping
-    return mapping
+    return _remembered((keys, values, types), mapping)
 
 
 def _shared_list(items: list[dict]) -> list[dict]:
@@ -198,14 +191,19 @@ def _shared_list(items: list[dict]) -> list[dict]:
     >>> a = _shared({"ok": True}); _shared_list([a]) is _shared_list([a]), _shared_list([{"ok": True}]) == [a]
     (True, True)
     """
-    key = (list, *map(id, items))
+    return _remembered((list, *map(id, items)), items)
+
+
+def _remembered(key: tuple, value):
+    """What ``_SHARED`` holds under ``key``, else ``value``, remembered (the cache starts over
+    when full)."""
     found = _SHARED.get(key)
     if found is not None:
         return found
     if len(_SHARED) >= _SHARED_LIMIT:
         _SHARED.clear()
-    _SHARED[key] = items
-    return items
+    _SHARED[key] = value
+    return value
 
 
 def forget_shared() -> None:
