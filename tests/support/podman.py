@@ -88,10 +88,25 @@ class PodmanEngine:
         for _ in range(times):
             self.podman("healthcheck", "run", name, check=False)
 
+    def _remove(self, container) -> None:
+        """Remove one container; a container that stops just as the removal kills it makes podman
+        answer 500 ("container state improper: stopped"): asked again once it has stopped, and
+        the other containers are removed whatever happens to this one (a busy one left running
+        would burn a core for the rest of the test run)."""
+        for _ in range(3):
+            try:
+                container.remove(force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                time.sleep(0.5)
+        self.podman("rm", "-f", container.id, check=False)
+
     def __exit__(self, *exc) -> None:
         try:
             for container in self.client.containers.list(all=True, filters={"label": self.label}):
-                container.remove(force=True)
+                self._remove(container)
         finally:
             if self.service:
                 self.service.terminate()
